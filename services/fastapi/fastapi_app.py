@@ -1,0 +1,169 @@
+"""The FastAPI service: a thin ASGI adapter over the loadlab core.
+
+Run it with ``loadlab serve fastapi`` (Uvicorn, or Gunicorn with the uvicorn-worker class).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import httpx
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from loadlab import contract, metrics, workloads
+from loadlab.requestinfo import describe_request
+from loadlab.serverinfo import server_info
+from loadlab.settings import ServiceSettings
+
+FRAMEWORK = "fastapi"
+_PARAM_NAMES = {"ms", "work"}
+
+
+def reject_duplicate_params(request: Request) -> None:
+    errors = contract.duplicated_params(request.query_params.multi_items(), _PARAM_NAMES)
+    if errors:
+        raise contract.unprocessable(errors)
+
+
+def _echo_openapi() -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": contract.EchoItem.model_json_schema()}},
+        }
+    }
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings or ServiceSettings()
+    info = server_info(FRAMEWORK, settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+        async with httpx.AsyncClient(limits=limits, timeout=settings.upstream_timeout_s) as client:
+            pool = ProcessPoolExecutor(max_workers=settings.process_pool_size)
+            app.state.http = client
+            app.state.pool = pool
+            stop_probes = metrics.start_async_probes()
+            try:
+                yield
+            finally:
+                stop_probes()
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="loadlab service",
+        version="1",
+        description="The contract both loadlab services implement (FastAPI and Flask).",
+        lifespan=lifespan,
+        dependencies=[Depends(reject_duplicate_params)],
+    )
+
+    @app.exception_handler(contract.ContractError)
+    async def _contract_error(_: Request, exc: contract.ContractError) -> JSONResponse:
+        return JSONResponse(exc.body, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": contract.validation_errors(exc.errors())}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.get("/healthz", response_model=contract.Health)
+    async def healthz() -> contract.Health:
+        return contract.Health()
+
+    @app.get("/json", response_model=contract.Message)
+    async def json_() -> dict[str, str]:
+        return {"message": "Hello, World!"}
+
+    @app.get("/io", response_model=contract.Slept)
+    async def io(params: Annotated[contract.IoParams, Query()]) -> contract.Slept:
+        await workloads.io_wait_async(params.ms)
+        return contract.Slept(slept_ms=params.ms)
+
+    @app.get("/cpu", response_model=contract.CpuResult)
+    def cpu(params: Annotated[contract.CpuParams, Query()]) -> contract.CpuResult:
+        # A plain def: Starlette runs it in the AnyIO thread pool (40 tokens).
+        return contract.CpuResult(work=params.work, result=workloads.cpu_work(params.work))
+
+    @app.get("/cpu/blocking", response_model=contract.CpuResult)
+    async def cpu_blocking(params: Annotated[contract.CpuParams, Query()]) -> contract.CpuResult:
+        # Deliberately wrong: CPU work on the event loop stalls every other request.
+        return contract.CpuResult(work=params.work, result=workloads.cpu_work(params.work))
+
+    @app.get("/cpu/process", response_model=contract.CpuResult)
+    async def cpu_process(
+        request: Request, params: Annotated[contract.CpuParams, Query()]
+    ) -> contract.CpuResult:
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(request.app.state.pool, workloads.cpu_work, params.work)
+        return contract.CpuResult(work=params.work, result=result)
+
+    @app.get("/mixed", response_model=contract.MixedResult)
+    async def mixed(params: Annotated[contract.MixedParams, Query()]) -> contract.MixedResult:
+        await workloads.io_wait_async(params.ms)
+        result = workloads.cpu_work(params.work)
+        return contract.MixedResult(slept_ms=params.ms, work=params.work, result=result)
+
+    @app.get("/upstream", response_model=contract.UpstreamResult)
+    async def upstream(
+        request: Request, params: Annotated[contract.UpstreamParams, Query()]
+    ) -> contract.UpstreamResult:
+        url = settings.upstream_url or f"{str(request.base_url).rstrip('/')}/io"
+        started = time.perf_counter()
+        try:
+            reply = await request.app.state.http.get(url, params={"ms": params.ms})
+        except httpx.HTTPError as exc:
+            raise contract.ContractError(502, f"upstream unreachable: {type(exc).__name__}") from None
+        return contract.upstream_result(url, reply.status_code, params.ms, started)
+
+    @app.post("/echo", response_model=contract.EchoResult, openapi_extra=_echo_openapi())
+    async def echo(request: Request) -> contract.EchoResult:
+        contract.check_json_request(request.headers.get("content-type"),
+                                    request.headers.get("content-length"))
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > contract.MAX_BODY_BYTES:
+                raise contract.ContractError(413, contract.TOO_LARGE)
+        return contract.echo(contract.parse_body(contract.EchoItem, bytes(body)))
+
+    @app.get("/request", response_model=contract.RequestInfo)
+    async def request_(request: Request) -> contract.RequestInfo:
+        length = request.headers.get("content-length")
+        return describe_request(
+            method=request.method,
+            path=request.url.path,
+            query=request.query_params.multi_items(),
+            headers=request.headers.items(),
+            cookies=request.cookies,
+            client=(request.client.host, request.client.port) if request.client else None,
+            content_type=request.headers.get("content-type"),
+            content_length=int(length) if length and length.isdigit() else None,
+        )
+
+    @app.get("/info", response_model=contract.ServerInfo)
+    async def info_() -> contract.ServerInfo:
+        return info
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics_() -> Response:
+        payload, content_type = metrics.render()
+        return Response(payload, media_type=content_type)
+
+    metrics.register_server_info(FRAMEWORK, settings)
+    app.add_middleware(metrics.ASGIMetricsMiddleware)
+    return app

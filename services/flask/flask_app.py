@@ -1,0 +1,133 @@
+"""The Flask service: a thin WSGI adapter over the loadlab core.
+
+Run it with ``loadlab serve flask`` (Gunicorn: sync, gthread or gevent workers).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import requests
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from loadlab import contract, metrics, workloads
+from loadlab.requestinfo import describe_request
+from loadlab.serverinfo import server_info
+from loadlab.settings import ServiceSettings
+
+FRAMEWORK = "flask"
+
+
+def _query(model: type[contract.M]) -> contract.M:
+    return contract.parse_query(model, list(request.args.items(multi=True)))
+
+
+def _upstream_session(pool_size: int) -> requests.Session:
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def create_app(settings: ServiceSettings | None = None) -> Flask:
+    settings = settings or ServiceSettings()
+    info = server_info(FRAMEWORK, settings)
+    http = _upstream_session(max(10, settings.threads))
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = contract.MAX_BODY_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    @app.errorhandler(contract.ContractError)
+    def _contract_error(exc: contract.ContractError) -> tuple[Response, int]:
+        return jsonify(exc.body), exc.status
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(_: RequestEntityTooLarge) -> tuple[Response, int]:
+        return jsonify({"detail": contract.TOO_LARGE}), 413
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        response = exc.get_response()
+        response.data = app.json.dumps({"detail": exc.name})
+        response.content_type = "application/json"
+        return response
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return contract.Health().model_dump()
+
+    @app.get("/json")
+    def json_() -> dict[str, str]:
+        return {"message": "Hello, World!"}
+
+    @app.get("/io")
+    def io() -> dict[str, Any]:
+        params = _query(contract.IoParams)
+        workloads.io_wait_sync(params.ms)
+        return contract.Slept(slept_ms=params.ms).model_dump()
+
+    def _cpu() -> dict[str, Any]:
+        params = _query(contract.CpuParams)
+        result = workloads.cpu_work(params.work)
+        return contract.CpuResult(work=params.work, result=result).model_dump()
+
+    # A sync worker has no event loop to block and no process pool: all three are one.
+    app.add_url_rule("/cpu", "cpu", _cpu)
+    app.add_url_rule("/cpu/blocking", "cpu_blocking", _cpu)
+    app.add_url_rule("/cpu/process", "cpu_process", _cpu)
+
+    @app.get("/mixed")
+    def mixed() -> dict[str, Any]:
+        params = _query(contract.MixedParams)
+        workloads.io_wait_sync(params.ms)
+        result = workloads.cpu_work(params.work)
+        return contract.MixedResult(slept_ms=params.ms, work=params.work, result=result).model_dump()
+
+    @app.get("/upstream")
+    def upstream() -> dict[str, Any]:
+        params = _query(contract.UpstreamParams)
+        url = settings.upstream_url or f"{request.host_url.rstrip('/')}/io"
+        started = time.perf_counter()
+        try:
+            reply = http.get(url, params={"ms": params.ms}, timeout=settings.upstream_timeout_s)
+        except requests.RequestException as exc:
+            raise contract.ContractError(502, f"upstream unreachable: {type(exc).__name__}") from None
+        return contract.upstream_result(url, reply.status_code, params.ms, started).model_dump()
+
+    @app.post("/echo")
+    def echo() -> dict[str, Any]:
+        contract.check_json_request(request.headers.get("Content-Type"),
+                                    request.headers.get("Content-Length"))
+        raw = request.get_data(cache=False)
+        return contract.echo(contract.parse_body(contract.EchoItem, raw)).model_dump()
+
+    @app.get("/request")
+    def request_() -> dict[str, Any]:
+        client = (request.remote_addr, request.environ.get("REMOTE_PORT"))
+        port = client[1]
+        return describe_request(
+            method=request.method,
+            path=request.path,
+            query=request.args.items(multi=True),
+            headers=request.headers.items(),
+            cookies=request.cookies,
+            client=(client[0], int(port)) if client[0] and port else None,
+            content_type=request.content_type,
+            content_length=request.content_length,
+        ).model_dump()
+
+    @app.get("/info")
+    def info_() -> dict[str, Any]:
+        return info.model_dump()
+
+    @app.get("/metrics")
+    def metrics_() -> Response:
+        payload, content_type = metrics.render()
+        return Response(payload, content_type=content_type)
+
+    metrics.register_server_info(FRAMEWORK, settings)
+    app.wsgi_app = metrics.WSGIMetricsMiddleware(app.wsgi_app, app.url_map)  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,54 @@
+"""The ``loadlab`` command: parses arguments, hands a typed config to the module that acts.
+
+Usage errors exit 2 with a one-line reason (argparse's convention), gates that fail exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from loadlab import __version__
+from loadlab.serve import ServeError, ServerConfig, serve
+
+
+def _serve(args: argparse.Namespace) -> int:
+    cfg = ServerConfig(
+        framework=args.framework, host=args.host, port=args.port, workers=args.workers,
+        worker_class=args.worker_class or "", threads=args.threads, cpus=args.cpus,
+        loop=args.loop, http=args.http,
+    )
+    return serve(cfg)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loadlab", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"loadlab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="start a service (FastAPI or Flask) natively")
+    p.add_argument("framework", choices=["fastapi", "flask"])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--worker-class", default=None,
+                   help="fastapi: uvicorn | uvicorn-worker; flask: sync | gthread | gevent")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cpus", type=float, default=0.0, help="CPU quota in cores (0: none)")
+    p.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"])
+    p.add_argument("--http", default="auto", choices=["auto", "h11", "httptools"])
+    p.set_defaults(func=_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ServeError as exc:
+        print(f"loadlab {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,213 @@
+"""The service contract: parameter limits, request/response models and the error body.
+
+Both services validate through these models, so limits and error shapes live here only.
+"""
+
+from __future__ import annotations
+
+import time
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+M = TypeVar("M", bound=BaseModel)
+
+MAX_IO_MS = 10_000
+MAX_CPU_WORK = 50_000
+MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_UPSTREAM_MS = 100
+
+
+class QueryModel(BaseModel):
+    # Unknown query parameters are ignored (cache-busters, tracing), wrong ones are not.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class IoParams(QueryModel):
+    ms: int = Field(ge=0, le=MAX_IO_MS, description="milliseconds to wait")
+
+
+class CpuParams(QueryModel):
+    work: int = Field(ge=0, le=MAX_CPU_WORK, description="units of CPU work (~0.1 ms each)")
+
+
+class MixedParams(QueryModel):
+    ms: int = Field(ge=0, le=MAX_IO_MS, description="milliseconds to wait first")
+    work: int = Field(ge=0, le=MAX_CPU_WORK, description="units of CPU work after the wait")
+
+
+class UpstreamParams(QueryModel):
+    ms: int = Field(
+        default=DEFAULT_UPSTREAM_MS, ge=0, le=MAX_IO_MS, description="upstream wait in ms"
+    )
+
+
+class Health(BaseModel):
+    status: str = "ok"
+
+
+class Message(BaseModel):
+    message: str
+
+
+class Slept(BaseModel):
+    slept_ms: int
+
+
+class CpuResult(BaseModel):
+    work: int
+    result: int
+
+
+class MixedResult(BaseModel):
+    slept_ms: int
+    work: int
+    result: int
+
+
+class UpstreamResult(BaseModel):
+    upstream: str
+    status: int
+    slept_ms: int
+    elapsed_ms: float
+
+
+class EchoItem(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=100)
+    quantity: int = Field(ge=0, le=1_000_000)
+    price: float = Field(ge=0, le=1e9, allow_inf_nan=False)
+    tags: list[str] = Field(default_factory=list, max_length=20)
+
+    @field_validator("tags")
+    @classmethod
+    def _normalise_tags(cls, tags: list[str]) -> list[str]:
+        cleaned = {t.strip().lower() for t in tags}
+        if any(not t or len(t) > 50 for t in cleaned):
+            raise ValueError("tags must be 1-50 characters")
+        return sorted(cleaned)
+
+
+class EchoResult(EchoItem):
+    total: float
+
+
+class ClientInfo(BaseModel):
+    host: str | None
+    port: int | None
+
+
+class RequestInfo(BaseModel):
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    cookies: dict[str, str]
+    client: ClientInfo
+    content_type: str | None
+    content_length: int | None
+
+
+class ServerInfo(BaseModel):
+    framework: str
+    server: str
+    worker_class: str
+    workers: int
+    threads: int
+    cpu_limit_cores: float
+    pid: int
+    versions: dict[str, str]
+
+
+def echo(item: EchoItem) -> EchoResult:
+    return EchoResult(**item.model_dump(), total=round(item.quantity * item.price, 2))
+
+
+# --- errors -----------------------------------------------------------------------------
+
+class ContractError(Exception):
+    """A request that breaks the contract; carries the status and the shared error body."""
+
+    def __init__(self, status: int, detail: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return {"detail": self.detail}
+
+
+def error_item(loc: Sequence[str | int], msg: str, type_: str) -> dict[str, Any]:
+    return {"loc": list(loc), "msg": msg, "type": type_}
+
+
+def validation_errors(errors: Iterable[Mapping[str, Any]], prefix: str = "") -> list[dict]:
+    """Pydantic/FastAPI error dicts -> the shared shape: loc, msg, type (no echoed input)."""
+    out = []
+    for err in errors:
+        loc = list(err.get("loc", ()))
+        if prefix and (not loc or loc[0] != prefix):
+            loc = [prefix, *loc]
+        out.append(error_item(loc, str(err.get("msg", "")), str(err.get("type", ""))))
+    return out
+
+
+def unprocessable(errors: list[dict[str, Any]]) -> ContractError:
+    return ContractError(422, errors)
+
+
+def duplicated_params(items: Iterable[tuple[str, str]], names: Iterable[str]) -> list[dict]:
+    """Errors for contract parameters given more than once (``?ms=1&ms=2`` is ambiguous)."""
+    wanted = set(names)
+    seen: dict[str, int] = {}
+    for key, _ in items:
+        if key in wanted:
+            seen[key] = seen.get(key, 0) + 1
+    return [
+        error_item(["query", key], "parameter given more than once", "duplicated")
+        for key, count in sorted(seen.items())
+        if count > 1
+    ]
+
+
+def parse_query(model: type[M], items: Sequence[tuple[str, str]]) -> M:
+    """Validate query items against ``model``: the path used by the sync adapter."""
+    errors = duplicated_params(items, model.model_fields)
+    if errors:
+        raise unprocessable(errors)
+    try:
+        return model.model_validate(dict(items))
+    except ValidationError as exc:
+        raise unprocessable(validation_errors(exc.errors(), "query")) from None
+
+
+TOO_LARGE = "request body too large"
+
+
+def check_json_request(content_type: str | None, content_length: str | None) -> None:
+    """415 for a body that is not JSON, 413 for a declared length over the limit."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise ContractError(415, "content type must be application/json")
+    if content_length and content_length.isdigit() and int(content_length) > MAX_BODY_BYTES:
+        raise ContractError(413, TOO_LARGE)
+
+
+def upstream_result(url: str, status: int, ms: int, started: float) -> UpstreamResult:
+    if status != 200:
+        raise ContractError(502, f"upstream answered {status}")
+    elapsed = (time.perf_counter() - started) * 1000
+    return UpstreamResult(upstream=url, status=status, slept_ms=ms, elapsed_ms=round(elapsed, 3))
+
+
+def parse_body(model: type[M], raw: bytes) -> M:
+    if len(raw) > MAX_BODY_BYTES:
+        raise ContractError(413, TOO_LARGE)
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise unprocessable(validation_errors(exc.errors(), "body")) from None

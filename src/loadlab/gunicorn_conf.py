@@ -1,0 +1,20 @@
+"""Gunicorn settings shared by every Gunicorn variant; services/*/gunicorn.conf.py load this.
+
+The variant itself (bind, workers, worker class, threads) comes from LOADLAB_* variables
+set by ``loadlab serve``, so the one file serves natively and in containers.
+"""
+import os
+
+bind = os.environ.get("LOADLAB_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("LOADLAB_WORKERS", "1"))
+worker_class = os.environ.get("LOADLAB_GUNICORN_WORKER_CLASS", "sync")
+threads = int(os.environ.get("LOADLAB_THREADS", "1"))
+worker_connections = int(os.environ.get("LOADLAB_WORKER_CONNECTIONS", "1000"))
+backlog = 2048
+keepalive = 5
+timeout = 60
+graceful_timeout = 10
+accesslog = None  # an access log per request costs a quarter of /json throughput
+errorlog = "-"
+loglevel = os.environ.get("LOADLAB_LOG_LEVEL", "warning")
+control_socket_disable = True

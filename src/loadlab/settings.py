@@ -1,0 +1,22 @@
+"""Settings of a running service, read from the environment that ``loadlab serve`` sets."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """What a service knows about itself; ``loadlab serve`` exports these as LOADLAB_*."""
+
+    model_config = SettingsConfigDict(env_prefix="LOADLAB_", extra="ignore")
+
+    server: str = "unknown"
+    worker_class: str = "unknown"
+    workers: int = Field(default=1, ge=1)
+    threads: int = Field(default=1, ge=1)
+    # Where /upstream calls: empty means this service's own /io.
+    upstream_url: str = Field(default="", validation_alias="UPSTREAM_URL")
+    upstream_timeout_s: float = Field(default=30.0, gt=0)
+    # FastAPI's /cpu/process pool, per worker process.
+    process_pool_size: int = Field(default=2, ge=1, le=64)
