@@ -6,7 +6,6 @@ Both services validate through these models, so limits and error shapes live her
 from __future__ import annotations
 
 import time
-
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 

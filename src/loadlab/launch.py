@@ -1,0 +1,148 @@
+"""Start ``loadlab serve`` as a child process group, wait until it answers, stop it.
+
+Used by the runner and by the tests: everything it starts it ends by process group,
+never by name, and it never waits on a sleep when it can wait on ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from loadlab.serve import ServerConfig
+
+
+class LaunchError(RuntimeError):
+    """The service did not come up; the message carries its last log lines."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex((host, port)) == 0
+
+
+def serve_argv(cfg: ServerConfig) -> list[str]:
+    argv = [
+        sys.executable, "-m", "loadlab", "serve", cfg.framework, "--host", cfg.host,
+        "--port", str(cfg.port), "--workers", str(cfg.workers),
+        "--worker-class", cfg.worker_class, "--threads", str(cfg.threads),
+        "--loop", cfg.loop, "--http", cfg.http,
+    ]
+    if cfg.cpus:
+        argv += ["--cpus", str(cfg.cpus)]
+    return argv
+
+
+@dataclass
+class ServiceProcess:
+    """A running ``loadlab serve``; use as a context manager."""
+
+    cfg: ServerConfig
+    env: dict[str, str] | None = None
+    ready_timeout_s: float = 30.0
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    log_path: Path | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.cfg.host}]" if ":" in self.cfg.host else self.cfg.host
+        return f"http://{host}:{self.cfg.port}"
+
+    def start(self) -> ServiceProcess:
+        if port_in_use(self.cfg.host, self.cfg.port):
+            raise LaunchError(f"port {self.cfg.port} on {self.cfg.host} is already in use")
+        fd, name = tempfile.mkstemp(prefix=f"loadlab-{self.cfg.framework}-", suffix=".log")
+        self.log_path = Path(name)
+        env = dict(os.environ if self.env is None else self.env)
+        # Each service gets its own multiprocess directory, made and wiped by serve.
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.proc = subprocess.Popen(
+            serve_argv(self.cfg), stdout=fd, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True,
+        )
+        os.close(fd)
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout_s
+        delay = 0.05
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise LaunchError(
+                    f"{self.cfg.framework} exited with {self.proc.returncode}: {self.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as reply:
+                    if reply.status == 200:
+                        return
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+        raise LaunchError(
+            f"{self.cfg.framework} not ready after {self.ready_timeout_s:.0f}s: {self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = 5) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return "(no log)"
+        with self.log_path.open(errors="replace") as fh:
+            tail = deque((line.rstrip() for line in fh if line.strip()), maxlen=lines)
+        return " | ".join(tail) or "(empty log)"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM the process group, then SIGKILL whatever is left."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if self.proc.poll() is None:
+            self.proc.wait()
+        if self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
