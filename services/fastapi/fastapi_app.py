@@ -127,7 +127,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         try:
             reply = await request.app.state.http.get(url, params={"ms": params.ms})
         except httpx.HTTPError as exc:
-            raise contract.ContractError(502, f"upstream unreachable: {type(exc).__name__}") from None
+            raise contract.upstream_unreachable(exc) from None
         return contract.upstream_result(url, reply.status_code, params.ms, started)
 
     @app.post("/echo", response_model=contract.EchoResult, openapi_extra=_echo_openapi())

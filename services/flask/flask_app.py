@@ -84,7 +84,8 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
         params = _query(contract.MixedParams)
         workloads.io_wait_sync(params.ms)
         result = workloads.cpu_work(params.work)
-        return contract.MixedResult(slept_ms=params.ms, work=params.work, result=result).model_dump()
+        mixed = contract.MixedResult(slept_ms=params.ms, work=params.work, result=result)
+        return mixed.model_dump()
 
     @app.get("/upstream")
     def upstream() -> dict[str, Any]:
@@ -94,7 +95,7 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
         try:
             reply = http.get(url, params={"ms": params.ms}, timeout=settings.upstream_timeout_s)
         except requests.RequestException as exc:
-            raise contract.ContractError(502, f"upstream unreachable: {type(exc).__name__}") from None
+            raise contract.upstream_unreachable(exc) from None
         return contract.upstream_result(url, reply.status_code, params.ms, started).model_dump()
 
     @app.post("/echo")

@@ -196,6 +196,10 @@ def check_json_request(content_type: str | None, content_length: str | None) -> 
         raise ContractError(413, TOO_LARGE)
 
 
+def upstream_unreachable(exc: Exception) -> ContractError:
+    return ContractError(502, f"upstream unreachable: {type(exc).__name__}")
+
+
 def upstream_result(url: str, status: int, ms: int, started: float) -> UpstreamResult:
     if status != 200:
         raise ContractError(502, f"upstream answered {status}")

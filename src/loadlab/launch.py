@@ -6,6 +6,7 @@ never by name, and it never waits on a sleep when it can wait on ``/healthz``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -121,18 +122,12 @@ class ServiceProcess:
         """SIGTERM the process group, then SIGKILL whatever is left."""
         if self.proc is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         if self.proc.poll() is None:
             self.proc.wait()
         if self.log_path is not None:

@@ -43,7 +43,7 @@ def describe_request(
         query=grouped,
         headers=header_map,
         cookies={k: "***" for k in cookies},
-        client=ClientInfo(host=client[0], port=client[1]) if client else ClientInfo(host=None, port=None),
+        client=ClientInfo(host=client[0] if client else None, port=client[1] if client else None),
         content_type=content_type,
         content_length=content_length,
     )

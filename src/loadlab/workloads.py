@@ -3,8 +3,7 @@
 ``cpu_work(n)`` is pure Python that holds the GIL for its whole duration: ``n`` units of
 ``UNIT_ITERATIONS`` steps of a 64-bit linear congruential generator. The result depends
 only on ``n`` (deterministic), and the cost is linear in ``n``. One unit costs about
-0.1 ms on the 2-core development machines (CPython 3.11), so ``work=100`` is ~10 ms; ``benchmarks/bench_workloads.py``
-measures it on yours.
+0.1 ms on the 2-core development machines (CPython 3.11), so ``work=100`` is ~10 ms.
 
 ``io_wait`` is the wait: ``asyncio.sleep`` in async code, ``time.sleep`` in sync code
 (which gevent's monkey-patching turns cooperative).
