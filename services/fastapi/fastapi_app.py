@@ -65,6 +65,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         version="1",
         description="The contract both loadlab services implement (FastAPI and Flask).",
         lifespan=lifespan,
+        redirect_slashes=False,  # /io/ is 404 on both services, not a redirect on one
         dependencies=[Depends(reject_duplicate_params)],
     )
 
@@ -136,9 +137,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                                     request.headers.get("content-length"))
         body = bytearray()
         async for chunk in request.stream():
-            body += chunk
-            if len(body) > contract.MAX_BODY_BYTES:
-                raise contract.ContractError(413, contract.TOO_LARGE)
+            contract.append_limited(body, chunk)
         return contract.echo(contract.parse_body(contract.EchoItem, bytes(body)))
 
     @app.get("/request", response_model=contract.RequestInfo)

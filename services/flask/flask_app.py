@@ -5,11 +5,13 @@ Run it with ``loadlab serve flask`` (Gunicorn: sync, gthread or gevent workers).
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import requests
 from flask import Flask, Response, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from loadlab import contract, metrics, workloads
@@ -22,6 +24,23 @@ FRAMEWORK = "flask"
 
 def _query(model: type[contract.M]) -> contract.M:
     return contract.parse_query(model, list(request.args.items(multi=True)))
+
+
+class StarletteStyleJSON(DefaultJSONProvider):
+    """JSON written byte for byte as Starlette writes it: compact, UTF-8, no newline."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"),
+                          default=self.default)
+
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        obj = self._prepare_response_obj(args, kwargs)
+        return self._app.response_class(self.dumps(obj), mimetype=self.mimetype)
+
+
+def _body() -> bytes:
+    # Gunicorn de-chunks wsgi.input; Werkzeug would drop a body sent without Content-Length.
+    return contract.read_limited(request.environ["wsgi.input"].read)
 
 
 def _upstream_session(pool_size: int) -> requests.Session:
@@ -38,7 +57,9 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
     http = _upstream_session(max(10, settings.threads))
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = contract.MAX_BODY_BYTES
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    # The contract lists GET and POST only; FastAPI answers OPTIONS and HEAD with 405 too.
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    app.json = StarletteStyleJSON(app)
 
     @app.errorhandler(contract.ContractError)
     def _contract_error(exc: contract.ContractError) -> tuple[Response, int]:
@@ -102,8 +123,7 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
     def echo() -> dict[str, Any]:
         contract.check_json_request(request.headers.get("Content-Type"),
                                     request.headers.get("Content-Length"))
-        raw = request.get_data(cache=False)
-        return contract.echo(contract.parse_body(contract.EchoItem, raw)).model_dump()
+        return contract.echo(contract.parse_body(contract.EchoItem, _body())).model_dump()
 
     @app.get("/request")
     def request_() -> dict[str, Any]:
@@ -129,6 +149,8 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
         payload, content_type = metrics.render()
         return Response(payload, content_type=content_type)
 
+    for rule in app.url_map.iter_rules():
+        rule.methods.discard("HEAD")  # type: ignore[union-attr]
     metrics.register_server_info(FRAMEWORK, settings)
     app.wsgi_app = metrics.WSGIMetricsMiddleware(app.wsgi_app, app.url_map)  # type: ignore[method-assign]
     return app

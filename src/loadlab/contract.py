@@ -6,7 +6,7 @@ Both services validate through these models, so limits and error shapes live her
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -197,7 +197,14 @@ def check_json_request(content_type: str | None, content_length: str | None) -> 
 
 
 def upstream_unreachable(exc: Exception) -> ContractError:
-    return ContractError(502, f"upstream unreachable: {type(exc).__name__}")
+    """502 when the upstream cannot be reached, 504 when it did not answer in time.
+
+    httpx and requests name their timeouts alike (``ConnectTimeout``, ``ReadTimeout``), so
+    the class name gives both services the same status and the same words.
+    """
+    if "Timeout" in type(exc).__name__:
+        return ContractError(504, "upstream timed out")
+    return ContractError(502, "upstream unreachable")
 
 
 def upstream_result(url: str, status: int, ms: int, started: float) -> UpstreamResult:
@@ -205,6 +212,21 @@ def upstream_result(url: str, status: int, ms: int, started: float) -> UpstreamR
         raise ContractError(502, f"upstream answered {status}")
     elapsed = (time.perf_counter() - started) * 1000
     return UpstreamResult(upstream=url, status=status, slept_ms=ms, elapsed_ms=round(elapsed, 3))
+
+
+def append_limited(body: bytearray, chunk: bytes) -> None:
+    """Grow ``body`` by ``chunk``; 413 as soon as it passes the limit (chunked uploads)."""
+    body += chunk
+    if len(body) > MAX_BODY_BYTES:
+        raise ContractError(413, TOO_LARGE)
+
+
+def read_limited(read: Callable[[int], bytes], size: int = 64 * 1024) -> bytes:
+    """Read a sync stream to its end, never holding more than the limit plus one chunk."""
+    body = bytearray()
+    while chunk := read(size):
+        append_limited(body, chunk)
+    return bytes(body)
 
 
 def parse_body(model: type[M], raw: bytes) -> M:
