@@ -1,0 +1,15 @@
+#!/bin/sh
+# Start Prometheus with SCRAPE_INTERVAL put into prometheus.yml (Prometheus itself does
+# not read the environment). Works on the official image (busybox) and the Debian one.
+set -eu
+interval="${SCRAPE_INTERVAL:-5s}"
+case "$interval" in
+    *[!0-9a-z]* | "" | [!0-9]*)
+        echo "prometheus: SCRAPE_INTERVAL=$interval is not a duration like 5s or 500ms" >&2
+        exit 2 ;;
+esac
+rendered=/prometheus/prometheus.yml
+sed "s/[0-9a-z]* # SCRAPE_INTERVAL/$interval/" /etc/prometheus/prometheus.yml >"$rendered"
+# Rule files are found relative to the config file.
+ln -sfn /etc/prometheus/rules /prometheus/rules
+exec prometheus --config.file="$rendered" "$@"

@@ -1,0 +1,161 @@
+"""Build every image the lab can run without a container registry.
+
+For air-gapped machines, proxies with their own CA, and CI machines where nothing can be
+pulled: a Python base image made from Debian packages with debootstrap, trusting this
+machine's CA bundle (so pip inside a build reaches PyPI through such a proxy); the lab's
+own images from the very same Dockerfiles with ``PYTHON_IMAGE`` pointing at that base; and
+a Prometheus image from Debian's ``prometheus`` package. Grafana has no Debian, PyPI or
+npm package, so it is the one service this cannot provide.
+
+``python -m loadlab.offline`` (``make offline-images``) builds them and writes
+``.offline/images.env``, which compose reads with ``--env-file``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+BASE_IMAGE = "loadlab/python-base:bookworm"
+PROMETHEUS_IMAGE = "loadlab/prometheus:debian"
+SUITE = "bookworm"
+PACKAGES = ("python3", "python3-venv", "ca-certificates")
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+IMAGE_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+# Services compose can start offline: everything but Grafana.
+OFFLINE_SERVICES = ("fastapi", "flask", "locust-master", "locust-worker", "prometheus")
+
+
+class OfflineError(RuntimeError):
+    """A missing tool or a failed step; the message is one line for the user."""
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def _need(tool: str, hint: str) -> None:
+    if shutil.which(tool) is None:
+        raise OfflineError(f"{tool} not found: {hint}")
+
+
+def _run(cmd: Sequence[str], **kwargs: object) -> None:
+    print("+", " ".join(cmd), flush=True)
+    result = subprocess.run(list(cmd), check=False, **kwargs)  # type: ignore[call-overload]
+    if result.returncode != 0:
+        raise OfflineError(f"{cmd[0]} {cmd[1]} failed with exit {result.returncode}")
+
+
+def image_exists(name: str) -> bool:
+    probe = subprocess.run(
+        ["docker", "image", "inspect", name], capture_output=True, check=False
+    )
+    return probe.returncode == 0
+
+
+def build_base(tag: str = BASE_IMAGE, mirror: str | None = None) -> None:
+    """debootstrap a minimal Debian with Python, trust the host's CAs, import it as `tag`."""
+    _need("debootstrap", "apt-get install -y debootstrap")
+    if not HOST_CA_BUNDLE.is_file():
+        raise OfflineError(f"{HOST_CA_BUNDLE} missing: apt-get install -y ca-certificates")
+    with tempfile.TemporaryDirectory(prefix="loadlab-rootfs-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        cmd = [
+            "debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
+            SUITE, str(rootfs),
+        ]
+        _run([*cmd, mirror] if mirror else cmd, stdout=subprocess.DEVNULL)
+        # The host bundle includes any CA a proxy here re-signs with; Debian's own does not.
+        shutil.copyfile(HOST_CA_BUNDLE, rootfs / IMAGE_CA_BUNDLE.lstrip("/"))
+        for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for entry in (rootfs / cache).glob("*"):
+                if entry.is_file():
+                    entry.unlink()
+        changes = [
+            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "ENV LANG=C.UTF-8",
+            f"ENV PIP_CERT={IMAGE_CA_BUNDLE}",
+            f"ENV SSL_CERT_FILE={IMAGE_CA_BUNDLE}",
+            f"ENV REQUESTS_CA_BUNDLE={IMAGE_CA_BUNDLE}",
+            'CMD ["python3"]',
+        ]
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        change_args = [arg for change in changes for arg in ("--change", change)]
+        try:
+            _run(["docker", "import", *change_args, "-", tag], stdin=tar.stdout,
+                 stdout=subprocess.DEVNULL)
+        finally:
+            if tar.stdout is not None:
+                tar.stdout.close()
+            tar.wait()
+
+
+def build_prometheus(base: str = BASE_IMAGE, tag: str = PROMETHEUS_IMAGE) -> None:
+    root = repo_root()
+    _run([
+        "docker", "build", "--build-arg", f"BASE_IMAGE={base}", "-t", tag,
+        "-f", str(root / "prometheus" / "Dockerfile.debian"), str(root / "prometheus"),
+    ])
+
+
+def compose_env(base: str = BASE_IMAGE, prometheus: str = PROMETHEUS_IMAGE) -> dict[str, str]:
+    """The variables that make compose use the offline images."""
+    return {"PYTHON_IMAGE": base, "PROMETHEUS_IMAGE": prometheus}
+
+
+def build_lab_images(base: str = BASE_IMAGE) -> None:
+    """The lab's own images from the same Dockerfiles users build, on the Debian base."""
+    env = {**os.environ, **compose_env(base)}
+    _run(["docker", "compose", "--project-directory", str(repo_root()), "build",
+          "fastapi", "flask", "locust-master"], env=env)
+
+
+def write_env_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"{key}={value}" for key, value in sorted(compose_env().items())]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("# Written by `make offline-images`: compose uses the images built here.\n"
+                   + "\n".join(lines) + "\n")
+    tmp.replace(path)
+
+
+def build_all(rebuild_base: bool = False, mirror: str | None = None) -> Path:
+    _need("docker", "apt-get install -y docker.io, then start dockerd")
+    started = time.monotonic()
+    if rebuild_base or not image_exists(BASE_IMAGE):
+        build_base(mirror=mirror)
+    build_prometheus()
+    build_lab_images()
+    env_file = repo_root() / ".offline" / "images.env"
+    write_env_file(env_file)
+    print(f"built in {time.monotonic() - started:.0f} s; start the lab without Grafana "
+          "(no offline image exists for it):")
+    print(f"  docker compose --env-file {env_file.relative_to(repo_root())} up -d --wait "
+          + " ".join(OFFLINE_SERVICES))
+    return env_file
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadlab.offline", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rebuild-base", action="store_true",
+                        help="debootstrap the base image again even if it exists")
+    parser.add_argument("--mirror", default=None, help="Debian mirror for debootstrap")
+    args = parser.parse_args(argv)
+    try:
+        build_all(rebuild_base=args.rebuild_base, mirror=args.mirror)
+    except OfflineError as exc:
+        print(f"loadlab offline: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
