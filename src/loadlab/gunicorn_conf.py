@@ -18,3 +18,22 @@ accesslog = None  # an access log per request costs a quarter of /json throughpu
 errorlog = "-"
 loglevel = os.environ.get("LOADLAB_LOG_LEVEL", "warning")
 control_socket_disable = True
+# Worker recycling (soak tests, leak hunts): 0 keeps workers for good. The jitter spreads
+# the restarts so the workers do not all recycle at once.
+max_requests = int(os.environ.get("LOADLAB_MAX_REQUESTS", "0"))
+max_requests_jitter = int(os.environ.get("LOADLAB_MAX_REQUESTS_JITTER", "0"))
+
+
+def child_exit(server: object, worker: object) -> None:
+    """A worker exited (crash, kill, recycling): drop its live gauges, archive its totals."""
+    from loadlab.metrics.multiprocess import mark_dead
+
+    pid = getattr(worker, "pid", None)
+    if pid is None:
+        return
+    try:
+        mark_dead(pid)
+    except Exception as exc:  # the master must outlive any bookkeeping failure
+        log = getattr(server, "log", None)
+        if log is not None:
+            log.warning("metrics bookkeeping for worker %s failed: %s", pid, exc)

@@ -1,39 +1,81 @@
-"""Instrumentation shared by both services (names fixed in DESIGN.md)."""
+"""Instrumentation shared by both services (names fixed in DESIGN.md's metrics contract).
+
+* ``ASGIMetricsMiddleware`` / ``WSGIMetricsMiddleware``: per-request metrics.
+* ``register_server_info(framework, settings)``: at app creation, once per worker.
+* ``start_async_probes()``: event-loop lag and AnyIO thread pool, from an ASGI lifespan.
+* ``render()``: the exposition for ``GET /metrics``, aggregated over all workers.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import asyncio
+from collections.abc import Callable, Iterable
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import Metric
 
+from loadlab.metrics import collectors, multiprocess
+from loadlab.metrics.asgi import ASGIMetricsMiddleware
+from loadlab.metrics.definitions import HTTP_REGISTRY, workers_gauge
+from loadlab.metrics.looplag import measure_loop_lag
+from loadlab.metrics.threadpool import sample_threadpool
+from loadlab.metrics.wsgi import WSGIMetricsMiddleware
 from loadlab.settings import ServiceSettings
 
+__all__ = [
+    "ASGIMetricsMiddleware",
+    "WSGIMetricsMiddleware",
+    "register_server_info",
+    "render",
+    "start_async_probes",
+]
 
-class ASGIMetricsMiddleware:
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.app(scope, receive, send)
+_labels: collectors.ServerLabels | None = None
 
 
-class WSGIMetricsMiddleware:
-    def __init__(self, app: Any, url_map: Any) -> None:
-        self.app = app
-        self.url_map = url_map
+class _Families:
+    """What ``generate_latest`` needs: something with ``collect()``."""
 
-    def __call__(self, environ: Any, start_response: Any) -> Any:
-        return self.app(environ, start_response)
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+def http_families() -> list[Metric]:
+    """The request metrics and worker probes: merged over workers, or this process's."""
+    path = multiprocess.metrics_dir()
+    if path is None:
+        return list(HTTP_REGISTRY.collect())
+    multiprocess.sweep(path)  # Uvicorn's supervisor has no hook that marks workers dead
+    return list(multiprocess.LockedMultiProcessCollector(path).collect())
 
 
 def render() -> tuple[bytes, str]:
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    http = http_families()
+    families = [*http, *collectors.service_families(_labels, http)]
+    return generate_latest(_Families(families)), CONTENT_TYPE_LATEST
 
 
 def register_server_info(framework: str, settings: ServiceSettings) -> None:
-    return None
+    """Record the variant for ``loadlab_server_info`` and count this worker as live."""
+    global _labels
+    _labels = collectors.ServerLabels(
+        framework=framework, server=settings.server, worker_class=settings.worker_class,
+        workers=settings.workers, threads=settings.threads,
+    )
+    workers_gauge().set(1)
 
 
 def start_async_probes() -> Callable[[], None]:
-    return lambda: None
+    """Start the event-loop lag and thread-pool probes on the running loop."""
+    tasks = [asyncio.ensure_future(measure_loop_lag()), asyncio.ensure_future(sample_threadpool())]
+
+    def stop() -> None:
+        for task in tasks:
+            task.cancel()
+
+    return stop
+
+

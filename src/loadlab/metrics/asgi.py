@@ -1,0 +1,76 @@
+"""Pure ASGI middleware: request count, duration and in-flight gauge by route template.
+
+Not Starlette's BaseHTTPMiddleware, which costs about two thirds of /json throughput.
+The handler is resolved before the request runs (the in-flight gauge needs it) with the
+router's own matching -- the first full match, else the first partial one (a 405), just
+as Starlette's Router picks ``scope["route"]`` -- and cached per (method, path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from time import perf_counter
+from typing import Any
+
+from starlette.routing import Match
+
+from loadlab.metrics.labels import EXCLUDED_PATHS, MAX_CACHED_PATHS, UNMATCHED, Series, SeriesCache
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def route_template(scope: Scope) -> str:
+    """The path template of the route the application will pick for this request."""
+    app = scope.get("app")
+    routes = getattr(getattr(app, "router", app), "routes", None) or ()
+    partial = None
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return str(getattr(route, "path", UNMATCHED))
+        if match is Match.PARTIAL and partial is None:
+            partial = route
+    return str(getattr(partial, "path", UNMATCHED)) if partial is not None else UNMATCHED
+
+
+class ASGIMetricsMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._series = SeriesCache()
+        self._by_path: dict[tuple[str, str], Series] = {}
+
+    def _resolve(self, scope: Scope) -> Series:
+        key = (scope["method"], scope["path"])
+        series = self._by_path.get(key)
+        if series is None:
+            series = self._series.get(key[0], route_template(scope))
+            if len(self._by_path) < MAX_CACHED_PATHS:
+                self._by_path[key] = series
+        return series
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in EXCLUDED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        series = self._resolve(scope)
+        status = 500  # what the client sees if the app fails before answering
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        in_progress = series.in_progress
+        in_progress.inc()
+        started = perf_counter()
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            series.duration.observe(perf_counter() - started)
+            in_progress.dec()
+            series.count(status)

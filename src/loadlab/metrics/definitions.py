@@ -1,0 +1,94 @@
+"""The metric objects of DESIGN.md's "Metrics contract", defined once for both services.
+
+They live in their own registry (``HTTP_REGISTRY``), never in prometheus_client's global
+one: a single-process service renders this registry, a multi-process one renders the
+files every worker writes (prometheus_client's multiprocess mode, chosen by the library
+when ``PROMETHEUS_MULTIPROC_DIR`` is set before import). Every gauge here is
+``livesum``: summed over the workers that are alive, dropped when a worker is marked dead.
+Process-wide figures (CPU, memory, limit, info) are not here: they are computed at scrape
+time by ``collectors.py`` so that no worker counts them twice.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import disable_created_metrics
+
+# *_created series exist only in single-process mode; without them both modes look alike.
+disable_created_metrics()
+
+HTTP_REGISTRY = CollectorRegistry(auto_describe=True)
+
+THREADPOOL_BUSY = "loadlab_threadpool_busy"
+THREADPOOL_SIZE = "loadlab_threadpool_size"
+
+# 1 ms .. 30 s: /json answers in well under a millisecond, /io and /upstream in up to 10 s.
+DURATION_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)
+# Sleep overshoot of the event loop: a healthy loop stays under a millisecond.
+LOOP_LAG_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+
+REQUESTS = Counter(
+    "http_requests_total",
+    "HTTP requests answered, by route template, method and status code.",
+    ("handler", "method", "status"),
+    registry=HTTP_REGISTRY,
+)
+DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Time from the request reaching the application to the end of its response.",
+    ("handler", "method"),
+    buckets=DURATION_BUCKETS,
+    registry=HTTP_REGISTRY,
+)
+IN_PROGRESS = Gauge(
+    "http_requests_in_progress",
+    "Requests being handled now, summed over the live workers.",
+    ("handler", "method"),
+    multiprocess_mode="livesum",
+    registry=HTTP_REGISTRY,
+)
+# Created on first use only: a metric without labels writes its zero sample at creation,
+# and these would then show up (as zeros) on services that have no loop or no pool, or
+# in a process that is not a worker (Gunicorn's master imports this package for its hook).
+@cache
+def workers_gauge() -> Gauge:
+    return Gauge(
+        "loadlab_workers",
+        "Live worker processes (each live worker that loaded the app counts 1).",
+        multiprocess_mode="livesum",
+        registry=HTTP_REGISTRY,
+    )
+
+
+@cache
+def loop_lag() -> Histogram:
+    return Histogram(
+        "loadlab_event_loop_lag_seconds",
+        "How late the event loop wakes a sleeping task (sleep overshoot), all workers.",
+        buckets=LOOP_LAG_BUCKETS,
+        registry=HTTP_REGISTRY,
+    )
+
+
+@cache
+def threadpool_gauges() -> tuple[Gauge, Gauge]:
+    """(busy, size) of the request thread pool, summed over the live workers."""
+    busy = Gauge(
+        THREADPOOL_BUSY,
+        "Threads of the request thread pool in use now, summed over the live workers.",
+        multiprocess_mode="livesum",
+        registry=HTTP_REGISTRY,
+    )
+    size = Gauge(
+        THREADPOOL_SIZE,
+        "Threads the request thread pool may use, summed over the live workers.",
+        multiprocess_mode="livesum",
+        registry=HTTP_REGISTRY,
+    )
+    return busy, size

@@ -1,0 +1,105 @@
+"""WSGI middleware: request count, duration and in-flight gauge by Flask URL rule.
+
+The handler is the ``url_rule`` Flask will pick, found with the app's own ``url_map``
+before the request runs (the in-flight gauge needs it) and cached per (method, path).
+A request ends when the server closes the response iterable, so streamed bodies count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from time import perf_counter
+from typing import Any
+
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import Map, RequestRedirect
+
+from loadlab.metrics.labels import EXCLUDED_PATHS, MAX_CACHED_PATHS, UNMATCHED, Series, SeriesCache
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+
+def rule_template(url_map: Map, path: str, method: str) -> str:
+    """The URL rule Flask will route this request to (for a 405, the rule of the path)."""
+    adapter = url_map.bind("localhost")
+    try:
+        rule, _ = adapter.match(path, method, return_rule=True)
+        return str(rule.rule)
+    except MethodNotAllowed as exc:
+        for allowed in exc.valid_methods or ():
+            try:
+                rule, _ = adapter.match(path, allowed, return_rule=True)
+                return str(rule.rule)
+            except (HTTPException, RequestRedirect):
+                continue
+        return UNMATCHED
+    except (HTTPException, RequestRedirect):
+        return UNMATCHED
+
+
+class _Finished:
+    """Wraps the response body; the request is over when the server closes it."""
+
+    __slots__ = ("_body", "_done")
+
+    def __init__(self, body: Iterable[bytes], done: Callable[[], None]) -> None:
+        self._body = body
+        self._done = done
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._done()
+
+
+class WSGIMetricsMiddleware:
+    def __init__(self, app: WSGIApp, url_map: Map) -> None:
+        self.app = app
+        self.url_map = url_map
+        self._series = SeriesCache()
+        self._by_path: dict[tuple[str, str], Series] = {}
+
+    def _resolve(self, method: str, path: str) -> Series:
+        key = (method, path)
+        series = self._by_path.get(key)
+        if series is None:
+            series = self._series.get(method, rule_template(self.url_map, path, method))
+            if len(self._by_path) < MAX_CACHED_PATHS:
+                self._by_path[key] = series
+        return series
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO") or "/"
+        if path in EXCLUDED_PATHS:
+            return self.app(environ, start_response)
+        series = self._resolve(environ.get("REQUEST_METHOD", "GET"), path)
+        status = "500"  # what the client sees if the app fails before answering
+
+        def start_with_status(status_line: str, headers: Any, exc_info: Any = None) -> Any:
+            nonlocal status
+            status = status_line
+            return start_response(status_line, headers, exc_info)
+
+        started = perf_counter()
+        in_progress = series.in_progress
+
+        def done() -> None:
+            series.duration.observe(perf_counter() - started)
+            in_progress.dec()
+            series.count(status)
+
+        in_progress.inc()
+        try:
+            body = self.app(environ, start_with_status)
+        except BaseException:
+            done()
+            raise
+        return _Finished(body, done)
