@@ -6,11 +6,30 @@ Usage errors exit 2 with a one-line reason (argparse's convention), gates that f
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from loadlab import __version__
 from loadlab.serve import ServeError, ServerConfig, serve
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (no usage dump), exit 2; subcommands inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _cpus(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of CPUs: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or a positive number: {text!r}")
+    return value
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -22,8 +41,18 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(cfg)
 
 
+def _register_doctor(sub: argparse._SubParsersAction[_Parser]) -> None:
+    def run(_args: argparse.Namespace) -> int:
+        from loadlab.doctor import main as doctor
+
+        return doctor()
+
+    p = sub.add_parser("doctor", help="what this machine can do, and how to get the rest")
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="loadlab", description=__doc__)
+    parser = _Parser(prog="loadlab", description=__doc__)
     parser.add_argument("--version", action="version", version=f"loadlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -35,10 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worker-class", default=None,
                    help="fastapi: uvicorn | uvicorn-worker; flask: sync | gthread | gevent")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--cpus", type=float, default=0.0, help="CPU quota in cores (0: none)")
-    p.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"])
-    p.add_argument("--http", default="auto", choices=["auto", "h11", "httptools"])
+    p.add_argument("--cpus", type=_cpus, default=0.0,
+                   help="CPU quota in cores, fractions allowed (0: none); see docs/serve.md")
+    p.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"],
+                   help="uvicorn only")
+    p.add_argument("--http", default="auto", choices=["auto", "h11", "httptools"],
+                   help="uvicorn only")
     p.set_defaults(func=_serve)
+    _register_doctor(sub)
     return parser
 
 

@@ -1,23 +1,28 @@
 """``loadlab serve``: ServerConfig -> the Uvicorn or Gunicorn process tree.
 
 The one way a service starts, natively and in containers, so every variant runs the same
-code with the same settings. The server runs as a child, so that ``serve`` can remove
-the cgroup it made when the server exits.
+code with the same settings. The server runs as a child in serve's process group, so that
+``serve`` can forward signals and remove the cgroup it made when the server exits.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Literal
 
 import loadlab
+from loadlab import cgroup, cpulimit
 
 Framework = Literal["fastapi", "flask"]
 
@@ -33,6 +38,8 @@ GUNICORN_CLASS = {
     "gevent": "gevent",
 }
 APP_MODULE = {"fastapi": "fastapi_app", "flask": "flask_app"}
+LOOPS = ("auto", "asyncio", "uvloop")
+HTTPS = ("auto", "h11", "httptools")
 
 
 class ServeError(ValueError):
@@ -70,8 +77,17 @@ class ServerConfig:
             raise ServeError("--threads > 1 needs --worker-class gthread")
         if not 0 <= self.port <= 65535:
             raise ServeError(f"--port must be 0-65535, got {self.port}")
-        if self.cpus < 0 or self.cpus > (os.cpu_count() or 1) * 4:
-            raise ServeError(f"--cpus must be between 0 (no limit) and the cores, got {self.cpus}")
+        cores = os.cpu_count() or 1
+        if not math.isfinite(self.cpus) or self.cpus < 0 or 0 < self.cpus < cpulimit.MIN_CPUS \
+                or self.cpus > cores:
+            raise ServeError(f"--cpus must be 0 (no limit) or {cpulimit.MIN_CPUS:g}-{cores} "
+                             f"(cores here), got {self.cpus:g}")
+        if self.loop not in LOOPS or self.http not in HTTPS:
+            raise ServeError(f"--loop must be one of {', '.join(LOOPS)} and --http one of "
+                             f"{', '.join(HTTPS)}")
+        if self.server != "uvicorn" and (self.loop != "auto" or self.http != "auto"):
+            raise ServeError("--loop and --http apply to --worker-class uvicorn only "
+                             "(Gunicorn's uvicorn-worker picks uvloop and httptools itself)")
 
     @property
     def server(self) -> str:
@@ -140,22 +156,104 @@ def fresh_metrics_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="loadlab-metrics-"))
 
 
+def check_port(host: str, port: int) -> None:
+    """Fail before starting anything when the address cannot be bound."""
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ServeError(f"--host {host!r} does not resolve: {exc}") from None
+    with socket.socket(family, kind, proto) as sock:
+        # As the servers do: reuse lingering TIME_WAIT ports, fail on a listening one.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+            sock.listen(1)
+        except OSError as exc:
+            reason = "is already in use" if exc.errno == 98 else f"cannot be bound: {exc.strerror}"
+            raise ServeError(f"{host}:{port} {reason}") from None
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def worker_warnings(cfg: ServerConfig, limit: cpulimit.CpuLimit,
+                    inherited_limit: float, cores: int) -> list[str]:
+    """The container ``cpu_count()`` trap: more workers than the CPU they may use."""
+    warnings = []
+    if cfg.cpus and inherited_limit and cfg.cpus > inherited_limit:
+        warnings.append(f"--cpus {cfg.cpus:g} is above the {inherited_limit:g}-CPU quota this "
+                        f"process already runs under; the lower one applies")
+    if limit.cores:
+        cap, what = len(limit.cores), f"{len(limit.cores)} pinned core(s)"
+    elif cfg.cpus:
+        cap, what = math.ceil(cfg.cpus), f"a {cfg.cpus:g}-CPU limit"
+    else:
+        cap = min(cores, math.ceil(inherited_limit) if inherited_limit else cores)
+        what = f"{cap} usable core(s) (cgroup quota {inherited_limit:g}, affinity {cores})"
+        if cap >= (os.cpu_count() or 1):
+            return warnings  # no limit at all: workers beyond the cores may be I/O-bound
+    if cfg.workers > cap:
+        warnings.append(f"{cfg.workers} workers on {what}: os.cpu_count() says "
+                        f"{os.cpu_count()}, but workers beyond {cap} only share the same CPU")
+    return warnings
+
+
+def _exit_status(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
 def serve(cfg: ServerConfig) -> int:
     """Run the server in the foreground until it exits or we are signalled."""
-    metrics_dir = fresh_metrics_dir() if cfg.multiprocess else None
-    proc = subprocess.Popen(build_command(cfg), env=build_env(cfg, metrics_dir))
+    check_port(cfg.host, cfg.port)
+    received: list[int] = []
+    proc: subprocess.Popen[bytes] | None = None
 
-    def forward(signum: int, _frame: object) -> None:
-        if proc.poll() is None:
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        if proc is not None and proc.poll() is None:
+            # Gunicorn: SIGTERM is the graceful stop; Uvicorn treats both alike.
             proc.send_signal(signal.SIGTERM if signum == signal.SIGINT else signum)
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
+
+    inherited = cgroup.own_cpu_limit()
+    if os.environ.get(cpulimit.SCOPE_ENV):
+        limit = cpulimit.in_systemd_scope(cfg.cpus)
+    else:
+        limit = cpulimit.limit_cpus(cfg.cpus)
+    if limit.wrapper:
+        # Re-execute serve inside a systemd scope: same pid, same process group.
+        from loadlab.launch import serve_argv
+
+        os.environ[cpulimit.SCOPE_ENV] = "1"
+        os.execvp(limit.wrapper[0], [*limit.wrapper, *serve_argv(cfg)])
+    metrics_dir: Path | None = None
     try:
-        return proc.wait()
+        for warning in [limit.warning, *worker_warnings(cfg, limit, inherited, usable_cores())]:
+            if warning:
+                print(f"loadlab serve: warning: {warning}", file=sys.stderr, flush=True)
+        metrics_dir = fresh_metrics_dir() if cfg.multiprocess else None
+        env = build_env(cfg, metrics_dir)
+        env.pop(cpulimit.SCOPE_ENV, None)
+        env.pop(cgroup.CGROUP_ENV, None)
+        env.update(limit.env())
+        try:
+            proc = subprocess.Popen(build_command(cfg), env=env, preexec_fn=limit.join)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ServeError(f"cannot start the {cfg.server} server: {exc}") from None
+        if received:
+            proc.send_signal(signal.SIGTERM)
+        return _exit_status(proc.wait())
     finally:
-        if proc.poll() is None:
+        if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
+        with contextlib.suppress(OSError):
+            limit.remove()
         if metrics_dir is not None and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
             shutil.rmtree(metrics_dir, ignore_errors=True)
