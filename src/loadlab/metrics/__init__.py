@@ -10,17 +10,31 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import Metric
 
 from loadlab.metrics import collectors, multiprocess
-from loadlab.metrics.asgi import ASGIMetricsMiddleware
 from loadlab.metrics.definitions import HTTP_REGISTRY, workers_gauge
 from loadlab.metrics.looplag import measure_loop_lag
 from loadlab.metrics.threadpool import sample_threadpool
-from loadlab.metrics.wsgi import WSGIMetricsMiddleware
 from loadlab.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from loadlab.metrics.asgi import ASGIMetricsMiddleware
+    from loadlab.metrics.wsgi import WSGIMetricsMiddleware
+
+
+def __getattr__(name: str) -> Any:
+    # Each middleware imports its framework (Starlette, Werkzeug); an image carries only one.
+    if name == "ASGIMetricsMiddleware":
+        from loadlab.metrics.asgi import ASGIMetricsMiddleware
+        return ASGIMetricsMiddleware
+    if name == "WSGIMetricsMiddleware":
+        from loadlab.metrics.wsgi import WSGIMetricsMiddleware
+        return WSGIMetricsMiddleware
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ASGIMetricsMiddleware",
