@@ -15,10 +15,11 @@ from typing import Annotated, Any
 import httpx
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loadlab import contract, metrics, workloads
+from loadlab.openapi import with_contract_errors
 from loadlab.requestinfo import describe_request
 from loadlab.serverinfo import server_info
 from loadlab.settings import ServiceSettings
@@ -158,11 +159,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def info_() -> contract.ServerInfo:
         return info
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", response_class=PlainTextResponse)
     def metrics_() -> Response:
         payload, content_type = metrics.render()
         return Response(payload, media_type=content_type)
 
+    generated = app.openapi
+    app.openapi = lambda: with_contract_errors(generated())  # type: ignore[method-assign]
     metrics.register_server_info(FRAMEWORK, settings)
     app.add_middleware(metrics.ASGIMetricsMiddleware)
     return app

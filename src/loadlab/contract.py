@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -43,30 +43,35 @@ class UpstreamParams(QueryModel):
     )
 
 
-class Health(BaseModel):
+class Reply(BaseModel):
+    # Response bodies carry exactly these fields: the OpenAPI document says so too.
+    model_config = ConfigDict(extra="forbid")
+
+
+class Health(Reply):
     status: str = "ok"
 
 
-class Message(BaseModel):
+class Message(Reply):
     message: str
 
 
-class Slept(BaseModel):
+class Slept(Reply):
     slept_ms: int
 
 
-class CpuResult(BaseModel):
+class CpuResult(Reply):
     work: int
     result: int
 
 
-class MixedResult(BaseModel):
+class MixedResult(Reply):
     slept_ms: int
     work: int
     result: int
 
 
-class UpstreamResult(BaseModel):
+class UpstreamResult(Reply):
     upstream: str
     status: int
     slept_ms: int
@@ -79,27 +84,27 @@ class EchoItem(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     quantity: int = Field(ge=0, le=1_000_000)
     price: float = Field(ge=0, le=1e9, allow_inf_nan=False)
-    tags: list[str] = Field(default_factory=list, max_length=20)
+    tags: list[Annotated[str, Field(min_length=1, max_length=50)]] = Field(
+        default_factory=list, max_length=20
+    )
 
     @field_validator("tags")
     @classmethod
     def _normalise_tags(cls, tags: list[str]) -> list[str]:
-        cleaned = {t.strip().lower() for t in tags}
-        if any(not t or len(t) > 50 for t in cleaned):
-            raise ValueError("tags must be 1-50 characters")
-        return sorted(cleaned)
+        # Items arrive stripped and length-checked; normalise to a sorted, lower-case set.
+        return sorted({t.lower() for t in tags})
 
 
 class EchoResult(EchoItem):
     total: float
 
 
-class ClientInfo(BaseModel):
+class ClientInfo(Reply):
     host: str | None
     port: int | None
 
 
-class RequestInfo(BaseModel):
+class RequestInfo(Reply):
     method: str
     path: str
     query: dict[str, list[str]]
@@ -110,7 +115,7 @@ class RequestInfo(BaseModel):
     content_length: int | None
 
 
-class ServerInfo(BaseModel):
+class ServerInfo(Reply):
     framework: str
     server: str
     worker_class: str
@@ -126,6 +131,24 @@ def echo(item: EchoItem) -> EchoResult:
 
 
 # --- errors -----------------------------------------------------------------------------
+
+class ErrorItem(Reply):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorBody(Reply):
+    """422: every reason the request was refused, never the input itself."""
+
+    detail: list[ErrorItem]
+
+
+class ErrorBody(Reply):
+    """404, 405, 413, 415, 502, 504: one sentence."""
+
+    detail: str
+
 
 class ContractError(Exception):
     """A request that breaks the contract; carries the status and the shared error body."""
