@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 
-from anyio import to_thread
-
 from loadlab.metrics.definitions import threadpool_gauges
 
 INTERVAL_S = 0.25
 
 
 async def sample_threadpool(interval_s: float = INTERVAL_S) -> None:
+    from anyio import to_thread  # FastAPI's dependency; the Flask image has no AnyIO
+
     busy, size = threadpool_gauges()
     limiter = to_thread.current_default_thread_limiter()
     while True:
