@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from loadlab import __version__
@@ -51,6 +51,31 @@ def _register_doctor(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.set_defaults(func=run)
 
 
+def _guarded(command: str) -> Callable[[argparse.Namespace], int]:
+    """A runner subcommand, imported only when used; bad input -> one line, exit 2."""
+
+    def call(args: argparse.Namespace) -> int:
+        from loadlab.runner.cli_entry import dispatch
+
+        return dispatch(command, args)
+
+    return call
+
+
+def _register_runner(sub: argparse._SubParsersAction[_Parser]) -> None:
+    from loadlab.runner.cli_entry import add_arguments
+
+    for name, help_text in (
+        ("run", "load one or both services headless with Locust; results and a report"),
+        ("matrix", "run a sweep described in a TOML file"),
+        ("report", "(re)build report.html from a results directory"),
+        ("claims", "measure the textbook claims and print verdicts"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        add_arguments(name, p)
+        p.set_defaults(func=_guarded(name))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="loadlab", description=__doc__)
     parser.add_argument("--version", action="version", version=f"loadlab {__version__}")
@@ -72,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="uvicorn only")
     p.set_defaults(func=_serve)
     _register_doctor(sub)
+    _register_runner(sub)
     return parser
 
 

@@ -1,0 +1,137 @@
+"""A results directory: summary.json (atomic), runs.csv, and each run's raw Locust JSON.
+
+summary.json is rewritten through a temporary file and ``os.replace`` after every run, so a
+reader (or a runner killed at any moment) only ever sees a complete file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from loadlab import __version__
+
+FORMAT = "loadlab-results/1"
+SUMMARY = "summary.json"
+CSV_FIELDS = (
+    "run_id", "status", "target", "framework", "server", "scenario", "cpus", "workers",
+    "worker_class", "threads", "users", "arrival_rate", "duration_s", "requests", "failures",
+    "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms", "cpu_seconds", "throttled_seconds",
+    "throttled_share", "memory_bytes", "load_peak_cpu_percent", "error",
+)
+
+
+class ResultsError(ValueError):
+    """A results directory that cannot be used; one line for the user."""
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_summary(directory: Path) -> dict[str, Any]:
+    path = directory / SUMMARY
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResultsError(f"{path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"{path} is not readable JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
+        raise ResultsError(f"{path} is not a loadlab summary (no 'runs' list)")
+    return data
+
+
+def csv_row(run: dict[str, Any]) -> dict[str, Any]:
+    lat = run.get("latency_ms") or {}
+    # DESIGN.md names both the server software and the server figures ``server``: the
+    # figures are the dict, and it carries the software as ``name``.
+    found = run.get("server")
+    server: dict[str, Any] = found if isinstance(found, dict) else {}
+    flat = {k: run.get(k) for k in CSV_FIELDS}
+    flat.update(
+        p50_ms=lat.get("p50"), p95_ms=lat.get("p95"), p99_ms=lat.get("p99"),
+        max_ms=lat.get("max"), cpu_seconds=server.get("cpu_seconds"),
+        throttled_seconds=server.get("throttled_seconds"),
+        throttled_share=server.get("throttled_share"), memory_bytes=server.get("memory_bytes"),
+        load_peak_cpu_percent=(run.get("load") or {}).get("peak_cpu_percent"),
+        server=server.get("name"),
+    )
+    return flat
+
+
+class ResultsDir:
+    """summary.json with a manifest and a list of runs, rewritten after every run."""
+
+    def __init__(self, directory: Path, manifest: dict[str, Any], resume: bool = False) -> None:
+        self.directory = directory
+        self.path = directory / SUMMARY
+        if resume and self.path.exists():
+            data = load_summary(directory)
+            found = (data.get("format"), data.get("loadlab_version"))
+            if found != (FORMAT, __version__):
+                raise ResultsError(
+                    f"cannot resume {directory}: written by {found[0]} / loadlab {found[1]}, "
+                    f"this is {FORMAT} / loadlab {__version__}; use a new --out directory"
+                )
+            self.data = data
+            history = list(data["manifest"].get("command_lines", []))
+            self.data["manifest"].update(manifest)
+            self.data["manifest"]["command_lines"] = [*history, manifest.get("command_line")]
+        else:
+            self.data = {
+                "format": FORMAT, "loadlab_version": __version__,
+                "manifest": {**manifest, "command_lines": [manifest.get("command_line")]},
+                "runs": [],
+            }
+        self.save()
+
+    @property
+    def runs(self) -> list[dict[str, Any]]:
+        runs: list[dict[str, Any]] = self.data["runs"]
+        return runs
+
+    def done_keys(self) -> set[str]:
+        """Cells that finished (failed runs are tried again on resume)."""
+        return {r["key"] for r in self.runs if r.get("status") == "ok"}
+
+    def raw_path(self, run_id: str) -> Path:
+        return self.directory / "raw" / run_id
+
+    def add(self, run: dict[str, Any]) -> None:
+        self.data["runs"] = [r for r in self.runs if r.get("key") != run.get("key")] + [run]
+        peaks = [(r.get("load") or {}).get("peak_cpu_percent") or 0.0 for r in self.runs]
+        self.data["manifest"]["load_generator_peak_cpu_percent"] = max(peaks, default=0.0)
+        limits = sorted({float(r.get("cpus") or 0.0) for r in self.runs})
+        self.data["manifest"]["limits_applied"] = {
+            "cpus": limits,
+            "cpu_limit_seen": sorted({
+                float(r["server"]["cpu_limit"]) for r in self.runs
+                if isinstance(r.get("server"), dict) and r["server"].get("cpu_limit") is not None
+            }),
+        }
+        self.save()
+
+    def save(self) -> None:
+        atomic_write(self.path, json.dumps(self.data, indent=2, sort_keys=False) + "\n")
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for run in self.runs:
+            writer.writerow(csv_row(run))
+        atomic_write(self.directory / "runs.csv", buffer.getvalue())

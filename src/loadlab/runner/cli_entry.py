@@ -1,0 +1,54 @@
+"""Arguments of run / matrix / report / claims, and the one place their errors become exit 2.
+
+Kept light (argparse only) because ``loadlab --help`` builds every parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
+    if command == "run":
+        from loadlab.runner.commands import add_run_arguments
+
+        add_run_arguments(p)
+    elif command == "matrix":
+        p.add_argument("file", help="the matrix file (TOML)")
+        p.add_argument("--resume", action="store_true", help="skip cells already in the results")
+        p.add_argument("--out", default=None, help="results directory (default: results/NAME)")
+        p.add_argument("--runtime", default="native", help="native (default) or compose")
+    elif command == "report":
+        p.add_argument("results_dir", help="a results directory with summary.json")
+    elif command == "claims":
+        p.add_argument("--quick", action="store_true", help="short runs (about 4 minutes)")
+        p.add_argument("--out", default="results/claims")
+        p.add_argument("--runtime", default="native", help="native (default) or compose")
+
+
+def dispatch(command: str, args: argparse.Namespace) -> int:
+    from loadlab.report.results import ResultsError
+    from loadlab.runner.options import OptionError
+
+    try:
+        if command == "run":
+            from loadlab.runner.commands import run_command
+
+            return run_command(args)
+        if command == "matrix":
+            from loadlab.runner.commands import matrix_command
+
+            return matrix_command(args)
+        if command == "report":
+            from loadlab.report.html import report_command
+
+            return report_command(args.results_dir)
+        if command == "claims":
+            from loadlab.runner.claims import claims_command
+
+            return claims_command(args)
+    except (OptionError, ResultsError) as exc:
+        print(f"loadlab {command}: error: {exc}", file=sys.stderr)
+        return 2
+    raise AssertionError(command)

@@ -1,0 +1,152 @@
+"""``loadlab run`` and ``loadlab matrix``: options in, cells run, exit code out.
+
+Exit codes: 0 all good; 1 a gate missed or a run failed; 2 bad input or a service that
+would not start (one line, nothing left running); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from loadlab.report.results import ResultsError
+from loadlab.runner.matrix import load_matrix
+from loadlab.runner.options import (
+    Gates,
+    OptionError,
+    RunSpec,
+    expand_targets,
+    parse_cpus,
+    parse_duration,
+    parse_int,
+    parse_rate,
+)
+from loadlab.runner.runtime import runtime_for
+from loadlab.runner.session import Outcome, StartError, gate_failures, run_cells
+from loadlab.serve import WORKER_CLASSES
+
+
+def _float_or_none(value: str | None, name: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise OptionError(f"--{name}: cannot read {value!r} as a number") from None
+    if not number >= 0:
+        raise OptionError(f"--{name}: must be 0 or more, got {value!r}")
+    return number
+
+
+def gates_from(args: argparse.Namespace) -> Gates:
+    return Gates(
+        max_p95_ms=_float_or_none(args.max_p95_ms, "max-p95-ms"),
+        max_p99_ms=_float_or_none(args.max_p99_ms, "max-p99-ms"),
+        max_error_rate=_float_or_none(args.max_error_rate, "max-error-rate"),
+        min_rps=_float_or_none(args.min_rps, "min-rps"),
+    )
+
+
+def specs_from(args: argparse.Namespace) -> list[RunSpec]:
+    targets = expand_targets(args.target)
+    duration = parse_duration(args.duration, "duration")
+    warmup = parse_duration(args.warmup, "warmup")
+    spawn = parse_rate(args.spawn_rate, "spawn-rate") if args.spawn_rate else 0.0
+    arrival = parse_rate(args.arrival_rate, "arrival-rate") if args.arrival_rate else None
+    cpus = parse_cpus(args.cpus, "cpus")
+    users = parse_int(args.users, "users", 1, 100_000)
+    workers = parse_int(args.workers, "workers", 1, 256)
+    threads = parse_int(args.threads, "threads", 1, 1024)
+    io_ms = parse_int(args.io_ms, "io-ms", 0, 10_000) if args.io_ms is not None else None
+    work = (parse_int(args.cpu_work, "cpu-work", 0, 10_000_000)
+            if args.cpu_work is not None else None)
+    if args.worker_class and not any(
+        args.worker_class in WORKER_CLASSES[t] for t in targets
+    ):
+        every = sorted({k for t in targets for k in WORKER_CLASSES[t]})
+        raise OptionError(
+            f"unknown worker class {args.worker_class!r} for {args.target}: choose one of "
+            f"{', '.join(every)}"
+        )
+    specs = []
+    for target in targets:
+        # With --target both, a worker class applies to the framework it belongs to.
+        klass = args.worker_class if args.worker_class in WORKER_CLASSES[target] else ""
+        specs.append(RunSpec(
+            target=target, scenario=args.scenario, users=users, spawn_rate=spawn,
+            duration_s=duration, warmup_s=warmup, arrival_rate=arrival, cpus=cpus,
+            workers=workers, worker_class=klass,
+            threads=threads if (klass or "") == "gthread" else 1,
+            io_ms=io_ms, cpu_work=work,
+        ))
+    return specs
+
+
+def finish(outcome: Outcome, gates: Gates, out: Path) -> int:
+    if outcome.report is not None:
+        print(f"report: {outcome.report}")
+    print(f"results: {out / 'summary.json'}")
+    if outcome.interrupted:
+        return 130
+    runs = outcome.results.runs
+    if gates.any():
+        missed = gate_failures(gates, runs)
+    else:
+        missed = [f"{r['target']}/{r['scenario']}: run failed ({r.get('error')})"
+                  for r in runs if r.get("status") != "ok"]
+    for line in missed:
+        kind = "failed" if "run failed" in line else "gate missed"
+        print(f"{kind}: {line}", file=sys.stderr)
+    return 1 if missed else 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    specs = specs_from(args)
+    gates = gates_from(args)
+    port = parse_int(args.port, "port", 1, 65535) if args.port is not None else None
+    runtime = runtime_for(args.runtime, port=port)
+    out = Path(args.out)
+    try:
+        outcome = run_cells(specs, out, runtime, resume=False)
+    except StartError as exc:
+        raise OptionError(str(exc)) from None
+    except ResultsError as exc:
+        raise OptionError(str(exc)) from None
+    return finish(outcome, gates, out)
+
+
+def matrix_command(args: argparse.Namespace) -> int:
+    matrix = load_matrix(Path(args.file))
+    out = Path(args.out or matrix.out or f"results/{matrix.name}")
+    runtime = runtime_for(args.runtime)
+    try:
+        outcome = run_cells(matrix.cells, out, runtime, resume=args.resume)
+    except (StartError, ResultsError) as exc:
+        raise OptionError(str(exc)) from None
+    return finish(outcome, matrix.gates, out)
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runtime", default="native", help="native (default) or compose")
+    p.add_argument("--target", default="both", help="fastapi, flask or both")
+    p.add_argument("--scenario", required=True,
+                   help="json, io, cpu, cpu-blocking, cpu-process, mixed, upstream, echo, "
+                        "request, all")
+    p.add_argument("--users", default="10")
+    p.add_argument("--spawn-rate", default=None, help="users started per second (default: all)")
+    p.add_argument("--duration", default="30s", help="measured time after the warm-up")
+    p.add_argument("--warmup", default="5s", help="time left out of the figures")
+    p.add_argument("--arrival-rate", default=None, help="open model: requests per second")
+    p.add_argument("--io-ms", default=None, help="the wait of io/mixed/upstream requests")
+    p.add_argument("--cpu-work", default=None, help="the work units of cpu requests")
+    p.add_argument("--cpus", default="0", help="CPU quota of the service in cores (0: none)")
+    p.add_argument("--workers", default="1")
+    p.add_argument("--worker-class", default=None)
+    p.add_argument("--threads", default="1")
+    p.add_argument("--port", default=None, help="the service's port (default: a free one)")
+    p.add_argument("--max-p95-ms", default=None)
+    p.add_argument("--max-p99-ms", default=None)
+    p.add_argument("--max-error-rate", default=None)
+    p.add_argument("--min-rps", default=None)
+    p.add_argument("--out", default="results/run")

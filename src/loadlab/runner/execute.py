@@ -1,0 +1,167 @@
+"""One cell: start the variant, load it with Locust, sample the server, stop, summarise.
+
+A run whose service dies, or whose Locust writes no report, comes back as ``failed`` with
+the reason; a service that will not start raises (the command exits 2). Whatever happens,
+the service and Locust are stopped before this returns or raises.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from loadlab.runner.leftovers import Leftovers
+from loadlab.runner.locust_driver import LocustProcess, summarise
+from loadlab.runner.options import RunSpec
+from loadlab.runner.runtime import Runtime
+from loadlab.runner.sampler import ServerSampler
+
+Tick = Callable[[float, float, float | None, float | None, str], None]
+GRACE_S = 30.0  # Locust start-up and shutdown on a busy machine
+
+
+def run_id_for(spec: RunSpec, index: int) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{index:03d}-{spec.target}-{spec.scenario}-{stamp}"
+
+
+def _rounded(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None or math.isnan(value) else round(value, digits)
+
+
+def base_record(spec: RunSpec, run_id: str, server_name: str) -> dict[str, Any]:
+    return {
+        "run_id": run_id, "key": spec.key, "status": "ok", "target": spec.target,
+        "framework": spec.target, "scenario": spec.scenario, "cpus": spec.cpus,
+        "workers": spec.workers, "worker_class": spec.worker_class, "threads": spec.threads,
+        "users": spec.users, "spawn_rate": spec.spawn_rate or spec.users,
+        "arrival_rate": spec.arrival_rate, "io_ms": spec.io_ms, "cpu_work": spec.cpu_work,
+        "duration_s": spec.duration_s, "warmup_s": spec.warmup_s,
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "requests": 0, "failures": 0, "error_rate": None, "rps": 0.0,
+        "latency_ms": {"p50": None, "p95": None, "p99": None, "max": None},
+        "server": {"name": server_name},
+    }
+
+
+def _ramp_seen(locust: LocustProcess) -> bool:
+    try:
+        return "Ramping to" in locust.log_path.read_text(errors="replace")
+    except OSError:
+        return False
+
+
+def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
+            tick: Tick | None = None, leftovers: Leftovers | None = None) -> dict[str, Any]:
+    cfg = spec.server_config(port=0)
+    record = base_record(spec, run_id, cfg.server)
+    placement = runtime.placement(cfg)
+    endpoint = runtime.start(cfg)
+    sampler: ServerSampler | None = None
+    locust: LocustProcess | None = None
+    try:
+        if leftovers is not None and endpoint.pid is not None:
+            leftovers.add("service", endpoint.pid)
+        sampler = ServerSampler(endpoint.metrics_url, endpoint.pid, endpoint.base_url).start()
+        locust = LocustProcess(spec, endpoint.base_url, raw_dir / run_id,
+                               cores=placement.load_cores).start()
+        if leftovers is not None and locust.proc is not None:
+            leftovers.add("locust", locust.proc.pid)
+        planned = spec.warmup_s + spec.duration_s
+        began = time.monotonic()
+        load_began: float | None = None
+        marked = False
+        died = False
+        while locust.poll() is None:
+            time.sleep(0.25)
+            now = time.monotonic()
+            if load_began is not None:  # Locust's own start-up would dominate the peak
+                locust.sample_cpu()
+            if load_began is None and (_ramp_seen(locust) or now - began > 10):
+                load_began = now
+            phase_t = now - load_began if load_began is not None else 0.0
+            warm = locust.warmup_over() if locust.own_warmup else phase_t >= spec.warmup_s
+            if not marked and load_began is not None and (warm or phase_t > planned):
+                sampler.mark()
+                marked = True
+            if not runtime.alive():
+                died = True
+                break
+            if now - began > planned + GRACE_S:
+                break
+            if tick is not None:
+                rps, p95 = sampler.live()
+                tick(phase_t, planned, rps if rps is not None else locust.live_rps(), p95,
+                     "measuring" if marked else "warm-up")
+        if not marked:
+            sampler.mark()
+        window = sampler.window()
+        sampler.stop()
+        alive_at_end = runtime.alive()
+        locust.stop()
+        if died or not alive_at_end:
+            record.update(status="failed", error=(
+                "the service exited during the run: " + runtime.log_tail()
+            ))
+        entries = locust.report()
+        if entries is None and record["status"] == "ok":
+            record.update(status="failed",
+                          error=f"Locust wrote no report: {locust.log_tail()}")
+        if entries is not None:
+            figures = summarise(entries, spec.warmup_s, spec.duration_s, locust.own_warmup)
+            lat = {k: _rounded(v) for k, v in figures.latency_ms.items()}
+            record.update(
+                requests=figures.requests, failures=figures.failures,
+                error_rate=(_rounded(figures.failures / figures.requests, 5)
+                            if figures.requests else None),
+                rps=round(figures.rps, 2), latency_ms=lat, measured_s=figures.window_s,
+                warmup_excluded=figures.warmup_excluded,
+            )
+            lab = locust.lab_report()
+            if lab is not None:
+                record["model"] = lab.get("model", "closed")
+                if lab.get("intended_latency_ms"):
+                    record["intended_latency_ms"] = {
+                        k: _rounded(v) for k, v in lab["intended_latency_ms"].items()}
+                if lab.get("open_model"):
+                    record["open_model"] = lab["open_model"]
+            if figures.requests == 0 and record["status"] == "ok":
+                record.update(status="failed", error="no request completed in the window")
+        record["locust_json"] = str(locust.json_path.relative_to(raw_dir.parent))
+        window_s = float(record.get("measured_s") or spec.duration_s)
+        record["server"].update(
+            cpu_seconds=_rounded(window.cpu_seconds, 3),
+            cpu_cores_used=_rounded(window.cpu_seconds / window_s, 3)
+            if window.cpu_seconds is not None else None,
+            cpu_limit=window.cpu_limit,
+            throttled_seconds=_rounded(window.throttled_seconds, 3),
+            throttled_share=_rounded(window.throttled_share, 4),
+            memory_bytes=int(window.memory_bytes) if window.memory_bytes else None,
+            source=window.source, scrape_errors=sampler.scrape_errors,
+        )
+        probes = sampler.probe_ms()
+        record["probe_ms"] = {
+            "count": len(probes),
+            "p50": _rounded(statistics.median(probes)) if probes else None,
+            "max": _rounded(max(probes)) if probes else None,
+        }
+        record["load"] = {
+            "peak_cpu_percent": round(locust.peak_cpu_percent, 1),
+            "server_cores": list(placement.server_cores),
+            "load_cores": list(placement.load_cores),
+            "separated": placement.separated,
+        }
+        return record
+    finally:
+        if sampler is not None:
+            sampler.stop()
+        if locust is not None:
+            locust.stop()
+        runtime.stop()
+        if leftovers is not None:
+            leftovers.clear()

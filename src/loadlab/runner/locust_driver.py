@@ -1,0 +1,268 @@
+"""Locust as a headless subprocess (never imported here: it monkey-patches with gevent).
+
+The driver builds the command line, keeps the load generator on its own cores, follows its
+output for a live figure, stops it by process group, and reads its ``--json-file`` report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from loadlab.runner.options import RunSpec
+
+_AGGREGATED = re.compile(r"^\s+Aggregated\s+(\d+)\s+\d+\([\d.]+%\)\s*\|.*\|\s*([\d.]+)\s+[\d.]+")
+
+
+def locustfile() -> Path:
+    configured = os.environ.get("LOADLAB_LOCUSTFILE")
+    if configured:
+        return Path(configured)
+    import loadlab
+
+    return Path(loadlab.__file__).resolve().parents[2] / "locust" / "locustfile.py"
+
+
+def locust_bin() -> str:
+    beside = Path(sys.executable).with_name("locust")
+    return str(beside) if beside.exists() else (shutil.which("locust") or "locust")
+
+
+@functools.cache
+def locustfile_options(path: str) -> frozenset[str]:
+    """The options the locustfile (and its helper modules beside it) declare.
+
+    ``locust --help`` does not list a locustfile's own options, so they are read from the
+    source: the runner never imports Locust.
+    """
+    found: set[str] = set()
+    for source in Path(path).parent.glob("*.py"):
+        with contextlib.suppress(OSError):
+            found.update(re.findall(r"add_argument\(\s*[\"'](--[a-z][a-z0-9-]+)",
+                                    source.read_text(errors="replace")))
+    return frozenset(found)
+
+
+def lab_report_path(json_prefix: Path) -> Path:
+    return json_prefix.parent / f"{json_prefix.name}.loadlab.json"
+
+
+def build_argv(spec: RunSpec, host: str, json_prefix: Path, path: Path) -> tuple[list[str], bool]:
+    """The Locust command; the flag says whether the locustfile drops the warm-up itself."""
+    known = locustfile_options(str(path))
+    spawn_rate = spec.spawn_rate or float(spec.users)
+    argv = [
+        locust_bin(), "-f", str(path), "--headless", "--host", host,
+        "-u", str(spec.users), "-r", f"{spawn_rate:g}",
+        "-t", f"{math.ceil(spec.warmup_s + spec.duration_s)}s",
+        "--json-file", str(json_prefix), "--stop-timeout", "2",
+        "--scenario", spec.scenario,
+    ]
+    if spec.io_ms is not None:
+        argv += ["--io-ms", str(spec.io_ms)]
+    if spec.cpu_work is not None:
+        argv += ["--cpu-work", str(spec.cpu_work)]
+    if spec.arrival_rate:
+        argv += ["--arrival-rate", f"{spec.arrival_rate:g}"]
+    for key, value in sorted(spec.extra.items()):
+        argv += [f"--{key}", str(value)]
+    # The lab's locustfile resets its statistics after --warmup-s (docs/locust.md), so its
+    # report covers the measured window only; with a plain locustfile the runner cuts it.
+    own_warmup = "--warmup-s" in known and spec.warmup_s > 0
+    if own_warmup:
+        argv += ["--warmup-s", f"{spec.warmup_s:g}"]
+    if "--loadlab-report" in known:
+        argv += ["--loadlab-report", str(lab_report_path(json_prefix))]
+    return argv, own_warmup
+
+
+def percentile(response_times: Mapping[float, int], total: int, q: float) -> float:
+    """Locust's own rule over its rounded response-time buckets (ms)."""
+    if total <= 0:
+        return math.nan
+    wanted = int(total * q)
+    processed = 0
+    for rt in sorted(response_times, reverse=True):
+        processed += response_times[rt]
+        if total - processed <= wanted:
+            return rt
+    return 0.0
+
+
+@dataclass(frozen=True)
+class LoadFigures:
+    requests: int
+    failures: int
+    rps: float
+    latency_ms: dict[str, float]
+    window_s: float
+    warmup_excluded: str  # "all" | "rps only" | "none"
+
+
+def summarise(entries: list[dict[str, Any]], warmup_s: float, duration_s: float,
+              own_warmup: bool) -> LoadFigures:
+    """Figures over all endpoints of Locust's JSON report, the warm-up left out."""
+    merged: dict[float, int] = {}
+    per_sec: dict[int, int] = {}
+    fails_per_sec: dict[int, int] = {}
+    requests = failures = 0
+    max_rt = 0.0
+    total_rt = 0.0
+    start = math.inf
+    end = 0.0
+    for entry in entries:
+        requests += int(entry["num_requests"])
+        failures += int(entry["num_failures"])
+        max_rt = max(max_rt, float(entry.get("max_response_time") or 0.0))
+        total_rt += float(entry.get("total_response_time") or 0.0)
+        for key, count in entry.get("response_times", {}).items():
+            merged[float(key)] = merged.get(float(key), 0) + int(count)
+        for sec, count in entry.get("num_reqs_per_sec", {}).items():
+            per_sec[int(sec)] = per_sec.get(int(sec), 0) + int(count)
+        for sec, count in entry.get("num_fail_per_sec", {}).items():
+            fails_per_sec[int(sec)] = fails_per_sec.get(int(sec), 0) + int(count)
+        if entry.get("num_requests"):
+            start = min(start, float(entry["start_time"]))
+            end = max(end, float(entry.get("last_request_timestamp") or 0.0))
+    lat = {
+        "p50": percentile(merged, requests, 0.50), "p95": percentile(merged, requests, 0.95),
+        "p99": percentile(merged, requests, 0.99), "max": round(max_rt, 1),
+        "mean": total_rt / requests if requests else math.nan,
+    }
+    if own_warmup or warmup_s <= 0 or not per_sec:
+        window = max(min(duration_s, end - start if end > start else duration_s), 1e-3)
+        return LoadFigures(requests, failures, requests / window, lat, window,
+                           "all" if own_warmup else "none")
+    # Locust reports whole-run latencies only: the warm-up is cut from throughput and counts.
+    first = min(per_sec)
+    cut = first + math.ceil(warmup_s)
+    last = max(per_sec)
+    kept = {s: c for s, c in per_sec.items() if cut <= s < last}  # last second is partial
+    secs = max(len(range(cut, last)), 1)
+    kept_requests = sum(kept.values())
+    kept_failures = sum(c for s, c in fails_per_sec.items() if cut <= s < last)
+    if not kept:
+        return LoadFigures(requests, failures, requests / max(duration_s, 1e-3), lat,
+                           duration_s, "none")
+    return LoadFigures(kept_requests, kept_failures, kept_requests / secs, lat, float(secs),
+                       "rps only")
+
+
+class LocustProcess:
+    """One headless Locust run in its own process group."""
+
+    def __init__(self, spec: RunSpec, host: str, out_prefix: Path,
+                 cores: tuple[int, ...] | None = None) -> None:
+        self.spec = spec
+        self.json_prefix = out_prefix
+        self.log_path = out_prefix.with_suffix(".locust.log")
+        self.argv, self.own_warmup = build_argv(spec, host, out_prefix, locustfile())
+        self.cores = cores
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.peak_cpu_percent = 0.0
+        self._ps: psutil.Process | None = None
+        self.started = 0.0
+
+    def start(self) -> LocustProcess:
+        self.json_prefix.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=str(locustfile().parent),
+            )
+        self.started = time.monotonic()
+        with contextlib.suppress(psutil.Error, OSError):
+            self._ps = psutil.Process(self.proc.pid)
+            if self.cores:
+                self._ps.cpu_affinity(list(self.cores))
+            self._ps.cpu_percent(None)
+        return self
+
+    def poll(self) -> int | None:
+        assert self.proc is not None
+        return self.proc.poll()
+
+    def sample_cpu(self) -> None:
+        """Track the generator's peak CPU (Locust's own warning comes too late in short runs)."""
+        if self._ps is not None:
+            with contextlib.suppress(psutil.Error):
+                self.peak_cpu_percent = max(self.peak_cpu_percent, self._ps.cpu_percent(None))
+
+    def live_rps(self) -> float | None:
+        """The last 'Aggregated' req/s figure Locust printed."""
+        try:
+            tail = self.log_path.read_bytes()[-8192:].decode("utf-8", "replace")
+        except OSError:
+            return None
+        found = _AGGREGATED.findall(tail)
+        return float(found[-1][1]) if found else None
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM lets Locust write its report; SIGKILL whatever is left after that."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=timeout_s)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc.poll() is None:
+            self.proc.wait()
+
+    def wait(self, timeout_s: float) -> int:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            return self.proc.wait()
+
+    @property
+    def json_path(self) -> Path:
+        return self.json_prefix.parent / f"{self.json_prefix.name}.json"
+
+    def lab_report(self) -> dict[str, Any] | None:
+        """The locustfile's extra figures (open-model latency, its own CPU peaks), if any."""
+        try:
+            data = json.loads(lab_report_path(self.json_prefix).read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def warmup_over(self) -> bool:
+        try:
+            return "warm-up over" in self.log_path.read_text(errors="replace")
+        except OSError:
+            return False
+
+    def report(self) -> list[dict[str, Any]] | None:
+        try:
+            data = json.loads(self.json_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, list) else None
+
+    def log_tail(self, lines: int = 3) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        kept = [line.strip() for line in text.splitlines() if line.strip()]
+        return " | ".join(kept[-lines:]) or "(empty log)"

@@ -1,0 +1,310 @@
+"""A sweep described as data: a TOML file -> the list of cells to run.
+
+```toml
+[matrix]                      # the axes; every combination is a cell
+targets = ["fastapi", "flask"]
+scenarios = ["io"]
+users = [10, 50]
+workers = [1, 2]
+cpus = [1]
+worker_classes = { fastapi = ["uvicorn"], flask = ["sync", "gthread"] }
+threads = 1
+duration = "10s"
+warmup = "2s"
+io_ms = 100
+
+[gates]                       # optional, as the run options
+max_p95_ms = 500
+
+[[override]]                  # optional: settings for the cells that match
+match = { target = "flask", worker_class = "gthread" }
+threads = 4
+```
+
+Errors name the key and its line, so a typo is found at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loadlab.runner.options import (
+    TARGETS,
+    Gates,
+    OptionError,
+    RunSpec,
+    parse_cpus,
+    parse_duration,
+    parse_rate,
+)
+from loadlab.serve import WORKER_CLASSES
+
+AXES = {"targets", "scenarios", "users", "workers", "cpus", "worker_classes", "threads"}
+SCALARS = {"duration", "warmup", "spawn_rate", "arrival_rate", "io_ms", "cpu_work", "out",
+           "name", "description", "extra"}
+SETTINGS = {"users", "workers", "cpus", "threads", "duration", "warmup", "spawn_rate",
+            "arrival_rate", "io_ms", "cpu_work", "worker_class", "extra"}
+MATCH_KEYS = {"target", "scenario", "worker_class", "users", "workers", "cpus", "threads"}
+GATE_KEYS = {"max_p95_ms", "max_p99_ms", "max_error_rate", "min_rps"}
+
+
+class MatrixError(OptionError):
+    """A matrix file that cannot be run; names the file, key and line."""
+
+
+@dataclass(frozen=True)
+class Matrix:
+    name: str
+    cells: list[RunSpec]
+    gates: Gates
+    out: str | None
+
+
+def _line_of(text: str, key: str, section: str | None = None, nth: int = 0) -> int | None:
+    """The line of ``key = `` after the header of ``section`` (its nth occurrence)."""
+    lines = text.splitlines()
+    start = 0
+    if section is not None:
+        header = re.compile(rf"^\s*\[\[?\s*{re.escape(section)}\s*\]\]?\s*(#.*)?$")
+        seen = -1
+        for number, line in enumerate(lines):
+            if header.match(line):
+                seen += 1
+                if seen == nth:
+                    start = number
+                    break
+    pattern = re.compile(rf"(^|[{{,\s])\"?{re.escape(key)}\"?\s*=")
+    for number in range(start, len(lines)):
+        if number > start and section is not None and re.match(r"^\s*\[", lines[number]):
+            break
+        if pattern.search(lines[number]):
+            return number + 1
+    return None
+
+
+class _Reader:
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.text = text
+
+    def fail(self, key: str, message: str, section: str | None = None, nth: int = 0) -> None:
+        line = _line_of(self.text, key.split(".")[-1], section, nth)
+        where = f"{self.path.name}:{line}" if line else self.path.name
+        raise MatrixError(f"{where}: {key}: {message}")
+
+    def ints(self, value: Any, key: str, low: int, high: int, section: str,
+             nth: int = 0) -> list[int]:
+        values = value if isinstance(value, list) else [value]
+        if not values or any(type(v) is not int or not low <= v <= high for v in values):
+            self.fail(key, f"expected a whole number {low}-{high} or a list of them, "
+                      f"got {value!r}", section, nth)
+        return list(values)
+
+    def strs(self, value: Any, key: str, allowed: tuple[str, ...], section: str,
+             nth: int = 0) -> list[str]:
+        values = value if isinstance(value, list) else [value]
+        if not values or any(not isinstance(v, str) or v not in allowed for v in values):
+            self.fail(key, f"expected one or a list of {', '.join(allowed)}, got {value!r}",
+                      section, nth)
+        return list(values)
+
+    def cpus(self, value: Any, key: str, section: str, nth: int = 0) -> list[float]:
+        values = value if isinstance(value, list) else [value]
+        out: list[float] = []
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                self.fail(key, f"expected a CPU count or a list of them, got {value!r}",
+                          section, nth)
+            try:
+                out.append(parse_cpus(v, key))
+            except OptionError as exc:
+                self.fail(key, str(exc).split(": ", 1)[-1], section, nth)
+        if not out:
+            self.fail(key, "empty list", section, nth)
+        return out
+
+    def duration(self, value: Any, key: str, section: str, nth: int = 0) -> float:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            self.fail(key, f"expected a duration such as \"30s\", got {value!r}", section, nth)
+        try:
+            return parse_duration(str(value), key)
+        except OptionError as exc:
+            self.fail(key, str(exc).split(": ", 1)[-1], section, nth)
+        raise AssertionError  # unreachable: fail() raises
+
+    def rate(self, value: Any, key: str, section: str, nth: int = 0) -> float:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            self.fail(key, f"expected a rate such as 20 or \"600/m\", got {value!r}",
+                      section, nth)
+        try:
+            return parse_rate(str(value), key)
+        except OptionError as exc:
+            self.fail(key, str(exc).split(": ", 1)[-1], section, nth)
+        raise AssertionError
+
+
+def _settings(reader: _Reader, table: dict[str, Any], section: str, nth: int = 0,
+              ) -> dict[str, Any]:
+    """Scalar settings shared by [matrix] and [[override]], as RunSpec fields."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "duration":
+            out["duration_s"] = reader.duration(value, key, section, nth)
+        elif key == "warmup":
+            out["warmup_s"] = reader.duration(value, key, section, nth)
+        elif key == "spawn_rate":
+            out["spawn_rate"] = reader.rate(value, key, section, nth)
+        elif key == "arrival_rate":
+            out["arrival_rate"] = reader.rate(value, key, section, nth)
+        elif key in ("io_ms", "cpu_work"):
+            out[key] = reader.ints(value, key, 0, 10_000_000, section, nth)[0]
+            if isinstance(value, list):
+                reader.fail(key, "expected one whole number, not a list", section, nth)
+        elif key == "extra":
+            if not isinstance(value, dict) or not all(
+                isinstance(v, str | int | float) and not isinstance(v, bool)
+                for v in value.values()
+            ):
+                reader.fail(key, "expected a table of locustfile options", section, nth)
+            out["extra"] = {str(k): str(v) for k, v in value.items()}
+    return out
+
+
+def parse_matrix(text: str, path: Path = Path("matrix.toml")) -> Matrix:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise MatrixError(f"{path.name}: not valid TOML: {exc}") from None
+    reader = _Reader(path, text)
+    for key in data:
+        if key not in ("matrix", "gates", "override"):
+            reader.fail(key, "unknown section (expected [matrix], [gates], [[override]])")
+    table = data.get("matrix")
+    if not isinstance(table, dict):
+        raise MatrixError(f"{path.name}: needs a [matrix] table")
+    for key in table:
+        if key not in AXES | SCALARS:
+            reader.fail(f"matrix.{key}", "unknown key (expected one of "
+                        f"{', '.join(sorted(AXES | SCALARS))})", "matrix")
+    sec = "matrix"
+    targets = reader.strs(table.get("targets", list(TARGETS)), "matrix.targets", TARGETS, sec)
+    if "scenarios" not in table:
+        raise MatrixError(f"{path.name}: [matrix] needs scenarios = [...]")
+    from loadlab.runner.options import SCENARIOS
+
+    scenarios = reader.strs(table["scenarios"], "matrix.scenarios", SCENARIOS, sec)
+    users = reader.ints(table.get("users", 10), "matrix.users", 1, 100_000, sec)
+    workers = reader.ints(table.get("workers", 1), "matrix.workers", 1, 256, sec)
+    threads = reader.ints(table.get("threads", 1), "matrix.threads", 1, 1024, sec)
+    cpus = reader.cpus(table.get("cpus", 0), "matrix.cpus", sec)
+    classes_raw = table.get("worker_classes", {})
+    classes: dict[str, list[str]] = {}
+    if isinstance(classes_raw, dict):
+        for fw, value in classes_raw.items():
+            if fw not in TARGETS:
+                reader.fail(f"matrix.worker_classes.{fw}", "unknown target", sec)
+            classes[fw] = reader.strs(value, f"matrix.worker_classes.{fw}",
+                                      WORKER_CLASSES[fw], sec)
+    else:
+        reader.fail("matrix.worker_classes",
+                    "expected a table such as { flask = [\"sync\", \"gthread\"] }", sec)
+    common = _settings(reader, table, sec)
+    if isinstance(table.get("name", ""), str) is False:
+        reader.fail("matrix.name", "expected a string", sec)
+    out = table.get("out")
+    if out is not None and not isinstance(out, str):
+        reader.fail("matrix.out", "expected a directory name", sec)
+
+    gates_table = data.get("gates", {})
+    if not isinstance(gates_table, dict):
+        raise MatrixError(f"{path.name}: [gates] must be a table")
+    for key, value in gates_table.items():
+        if key not in GATE_KEYS:
+            reader.fail(f"gates.{key}", f"unknown gate (expected {', '.join(sorted(GATE_KEYS))})",
+                        "gates")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            reader.fail(f"gates.{key}", f"expected a number >= 0, got {value!r}", "gates")
+    gates = Gates(**{k: float(v) for k, v in gates_table.items()})
+
+    overrides = data.get("override", [])
+    if not isinstance(overrides, list):
+        raise MatrixError(f"{path.name}: override must be [[override]] tables")
+    parsed_overrides: list[tuple[dict[str, Any], dict[str, Any], list[int] | None]] = []
+    for nth, item in enumerate(overrides):
+        sec_o = "override"
+        for key in item:
+            if key not in SETTINGS | {"match"}:
+                reader.fail(f"override.{key}", "unknown key (expected match or one of "
+                            f"{', '.join(sorted(SETTINGS))})", sec_o, nth)
+        match = item.get("match", {})
+        if not isinstance(match, dict):
+            reader.fail("override.match", "expected a table such as { target = \"flask\" }",
+                        sec_o, nth)
+        for key in match:
+            if key not in MATCH_KEYS:
+                reader.fail(f"override.match.{key}", "unknown key (expected one of "
+                            f"{', '.join(sorted(MATCH_KEYS))})", sec_o, nth)
+        settings = _settings(reader, item, sec_o, nth)
+        for key in ("workers", "threads"):
+            if key in item:
+                settings[key] = reader.ints(item[key], f"override.{key}", 1, 1024, sec_o, nth)[0]
+        if "cpus" in item:
+            settings["cpus"] = reader.cpus(item["cpus"], "override.cpus", sec_o, nth)[0]
+        if "worker_class" in item:
+            if not isinstance(item["worker_class"], str):
+                reader.fail("override.worker_class", "expected a string", sec_o, nth)
+            settings["worker_class"] = item["worker_class"]
+        user_list = (reader.ints(item["users"], "override.users", 1, 100_000, sec_o, nth)
+                     if "users" in item else None)
+        parsed_overrides.append((match, settings, user_list))
+
+    cells: list[RunSpec] = []
+    seen: set[str] = set()
+    for target, scenario, cpu, n_workers, n_threads in itertools.product(
+        targets, scenarios, cpus, workers, threads,
+    ):
+        for worker_class in classes.get(target, [""]):
+            base = dict(target=target, scenario=scenario, cpus=cpu, workers=n_workers,
+                        threads=n_threads, worker_class=worker_class, **common)
+            cell_users = users
+            for match, settings, user_list in parsed_overrides:
+                probe = {**base, "worker_class": base["worker_class"] or _default(target)}
+                if all(probe.get(k) == v for k, v in match.items()):
+                    base.update(settings)
+                    if user_list is not None:
+                        cell_users = user_list
+            if base.get("threads", 1) > 1 and (base["worker_class"] or _default(target)) != (
+                "gthread"
+            ):
+                continue  # threads only mean something to gthread
+            for n_users in cell_users:
+                try:
+                    spec = RunSpec(users=n_users, **base)
+                except OptionError as exc:
+                    raise MatrixError(f"{path.name}: {exc}") from None
+                if spec.key not in seen:
+                    seen.add(spec.key)
+                    cells.append(spec)
+    if not cells:
+        raise MatrixError(f"{path.name}: the matrix has no cells")
+    name = str(table.get("name") or path.stem)
+    return Matrix(name=name, cells=cells, gates=gates, out=out)
+
+
+def _default(target: str) -> str:
+    from loadlab.serve import DEFAULT_WORKER_CLASS
+
+    return DEFAULT_WORKER_CLASS[target]
+
+
+def load_matrix(path: Path) -> Matrix:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise MatrixError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return parse_matrix(text, path)

@@ -1,0 +1,201 @@
+"""Run options: parsing durations, rates and CPU counts, and the typed spec of one run.
+
+Every parser raises ``OptionError`` with a one-line message naming the option, so the
+commands can exit 2 without a traceback.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from loadlab.serve import DEFAULT_WORKER_CLASS, WORKER_CLASSES, ServeError, ServerConfig
+
+TARGETS = ("fastapi", "flask")
+SCENARIOS = (
+    "json", "io", "cpu", "cpu-blocking", "cpu-process", "mixed", "upstream", "echo",
+    "request", "all",
+)
+MAX_DURATION_S = 24 * 3600.0
+MAX_USERS = 100_000
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class OptionError(ValueError):
+    """A bad option value; the message is one line for the user."""
+
+
+def parse_duration(text: str, name: str = "duration") -> float:
+    """``30``, ``30s``, ``500ms``, ``1m30s``, ``2h`` -> seconds (bare numbers are seconds)."""
+    raw = str(text).strip().lower()
+    if not raw:
+        raise OptionError(f"--{name}: empty duration")
+    if re.fullmatch(r"\d+(\.\d+)?", raw):
+        seconds = float(raw)
+    else:
+        pos, seconds = 0, 0.0
+        for match in _DURATION_PART.finditer(raw):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNITS[match.group(2)]
+            pos = match.end()
+        if pos != len(raw) or pos == 0:
+            raise OptionError(
+                f"--{name}: cannot read {text!r} as a duration (examples: 30s, 500ms, 1m30s)"
+            )
+    if not math.isfinite(seconds) or seconds > MAX_DURATION_S:
+        raise OptionError(f"--{name}: {text!r} is longer than 24h")
+    return seconds
+
+
+def parse_rate(text: str, name: str = "arrival-rate") -> float:
+    """``20``, ``20/s``, ``600/m``, ``1000/h`` -> requests (or users) per second, > 0."""
+    raw = str(text).strip().lower()
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(?:\s*/\s*(s|m|h|min|sec))?", raw)
+    if not match:
+        raise OptionError(f"--{name}: cannot read {text!r} as a rate (examples: 20, 20/s, 600/m)")
+    per = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}[match.group(2) or "s"]
+    value = float(match.group(1)) / per
+    if not math.isfinite(value) or value <= 0 or value > 1e6:
+        raise OptionError(f"--{name}: {text!r} must be above 0 and at most 1e6 per second")
+    return value
+
+
+def parse_cpus(text: str | float, name: str = "cpus") -> float:
+    """A CPU quota in cores: ``0`` (no limit), ``0.5``, ``2``."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise OptionError(
+            f"--{name}: cannot read {text!r} as a CPU count (examples: 0.5, 1, 2)"
+        ) from None
+    if not math.isfinite(value) or value < 0 or value > 1024:
+        raise OptionError(f"--{name}: {text!r} must be 0 (no limit) or a positive core count")
+    return value
+
+
+def parse_int(text: str | int, name: str, low: int, high: int) -> int:
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise OptionError(f"--{name}: cannot read {text!r} as a whole number") from None
+    if not low <= value <= high:
+        raise OptionError(f"--{name}: {value} must be between {low} and {high}")
+    return value
+
+
+@dataclass(frozen=True)
+class Gates:
+    """Thresholds that fail the command (exit 1) when a run misses them."""
+
+    max_p95_ms: float | None = None
+    max_p99_ms: float | None = None
+    max_error_rate: float | None = None
+    min_rps: float | None = None
+
+    def any(self) -> bool:
+        return any(v is not None for v in asdict(self).values())
+
+    def check(self, run: dict[str, Any]) -> list[str]:
+        """The gates this run misses, each as 'gate: figure' for the user."""
+        label = f"{run['target']}/{run['scenario']}"
+        lat = run.get("latency_ms") or {}
+        missed: list[str] = []
+        if run.get("status") != "ok":
+            return [f"{label}: run failed ({run.get('error', 'unknown reason')})"]
+        if self.max_p95_ms is not None and lat.get("p95", math.inf) > self.max_p95_ms:
+            missed.append(f"--max-p95-ms {self.max_p95_ms:g}: {label} p95 = {lat.get('p95')} ms")
+        if self.max_p99_ms is not None and lat.get("p99", math.inf) > self.max_p99_ms:
+            missed.append(f"--max-p99-ms {self.max_p99_ms:g}: {label} p99 = {lat.get('p99')} ms")
+        if self.max_error_rate is not None:
+            rate = run["failures"] / run["requests"] if run["requests"] else 1.0
+            if rate > self.max_error_rate:
+                missed.append(
+                    f"--max-error-rate {self.max_error_rate:g}: {label} error rate = {rate:.4f}"
+                )
+        if self.min_rps is not None and run["rps"] < self.min_rps:
+            missed.append(f"--min-rps {self.min_rps:g}: {label} rps = {run['rps']:.1f}")
+        return missed
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell: one target under one configuration and one load."""
+
+    target: str
+    scenario: str
+    users: int = 10
+    spawn_rate: float = 0.0  # 0: all users at once (users per second otherwise)
+    duration_s: float = 30.0
+    warmup_s: float = 5.0
+    arrival_rate: float | None = None
+    cpus: float = 0.0
+    workers: int = 1
+    worker_class: str = ""
+    threads: int = 1
+    io_ms: int | None = None
+    cpu_work: int | None = None
+    extra: dict[str, str] = field(default_factory=dict)  # further locustfile options
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise OptionError(f"unknown target {self.target!r}: choose fastapi, flask or both")
+        if self.scenario not in SCENARIOS:
+            raise OptionError(
+                f"unknown scenario {self.scenario!r}: choose one of {', '.join(SCENARIOS)}"
+            )
+        if not self.worker_class:
+            object.__setattr__(self, "worker_class", DEFAULT_WORKER_CLASS[self.target])
+        if self.worker_class not in WORKER_CLASSES[self.target]:
+            raise OptionError(
+                f"unknown worker class {self.worker_class!r} for {self.target}: choose one of "
+                f"{', '.join(WORKER_CLASSES[self.target])}"
+            )
+        if not 1 <= self.users <= MAX_USERS:
+            raise OptionError(f"--users must be between 1 and {MAX_USERS}, got {self.users}")
+        if self.duration_s <= 0:
+            raise OptionError("--duration must be above 0")
+        if self.warmup_s < 0:
+            raise OptionError("--warmup must not be negative")
+        try:
+            self.server_config(port=0)
+        except ServeError as exc:
+            raise OptionError(str(exc)) from None
+
+    def server_config(self, port: int, host: str = "127.0.0.1") -> ServerConfig:
+        return ServerConfig(
+            framework=self.target,  # type: ignore[arg-type]
+            host=host, port=port, workers=self.workers, worker_class=self.worker_class,
+            threads=self.threads, cpus=self.cpus,
+        )
+
+    @property
+    def key(self) -> str:
+        """Identifies the cell in a results directory (what --resume skips)."""
+        parts = [
+            self.target, self.scenario, f"u{self.users}", f"c{self.cpus:g}", f"w{self.workers}",
+            self.worker_class, f"t{self.threads}", f"d{self.duration_s:g}",
+        ]
+        if self.arrival_rate:
+            parts.append(f"a{self.arrival_rate:g}")
+        if self.io_ms is not None:
+            parts.append(f"io{self.io_ms}")
+        if self.cpu_work is not None:
+            parts.append(f"work{self.cpu_work}")
+        parts += [f"{k}={v}" for k, v in sorted(self.extra.items())]
+        return "-".join(parts)
+
+    def with_(self, **changes: Any) -> RunSpec:
+        return replace(self, **changes)
+
+
+def expand_targets(target: str) -> list[str]:
+    if target == "both":
+        return list(TARGETS)
+    if target not in TARGETS:
+        raise OptionError(f"unknown target {target!r}: choose fastapi, flask or both")
+    return [target]

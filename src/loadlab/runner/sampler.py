@@ -1,0 +1,223 @@
+"""Server figures during a run: scrapes the service's /metrics once a second.
+
+The service's own metrics (names fixed in DESIGN.md) give CPU used, throttling and memory
+as the service's cgroup sees them. For a local service the process tree is read too
+(CPU times and PSS through psutil), so figures exist even where a metric is missing.
+Live throughput and p95 for the progress display come from the request counter and
+histogram deltas.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+import psutil
+from prometheus_client.parser import text_string_to_metric_families
+
+IGNORED_HANDLERS = {"/metrics", "/healthz"}
+
+
+@dataclass
+class Scrape:
+    t: float
+    requests: float = 0.0
+    buckets: dict[float, float] = field(default_factory=dict)  # le -> cumulative count
+    cpu_seconds: float | None = None
+    throttled_seconds: float | None = None
+    periods: float | None = None
+    throttled_periods: float | None = None
+    memory_bytes: float | None = None
+    cpu_limit: float | None = None
+    tree_cpu_seconds: float | None = None
+    tree_pss_bytes: float | None = None
+
+
+def parse_metrics(text: str, t: float) -> Scrape:
+    scrape = Scrape(t=t)
+    singles = {
+        "loadlab_cpu_usage_seconds": "cpu_seconds",
+        "loadlab_cpu_throttled_seconds": "throttled_seconds",
+        "loadlab_cpu_periods": "periods",
+        "loadlab_cpu_throttled_periods": "throttled_periods",
+        "loadlab_memory_bytes": "memory_bytes",
+        "loadlab_cpu_limit_cores": "cpu_limit",
+    }
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("handler") in IGNORED_HANDLERS:
+                continue
+            if sample.name == "http_requests_total":
+                scrape.requests += sample.value
+            elif sample.name == "http_request_duration_seconds_bucket":
+                le = float(sample.labels["le"])
+                scrape.buckets[le] = scrape.buckets.get(le, 0.0) + sample.value
+            else:
+                base = sample.name.removesuffix("_total")
+                if base in singles:
+                    attr = singles[base]
+                    current = getattr(scrape, attr)
+                    setattr(scrape, attr, sample.value + (current or 0.0))
+    return scrape
+
+
+def histogram_quantile(q: float, before: dict[float, float], after: dict[float, float]) -> float:
+    """Prometheus-style quantile of the requests observed between two scrapes (seconds)."""
+    les = sorted(after)
+    counts = [after[le] - before.get(le, 0.0) for le in les]
+    if not counts or counts[-1] <= 0:
+        return math.nan
+    rank = q * counts[-1]
+    prev_le, prev_count = 0.0, 0.0
+    for le, count in zip(les, counts, strict=True):
+        if count >= rank:
+            if math.isinf(le):
+                return prev_le
+            width = count - prev_count
+            return prev_le + (le - prev_le) * ((rank - prev_count) / width if width else 1.0)
+        prev_le, prev_count = le, count
+    return prev_le
+
+
+def tree_figures(pid: int) -> tuple[float, float]:
+    """CPU seconds (live processes plus reaped children) and summed PSS of a process tree."""
+    root = psutil.Process(pid)
+    procs = [root, *root.children(recursive=True)]
+    cpu = 0.0
+    pss = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            cpu += times.user + times.system + times.children_user + times.children_system
+            pss += getattr(proc.memory_full_info(), "pss", 0.0)
+    return cpu, pss
+
+
+@dataclass
+class Window:
+    """Server figures between two moments of a run."""
+
+    cpu_seconds: float | None
+    throttled_seconds: float | None
+    throttled_share: float | None
+    memory_bytes: float | None
+    cpu_limit: float | None
+    source: str
+
+
+class ServerSampler:
+    """Background scraper; call ``mark()`` at the end of warm-up and ``window()`` after."""
+
+    def __init__(self, metrics_url: str, pid: int | None, base_url: str,
+                 interval_s: float = 1.0, probe_interval_s: float = 0.2) -> None:
+        self.metrics_url = metrics_url
+        self.base_url = base_url
+        self.pid = pid
+        self.interval_s = interval_s
+        self.probe_interval_s = probe_interval_s
+        self.scrapes: list[Scrape] = []
+        self.probes: list[tuple[float, float]] = []  # (t, seconds) of /healthz answers
+        self.scrape_errors = 0
+        self._mark: int = 0
+        self._mark_probe: int = 0
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._loop, daemon=True),
+            threading.Thread(target=self._probe_loop, daemon=True),
+        ]
+
+    def start(self) -> ServerSampler:
+        self.scrapes.append(self.scrape())
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def scrape(self) -> Scrape:
+        now = time.monotonic()
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=2) as reply:
+                scrape = parse_metrics(reply.read().decode("utf-8", "replace"), now)
+        except Exception:  # a service under load or gone: count it, keep sampling
+            self.scrape_errors += 1
+            scrape = Scrape(t=now)
+        if self.pid is not None:
+            with contextlib.suppress(psutil.Error):
+                scrape.tree_cpu_seconds, scrape.tree_pss_bytes = tree_figures(self.pid)
+        return scrape
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.scrapes.append(self.scrape())
+
+    def _probe_loop(self) -> None:
+        url = f"{self.base_url}/healthz"
+        while not self._stop.wait(self.probe_interval_s):
+            began = time.monotonic()
+            try:
+                with urllib.request.urlopen(url, timeout=10) as reply:
+                    reply.read()
+            except Exception:
+                continue
+            self.probes.append((began, time.monotonic() - began))
+
+    def mark(self) -> None:
+        """The end of warm-up: figures are taken from here on."""
+        self.scrapes.append(self.scrape())
+        self._mark = len(self.scrapes) - 1
+        self._mark_probe = len(self.probes)
+
+    def live(self) -> tuple[float | None, float | None]:
+        """(requests per second, p95 ms) over the last few seconds, from the server."""
+        if len(self.scrapes) < 2:
+            return None, None
+        last = self.scrapes[-1]
+        first = self.scrapes[max(0, len(self.scrapes) - 4)]
+        dt = last.t - first.t
+        if dt <= 0 or not last.buckets:
+            return None, None
+        rps = (last.requests - first.requests) / dt
+        p95 = histogram_quantile(0.95, first.buckets, last.buckets) * 1000
+        return rps, (None if math.isnan(p95) else p95)
+
+    def probe_ms(self) -> list[float]:
+        return [s * 1000 for _, s in self.probes[self._mark_probe:]]
+
+    def window(self) -> Window:
+        self.scrapes.append(self.scrape())
+        first, last = self.scrapes[self._mark], self.scrapes[-1]
+        window = self.scrapes[self._mark:]
+
+        def delta(attr: str) -> float | None:
+            a, b = getattr(first, attr), getattr(last, attr)
+            return None if a is None or b is None else max(0.0, b - a)
+
+        cpu = delta("cpu_seconds")
+        source = "metrics"
+        if cpu is None or cpu == 0.0:
+            tree = delta("tree_cpu_seconds")
+            if tree is not None:
+                cpu, source = tree, "process tree"
+        throttled = delta("throttled_seconds")
+        periods, thr_periods = delta("periods"), delta("throttled_periods")
+        share = thr_periods / periods if periods and thr_periods is not None else None
+        memories = [s.tree_pss_bytes for s in window if s.tree_pss_bytes]
+        memory_source = "pss"
+        if not memories:
+            memories = [s.memory_bytes for s in window if s.memory_bytes]
+            memory_source = "metrics"
+        limits = [s.cpu_limit for s in window if s.cpu_limit is not None]
+        return Window(
+            cpu_seconds=cpu, throttled_seconds=throttled, throttled_share=share,
+            memory_bytes=max(memories) if memories else None,
+            cpu_limit=limits[-1] if limits else None,
+            source=f"cpu: {source}; memory: {memory_source}",
+        )
