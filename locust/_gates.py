@@ -1,0 +1,114 @@
+"""CI gates checked when the test stops, and the lab's report file with the extra figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from _openmodel import OpenModelStats
+
+
+@dataclass(frozen=True)
+class Gate:
+    option: str
+    limit: float
+    value: float
+    passed: bool
+
+    def line(self) -> str:
+        verdict = "passed" if self.passed else "FAILED"
+        return f"gate {verdict}: {self.option} {self.limit:g}, measured {self.value:.4g}"
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The measured window's figures (after --warmup-s, if given)."""
+
+    requests: int
+    failures: int
+    rps: float
+    error_rate: float
+    latency_ms: dict[str, float]
+    intended_latency_ms: dict[str, float] | None
+
+    @classmethod
+    def from_stats(cls, total: Any, open_model: OpenModelStats | None) -> Figures:
+        requests, failures = int(total.num_requests), int(total.num_failures)
+        latency = {
+            "p50": float(total.get_response_time_percentile(0.5) or 0),
+            "p95": float(total.get_response_time_percentile(0.95) or 0),
+            "p99": float(total.get_response_time_percentile(0.99) or 0),
+            "max": float(total.max_response_time or 0),
+        }
+        intended = None
+        if open_model is not None:
+            d = open_model.intended
+            intended = {"p50": d.percentile(0.5), "p95": d.percentile(0.95),
+                        "p99": d.percentile(0.99), "max": d.max_ms}
+        return cls(requests, failures, float(total.total_rps or 0),
+                   failures / requests if requests else 0.0, latency, intended)
+
+    def gate_latency(self) -> dict[str, float]:
+        """Latency gates judge what users see: from the intended send time in the open model."""
+        return self.intended_latency_ms or self.latency_ms
+
+
+def evaluate(options: Any, fig: Figures) -> list[Gate]:
+    gates: list[Gate] = []
+    lat = fig.gate_latency()
+    if options.max_p95_ms is not None:
+        gates.append(Gate("--max-p95-ms", options.max_p95_ms, lat["p95"],
+                          lat["p95"] <= options.max_p95_ms))
+    if options.max_p99_ms is not None:
+        gates.append(Gate("--max-p99-ms", options.max_p99_ms, lat["p99"],
+                          lat["p99"] <= options.max_p99_ms))
+    if options.max_error_rate is not None:
+        gates.append(Gate("--max-error-rate", options.max_error_rate, fig.error_rate,
+                          fig.error_rate <= options.max_error_rate))
+    if options.min_rps is not None:
+        gates.append(Gate("--min-rps", options.min_rps, fig.rps, fig.rps >= options.min_rps))
+    return gates
+
+
+def write_atomic(path: str, payload: dict[str, Any]) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def report(options: Any, fig: Figures, gates: list[Gate], open_model: OpenModelStats | None,
+           cpu_peaks: dict[str, float], cpu_warned: bool) -> dict[str, Any]:
+    return {
+        "scenario": options.scenario,
+        "io_ms": options.io_ms,
+        "cpu_work": options.cpu_work,
+        "model": "open" if open_model is not None else "closed",
+        "arrival_rate": options.arrival_rate or None,
+        "warmup_s": options.warmup_s,
+        "requests": fig.requests,
+        "failures": fig.failures,
+        "error_rate": fig.error_rate,
+        "rps": fig.rps,
+        "latency_ms": fig.latency_ms,
+        "intended_latency_ms": fig.intended_latency_ms,
+        "open_model": None if open_model is None else {
+            "sent": open_model.sent, "late_sends": open_model.late,
+            "dropped_sends": open_model.dropped, "late_ms": options.late_ms,
+        },
+        "gates": [asdict(g) for g in gates],
+        "gates_passed": all(g.passed for g in gates),
+        "locust_cpu_peak_percent": cpu_peaks,
+        "locust_cpu_warning": cpu_warned,
+    }

@@ -1,0 +1,114 @@
+"""The open model: requests leave on a fixed schedule, whatever the server's response times.
+
+A closed-model user waits for each answer before the next request, so a slow server
+silently receives less load, and the latency it reports leaves out the time requests
+would have waited (coordinated omission). Here each Locust process keeps one schedule
+of intended send times at its share of the total rate; users are only the pool that
+carries the sends. A user takes the next slot, sleeps until its intended time and sends.
+When every user is busy, slots fall behind: those sends are counted as late, and each
+request's latency is measured from its intended time as well as from its actual send.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+def _round_ms(ms: float) -> int:
+    """Locust's own rounding (2 significant digits above 100 ms) keeps the digest small."""
+    if ms < 100:
+        return round(ms)
+    if ms < 1000:
+        return int(round(ms, -1))
+    if ms < 10000:
+        return int(round(ms, -2))
+    return int(round(ms, -3))
+
+
+@dataclass
+class Digest:
+    """Latency samples as counts per rounded millisecond; mergeable across processes."""
+
+    counts: dict[int, int] = field(default_factory=dict)
+    total: int = 0
+    max_ms: float = 0.0
+
+    def add(self, ms: float) -> None:
+        key = _round_ms(ms)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        self.total += 1
+        self.max_ms = max(self.max_ms, ms)
+
+    def merge(self, data: dict) -> None:
+        for key, n in data.get("counts", {}).items():
+            self.counts[int(key)] = self.counts.get(int(key), 0) + int(n)
+        self.total += int(data.get("total", 0))
+        self.max_ms = max(self.max_ms, float(data.get("max_ms", 0.0)))
+
+    def dump(self) -> dict:
+        return {"counts": dict(self.counts), "total": self.total, "max_ms": self.max_ms}
+
+    def percentile(self, q: float) -> float:
+        """The smallest recorded value with at least ``q`` of the samples at or below it."""
+        if not self.total:
+            return 0.0
+        needed = q * self.total
+        seen = 0
+        for key in sorted(self.counts):
+            seen += self.counts[key]
+            if seen >= needed:
+                return float(key)
+        return self.max_ms
+
+
+@dataclass
+class OpenModelStats:
+    """What the schedule observed; workers ship these to the master in their reports."""
+
+    intended: Digest = field(default_factory=Digest)
+    sent: int = 0
+    late: int = 0
+    dropped: int = 0
+
+    def dump(self) -> dict:
+        return {"intended": self.intended.dump(), "sent": self.sent, "late": self.late,
+                "dropped": self.dropped}
+
+    def merge(self, data: dict) -> None:
+        self.intended.merge(data.get("intended", {}))
+        self.sent += int(data.get("sent", 0))
+        self.late += int(data.get("late", 0))
+        self.dropped += int(data.get("dropped", 0))
+
+
+class Pacer:
+    """One process's schedule. Its rate is the total rate times this process's share of the
+    users, so master + workers together issue the total whatever the split."""
+
+    def __init__(self) -> None:
+        self.next_t: float | None = None
+
+    def reset(self) -> None:
+        self.next_t = None
+
+    @staticmethod
+    def rate(total_rate: float, local_users: int, total_users: int) -> float:
+        share = max(local_users, 1) / max(total_users, local_users, 1)
+        return total_rate * share
+
+    def take(self, total_rate: float, local_users: int, total_users: int) -> float:
+        """Claim the next intended send time (time.perf_counter() seconds)."""
+        now = time.perf_counter()
+        if self.next_t is None:
+            self.next_t = now
+        slot = self.next_t
+        self.next_t = slot + 1.0 / self.rate(total_rate, local_users, total_users)
+        return slot
+
+    def backlog(self, total_rate: float, local_users: int, total_users: int) -> int:
+        """Slots whose time has come but that no user took: sends the run never made."""
+        if self.next_t is None or total_rate <= 0:
+            return 0
+        behind = time.perf_counter() - self.next_t
+        return max(0, int(behind * self.rate(total_rate, local_users, total_users)))

@@ -1,0 +1,136 @@
+"""The lab's command-line options for Locust, their web-UI form fields, and validation.
+
+Options are checked before any load starts: a bad value ends the process with one line
+naming the option and exit code 2, the same as every other loadlab command.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from loadlab.contract import MAX_CPU_WORK, MAX_IO_MS
+
+SCENARIOS = (
+    "json", "io", "cpu", "cpu-blocking", "cpu-process", "mixed", "upstream", "echo",
+    "request", "all",
+)
+# The web-UI dropdown offers these; "host" uses Locust's own Host field / --host.
+TARGETS = ("host", "fastapi", "flask")
+TARGET_ENV = {"fastapi": "LOADLAB_FASTAPI_URL", "flask": "LOADLAB_FLASK_URL"}
+
+# Cost of one unit of cpu work on the reference machines (see loadlab.workloads).
+CPU_UNIT_S = 0.0001
+# A user cannot complete requests faster than this, whatever the scenario.
+MIN_SERVICE_S = 0.001
+
+
+def fail(message: str) -> NoReturn:
+    """One line on stderr, exit 2: the usage-error convention of every loadlab command."""
+    sys.stderr.write(f"locust: error: {message}\n")
+    sys.stderr.flush()
+    sys.exit(2)
+
+
+def add_arguments(parser: Any) -> None:
+    """Register the options; ``include_in_web_ui`` ones appear under "Custom parameters"."""
+    # argparse's own errors (a non-numeric value, an unknown choice) in one line as well;
+    # LocustArgumentParser.error would add usage text over several lines.
+    parser.error = fail
+    parser.add_argument("--scenario", choices=SCENARIOS, default="json",
+                       help="which endpoint(s) the users call")
+    parser.add_argument("--target", choices=TARGETS, default="host",
+                       help="'host' = --host; 'fastapi'/'flask' read LOADLAB_FASTAPI_URL / "
+                            "LOADLAB_FLASK_URL")
+    parser.add_argument("--io-ms", type=int, default=50, help="ms the server waits (io, mixed, "
+                       "upstream)")
+    parser.add_argument("--cpu-work", type=int, default=100, help="units of CPU work (~0.1 ms "
+                       "each) for cpu* and mixed")
+    parser.add_argument("--arrival-rate", type=float, default=0.0,
+                       help="open model: requests/s in total, independent of response times "
+                            "(0 = closed model: each user waits for its answer)")
+    parser.add_argument("--late-ms", type=float, default=10.0, include_in_web_ui=False,
+                       help="open model: a send this late after its intended time counts as late")
+    parser.add_argument("--warmup-s", type=float, default=0.0,
+                       help="reset statistics this many seconds after the test starts")
+    parser.add_argument("--max-p95-ms", type=float, default=None, include_in_web_ui=False,
+                       help="gate: fail (exit 1) if p95 latency exceeds this")
+    parser.add_argument("--max-p99-ms", type=float, default=None, include_in_web_ui=False,
+                       help="gate: fail (exit 1) if p99 latency exceeds this")
+    parser.add_argument("--max-error-rate", type=float, default=None, include_in_web_ui=False,
+                       help="gate: fail (exit 1) if failures/requests exceeds this (0..1)")
+    parser.add_argument("--min-rps", type=float, default=None, include_in_web_ui=False,
+                       help="gate: fail (exit 1) if requests/s falls below this")
+    parser.add_argument("--loadlab-report", default="", include_in_web_ui=False,
+                       help="write the lab's extra figures (JSON) to this file at exit")
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """What a user needs per request, read once per user from the (form-updated) options."""
+
+    scenario: str
+    io_ms: int
+    cpu_work: int
+    arrival_rate: float
+    late_s: float
+
+    @classmethod
+    def from_options(cls, options: Any) -> Knobs:
+        return cls(
+            scenario=str(options.scenario),
+            io_ms=int(options.io_ms),
+            cpu_work=int(options.cpu_work),
+            arrival_rate=float(options.arrival_rate),
+            late_s=float(options.late_ms) / 1000,
+        )
+
+    def min_service_s(self) -> float:
+        """The least time one request of this scenario can take (the server's own wait/work)."""
+        io = self.io_ms / 1000 if self.scenario in ("io", "mixed", "upstream", "all") else 0.0
+        cpu = (self.cpu_work * CPU_UNIT_S
+               if self.scenario.startswith("cpu") or self.scenario == "mixed" else 0.0)
+        return max(io + cpu, MIN_SERVICE_S)
+
+
+def problems(options: Any, users: int | None) -> list[str]:
+    """Every reason these options cannot run, one line each (empty when they can)."""
+    out: list[str] = []
+    if options.scenario not in SCENARIOS:
+        out.append(f"--scenario {options.scenario!r}: choose from {', '.join(SCENARIOS)}")
+    if not 0 <= options.io_ms <= MAX_IO_MS:
+        out.append(f"--io-ms {options.io_ms}: must be between 0 and {MAX_IO_MS}")
+    if not 0 <= options.cpu_work <= MAX_CPU_WORK:
+        out.append(f"--cpu-work {options.cpu_work}: must be between 0 and {MAX_CPU_WORK}")
+    if not options.arrival_rate >= 0:  # also rejects nan
+        out.append(f"--arrival-rate {options.arrival_rate}: must be >= 0")
+    if not options.late_ms > 0:
+        out.append(f"--late-ms {options.late_ms}: must be > 0")
+    if not options.warmup_s >= 0:
+        out.append(f"--warmup-s {options.warmup_s}: must be >= 0")
+    for name in ("max_p95_ms", "max_p99_ms", "min_rps"):
+        value = getattr(options, name)
+        if value is not None and not value >= 0:
+            out.append(f"--{name.replace('_', '-')} {value}: must be >= 0")
+    rate = options.max_error_rate
+    if rate is not None and not 0 <= rate <= 1:
+        out.append(f"--max-error-rate {rate}: must be between 0 and 1")
+    if options.target != "host" and not os.environ.get(TARGET_ENV.get(options.target, ""), ""):
+        out.append(f"--target {options.target}: set {TARGET_ENV[options.target]} to its URL")
+    if not out and options.arrival_rate > 0 and users is not None:
+        need = options.arrival_rate * Knobs.from_options(options).min_service_s()
+        if users < need:
+            out.append(
+                f"--arrival-rate {options.arrival_rate:g}: needs at least {need:.0f} users "
+                f"(-u) to carry it even at the server's minimum latency (got {users})"
+            )
+    return out
+
+
+def target_url(options: Any) -> str | None:
+    """The URL the target option points at, or None to use Locust's host."""
+    if options is None or getattr(options, "target", "host") == "host":
+        return None
+    return os.environ.get(TARGET_ENV[options.target]) or None

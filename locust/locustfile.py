@@ -1,0 +1,281 @@
+"""The lab's load: FastHttpUser scenarios for every endpoint of the service contract.
+
+    locust -f locust/locustfile.py --host http://127.0.0.1:8000 --scenario io --io-ms 100
+    locust -f locust/locustfile.py,locust/shapes.py --class-picker      # web UI with shapes
+
+Closed model by default (each user waits for its answer); ``--arrival-rate R`` switches
+to the open model (see _openmodel.py). Gates (``--max-p95-ms`` ...) are checked when the
+test stops. Locust's web app serves the swarm's Prometheus metrics at ``/metrics``.
+Works headless, with the web UI, and as master or worker. docs/locust.md has the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import _options
+import _scenarios
+import gevent
+from _cpuwatch import CpuWatch
+from _exporter import SwarmState, registry_for, render
+from _gates import Figures, evaluate, report, write_atomic
+from _openmodel import OpenModelStats, Pacer
+from flask import Response
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from locust import FastHttpUser, events, tag, task
+
+log = logging.getLogger("loadlab")
+
+
+class Lab:
+    """This process's share of the lab's state (one per Locust process)."""
+
+    state = SwarmState()           # exporter: totals (master/local) or deltas (worker)
+    open_model = OpenModelStats()  # open model: totals (master/local) or deltas (worker)
+    pacer = Pacer()
+    cpu = CpuWatch("locust")
+    warmup: gevent.Greenlet | None = None
+
+
+def users_target(environment: Environment) -> int:
+    """The swarm's target user count; workers learn it from the master's spawn messages."""
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        return int(getattr(environment.parsed_options, "loadlab_total_users", 0) or 0)
+    return int(getattr(runner, "target_user_count", 0) or 0)
+
+
+@events.init_command_line_parser.add_listener
+def _add_options(parser: Any) -> None:
+    _options.add_arguments(parser)
+
+
+@events.request.add_listener
+def _count(request_type: str, name: str, response_time: float, exception: Any,
+           **_: Any) -> None:
+    Lab.state.table.add(name, request_type, (response_time or 0.0) / 1000, exception is not None)
+
+
+class LabUser(FastHttpUser):
+    """One scenario per user, read from the options when the user starts (so values entered
+    in the web UI reach new users). Tasks are tagged by scenario; ``all`` runs the mix."""
+
+    def __init__(self, environment: Environment) -> None:
+        url = _options.target_url(environment.parsed_options)
+        if url:
+            self.host = url
+        super().__init__(environment)
+        self.knobs = _options.Knobs.from_options(environment.parsed_options)
+
+    def on_start(self) -> None:
+        scenario = self.knobs.scenario
+        cls_tasks = type(self).tasks
+        self.tasks = [t for t in cls_tasks
+                      if scenario == "all" or scenario in getattr(t, "locust_tag_set", ())]
+        if not self.tasks:
+            log.error("loadlab: no task left for scenario %s (check --tags)", scenario)
+            self.stop()
+
+    def _call(self, request: _scenarios.Request) -> None:
+        knobs = self.knobs
+        if knobs.arrival_rate <= 0:
+            request(self.client, knobs)
+            return
+        env = self.environment
+        intended = Lab.pacer.take(knobs.arrival_rate, env.runner.user_count, users_target(env))
+        delay = intended - time.perf_counter()
+        if delay > 0:
+            gevent.sleep(delay)
+        started = time.perf_counter()
+        request(self.client, knobs)
+        done = time.perf_counter()
+        stats = Lab.open_model
+        stats.sent += 1
+        if started - intended > knobs.late_s:
+            stats.late += 1
+            Lab.state.late_sends += 1
+        stats.intended.add((done - intended) * 1000)
+
+    @tag("json")
+    @task(_scenarios.MIX_WEIGHTS["json"])
+    def json_(self) -> None:
+        self._call(_scenarios.json_)
+
+    @tag("io")
+    @task(_scenarios.MIX_WEIGHTS["io"])
+    def io(self) -> None:
+        self._call(_scenarios.io)
+
+    @tag("cpu")
+    @task(_scenarios.MIX_WEIGHTS["cpu"])
+    def cpu(self) -> None:
+        self._call(_scenarios.cpu)
+
+    @tag("cpu-blocking")
+    @task(_scenarios.MIX_WEIGHTS["cpu-blocking"])
+    def cpu_blocking(self) -> None:
+        self._call(_scenarios.cpu_blocking)
+
+    @tag("cpu-process")
+    @task(_scenarios.MIX_WEIGHTS["cpu-process"])
+    def cpu_process(self) -> None:
+        self._call(_scenarios.cpu_process)
+
+    @tag("mixed")
+    @task(_scenarios.MIX_WEIGHTS["mixed"])
+    def mixed(self) -> None:
+        self._call(_scenarios.mixed)
+
+    @tag("upstream")
+    @task(_scenarios.MIX_WEIGHTS["upstream"])
+    def upstream(self) -> None:
+        self._call(_scenarios.upstream)
+
+    @tag("echo")
+    @task(_scenarios.MIX_WEIGHTS["echo"])
+    def echo(self) -> None:
+        self._call(_scenarios.echo)
+
+    @tag("request")
+    @task(_scenarios.MIX_WEIGHTS["request"])
+    def request(self) -> None:
+        self._call(_scenarios.request)
+
+
+# --- process roles ------------------------------------------------------------------------
+
+@events.init.add_listener
+def _init(environment: Environment, runner: Any, web_ui: Any, **_: Any) -> None:
+    options = environment.parsed_options
+    worker = isinstance(runner, WorkerRunner)
+    if options is not None and not worker:
+        users = options.num_users if options.headless else None
+        problems = _options.problems(options, users)
+        if problems:
+            _options.fail(problems[0])
+    Lab.state.runner = runner
+    Lab.cpu.label = "locust worker" if worker else "locust"
+    Lab.cpu.start()
+    if worker:
+        runner.register_message("loadlab_reset", lambda environment, msg, **kw: _reset(runner))
+    if isinstance(runner, MasterRunner):
+        _announce_total_users(runner)
+    if web_ui is not None:
+        registry = registry_for(Lab.state)
+        web_ui.app.add_url_rule(
+            "/metrics", "loadlab_metrics",
+            lambda: Response(render(registry), mimetype="text/plain; version=0.0.4"),
+        )
+
+
+def _announce_total_users(runner: MasterRunner) -> None:
+    """Put the swarm's target user count into the options every spawn message carries, so
+    each worker knows its share of the arrival rate (shapes change it mid-run)."""
+    start = runner.start
+
+    def start_and_announce(user_count: int, spawn_rate: float, *args: Any, **kw: Any) -> None:
+        if runner.environment.parsed_options is not None:
+            runner.environment.parsed_options.loadlab_total_users = user_count
+        start(user_count, spawn_rate, *args, **kw)
+
+    runner.start = start_and_announce  # type: ignore[method-assign]
+
+
+def _reset(runner: Any) -> None:
+    runner.stats.reset_all()
+    Lab.open_model = OpenModelStats()
+    Lab.cpu.reset()
+
+
+@events.test_start.add_listener
+def _test_start(environment: Environment, **_: Any) -> None:
+    runner = environment.runner
+    options = environment.parsed_options
+    Lab.pacer.reset()
+    Lab.open_model = OpenModelStats()
+    if options is None or runner is None or isinstance(runner, WorkerRunner):
+        return
+    if not options.headless:  # values typed into the web form are checked here
+        problems = _options.problems(options, getattr(runner, "target_user_count", None))
+        if problems:
+            log.error("loadlab: %s; stopping", "; ".join(problems))
+            gevent.spawn_later(0.1, runner.stop)
+            return
+    if options.warmup_s > 0:
+        Lab.warmup = gevent.spawn_later(options.warmup_s, _end_warmup, runner)
+
+
+def _end_warmup(runner: Any) -> None:
+    _reset(runner)
+    if isinstance(runner, MasterRunner):
+        runner.send_message("loadlab_reset")
+    log.info("loadlab: warm-up over, statistics reset")
+
+
+@events.test_stop.add_listener
+def _test_stop(environment: Environment, **_: Any) -> None:
+    options = environment.parsed_options
+    if options is not None and options.arrival_rate > 0:
+        runner = environment.runner
+        Lab.open_model.dropped += Lab.pacer.backlog(
+            options.arrival_rate, getattr(runner, "user_count", 0), users_target(environment))
+    Lab.pacer.reset()
+    if Lab.warmup is not None:  # a test stopped inside its warm-up must not reset the next
+        Lab.warmup.kill(block=False)
+        Lab.warmup = None
+
+
+@events.report_to_master.add_listener
+def _ship(client_id: str, data: dict[str, Any], **_: Any) -> None:
+    data["loadlab"] = {
+        "rows": Lab.state.table.dump_and_clear(),
+        "open": Lab.open_model.dump(),
+        "cpu": Lab.cpu.last_percent,
+        "cpu_peak": Lab.cpu.peak_percent,
+    }
+    Lab.open_model = OpenModelStats()
+
+
+@events.worker_report.add_listener
+def _gather(client_id: str, data: dict[str, Any], **_: Any) -> None:
+    shipped = data.get("loadlab")
+    if not shipped:
+        return
+    requests, failures = Lab.state.table.merge(shipped["rows"])
+    worker = Lab.state.worker(client_id)
+    worker.requests += requests
+    worker.failures += failures
+    worker.cpu_percent = float(shipped.get("cpu", 0.0))
+    worker.cpu_peak = max(worker.cpu_peak, float(shipped.get("cpu_peak", 0.0)))
+    Lab.open_model.merge(shipped["open"])
+    Lab.state.late_sends += int(shipped["open"].get("late", 0))
+
+
+@events.quitting.add_listener
+def _quitting(environment: Environment, **_: Any) -> None:
+    runner = environment.runner
+    options = environment.parsed_options
+    if options is None or isinstance(runner, WorkerRunner) or runner is None:
+        return
+    open_model = Lab.open_model if options.arrival_rate > 0 else None
+    figures = Figures.from_stats(runner.stats.total, open_model)
+    gates = evaluate(options, figures)
+    for gate in gates:
+        sys.stderr.write(gate.line() + "\n")
+    if gates:
+        environment.process_exit_code = 0 if all(g.passed for g in gates) else 1
+    if open_model is not None:
+        log.info("loadlab: open model sent %d (%d late, %d dropped); intended-time p99 %.0f ms",
+                 open_model.sent, open_model.late, open_model.dropped,
+                 figures.gate_latency()["p99"])
+    peaks = {"master" if isinstance(runner, MasterRunner) else "local": Lab.cpu.peak_percent}
+    peaks.update({wid: w.cpu_peak for wid, w in Lab.state.workers.items()})
+    warned = Lab.cpu.warned or any(p > 90 for p in peaks.values())
+    if options.loadlab_report:
+        write_atomic(options.loadlab_report,
+                     report(options, figures, gates, open_model, peaks, warned))

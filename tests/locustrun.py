@@ -1,0 +1,170 @@
+"""Run the lab's locustfile as real Locust subprocesses (never imported: gevent patching)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from loadlab.launch import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCUSTFILE = ROOT / "locust" / "locustfile.py"
+SHAPES = ROOT / "locust" / "shapes.py"
+LOCUST = str(Path(sys.executable).with_name("locust"))
+
+
+@dataclass
+class Run:
+    returncode: int
+    output: str
+    stats: list[dict[str, Any]]
+    report: dict[str, Any] | None
+
+    def by_name(self) -> dict[str, dict[str, Any]]:
+        return {entry["name"]: entry for entry in self.stats}
+
+    @property
+    def requests(self) -> int:
+        return sum(int(e["num_requests"]) for e in self.stats)
+
+    @property
+    def failures(self) -> int:
+        return sum(int(e["num_failures"]) for e in self.stats)
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+@dataclass
+class Locust:
+    """One Locust process in its own process group; ``finish`` collects its results."""
+
+    args: list[str]
+    locustfile: str = str(LOCUSTFILE)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="loadlab-lo-")))
+    proc: subprocess.Popen[str] | None = None
+
+    @property
+    def json_prefix(self) -> Path:
+        return self.workdir / "stats"
+
+    @property
+    def report_path(self) -> Path:
+        return self.workdir / "report.json"
+
+    def command(self) -> list[str]:
+        return [LOCUST, "-f", self.locustfile, *self.args]
+
+    def start(self) -> Locust:
+        self.proc = subprocess.Popen(
+            self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=self.workdir, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        return self
+
+    def finish(self, timeout_s: float = 60) -> Run:
+        assert self.proc is not None
+        try:
+            output, _ = self.proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            output, _ = self.proc.communicate()
+            tail = output[-3000:]
+            raise AssertionError(f"locust did not finish in {timeout_s}s:\n{tail}") from None
+        stats = _read_json(self.json_prefix.with_suffix(".json")) or []
+        return Run(self.proc.returncode, output, stats, _read_json(self.report_path))
+
+    def terminate(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def headless(host: str, *extra: str, users: int = 4, run_time: str = "3s") -> Locust:
+    """A headless single-process run writing stats JSON and the lab's report."""
+    lo = Locust([])
+    lo.args = [
+        "--headless", "--host", host, "-u", str(users), "-r", str(max(users, 1) * 10),
+        "-t", run_time, "--only-summary", "--json-file", str(lo.json_prefix),
+        "--loadlab-report", str(lo.report_path), *extra,
+    ]
+    return lo
+
+
+def run_headless(host: str, *extra: str, users: int = 4, run_time: str = "3s",
+                 timeout_s: float = 60) -> Run:
+    return headless(host, *extra, users=users, run_time=run_time).start().finish(timeout_s)
+
+
+def get(url: str, timeout_s: float = 5) -> str:
+    with urllib.request.urlopen(url, timeout=timeout_s) as reply:
+        return str(reply.read().decode())
+
+
+def wait_for(predicate: Any, timeout_s: float, what: str, every_s: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except OSError as exc:
+            last_error = exc
+        time.sleep(every_s)
+    raise AssertionError(f"timed out waiting for {what} ({last_error})")
+
+
+def metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Exposition text -> {(sample name, sorted labels): value}."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def exporter_totals(text: str) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """{(name, method): (requests, failures, histogram count)} from the exporter."""
+    samples = metrics(text)
+    out: dict[tuple[str, str], list[int]] = {}
+    for (sample, labels), value in samples.items():
+        lab = dict(labels)
+        if "name" not in lab:
+            continue
+        key = (lab["name"], lab["method"])
+        row = out.setdefault(key, [0, 0, 0])
+        if sample == "locust_requests_total":
+            row[0] = int(value)
+        elif sample == "locust_failures_total":
+            row[1] = int(value)
+        elif sample == "locust_response_time_seconds_count":
+            row[2] = int(value)
+    return {k: (v[0], v[1], v[2]) for k, v in out.items()}
+
+
+def stats_totals(stats: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[int, int, int]]:
+    return {(e["name"], e["method"]): (e["num_requests"], e["num_failures"], e["num_requests"])
+            for e in stats}
+
+
+__all__ = ["Locust", "Run", "exporter_totals", "free_port", "get", "headless", "metrics",
+           "run_headless", "stats_totals", "wait_for"]
