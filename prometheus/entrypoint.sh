@@ -6,7 +6,9 @@ interval="${SCRAPE_INTERVAL:-5s}"
 case "$interval" in
     *[!0-9a-z]* | "" | [!0-9]*)
         echo "prometheus: SCRAPE_INTERVAL=$interval is not a duration like 5s or 500ms" >&2
-        exit 2 ;;
+        # Stay up, unhealthy, instead of exiting into a restart loop.
+        trap 'exit 2' TERM INT
+        while :; do sleep 3600 & wait $!; done ;;
 esac
 rendered=/prometheus/prometheus.yml
 sed "s/[0-9a-z]* # SCRAPE_INTERVAL/$interval/" /etc/prometheus/prometheus.yml >"$rendered"

@@ -51,6 +51,19 @@ def _register_doctor(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.set_defaults(func=run)
 
 
+def _register_dashboards(sub: argparse._SubParsersAction[_Parser]) -> None:
+    def run(args: argparse.Namespace) -> int:
+        from loadlab.dashboards.cli import main as dashboards
+
+        return dashboards(args.out, check=args.check)
+
+    p = sub.add_parser("dashboards", help="regenerate grafana/dashboards/*.json from code")
+    p.add_argument("--out", default=None, help="directory (default: grafana/dashboards)")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 when the files differ from the code")
+    p.set_defaults(func=run)
+
+
 def _guarded(command: str) -> Callable[[argparse.Namespace], int]:
     """A runner subcommand, imported only when used; bad input -> one line, exit 2."""
 
@@ -98,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_serve)
     _register_doctor(sub)
     _register_runner(sub)
+    _register_dashboards(sub)
     return parser
 
 

@@ -1,0 +1,132 @@
+"""Service drill-down: one service, handler by handler."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import timeseries
+from grafana_foundation_sdk.models import dashboard as model
+
+from loadlab.dashboards.common import (
+    DATASOURCE,
+    RATE,
+    new_dashboard,
+    service_variable,
+    timeseries_panel,
+)
+
+UID = "loadlab-service"
+SVC = 'service="$service"'
+SEL = 'service="$service", handler=~"$handler"'
+
+
+def handler_variable() -> db.QueryVariable:
+    return (
+        db.QueryVariable("handler")
+        .label("Handler")
+        .datasource(DATASOURCE)
+        .query('label_values(http_requests_total{service="$service"}, handler)')
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(model.VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+    )
+
+
+def requests_by_handler() -> timeseries.Panel:
+    return timeseries_panel(
+        "Requests per second by handler", "reqps", "Route templates, never raw URLs.",
+        (f"sum by (handler) (rate(http_requests_total{{{SEL}}}[{RATE}]))", "{{handler}}"),
+    )
+
+
+def status_codes() -> timeseries.Panel:
+    return timeseries_panel(
+        "Answers by status", "reqps", "4xx are bad input answered properly; 5xx are faults.",
+        (f"sum by (status) (rate(http_requests_total{{{SEL}}}[{RATE}]))", "{{status}}"),
+    )
+
+
+def latency_p95_by_handler() -> timeseries.Panel:
+    return timeseries_panel(
+        "Latency p95 by handler", "s", "Server-side duration, 95th percentile.",
+        (f"histogram_quantile(0.95, sum by (handler, le) "
+         f"(rate(http_request_duration_seconds_bucket{{{SEL}}}[{RATE}])))", "{{handler}}"),
+    )
+
+
+def latency_p99_by_handler() -> timeseries.Panel:
+    return timeseries_panel(
+        "Latency p99 by handler", "s", "Server-side duration, 99th percentile.",
+        (f"histogram_quantile(0.99, sum by (handler, le) "
+         f"(rate(http_request_duration_seconds_bucket{{{SEL}}}[{RATE}])))", "{{handler}}"),
+    )
+
+
+def mean_latency_by_handler() -> timeseries.Panel:
+    return timeseries_panel(
+        "Mean latency by handler", "s", "Total time over count.",
+        (f"sum by (handler) (rate(http_request_duration_seconds_sum{{{SEL}}}[{RATE}]))"
+         f" / sum by (handler) (rate(http_request_duration_seconds_count{{{SEL}}}[{RATE}]))",
+         "{{handler}}"),
+    )
+
+
+def in_flight_by_handler() -> timeseries.Panel:
+    return timeseries_panel(
+        "In-flight by handler", "short", "Requests being handled now.",
+        (f"sum by (handler) (http_requests_in_progress{{{SEL}}})", "{{handler}}"),
+    )
+
+
+def cpu_and_throttling() -> timeseries.Panel:
+    return timeseries_panel(
+        "CPU used, limit, throttled", "short",
+        "Cores used, the limit, and seconds per second spent throttled.",
+        (f"sum(rate(loadlab_cpu_usage_seconds_total{{{SVC}}}[{RATE}]))", "used"),
+        (f"max(loadlab_cpu_limit_cores{{{SVC}}})", "limit"),
+        (f"sum(rate(loadlab_cpu_throttled_seconds_total{{{SVC}}}[{RATE}]))", "throttled"),
+    )
+
+
+def memory_and_workers() -> timeseries.Panel:
+    return timeseries_panel(
+        "Memory", "bytes", "Resident memory of all the service's processes.",
+        (f"sum(loadlab_memory_bytes{{{SVC}}})", "memory"),
+    )
+
+
+def event_loop_lag() -> timeseries.Panel:
+    return timeseries_panel(
+        "Event-loop lag p50 / p99", "s", "Async servers only.",
+        (f"histogram_quantile(0.50, sum by (le) "
+         f"(rate(loadlab_event_loop_lag_seconds_bucket{{{SVC}}}[{RATE}])))", "p50"),
+        (f"histogram_quantile(0.99, sum by (le) "
+         f"(rate(loadlab_event_loop_lag_seconds_bucket{{{SVC}}}[{RATE}])))", "p99"),
+    )
+
+
+def thread_pool() -> timeseries.Panel:
+    return timeseries_panel(
+        "Thread pool and workers", "short", "Busy threads, pool size, live workers.",
+        (f"sum(loadlab_threadpool_busy{{{SVC}}})", "busy threads"),
+        (f"sum(loadlab_threadpool_size{{{SVC}}})", "pool size"),
+        (f"sum(loadlab_workers{{{SVC}}})", "workers"),
+    )
+
+
+PANELS = (
+    requests_by_handler, status_codes, latency_p95_by_handler, latency_p99_by_handler,
+    mean_latency_by_handler, in_flight_by_handler, cpu_and_throttling, memory_and_workers,
+    event_loop_lag, thread_pool,
+)
+
+
+def build() -> db.Dashboard:
+    board = (
+        new_dashboard(UID, "loadlab: Service drill-down", "One service, handler by handler.")
+        .with_variable(service_variable(multi=False))
+        .with_variable(handler_variable())
+    )
+    for panel_id, panel in enumerate(PANELS, start=1):
+        board = board.with_panel(panel().id(panel_id))
+    return board
