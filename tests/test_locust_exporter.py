@@ -1,0 +1,175 @@
+"""The exporter at Locust's /metrics: its counts equal Locust's own statistics (from the
+--json-file output), single-process and distributed, and a killed worker breaks nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from conftest import start_service
+from locustrun import (
+    Locust,
+    Run,
+    exporter_totals,
+    free_port,
+    get,
+    metrics,
+    stats_totals,
+    wait_for,
+)
+
+from loadlab.launch import ServiceProcess
+
+
+@pytest.fixture(scope="module")
+def fastapi() -> Iterator[ServiceProcess]:
+    proc = start_service(framework="fastapi", worker_class="uvicorn", workers=2)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def web_run(url: str, web_port: int, run_time: str, *extra: str) -> Locust:
+    """The web UI started on loopback that starts a swarm by itself and stops after run_time."""
+    lo = Locust([])
+    lo.args = [
+        "--host", url, "--scenario", "all", "--io-ms", "5", "--cpu-work", "5",
+        "-u", "6", "-r", "30", "-t", run_time, "--autostart", "--autoquit", "120",
+        "--web-host", "127.0.0.1", "--web-port", str(web_port),
+        "--json-file", str(lo.json_prefix), *extra,
+    ]
+    return lo
+
+
+def aggregated_requests(web: str) -> int:
+    stats = json.loads(get(f"{web}/stats/requests"))
+    return int(next(s["num_requests"] for s in stats["stats"] if s["name"] == "Aggregated"))
+
+
+def settled_metrics(web: str, quiet_s: float = 3.5) -> str:
+    """Wait for the swarm to stop, then until /metrics agrees with Locust's statistics and
+    has not changed for ``quiet_s`` (workers report every 3 s, so the last one is in)."""
+    wait_for(lambda: json.loads(get(f"{web}/stats/requests"))["state"] == "stopped",
+             60, "the swarm to stop")
+    seen: dict[str, float] = {}
+
+    def settled() -> str | None:
+        text = get(f"{web}/metrics")
+        total = sum(v[0] for v in exporter_totals(text).values())
+        if total == 0 or total != aggregated_requests(web):
+            return None
+        key = str(sorted(exporter_totals(text).items()))
+        first = seen.setdefault(key, time.monotonic())
+        return text if time.monotonic() - first >= quiet_s else None
+
+    return str(wait_for(settled, 30, "/metrics to settle on Locust's statistics", every_s=0.5))
+
+
+def stop_and_collect(master: Locust, *workers: Locust) -> Run:
+    master.terminate()  # SIGTERM: Locust shuts down and writes --json-file
+    run = master.finish(timeout_s=60)
+    for worker in workers:
+        worker.finish(timeout_s=30)
+    return run
+
+
+def check_promtool(text: str) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool (Debian package prometheus) is needed"
+    check = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
+                           capture_output=True, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def assert_histogram_is_true(text: str) -> None:
+    """Buckets are cumulative, end at +Inf = count, and the sum is plausible."""
+    samples = metrics(text)
+    for (name, labels), count in samples.items():
+        if name != "locust_response_time_seconds_count":
+            continue
+        lab = dict(labels)
+        buckets = sorted(
+            ((float(dict(lb)["le"]), v) for (n, lb), v in samples.items()
+             if n == "locust_response_time_seconds_bucket"
+             and dict(lb)["name"] == lab["name"] and dict(lb)["method"] == lab["method"]),
+        )
+        values = [v for _, v in buckets]
+        assert values == sorted(values) and values[-1] == count, (lab, buckets)
+        assert len(values) > 2
+
+
+def test_single_process_exporter_equals_locust_stats(fastapi: ServiceProcess) -> None:
+    port = free_port()
+    web = f"http://127.0.0.1:{port}"
+    master = web_run(fastapi.url, port, "3s").start()
+    try:
+        wait_for(lambda: get(f"{web}/metrics"), 30, "the web UI")
+        text = settled_metrics(web, quiet_s=0)
+    finally:
+        run = stop_and_collect(master)
+    check_promtool(text)
+    assert_histogram_is_true(text)
+    assert run.requests > 0
+    assert exporter_totals(text) == stats_totals(run.stats)
+    assert metrics(text)[("locust_users", ())] == 0  # stopped
+
+
+def start_workers(master_port: int, count: int) -> list[Locust]:
+    return [
+        Locust(["--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)])
+        .start() for _ in range(count)
+    ]
+
+
+def test_distributed_exporter_sums_the_workers(fastapi: ServiceProcess) -> None:
+    port, master_port = free_port(), free_port()
+    web = f"http://127.0.0.1:{port}"
+    master = web_run(fastapi.url, port, "4s", "--master", "--expect-workers", "2",
+                     "--master-bind-host", "127.0.0.1",
+                     "--master-bind-port", str(master_port)).start()
+    workers = start_workers(master_port, 2)
+    try:
+        wait_for(lambda: get(f"{web}/metrics"), 30, "the web UI")
+        text = settled_metrics(web)
+    finally:
+        run = stop_and_collect(master, *workers)
+    check_promtool(text)
+    assert_histogram_is_true(text)
+    assert exporter_totals(text) == stats_totals(run.stats)
+    per_worker = {dict(lb)["worker"]: v for (n, lb), v in metrics(text).items()
+                  if n == "locust_worker_requests_total"}
+    assert len(per_worker) == 2 and all(v > 0 for v in per_worker.values()), per_worker
+    assert sum(per_worker.values()) == run.requests
+
+
+@pytest.mark.slow
+def test_killed_worker_master_carries_on(fastapi: ServiceProcess) -> None:
+    port, master_port = free_port(), free_port()
+    web = f"http://127.0.0.1:{port}"
+    master = web_run(fastapi.url, port, "9s", "--master", "--expect-workers", "2",
+                     "--master-bind-host", "127.0.0.1",
+                     "--master-bind-port", str(master_port)).start()
+    workers = start_workers(master_port, 2)
+    try:
+        wait_for(lambda: aggregated_requests(web) > 100, 30, "load to flow")
+        victim = workers[0]
+        assert victim.proc is not None
+        os.killpg(victim.proc.pid, signal.SIGKILL)
+        at_kill = aggregated_requests(web)
+        text = settled_metrics(web)
+    finally:
+        run = stop_and_collect(master, *workers)
+    assert "failed to send heartbeat" in run.output, run.output[-3000:]
+    assert run.requests > at_kill  # the surviving worker kept the swarm going
+    assert exporter_totals(text) == stats_totals(run.stats)
+    states = {dict(lb)["state"]: v for (n, lb), v in metrics(text).items()
+              if n == "locust_workers"}
+    assert states.get("ready", 0) + states.get("running", 0) == 1, states
+    assert "Traceback" not in run.output

@@ -1,0 +1,79 @@
+"""CI gates, bad input and a dead target, through the real Locust command line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from conftest import start_service
+from locustrun import Locust, free_port, run_headless
+
+from loadlab.launch import ServiceProcess
+
+
+@pytest.fixture(scope="module")
+def fastapi() -> Iterator[ServiceProcess]:
+    proc = start_service(framework="fastapi", worker_class="uvicorn", workers=1)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def test_gates_fail_a_run_that_misses_them(fastapi: ServiceProcess) -> None:
+    # /io waits 20 ms, so p95 under 1 ms and 1e6 req/s cannot both hold; errors stay at 0.
+    run = run_headless(fastapi.url, "--scenario", "io", "--io-ms", "20", "--max-p95-ms", "1",
+                       "--min-rps", "1000000", "--max-error-rate", "0", run_time="2s")
+    assert run.returncode == 1, run.output[-2000:]
+    assert "gate FAILED: --max-p95-ms 1, measured" in run.output
+    assert "gate FAILED: --min-rps 1e+06, measured" in run.output
+    assert "gate passed: --max-error-rate 0" in run.output
+    assert run.report is not None and run.report["gates_passed"] is False
+    failed = {g["option"]: g for g in run.report["gates"] if not g["passed"]}
+    assert set(failed) == {"--max-p95-ms", "--min-rps"}
+    assert failed["--max-p95-ms"]["value"] >= 20  # the figure is the measured p95
+
+
+def test_gates_pass_a_run_that_meets_them(fastapi: ServiceProcess) -> None:
+    run = run_headless(fastapi.url, "--scenario", "json", "--max-p99-ms", "5000",
+                       "--max-error-rate", "0.01", "--min-rps", "1", run_time="2s")
+    assert run.returncode == 0, run.output[-2000:]
+    assert run.output.count("gate passed") == 3
+    assert run.report is not None and run.report["gates_passed"] is True
+    assert run.report["rps"] >= 1 and run.report["latency_ms"]["p99"] <= 5000
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--scenario", "nope"], "--scenario"),
+        (["--io-ms", "-5"], "--io-ms"),
+        (["--io-ms", "abc"], "--io-ms"),
+        (["--cpu-work", "1.5"], "--cpu-work"),
+        (["--cpu-work", "999999999"], "--cpu-work"),
+        (["--arrival-rate", "-1"], "--arrival-rate"),
+        (["--arrival-rate", "500", "--scenario", "io", "--io-ms", "100", "-u", "10"],
+         "--arrival-rate"),
+        (["--max-error-rate", "1.5"], "--max-error-rate"),
+        (["--warmup-s", "-1"], "--warmup-s"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_option(args: list[str], option: str) -> None:
+    # The port is never listened on: had any load started, requests would show failures.
+    lo = Locust(["--headless", "--host", f"http://127.0.0.1:{free_port()}", "-t", "2s",
+                 "--json-file", "stats", *args])
+    run = lo.start().finish(timeout_s=30)
+    assert run.returncode == 2, run.output
+    errors = [line for line in run.output.splitlines() if line.startswith("locust: error:")]
+    assert len(errors) == 1 and option in errors[0], run.output
+    assert "Traceback" not in run.output and "Ramping" not in run.output
+    assert not lo.json_prefix.with_suffix(".json").exists()
+
+
+def test_dead_target_counts_failures_and_ends_normally() -> None:
+    run = run_headless(f"http://127.0.0.1:{free_port()}", "--scenario", "json",
+                       "--max-error-rate", "0.5", run_time="2s")
+    assert "Traceback" not in run.output
+    assert run.requests > 0 and run.failures == run.requests
+    assert run.report is not None and run.report["error_rate"] == 1.0
+    assert run.returncode == 1 and "gate FAILED: --max-error-rate 0.5, measured 1" in run.output
