@@ -35,11 +35,13 @@ def schema() -> Any:
 
 
 def check(response: httpx.Response) -> httpx.Response:
-    """Assert ``response`` is what the document allows for its request; return it."""
+    """Assert ``response`` is what the document allows for its request; return it.
+
+    The only 5xx the document lists are /upstream's 502 and 504 (the upstream's fault).
+    """
     method = response.request.method.lower()
     path = response.request.url.path
     status = response.status_code
-    assert status < 500, f"{method.upper()} {path} -> {status}: {response.text[:200]}"
     operation = document()["paths"].get(path, {}).get(method)
     if operation is None or str(status) not in operation["responses"]:
         # Only the router answers what the document does not list.

@@ -1,0 +1,63 @@
+"""``/upstream`` against another live service, a slow one and a dead one.
+
+Two services call each other (FastAPI -> Flask, Flask -> FastAPI) through UPSTREAM_URL:
+real outbound calls with each framework's pooled client, and the same 502/504 bodies on
+both when the upstream is gone or too slow. Ports are picked first, so each service can
+point at the other before either is up.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import httpx
+from contract_check import check
+
+from loadlab.launch import ServiceProcess, free_port
+from loadlab.serve import ServerConfig
+
+TIMEOUT_S = 1.0
+
+
+def _service(framework: str, worker_class: str, port: int, upstream: str) -> ServiceProcess:
+    threads = 4 if worker_class == "gthread" else 1
+    cfg = ServerConfig(framework=framework, worker_class=worker_class, port=port, workers=1,
+                       threads=threads)
+    env = {**os.environ, "UPSTREAM_URL": upstream, "LOADLAB_UPSTREAM_TIMEOUT_S": str(TIMEOUT_S)}
+    return ServiceProcess(cfg, env=env)
+
+
+def _upstream(service: ServiceProcess, ms: int) -> httpx.Response:
+    return check(httpx.get(f"{service.url}/upstream", params={"ms": ms}, timeout=20))
+
+
+def _unreachable(service: ServiceProcess) -> None:
+    started = time.monotonic()
+    dead = _upstream(service, 10)
+    assert (dead.status_code, dead.json()) == (502, {"detail": "upstream unreachable"})
+    assert time.monotonic() - started < 10 * TIMEOUT_S
+
+
+def test_cross_calls_and_failures() -> None:
+    fastapi_port, flask_port = free_port(), free_port()
+    fastapi_io, flask_io = (f"http://127.0.0.1:{port}/io" for port in (fastapi_port, flask_port))
+    with _service("fastapi", "uvicorn", fastapi_port, flask_io) as fastapi:
+        _unreachable(fastapi)  # Flask is not up yet: the connection is refused.
+        with _service("flask", "gthread", flask_port, fastapi_io) as flask:
+            for caller, callee in ((fastapi, flask), (flask, fastapi)):
+                body = _upstream(caller, 30).json()
+                assert body["upstream"] == f"{callee.url}/io"
+                assert (body["status"], body["slept_ms"]) == (200, 30)
+                assert body["elapsed_ms"] >= 30
+                # An upstream slower than the timeout: 504 after about the timeout.
+                started = time.monotonic()
+                slow = _upstream(caller, int(TIMEOUT_S * 3000))
+                assert (slow.status_code, slow.json()) == (504, {"detail": "upstream timed out"})
+                assert TIMEOUT_S * 0.9 <= time.monotonic() - started < TIMEOUT_S * 3
+        flask_port = free_port()
+        with _service("flask", "sync", flask_port, f"{fastapi.url}/nope") as flask:
+            wrong = _upstream(flask, 10)
+            assert (wrong.status_code, wrong.json()) == (502, {"detail": "upstream answered 404"})
+            fastapi.stop()
+            _unreachable(flask)
