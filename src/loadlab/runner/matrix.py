@@ -152,20 +152,21 @@ def _settings(reader: _Reader, table: dict[str, Any], section: str, nth: int = 0
               ) -> dict[str, Any]:
     """Scalar settings shared by [matrix] and [[override]], as RunSpec fields."""
     out: dict[str, Any] = {}
-    for key, value in table.items():
-        if key == "duration":
+    for name, value in table.items():
+        key = f"{section}.{name}"
+        if name == "duration":
             out["duration_s"] = reader.duration(value, key, section, nth)
-        elif key == "warmup":
+        elif name == "warmup":
             out["warmup_s"] = reader.duration(value, key, section, nth)
-        elif key == "spawn_rate":
+        elif name == "spawn_rate":
             out["spawn_rate"] = reader.rate(value, key, section, nth)
-        elif key == "arrival_rate":
+        elif name == "arrival_rate":
             out["arrival_rate"] = reader.rate(value, key, section, nth)
-        elif key in ("io_ms", "cpu_work"):
-            out[key] = reader.ints(value, key, 0, 10_000_000, section, nth)[0]
+        elif name in ("io_ms", "cpu_work"):
+            out[name] = reader.ints(value, key, 0, 10_000_000, section, nth)[0]
             if isinstance(value, list):
                 reader.fail(key, "expected one whole number, not a list", section, nth)
-        elif key == "extra":
+        elif name == "extra":
             if not isinstance(value, dict) or not all(
                 isinstance(v, str | int | float) and not isinstance(v, bool)
                 for v in value.values()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -78,13 +79,14 @@ def available_cores() -> list[int]:
 
 
 def plan_placement(cpus: float, workers: int, cores: list[int] | None = None) -> Placement:
-    """Give the server the cores its limit (or workers) needs, the load generator the rest.
+    """Give the server the cores its limit and its workers can use, the load generator the rest.
 
-    With too few cores the two share, and the placement says so.
+    A quota of 1 CPU over 2 workers gets 2 cores, so that the quota (not the pinning) is
+    what limits it. With too few cores the two share, and the placement says so.
     """
     cores = cores or available_cores()
-    wanted = -(-cpus // 1) if cpus > 0 else workers
-    n_server = max(1, min(int(wanted), len(cores)))
+    wanted = max(math.ceil(cpus) if cpus > 0 else 0, workers, 1)
+    n_server = min(wanted, len(cores))
     server = tuple(cores[:n_server])
     rest = tuple(cores[n_server:])
     return Placement(server, rest or tuple(cores))
