@@ -3,6 +3,8 @@
 # not read the environment). Works on the official image (busybox) and the Debian one.
 set -eu
 interval="${SCRAPE_INTERVAL:-5s}"
+config_dir="${PROMETHEUS_CONFIG_DIR:-/etc/prometheus}"
+data_dir="${PROMETHEUS_DATA_DIR:-/prometheus}"
 case "$interval" in
     *[!0-9a-z]* | "" | [!0-9]*)
         echo "prometheus: SCRAPE_INTERVAL=$interval is not a duration like 5s or 500ms" >&2
@@ -10,8 +12,8 @@ case "$interval" in
         trap 'exit 2' TERM INT
         while :; do sleep 3600 & wait $!; done ;;
 esac
-rendered=/prometheus/prometheus.yml
-sed "s/[0-9a-z]* # SCRAPE_INTERVAL/$interval/" /etc/prometheus/prometheus.yml >"$rendered"
+rendered="$data_dir/prometheus.yml"
+sed "s/[0-9a-z]* # SCRAPE_INTERVAL/$interval/" "$config_dir/prometheus.yml" >"$rendered"
 # Rule files are found relative to the config file.
-ln -sfn /etc/prometheus/rules /prometheus/rules
+ln -sfn "$config_dir/rules" "$data_dir/rules"
 exec prometheus --config.file="$rendered" "$@"

@@ -1,0 +1,110 @@
+"""docker-compose.yml and the Dockerfiles keep the lab's rules: Compose spec with a name,
+pinned images, every knob in .env.example, loopback ports, healthchecks, non-root,
+no extra privileges."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
+COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_TEXT)
+SERVICES: dict[str, Any] = COMPOSE["services"]
+LAB_DOCKERFILES = [ROOT / "services" / "fastapi" / "Dockerfile",
+                   ROOT / "services" / "flask" / "Dockerfile", ROOT / "locust" / "Dockerfile"]
+
+
+def test_compose_spec_shape() -> None:
+    assert COMPOSE["name"] == "loadlab"
+    assert "version" not in COMPOSE
+    assert not re.search(r"^\s*container_name:", COMPOSE_TEXT, re.M)
+    assert {"fastapi", "flask", "locust-master", "locust-worker", "prometheus",
+            "grafana"} <= set(SERVICES)
+    optional = {name for name, svc in SERVICES.items() if svc.get("profiles")}
+    assert optional == {"fastapi-gunicorn", "flask-gevent"}
+
+
+def test_every_knob_is_documented_with_the_same_default() -> None:
+    used = dict(re.findall(r"\$\{(\w+):-([^}]*)\}", COMPOSE_TEXT))
+    documented = dict(re.findall(r"^(\w+)=(.*)$", (ROOT / ".env.example").read_text(), re.M))
+    assert set(used) <= set(documented), set(used) - set(documented)
+    assert {k: v for k, v in used.items() if documented[k] != v} == {}
+
+
+def test_images_pinned_and_overridable() -> None:
+    for name in ("prometheus", "grafana"):
+        image = SERVICES[name]["image"]
+        match = re.fullmatch(r"\$\{\w+_IMAGE:-([\w./-]+):([\w.-]+)\}", image)
+        assert match and match[2] not in ("latest", "main"), image
+    for dockerfile in LAB_DOCKERFILES:
+        base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile.read_text(), re.M)
+        assert base and re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base[1]), dockerfile
+        assert "FROM ${PYTHON_IMAGE}" in dockerfile.read_text()
+
+
+def test_ports_bound_to_loopback_unless_widened() -> None:
+    for name, svc in SERVICES.items():
+        for port in svc.get("ports", []):
+            assert port.startswith("${LOADLAB_BIND:-127.0.0.1}:"), (name, port)
+
+
+def test_healthchecks_and_dependencies_on_health() -> None:
+    for name, svc in SERVICES.items():  # YAML merge keys (<<:) are resolved on load
+        assert svc["healthcheck"]["test"][0] == "CMD", name
+        for dep in (svc.get("depends_on") or {}).values():
+            assert dep["condition"] == "service_healthy", name
+
+
+def test_hardening_and_non_root() -> None:
+    for name, svc in SERVICES.items():
+        assert svc["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in svc["security_opt"], name
+    for dockerfile in LAB_DOCKERFILES:
+        text = dockerfile.read_text()
+        assert re.search(r"^USER loadlab$", text, re.M), dockerfile
+        assert "LOADLAB_IN_CONTAINER=1" in text
+    for name in ("fastapi", "flask"):
+        assert SERVICES[name]["command"][0] == "serve"
+        assert SERVICES[name]["read_only"] is True
+
+
+def test_grafana_is_anonymous_viewer_only() -> None:
+    env = SERVICES["grafana"]["environment"]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    assert env["GF_SECURITY_ADMIN_PASSWORD"] == "${GRAFANA_ADMIN_PASSWORD:-}"
+
+
+def test_no_secret_in_the_repository_files() -> None:
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if re.match(r"^\w*PASSWORD=", line):
+            assert line.endswith("="), line
+
+
+def _compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", "compose", "--project-directory", str(ROOT), "--env-file", "/dev/null",
+         "config", "--quiet"],
+        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", **env},
+        check=False,
+    )
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")
+def test_compose_v2_accepts_the_file_and_rejects_a_non_numeric_cpu_count() -> None:
+    if subprocess.run(["docker", "compose", "version"], capture_output=True,
+                      check=False).returncode != 0:
+        pytest.skip("Compose v2 is not installed (.ci/install-compose-v2 installs it)")
+    ok = _compose_config({})
+    assert ok.returncode == 0, ok.stderr
+    bad = _compose_config({"FASTAPI_CPUS": "two"})
+    assert bad.returncode != 0
+    assert len(bad.stderr.strip().splitlines()) == 1 and "cpus" in bad.stderr

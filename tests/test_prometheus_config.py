@@ -1,0 +1,84 @@
+"""Prometheus config and rules: promtool accepts them, and a real Prometheus loads them
+through the lab's entrypoint (which puts SCRAPE_INTERVAL in) and evaluates every rule."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import prometheus_native as prom
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "prometheus" / "prometheus.yml"
+RULES = sorted((ROOT / "prometheus" / "rules").glob("*.yml"))
+
+pytestmark = pytest.mark.skipif(not prom.have_prometheus(),
+                                reason="needs Debian's prometheus package (promtool)")
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+def test_promtool_check_config() -> None:
+    result = promtool("check", "config", str(CONFIG))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(RULES)} rule files found" in result.stdout
+
+
+def test_promtool_check_rules() -> None:
+    assert RULES, "no rule files"
+    result = promtool("check", "rules", *map(str, RULES))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_service_and_the_locust_master_are_scraped() -> None:
+    config = yaml.safe_load(CONFIG.read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    names = jobs["services"]["dns_sd_configs"][0]["names"]
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    lab_services = {name for name, svc in compose.items()
+                    if "loadlab.healthcheck" in " ".join(svc.get("healthcheck", {})["test"])
+                    and "8000" in " ".join(svc["healthcheck"]["test"])}
+    assert set(names) == lab_services
+    assert jobs["locust"]["static_configs"][0]["targets"] == ["locust-master:8089"]
+
+
+def test_entrypoint_applies_the_scrape_interval_and_rules_load(tmp_path: Path) -> None:
+    with prom.running(tmp_path, scrape_interval="2s") as port:
+        config = prom.get(port, "/api/v1/status/config")["data"]["yaml"]
+        assert yaml.safe_load(config)["global"]["scrape_interval"] == "2s"
+        groups = prom.get(port, "/api/v1/rules")["data"]["groups"]
+        loaded = sum(len(group["rules"]) for group in groups)
+        in_files = sum(len(group["rules"]) for path in RULES
+                       for group in yaml.safe_load(path.read_text())["groups"])
+        assert loaded == in_files
+        # Every rule is evaluated without error (no data is fine, a bad query is not).
+        deadline = time.monotonic() + 20
+        while True:
+            rules = [rule for group in prom.get(port, "/api/v1/rules")["data"]["groups"]
+                     for rule in group["rules"]]
+            if all(rule["health"] != "unknown" for rule in rules):
+                break
+            assert time.monotonic() < deadline, "rules were never evaluated"
+            time.sleep(0.5)
+        assert [r["name"] for r in rules if r["health"] != "ok"] == []
+
+
+def test_bad_scrape_interval_one_line_and_no_exit(tmp_path: Path) -> None:
+    proc, _ = prom.start(tmp_path, scrape_interval="five")
+    try:
+        time.sleep(1.0)
+        assert proc.poll() is None, "the entrypoint must wait, not exit into a restart loop"
+        lines = prom.log_text(tmp_path).strip().splitlines()
+        assert lines == ["prometheus: SCRAPE_INTERVAL=five is not a duration like 5s or 500ms"]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=10) == 2

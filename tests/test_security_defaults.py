@@ -1,0 +1,118 @@
+"""Security defaults of the compose lab, checked by running the real scripts and Locust:
+Grafana's guarded entrypoint and the Locust UI's basic auth on a widened bind."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loadlab.launch import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+GRAFANA_ENTRY = ROOT / "grafana" / "entrypoint.sh"
+LOCUST = Path(sys.executable).with_name("locust")
+
+
+def grafana_entry(bind: str, password: str | None) -> subprocess.CompletedProcess[str]:
+    # /bin/echo stands in for Grafana's /run.sh, which cannot run here.
+    env = {"PATH": "/usr/bin:/bin", "LOADLAB_BIND": bind, "GRAFANA_ENTRYPOINT": "/bin/echo",
+           "LOADLAB_PARK_ON_ERROR": "0"}
+    if password is not None:
+        env["GF_SECURITY_ADMIN_PASSWORD"] = password
+    return subprocess.run(["sh", str(GRAFANA_ENTRY), "started"], capture_output=True,
+                          text=True, env=env, timeout=10, check=False)
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1", "127.0.0.2", "localhost", "::1"])
+def test_grafana_starts_on_loopback_without_a_password(bind: str) -> None:
+    result = grafana_entry(bind, "")
+    assert result.returncode == 0 and result.stdout.strip() == "started"
+
+
+@pytest.mark.parametrize("password", [None, "", "admin"])
+def test_grafana_refuses_a_widened_bind_without_a_real_password(password: str | None) -> None:
+    result = grafana_entry("0.0.0.0", password)
+    assert result.returncode == 2 and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "GRAFANA_ADMIN_PASSWORD" in result.stderr
+
+
+def test_grafana_starts_on_a_widened_bind_with_a_password() -> None:
+    result = grafana_entry("0.0.0.0", "s3cret-for-test")
+    assert result.returncode == 0 and result.stdout.strip() == "started"
+
+
+@pytest.fixture
+def locust_ui(request: pytest.FixtureRequest) -> Iterator[tuple[int, Path]]:
+    """A real Locust master UI (no users started) with the webauth module loaded."""
+    bind, password = request.param
+    port = free_port("127.0.0.1")
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"loadlab-webauth-{port}.log"
+    env = {**os.environ, "LOADLAB_BIND": bind, "LOCUST_WEB_PASSWORD": password,
+           "LOCUST_WEB_USERNAME": "lab"}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(LOCUST), "-f", f"{ROOT}/locust/locustfile.py,{ROOT}/locust/webauth.py",
+             "--web-host", "127.0.0.1", "--web-port", str(port), "--host",
+             "http://127.0.0.1:9"], env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1)
+                break
+            except urllib.error.HTTPError:
+                break  # answering, even if refusing
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.3)
+        yield port, log
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.unlink(missing_ok=True)
+
+
+def status(url: str, auth: tuple[str, str] | None = None) -> int:
+    req = urllib.request.Request(url)
+    if auth:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("locust_ui", [("0.0.0.0", "pw-for-test")], indirect=True)
+def test_locust_ui_asks_for_basic_auth(locust_ui: tuple[int, Path]) -> None:
+    base = f"http://127.0.0.1:{locust_ui[0]}"
+    assert status(f"{base}/") == 401
+    assert status(f"{base}/stats/requests", ("lab", "wrong")) == 401
+    assert status(f"{base}/stats/requests", ("lab", "pw-for-test")) == 200
+    assert status(f"{base}/metrics") == 200  # Prometheus scrapes it from inside
+
+
+@pytest.mark.parametrize("locust_ui", [("0.0.0.0", "")], indirect=True)
+def test_locust_ui_refuses_a_widened_bind_without_a_password(
+        locust_ui: tuple[int, Path]) -> None:
+    base = f"http://127.0.0.1:{locust_ui[0]}"
+    assert status(f"{base}/") == 503
+    assert status(f"{base}/metrics") == 503  # so the healthcheck shows it
+    assert "set LOCUST_WEB_PASSWORD" in locust_ui[1].read_text()
+
+
+@pytest.mark.parametrize("locust_ui", [("127.0.0.1", "")], indirect=True)
+def test_locust_ui_open_on_loopback(locust_ui: tuple[int, Path]) -> None:
+    assert status(f"http://127.0.0.1:{locust_ui[0]}/stats/requests") == 200
