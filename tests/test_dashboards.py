@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import prometheus_native as prom
 import pytest
 
-import prometheus_native as prom
 from loadlab.cli import main as cli_main
 from loadlab.dashboards import BOARDS, default_dir, render, stale
 from loadlab.dashboards.common import DATASOURCE_UID
