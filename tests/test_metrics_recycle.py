@@ -1,0 +1,92 @@
+"""The multiprocess directory stays bounded while workers come and go, and totals stay exact.
+
+prometheus_client leaves a counter and a histogram file per worker pid for good
+(client_python #275, #568): with recycled workers the directory, and every scrape's
+work, grows without bound. The lab merges a dead worker's files into one archive per type.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import start_service
+from metrics_support import fetch, metrics_dir, sample_files, scrape
+
+from loadlab.metrics.multiprocess import LockedMultiProcessCollector, mark_dead
+
+REQUESTS = 160
+MAX_REQUESTS = 10  # per worker before Gunicorn recycles it
+
+# One "worker": counts and observes, then exits, leaving its files like a real worker.
+_WORKER = """
+import sys
+from prometheus_client import CollectorRegistry, Counter, Histogram
+reg = CollectorRegistry()
+c = Counter("jobs_total", "jobs", ["kind"], registry=reg)
+h = Histogram("job_seconds", "job time", buckets=(0.1, 1.0), registry=reg)
+n = int(sys.argv[1])
+for i in range(n):
+    c.labels("a" if i % 2 else "b").inc()
+    h.observe(0.05 if i % 3 else 0.5)
+print(__import__("os").getpid())
+"""
+
+
+def _run_worker(directory: Path, n: int) -> int:
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(directory))
+    out = subprocess.run([sys.executable, "-c", _WORKER, str(n)], env=env, check=True,
+                         capture_output=True, text=True, timeout=60)
+    return int(out.stdout)
+
+
+def _totals(directory: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in LockedMultiProcessCollector(directory).collect()
+            for s in family.samples}
+
+
+def test_archive_keeps_totals_exactly(tmp_path: Path) -> None:
+    pids = [_run_worker(tmp_path, n) for n in (5, 7, 11)]
+    before = _totals(tmp_path)
+    assert before[("jobs_total", (("kind", "a"),))] == 2 + 3 + 5
+    for pid in pids:
+        mark_dead(pid, tmp_path)
+        assert _totals(tmp_path) == pytest.approx(before)  # sums: float addition order
+    assert sample_files(tmp_path) == ["counter_archive.db", "histogram_archive.db"]
+    mark_dead(pids[0], tmp_path)  # twice (hook and sweep both saw it): no change
+    assert _totals(tmp_path) == pytest.approx(before)
+    assert before[("job_seconds_count", ())] == 23
+    assert before[("job_seconds_bucket", (("le", "0.1"),))] == sum(
+        sum(1 for i in range(n) if i % 3) for n in (5, 7, 11))
+
+
+@pytest.mark.slow
+def test_recycled_workers_keep_the_directory_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOADLAB_MAX_REQUESTS", str(MAX_REQUESTS))
+    service = start_service(framework="flask", worker_class="sync", workers=2)
+    try:
+        directory = metrics_dir(service)
+        pids = set()
+        largest = 0
+        for _ in range(REQUESTS):
+            status, body = fetch(service.url, "/info")
+            assert status == 200
+            pids.add(json.loads(body)["pid"])
+            largest = max(largest, len(sample_files(directory)))
+        # No scrape so far: Gunicorn's child_exit hook alone kept the directory bounded.
+        assert len(pids) >= REQUESTS // MAX_REQUESTS // 2, "workers were not recycled"
+        # per live worker: counter, histogram, live gauges; plus one archive per type;
+        # plus at most one worker between its exit and the master's reaping.
+        assert largest <= 3 * 3 + 2, sample_files(directory)
+        result = scrape(service.url)
+        assert result.value("http_requests_total", handler="/info", status="200") == REQUESTS
+        assert result.value("http_request_duration_seconds_count", handler="/info") == REQUESTS
+        assert result.value("loadlab_workers") == 2
+        assert result.value("http_requests_in_progress") == 0
+    finally:
+        service.stop()
