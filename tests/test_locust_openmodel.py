@@ -1,0 +1,119 @@
+"""The open model holds its rate where the closed model falls short, and its latency from
+the intended send time exposes a server stall that latency from the actual send hides."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from conftest import start_service
+from locustrun import ROOT, Locust, Run, headless
+
+from loadlab.launch import ServiceProcess
+
+RATE = 100.0
+USERS = 2
+STALL_WORK = 4000  # ~0.4 s of CPU on the event loop of the only Uvicorn worker
+STALL_GAP_S = 0.6
+RUN_S = 7
+WARMUP_S = 1
+
+
+@pytest.fixture(scope="module")
+def uvicorn_one() -> Iterator[ServiceProcess]:
+    proc = start_service(framework="fastapi", worker_class="uvicorn", workers=1)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@contextlib.contextmanager
+def stalls(url: str) -> Iterator[list[float]]:
+    """Block the server's event loop again and again (/cpu/blocking), for the run's length
+    at most; yields the measured stall durations."""
+    stop = threading.Event()
+    durations: list[float] = []
+
+    def loop() -> None:
+        deadline = time.monotonic() + RUN_S + 10
+        while not stop.is_set() and time.monotonic() < deadline and len(durations) < 50:
+            started = time.monotonic()
+            with contextlib.suppress(urllib.error.URLError, OSError):
+                urllib.request.urlopen(f"{url}/cpu/blocking?work={STALL_WORK}", timeout=10).read()
+            durations.append(time.monotonic() - started)
+            stop.wait(STALL_GAP_S)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield durations
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+
+
+def open_run(url: str) -> Run:
+    return headless(url, "--scenario", "json", "--arrival-rate", str(RATE),
+                    "--warmup-s", str(WARMUP_S), users=USERS, run_time=f"{RUN_S}s"
+                    ).start().finish(timeout_s=60)
+
+
+def closed_run(url: str) -> Run:
+    lo = Locust([], locustfile=str(ROOT / "tests" / "locustfiles" / "paced_closed.py"))
+    lo.args = ["--headless", "--host", url, "-u", str(USERS), "-r", "100", "-t", f"{RUN_S}s",
+               "--only-summary", "--json-file", str(lo.json_prefix), "--reset-stats"]
+    os.environ["PACED_USER_RPS"] = str(RATE / USERS)
+    try:
+        return lo.start().finish(timeout_s=60)
+    finally:
+        del os.environ["PACED_USER_RPS"]
+
+
+def achieved_rps(run: Run) -> float:
+    entry = next(e for e in run.stats if e["name"] == "/json")
+    return float(entry["num_requests"]) / (entry["last_request_timestamp"] - entry["start_time"])
+
+
+def test_open_model_holds_its_rate_against_a_slow_endpoint(uvicorn_one: ServiceProcess) -> None:
+    rate, io_ms = 50.0, 300
+    run = headless(uvicorn_one.url, "--scenario", "io", "--io-ms", str(io_ms),
+                   "--arrival-rate", str(rate), "--warmup-s", "1", users=30, run_time="5s"
+                   ).start().finish(timeout_s=60)
+    assert run.returncode == 0, run.output[-2000:]
+    assert run.report is not None
+    assert abs(run.report["rps"] - rate) <= 0.1 * rate, run.report
+    assert run.report["open_model"]["late_sends"] == 0, run.report
+    # A closed-model user completes at most one request per response time.
+    assert run.report["latency_ms"]["p50"] >= io_ms
+
+
+def test_stall_open_model_keeps_rate_and_shows_the_wait(uvicorn_one: ServiceProcess) -> None:
+    url = uvicorn_one.url
+    with stalls(url) as closed_stalls:
+        closed = closed_run(url)
+    with stalls(url) as open_stalls:
+        opened = open_run(url)
+    stall_ms = 1000 * min(closed_stalls + open_stalls)
+    assert stall_ms > 150, "the stall request did not block the server"
+
+    assert closed.returncode == 0 and opened.returncode == 0, opened.output[-2000:]
+    closed_rps = achieved_rps(closed)
+    assert closed_rps < 0.9 * RATE, f"closed model kept {closed_rps:.1f}/s through stalls"
+
+    report = opened.report
+    assert report is not None, opened.output[-2000:]
+    assert abs(report["rps"] - RATE) <= 0.1 * RATE, report
+    assert report["open_model"]["late_sends"] > 0  # sends that waited for a free user
+    plain, intended = report["latency_ms"], report["intended_latency_ms"]
+    # Every request sent during a stall waits for its end, measured from when it should
+    # have left; from the actual send, the catch-up burst after the stall looks fast.
+    assert intended["p95"] >= stall_ms / 4, report
+    assert intended["p95"] >= 3 * plain["p95"], report
+    assert intended["max"] >= stall_ms / 2, report
