@@ -77,6 +77,7 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
         load_began: float | None = None
         marked = False
         died = False
+        locust_cpu_at_mark: float | None = None
         while locust.poll() is None:
             time.sleep(0.25)
             now = time.monotonic()
@@ -88,6 +89,7 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             warm = locust.warmup_over() if locust.own_warmup else phase_t >= spec.warmup_s
             if not marked and load_began is not None and (warm or phase_t > planned):
                 sampler.mark()
+                locust_cpu_at_mark = locust.cpu_seconds()
                 marked = True
             if not runtime.alive():
                 died = True
@@ -100,6 +102,8 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
                      "measuring" if marked else "warm-up")
         if not marked:
             sampler.mark()
+            locust_cpu_at_mark = locust.cpu_seconds()
+        locust_cpu_at_end = locust.cpu_seconds()
         window = sampler.window()
         sampler.stop()
         alive_at_end = runtime.alive()
@@ -149,6 +153,19 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             "count": len(probes),
             "p50": _rounded(statistics.median(probes)) if probes else None,
             "max": _rounded(max(probes)) if probes else None,
+        }
+        load_cores = (
+            (locust_cpu_at_end - locust_cpu_at_mark) / window.seconds
+            if locust_cpu_at_end is not None and locust_cpu_at_mark is not None else 0.0
+        )
+        server_cores = (window.cpu_seconds or 0.0) / window.seconds
+        # Work on the machine that is neither the service nor Locust: other tenants, which
+        # spoil CPU-bound comparisons (the claims read this).
+        record["machine"] = {
+            "busy_cores": round(window.machine_busy_cores, 3),
+            "other_cores": round(max(window.machine_busy_cores - server_cores - load_cores, 0.0),
+                                 3),
+            "load_generator_cores": round(load_cores, 3),
         }
         record["load"] = {
             "peak_cpu_percent": round(locust.peak_cpu_percent, 1),

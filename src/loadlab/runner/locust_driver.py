@@ -203,6 +203,15 @@ class LocustProcess:
             with contextlib.suppress(psutil.Error):
                 self.peak_cpu_percent = max(self.peak_cpu_percent, self._ps.cpu_percent(None))
 
+    def cpu_seconds(self) -> float | None:
+        if self._ps is None:
+            return None
+        try:
+            times = self._ps.cpu_times()
+        except psutil.Error:
+            return None
+        return float(times.user + times.system)
+
     def live_rps(self) -> float | None:
         """The last 'Aggregated' req/s figure Locust printed."""
         try:

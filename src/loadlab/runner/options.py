@@ -140,6 +140,7 @@ class RunSpec:
     io_ms: int | None = None
     cpu_work: int | None = None
     extra: dict[str, str] = field(default_factory=dict)  # further locustfile options
+    repeat: int = 0  # repetitions of one cell, alternated with the cells compared with it
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -187,6 +188,8 @@ class RunSpec:
         if self.cpu_work is not None:
             parts.append(f"work{self.cpu_work}")
         parts += [f"{k}={v}" for k, v in sorted(self.extra.items())]
+        if self.repeat:
+            parts.append(f"r{self.repeat}")
         return "-".join(parts)
 
     def with_(self, **changes: Any) -> RunSpec:

@@ -35,6 +35,7 @@ class Scrape:
     cpu_limit: float | None = None
     tree_cpu_seconds: float | None = None
     tree_pss_bytes: float | None = None
+    machine_busy_seconds: float = 0.0  # all cores, everyone's work
 
 
 def parse_metrics(text: str, t: float) -> Scrape:
@@ -107,6 +108,8 @@ class Window:
     memory_bytes: float | None
     cpu_limit: float | None
     source: str
+    seconds: float
+    machine_busy_cores: float
 
 
 class ServerSampler:
@@ -152,6 +155,10 @@ class ServerSampler:
         if self.pid is not None:
             with contextlib.suppress(psutil.Error):
                 scrape.tree_cpu_seconds, scrape.tree_pss_bytes = tree_figures(self.pid)
+        times = psutil.cpu_times()
+        scrape.machine_busy_seconds = times.user + times.system + getattr(times, "nice", 0.0) + (
+            getattr(times, "irq", 0.0) + getattr(times, "softirq", 0.0)
+            + getattr(times, "steal", 0.0))
         return scrape
 
     def _loop(self) -> None:
@@ -220,4 +227,7 @@ class ServerSampler:
             memory_bytes=max(memories) if memories else None,
             cpu_limit=limits[-1] if limits else None,
             source=f"cpu: {source}; memory: {memory_source}",
+            seconds=max(last.t - first.t, 1e-6),
+            machine_busy_cores=(last.machine_busy_seconds - first.machine_busy_seconds)
+            / max(last.t - first.t, 1e-6),
         )

@@ -1,0 +1,103 @@
+"""Helpers for the runner tests: the real CLI as a subprocess, and what it left running."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+SHORT = ["--duration", "2s", "--warmup", "1s"]
+
+
+def tagged_env(**extra: str) -> tuple[dict[str, str], str]:
+    """An environment whose tag every process the runner starts inherits."""
+    tag = uuid.uuid4().hex
+    env = dict(os.environ, LOADLAB_TEST_TAG=tag, **extra)
+    return env, tag
+
+
+def loadlab(args: list[str], env: dict[str, str], timeout: float = 120,
+            ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "loadlab", *args], env=env, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "loadlab", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def tagged(tag: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.environ().get("LOADLAB_TEST_TAG") == tag:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def assert_nothing_left(tag: str, grace_s: float = 10.0) -> None:
+    deadline = time.monotonic() + grace_s
+    while (left := tagged(tag)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"left running: {[p.cmdline()[:4] for p in left if p.is_running()]}"
+
+
+def kill_tagged(tag: str) -> None:
+    """Clean-up after a failed test: only processes carrying this test's tag."""
+    for proc in tagged(tag):
+        try:
+            proc.kill()
+        except psutil.Error:
+            continue
+
+
+def summary(out: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((out / "summary.json").read_text())
+    return data
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def runs_done(out: Path) -> int:
+    try:
+        return len(summary(out)["runs"])
+    except (OSError, ValueError):
+        return 0
+
+
+def running(out: Path) -> list[dict[str, Any]]:
+    try:
+        entries: list[dict[str, Any]] = json.loads((out / ".running.json").read_text())
+        return entries
+    except (OSError, ValueError):
+        return []
+
+
+def two_cell_matrix(path: Path, duration: str = "3s") -> Path:
+    path.write_text(
+        "[matrix]\n"
+        'targets = ["fastapi"]\n'
+        'scenarios = ["json"]\n'
+        "users = [2, 4]\n"
+        f'duration = "{duration}"\n'
+        'warmup = "1s"\n'
+    )
+    return path
