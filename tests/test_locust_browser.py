@@ -1,0 +1,84 @@
+"""A real Chromium drives the Locust web UI: custom parameters, a shape, a swarm, a stop."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import start_service
+from locustrun import ROOT, SHAPES, Locust, free_port, get, wait_for
+
+from loadlab.launch import ServiceProcess
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOT = ROOT / "docs" / "locust-ui.png"
+IO_MS = 40
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def fastapi() -> Iterator[ServiceProcess]:
+    proc = start_service(framework="fastapi", worker_class="uvicorn", workers=1)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def test_web_ui_swarm_with_custom_parameters_and_shape(fastapi: ServiceProcess,
+                                                       tmp_path: Path) -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    port = free_port()
+    web = f"http://127.0.0.1:{port}"
+    lo = Locust(["--class-picker", "--web-host", "127.0.0.1", "--web-port", str(port),
+                 "--host", "http://127.0.0.1:9"],
+                locustfile=f"{ROOT / 'locust' / 'locustfile.py'},{SHAPES}").start()
+    try:
+        wait_for(lambda: get(web), 30, "the Locust web UI")
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(web)
+                page.fill("input[name=host]", fastapi.url)  # the form's host wins over --host
+                page.select_option("select[name=shapeClass]", "StepShape")
+                page.get_by_text("Custom parameters").click()
+                page.select_option("select[name=scenario]", "io")
+                page.fill("input[name=ioMs]", str(IO_MS))
+                page.fill("input[name=cpuWork]", "7")
+                page.fill("input[name=shapePeakUsers]", "8")
+                page.get_by_role("button", name="Start").click()
+
+                def rps_on_page() -> float:
+                    # the header's "RPS" box: its label and the current figure
+                    box = page.get_by_text("RPS", exact=True).locator("xpath=..").inner_text()
+                    return float(box.replace("RPS", "").strip() or 0)
+
+                wait_for(rps_on_page, 30, "the page to show RPS above zero", every_s=0.5)
+                page.get_by_role("tab", name="Charts").click()
+                page.wait_for_timeout(3000)  # let the charts draw a few points for the picture
+                page.screenshot(path=str(tmp_path / "ui.png"))
+                stats = json.loads(get(f"{web}/stats/requests"))
+                page.get_by_role("button", name="Stop").click()
+                wait_for(lambda: json.loads(get(f"{web}/stats/requests"))["state"] == "stopped",
+                         30, "the swarm to stop")
+            finally:
+                browser.close()
+    finally:
+        lo.terminate()
+        run = lo.finish(timeout_s=60)
+    rows = {s["name"]: s for s in stats["stats"]}
+    # The scenario and io ms typed into the form reached the users: only /io, waiting IO_MS.
+    assert set(rows) == {"/io", "Aggregated"}, rows.keys()
+    assert rows["/io"]["num_failures"] == 0 and rows["/io"]["num_requests"] > 0
+    assert rows["/io"]["min_response_time"] >= IO_MS
+    assert "Traceback" not in run.output
+    shutil.copyfile(tmp_path / "ui.png", SCREENSHOT)
