@@ -8,11 +8,12 @@ peaks at N* = sqrt((1 − σ)/κ) and falls after it.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import curve_fit
+from scipy.optimize import OptimizeWarning, curve_fit
 
 
 def usl(n: np.ndarray, lam: float, sigma: float, kappa: float) -> np.ndarray:
@@ -63,18 +64,21 @@ def fit(ns: Sequence[float], xs: Sequence[float], law: str = "usl") -> Fit | Non
         return None
     # λ starts from the best per-worker throughput seen: X(1) is rarely measured exactly.
     lam0 = float(np.max(x / n))
-    try:
-        if law == "usl":
-            popt, _ = curve_fit(usl, n, x, p0=(lam0, 0.05, 0.001),
-                                bounds=([0, 0, 0], [np.inf, 1, 1]), maxfev=20_000)
-            lam, sigma, kappa = (float(v) for v in popt)
-        else:
-            popt, _ = curve_fit(amdahl, n, x, p0=(lam0, 0.05),
-                                bounds=([0, 0], [np.inf, 1]), maxfev=20_000)
-            lam, sigma = (float(v) for v in popt)
-            kappa = 0.0
-    except (RuntimeError, ValueError):
-        return None
+    with warnings.catch_warnings():
+        # Few points fit exactly and leave no covariance to estimate; the fit still stands.
+        warnings.simplefilter("ignore", OptimizeWarning)
+        try:
+            if law == "usl":
+                popt, _ = curve_fit(usl, n, x, p0=(lam0, 0.05, 0.001),
+                                    bounds=([0, 0, 0], [np.inf, 1, 1]), maxfev=20_000)
+                lam, sigma, kappa = (float(v) for v in popt)
+            else:
+                popt, _ = curve_fit(amdahl, n, x, p0=(lam0, 0.05),
+                                    bounds=([0, 0], [np.inf, 1]), maxfev=20_000)
+                lam, sigma = (float(v) for v in popt)
+                kappa = 0.0
+        except (RuntimeError, ValueError):
+            return None
     result = Fit(law, lam, sigma, kappa, _r2(x, usl(n, lam, sigma, kappa)), None, None)
     if kappa > 1e-9 and sigma < 1:
         peak_n = math.sqrt((1 - sigma) / kappa)
