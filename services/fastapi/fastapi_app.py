@@ -28,7 +28,9 @@ FRAMEWORK = "fastapi"
 _PARAM_NAMES = {"ms", "work"}
 
 
-def reject_duplicate_params(request: Request) -> None:
+async def reject_duplicate_params(request: Request) -> None:
+    # async: a plain def dependency would hop to the thread pool on every request
+    # (about 150 µs, four times the whole of a bare /json).
     errors = contract.duplicated_params(request.query_params.multi_items(), _PARAM_NAMES)
     if errors:
         raise contract.unprocessable(errors)
