@@ -79,7 +79,8 @@ class UpstreamResult(Reply):
 
 
 class EchoItem(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # Strict: JSON types as the document gives them (no false for 0, no "1" for 1).
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
     name: str = Field(min_length=1, max_length=100)
     quantity: int = Field(ge=0, le=1_000_000)

@@ -1,0 +1,50 @@
+"""Fuzz every path of both services from the committed OpenAPI document.
+
+Schemathesis runs as a real HTTP client (its CLI, in a subprocess) against each variant of
+the ``service`` fixture, in positive and negative modes, with bounded examples and a
+request timeout: no 5xx, no hang, every answer as documented, invalid input refused.
+The seed is fixed so CI is repeatable; set LOADLAB_FUZZ_SEED to explore further.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from contract_check import document
+
+from loadlab.launch import ServiceProcess
+from loadlab.openapi import document_path
+
+CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
+          "response_schema_conformance", "negative_data_rejection")
+MAX_EXAMPLES = 10
+REQUEST_TIMEOUT_S = 10
+
+
+@pytest.mark.slow
+def test_fuzz_from_the_document(service: ServiceProcess, tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    tests_dir = str(Path(__file__).parent)
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "fuzz_hooks",
+           "PYTHONPATH": os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")]))}
+    argv = [
+        str(Path(sys.executable).parent / "st"), "run", str(document_path()),
+        "--url", service.url, "--mode", "all", "--max-examples", str(MAX_EXAMPLES),
+        "--seed", os.environ.get("LOADLAB_FUZZ_SEED", "1124"), "--workers", "1",
+        "--phases", "examples,coverage,fuzzing", "--checks", ",".join(CHECKS),
+        "--request-timeout", str(REQUEST_TIMEOUT_S), "--continue-on-failure",
+        "--report", "json", "--report-json-path", str(report),
+    ]
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300,
+                            check=False, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    summary = json.loads(report.read_text())
+    operations = sum(len(methods) for methods in document()["paths"].values())
+    assert summary["operations"]["tested"] == operations
+    assert summary["test_cases"]["generated"] >= operations * 2
+    assert not summary["failures"] and not summary["errors"]
