@@ -25,9 +25,9 @@ def tagged_env(**extra: str) -> tuple[dict[str, str], str]:
 
 
 def loadlab(args: list[str], env: dict[str, str], timeout: float = 120,
-            ) -> subprocess.CompletedProcess[str]:
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "loadlab", *args], env=env, text=True,
-                          capture_output=True, timeout=timeout)
+                          capture_output=True, timeout=timeout, cwd=cwd)
 
 
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:

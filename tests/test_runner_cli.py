@@ -101,7 +101,8 @@ def test_run_both_writes_results_and_passes_gates(tmp_path: Path,
                                                  env: tuple[dict[str, str], str]) -> None:
     out = tmp_path / "both"
     result = loadlab(["run", "--target", "both", "--scenario", "json", "--users", "4", *SHORT,
-                      "--min-rps", "1", "--max-error-rate", "0.05", "--out", str(out)], env[0])
+                      "--min-rps", "1", "--max-error-rate", "0.05", "--out", "both"], env[0],
+                     cwd=tmp_path)  # a relative --out, as users type it
     assert result.returncode == 0, result.stderr
     data = summary(out)
     runs = data["runs"]

@@ -136,7 +136,7 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
                     record["open_model"] = lab["open_model"]
             if figures.requests == 0 and record["status"] == "ok":
                 record.update(status="failed", error="no request completed in the window")
-        record["locust_json"] = str(locust.json_path.relative_to(raw_dir.parent))
+        record["locust_json"] = str(locust.json_path.relative_to(raw_dir.parent.resolve()))
         window_s = float(record.get("measured_s") or spec.duration_s)
         record["server"].update(
             cpu_seconds=_rounded(window.cpu_seconds, 3),

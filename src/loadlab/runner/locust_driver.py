@@ -169,6 +169,7 @@ class LocustProcess:
     def __init__(self, spec: RunSpec, host: str, out_prefix: Path,
                  cores: tuple[int, ...] | None = None) -> None:
         self.spec = spec
+        out_prefix = out_prefix.resolve()  # Locust runs in the locustfile's directory
         self.json_prefix = out_prefix
         self.log_path = out_prefix.with_suffix(".locust.log")
         self.argv, self.own_warmup = build_argv(spec, host, out_prefix, locustfile())
