@@ -33,6 +33,7 @@ class Fit:
     r2: float
     peak_n: float | None  # None: no peak (κ = 0) within reach
     peak_x: float | None
+    points: int = 0
 
     def predict(self, n: Sequence[float] | np.ndarray) -> np.ndarray:
         return usl(np.asarray(n, dtype=float), self.lam, self.sigma, self.kappa)
@@ -45,7 +46,10 @@ class Fit:
             text += f", peak {self.peak_x:,.0f} req/s at N≈{self.peak_n:.1f}"
         else:
             text += ", no peak (throughput keeps rising, ever more slowly)"
-        return text + f", R²={self.r2:.3f}"
+        text += f", R²={self.r2:.3f} over {self.points} points"
+        if self.points <= (3 if self.law == "usl" else 2):
+            text += " (as many points as parameters: an exact fit, not a test of the law)"
+        return text
 
 
 def _r2(y: np.ndarray, predicted: np.ndarray) -> float:
@@ -79,9 +83,10 @@ def fit(ns: Sequence[float], xs: Sequence[float], law: str = "usl") -> Fit | Non
                 kappa = 0.0
         except (RuntimeError, ValueError):
             return None
-    result = Fit(law, lam, sigma, kappa, _r2(x, usl(n, lam, sigma, kappa)), None, None)
+    points = len(np.unique(n))
+    r2 = _r2(x, usl(n, lam, sigma, kappa))
     if kappa > 1e-9 and sigma < 1:
         peak_n = math.sqrt((1 - sigma) / kappa)
         peak_x = float(usl(np.array([peak_n]), lam, sigma, kappa)[0])
-        return Fit(law, lam, sigma, kappa, result.r2, peak_n, peak_x)
-    return result
+        return Fit(law, lam, sigma, kappa, r2, peak_n, peak_x, points)
+    return Fit(law, lam, sigma, kappa, r2, None, None, points)

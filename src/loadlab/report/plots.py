@@ -146,6 +146,10 @@ def cpu_figure(runs: list[Run]) -> str | None:
     ax1.legend(fontsize=7)
     share = [(r["server"].get("throttled_share") or 0.0) * 100 for r in rows]
     ax2.barh(y, share, color=colours, alpha=0.8)
+    ax2.set_xlim(0, max(10.0, max(share) * 1.1))
+    for yi, r in zip(y, rows, strict=True):
+        if r["server"].get("throttled_share") is None:
+            ax2.text(0.2, yi, "not measured", va="center", fontsize=6, color="#6b7280")
     ax2.set_yticks(y, [""] * len(rows))
     _style(ax2, "CFS periods throttled", "% of periods", "")
     return to_svg(fig)
