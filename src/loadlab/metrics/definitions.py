@@ -16,8 +16,11 @@ from functools import cache
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import disable_created_metrics
 
+from loadlab.metrics.multiprocess import use_cached_pid
+
 # *_created series exist only in single-process mode; without them both modes look alike.
 disable_created_metrics()
+use_cached_pid()
 
 HTTP_REGISTRY = CollectorRegistry(auto_describe=True)
 

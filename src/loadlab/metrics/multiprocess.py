@@ -26,6 +26,7 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from prometheus_client import values
 from prometheus_client.metrics_core import Metric
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -33,6 +34,22 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 ARCHIVE = "archive"  # <type>_archive.db holds the merged samples of dead workers
 ARCHIVED_TYPES = ("counter", "histogram", "summary")
 LOCK_FILE = ".lock"
+
+
+_pid = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
+
+
+def use_cached_pid() -> None:
+    """Make multiprocess values name their file by a pid cached per process.
+
+    prometheus_client calls its process identifier on every write, to notice a fork;
+    ``os.getpid()`` is a system call, five of them per request. A pid refreshed by an
+    at-fork hook meets the library's rule (distinct in concurrent processes) for free.
+    Must run before the first metric is created.
+    """
+    if metrics_dir() is not None:
+        values.ValueClass = values.MultiProcessValue(process_identifier=lambda: _pid[0])
 
 
 def metrics_dir() -> Path | None:
