@@ -320,3 +320,28 @@ def test_stale_groups_of_dead_serves_are_swept(tmp_path: Path) -> None:
     cpulimit.sweep_stale(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [f"loadlab-{os.getpid()}", "other"])
+
+
+def test_systemd_scope_re_executes_serve_in_place(tmp_path: Path) -> None:
+    """No systemd here: a stand-in systemd-run records its options and runs the command,
+    which checks serve's side of the hand-over (same pid, inner serve knows its scope)."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    fake = bin_dir / "systemd-run"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n'
+                    'while [ "$1" != "--" ]; do shift; done\nshift\nexec "$@"\n')
+    fake.chmod(0o755)
+    env = dict(os.environ, LOADLAB_CGROUP_ROOT=str(tmp_path / "no-cgroups"),
+               PATH=f"{bin_dir}:{os.environ['PATH']}")
+    svc = start(cpus=0.5, env=env, framework="flask", worker_class="sync", workers=1)
+    try:
+        server = tree(svc.pid)[0]
+        assert server.ppid() == svc.pid  # serve kept its pid through both execs
+        assert server.environ()["LOADLAB_CPU_LIMIT"] == "systemd"
+        assert cpulimit.SCOPE_ENV not in server.environ()
+        recorded = calls.read_text()
+        assert "CPUQuota=50%" in recorded and "--scope" in recorded
+        assert f"--unit=loadlab-{svc.pid}" in recorded
+        assert "-m loadlab serve flask" in recorded
+    finally:
+        svc.stop()

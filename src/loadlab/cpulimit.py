@@ -251,7 +251,9 @@ def systemd_works(timeout_s: float = 10.0) -> bool:
 def in_systemd_scope(cpus: float, root: Path = CGROUP_ROOT) -> CpuLimit:
     """The limit of a serve re-executed by systemd-run: the scope is our own cgroup."""
     ref = own_cgroup(root)
-    return CpuLimit("systemd", cpus, ref if ref is not None and ref.version == 2 else None)
+    # On a hybrid host the quota sits in the v1 cpu hierarchy: either way, a scope's path.
+    scoped = ref is not None and any(p.endswith(".scope") for p in ref.paths.values())
+    return CpuLimit("systemd", cpus, ref if scoped else None)
 
 
 def affinity(cpus: float) -> CpuLimit:

@@ -92,8 +92,8 @@ def check_compose() -> Check:
     if v2:
         return Check("compose v2", True, f"docker compose {v2}")
     v1 = _run(["docker-compose", "version", "--short"])
-    hint = ("install the Compose v2 plugin (Docker's docker-compose-plugin, or Debian "
-            "trixie's docker-compose into ~/.docker/cli-plugins/); see docs/serve.md")
+    hint = ("install the Compose v2 plugin: Docker's docker-compose-plugin package, or "
+            "on Debian bookworm .ci/install-compose-v2 (trixie's plugin, own apt lists)")
     if v1:
         return Check("compose v2", False, f"only Compose v1 (docker-compose {v1}): it "
                      "rejects the lab's top-level name: and lacks up --wait", hint)
