@@ -61,6 +61,10 @@ def _count(request_type: str, name: str, response_time: float, exception: Any,
     Lab.state.table.add(name, request_type, (response_time or 0.0) / 1000, exception is not None)
 
 
+def _idle(user: object) -> None:
+    gevent.sleep(1)
+
+
 class LabUser(FastHttpUser):
     """One scenario per user, read from the options when the user starts (so values entered
     in the web UI reach new users). Tasks are tagged by scenario; ``all`` runs the mix."""
@@ -73,13 +77,18 @@ class LabUser(FastHttpUser):
         self.knobs = _options.Knobs.from_options(environment.parsed_options)
 
     def on_start(self) -> None:
+        # Values typed into the web form arrive unchecked: send nothing with bad ones
+        # (the master or local runner logs them and stops the swarm).
+        if _options.problems(self.environment.parsed_options, None):
+            self.tasks = [_idle]
+            return
         scenario = self.knobs.scenario
         cls_tasks = type(self).tasks
         self.tasks = [t for t in cls_tasks
                       if scenario == "all" or scenario in getattr(t, "locust_tag_set", ())]
         if not self.tasks:
             log.error("loadlab: no task left for scenario %s (check --tags)", scenario)
-            self.stop()
+            self.tasks = [_idle]
 
     def _call(self, request: _scenarios.Request) -> None:
         knobs = self.knobs
