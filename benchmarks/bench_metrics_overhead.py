@@ -1,0 +1,171 @@
+"""What the metrics cost: /json throughput of each lab service against a bare app.
+
+For each variant (framework, server, workers) three apps are measured, alternated in
+rounds so that the machine's drift hits them alike:
+
+* ``bare``: the framework's hello-world app (``bare_fastapi.py``, ``bare_flask.py``);
+* ``metrics``: the same app with only the lab's metrics middleware;
+* ``lab``: the lab service itself, as ``loadlab serve`` runs it (metrics and the rest).
+
+The server is pinned to core 0 and wrk to core 1 (``taskset``); each measurement gets a
+fresh server (a sync server keeps draining the previous run's queue otherwise). Reported:
+the median requests/s of each app and the median of the per-round ratios to ``bare``.
+
+    .venv/bin/python benchmarks/bench_metrics_overhead.py [--rounds 5] [--duration 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from loadlab.launch import free_port, serve_argv
+from loadlab.serve import GUNICORN_CLASS, ServerConfig
+
+HERE = Path(__file__).resolve().parent
+SERVER_CORE, LOAD_CORE = "0", "1"
+APPS = ("bare", "metrics", "lab")
+
+
+@dataclass(frozen=True)
+class Variant:
+    framework: str
+    worker_class: str
+    workers: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.framework}-{self.worker_class}-{self.workers}w"
+
+    @property
+    def config(self) -> ServerConfig:
+        return ServerConfig(framework=self.framework, worker_class=self.worker_class,  # type: ignore[arg-type]
+                            workers=self.workers)
+
+
+VARIANTS = {
+    v.name: v for v in (
+        Variant("fastapi", "uvicorn", 1), Variant("fastapi", "uvicorn", 2),
+        Variant("fastapi", "uvicorn-worker", 1), Variant("flask", "sync", 1),
+        Variant("flask", "sync", 2),
+    )
+}
+DEFAULT = ("fastapi-uvicorn-1w", "fastapi-uvicorn-2w", "flask-sync-1w", "flask-sync-2w")
+
+
+def bare_argv(variant: Variant, app: str, port: int) -> list[str]:
+    module = f"bare_{variant.framework}"
+    factory = "create_instrumented_app" if app == "metrics" else "create_app"
+    if variant.config.server == "uvicorn":
+        return [sys.executable, "-m", "uvicorn", f"{module}:{factory}", "--factory",
+                "--app-dir", str(HERE), "--port", str(port), "--workers", str(variant.workers),
+                "--no-access-log", "--log-level", "warning"]
+    return [sys.executable, "-m", "gunicorn", f"{module}:{factory}()", "--chdir", str(HERE),
+            "--config", "python:loadlab.gunicorn_conf"]
+
+
+@contextlib.contextmanager
+def running(variant: Variant, app: str) -> Iterator[str]:
+    """A fresh server for ``app`` pinned to the server core; yields its /json URL."""
+    port = free_port()
+    env = dict(os.environ, LOADLAB_BIND=f"127.0.0.1:{port}", LOADLAB_WORKERS=str(variant.workers),
+               LOADLAB_WORKER_CLASS=variant.worker_class, LOADLAB_SERVER=variant.config.server,
+               LOADLAB_GUNICORN_WORKER_CLASS=GUNICORN_CLASS.get(variant.worker_class, "sync"))
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    metrics_dir = None
+    if app == "lab":
+        cfg = ServerConfig(framework=variant.framework, worker_class=variant.worker_class,  # type: ignore[arg-type]
+                           workers=variant.workers, port=port)
+        argv = serve_argv(cfg)
+    else:
+        argv = bare_argv(variant, app, port)
+        if app == "metrics" and variant.config.multiprocess:
+            metrics_dir = tempfile.mkdtemp(prefix="loadlab-bench-")
+            env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    proc = subprocess.Popen(["taskset", "-c", SERVER_CORE, *argv], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}/json"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{variant.name} {app} did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def wrk(url: str, seconds: float, connections: int) -> float:
+    out = subprocess.run(
+        ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", url],
+        capture_output=True, text=True, timeout=seconds + 30, check=True,
+    ).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if match is None:
+        raise RuntimeError(f"no throughput in wrk's output: {out!r}")
+    return float(match.group(1))
+
+
+def measure(variant: Variant, rounds: int, seconds: float, connections: int) -> dict[str, object]:
+    rps: dict[str, list[float]] = {app: [] for app in APPS}
+    for _ in range(rounds):
+        for app in APPS:
+            with running(variant, app) as url:
+                wrk(url, 1, connections)  # warm-up
+                rps[app].append(wrk(url, seconds, connections))
+    ratios = {app: statistics.median(a / b for a, b in zip(rps[app], rps["bare"], strict=True))
+              for app in APPS if app != "bare"}
+    return {"variant": variant.name, "rps": {a: statistics.median(v) for a, v in rps.items()},
+            "ratio": ratios}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT), choices=sorted(VARIANTS))
+    args = parser.parse_args()
+    if (os.cpu_count() or 1) < 2 or shutil.which("wrk") is None or shutil.which("taskset") is None:
+        print("bench_metrics_overhead: needs 2 cores, wrk and taskset", file=sys.stderr)
+        return 2
+    print(f"{'variant':<24}{'bare rps':>10}{'metrics':>10}{'lab':>10}{'metrics/bare':>14}"
+          f"{'lab/bare':>10}")
+    for name in args.variants:
+        result = measure(VARIANTS[name], args.rounds, args.duration, args.connections)
+        rps, ratio = result["rps"], result["ratio"]
+        assert isinstance(rps, dict) and isinstance(ratio, dict)
+        print(f"{name:<24}{rps['bare']:>10.0f}{rps['metrics']:>10.0f}{rps['lab']:>10.0f}"
+              f"{ratio['metrics']:>14.3f}{ratio['lab']:>10.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
