@@ -345,3 +345,16 @@ def test_systemd_scope_re_executes_serve_in_place(tmp_path: Path) -> None:
         assert "-m loadlab serve flask" in recorded
     finally:
         svc.stop()
+
+
+def test_server_ends_when_serve_is_killed() -> None:
+    svc = start(framework="flask", worker_class="sync", workers=2)
+    assert svc.proc is not None
+    procs = tree(svc.pid)
+    os.kill(svc.pid, signal.SIGKILL)  # no chance to clean up: the kernel tells the server
+    svc.proc.wait(timeout=10)
+    try:
+        _, alive = psutil.wait_procs(procs, timeout=15)
+        assert not alive
+    finally:
+        svc.stop()

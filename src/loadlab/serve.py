@@ -8,6 +8,7 @@ code with the same settings. The server runs as a child in serve's process group
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
 import os
 import shutil
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Literal
@@ -202,6 +204,21 @@ def worker_warnings(cfg: ServerConfig, limit: cpulimit.CpuLimit,
     return warnings
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent() -> None:
+    """Linux: SIGTERM the server when serve dies, even by SIGKILL (no orphaned servers)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _in_child(limit: cpulimit.CpuLimit) -> None:
+    """Between fork and exec of the server: tie it to serve, join the CPU limit."""
+    _end_with_parent()
+    limit.join()
+
+
 def _exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
@@ -243,7 +260,8 @@ def serve(cfg: ServerConfig) -> int:
         env.pop(cgroup.CGROUP_ENV, None)
         env.update(limit.env())
         try:
-            proc = subprocess.Popen(build_command(cfg), env=env, preexec_fn=limit.join)
+            proc = subprocess.Popen(build_command(cfg), env=env,
+                                    preexec_fn=partial(_in_child, limit))
         except (OSError, subprocess.SubprocessError) as exc:
             raise ServeError(f"cannot start the {cfg.server} server: {exc}") from None
         if received:
