@@ -125,28 +125,3 @@ def matrix_command(args: argparse.Namespace) -> int:
     except (StartError, ResultsError) as exc:
         raise OptionError(str(exc)) from None
     return finish(outcome, matrix.gates, out)
-
-
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runtime", default="native", help="native (default) or compose")
-    p.add_argument("--target", default="both", help="fastapi, flask or both")
-    p.add_argument("--scenario", required=True,
-                   help="json, io, cpu, cpu-blocking, cpu-process, mixed, upstream, echo, "
-                        "request, all")
-    p.add_argument("--users", default="10")
-    p.add_argument("--spawn-rate", default=None, help="users started per second (default: all)")
-    p.add_argument("--duration", default="30s", help="measured time after the warm-up")
-    p.add_argument("--warmup", default="5s", help="time left out of the figures")
-    p.add_argument("--arrival-rate", default=None, help="open model: requests per second")
-    p.add_argument("--io-ms", default=None, help="the wait of io/mixed/upstream requests")
-    p.add_argument("--cpu-work", default=None, help="the work units of cpu requests")
-    p.add_argument("--cpus", default="0", help="CPU quota of the service in cores (0: none)")
-    p.add_argument("--workers", default="1")
-    p.add_argument("--worker-class", default=None)
-    p.add_argument("--threads", default="1")
-    p.add_argument("--port", default=None, help="the service's port (default: a free one)")
-    p.add_argument("--max-p95-ms", default=None)
-    p.add_argument("--max-p99-ms", default=None)
-    p.add_argument("--max-error-rate", default=None)
-    p.add_argument("--min-rps", default=None)
-    p.add_argument("--out", default="results/run")
