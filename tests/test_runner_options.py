@@ -100,3 +100,10 @@ def test_gates_name_the_gate_and_the_figure() -> None:
         "--min-rps 20: flask/io rps = 12.5",
     ]
     assert Gates(max_p95_ms=300, min_rps=12).check(run) == []
+
+
+def test_open_model_latency_gates_judge_the_intended_send_time() -> None:
+    run = {"target": "fastapi", "scenario": "io", "status": "ok", "requests": 10,
+           "failures": 0, "rps": 10.0, "latency_ms": {"p95": 12.0},
+           "intended_latency_ms": {"p95": 900.0}}
+    assert Gates(max_p95_ms=100).check(run) == ["--max-p95-ms 100: fastapi/io p95 = 900.0 ms"]
