@@ -12,7 +12,7 @@ import pytest
 from loadlab import cgroup
 from loadlab.cgroup import CgroupRef
 
-# Recorded from real kernels (values shortened): a throttled v2 group, a v1 group.
+# In the kernels' formats (v1 as on the development machine): throttled v2 and v1 groups.
 V2_CPU_STAT = """usage_usec 5234567
 user_usec 4000000
 system_usec 1234567

@@ -259,6 +259,8 @@ def serve(cfg: ServerConfig) -> int:
         env.pop(cpulimit.SCOPE_ENV, None)
         env.pop(cgroup.CGROUP_ENV, None)
         env.update(limit.env())
+        if received:
+            return 128 + received[0]  # stopped before the server started
         try:
             proc = subprocess.Popen(build_command(cfg), env=env,
                                     preexec_fn=partial(_in_child, limit))
@@ -271,7 +273,9 @@ def serve(cfg: ServerConfig) -> int:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
-        with contextlib.suppress(OSError):
+        try:
             limit.remove()
+        except OSError as exc:
+            print(f"loadlab serve: warning: cgroup not removed: {exc}", file=sys.stderr)
         if metrics_dir is not None and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
             shutil.rmtree(metrics_dir, ignore_errors=True)
