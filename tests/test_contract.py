@@ -216,7 +216,8 @@ def test_query_errors_carry_loc_and_type(client: httpx.Client) -> None:
 
 BAD_BODIES = [b"{bad", b"", b"[]", b"null", b'{"name":"x"}', b"\xff\xfe",
               b'{"name":"x","quantity":1,"price":1,"extra":1}',
-              b'{"name":"x","quantity":1,"price":"NaN"}', b'{"name":"x","quantity":1,"price":1e999}',
+              b'{"name":"x","quantity":1,"price":"NaN"}',
+              b'{"name":"x","quantity":1,"price":1e999}',
               b'{"name":"x","quantity":false,"price":1}', b'{"name":"x","quantity":"1","price":1}',
               b'{"name":" ","quantity":1,"price":1,"tags":[" "]}', b"[" * 5000 + b"]" * 5000]
 

@@ -36,6 +36,22 @@ async def reject_duplicate_params(request: Request) -> None:
         raise contract.unprocessable(errors)
 
 
+class RequestLimits:
+    """Gunicorn's request-line and header limits, which Uvicorn's httptools lacks."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            target = len(scope["raw_path"]) + len(scope["query_string"]) + 1
+            error = contract.request_limit_error(target, scope["headers"])
+            if error is not None:
+                await JSONResponse(error.body, status_code=error.status)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _echo_openapi() -> dict[str, Any]:
     return {
         "requestBody": {
@@ -168,6 +184,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     generated = app.openapi
     app.openapi = lambda: with_contract_errors(generated())  # type: ignore[method-assign]
+    app.add_middleware(RequestLimits)
     metrics.register_server_info(FRAMEWORK, settings)
     app.add_middleware(metrics.ASGIMetricsMiddleware)
     return app

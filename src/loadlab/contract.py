@@ -16,6 +16,11 @@ M = TypeVar("M", bound=BaseModel)
 MAX_IO_MS = 10_000
 MAX_CPU_WORK = 50_000
 MAX_BODY_BYTES = 1024 * 1024
+# Gunicorn's defaults (limit_request_line, _fields, _field_size), applied by FastAPI too:
+# Uvicorn's httptools parser takes headers and URLs of any size.
+MAX_REQUEST_TARGET = 4094
+MAX_HEADER_FIELDS = 100
+MAX_HEADER_FIELD_BYTES = 8190
 DEFAULT_UPSTREAM_MS = 100
 
 
@@ -248,9 +253,27 @@ def append_limited(body: bytearray, chunk: bytes) -> None:
 def read_limited(read: Callable[[int], bytes], size: int = 64 * 1024) -> bytes:
     """Read a sync stream to its end, never holding more than the limit plus one chunk."""
     body = bytearray()
-    while chunk := read(size):
+    while True:
+        try:
+            chunk = read(size)
+        except Exception as exc:  # the server's own reader: bad chunking, early disconnect
+            raise ContractError(400, "malformed request body") from exc
+        if not chunk:
+            return bytes(body)
         append_limited(body, chunk)
-    return bytes(body)
+
+
+def request_limit_error(
+    target_bytes: int, headers: Sequence[tuple[bytes, bytes]]
+) -> ContractError | None:
+    """414/431 for a request over the limits Gunicorn enforces; None when it fits."""
+    if target_bytes > MAX_REQUEST_TARGET:
+        return ContractError(414, "request target too long")
+    if len(headers) > MAX_HEADER_FIELDS or any(
+        len(name) + len(value) + 2 > MAX_HEADER_FIELD_BYTES for name, value in headers
+    ):
+        return ContractError(431, "request header fields too large")
+    return None
 
 
 def parse_body(model: type[M], raw: bytes) -> M:

@@ -21,7 +21,8 @@ from loadlab.serve import services_dir
 _REF = "#/components/schemas/{model}"
 # Errors an operation can answer besides 422, by path: the core raises them, not FastAPI.
 _EXTRA_ERRORS = {
-    "/echo": {"413": "body over the 1 MiB limit", "415": "content type is not JSON"},
+    "/echo": {"400": "malformed (chunked) body", "413": "body over the 1 MiB limit",
+              "415": "content type is not JSON"},
     "/upstream": {"502": "upstream unreachable or not 200", "504": "upstream timed out"},
 }
 
