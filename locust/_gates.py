@@ -104,7 +104,8 @@ def report(options: Any, fig: Figures, gates: list[Gate], open_model: OpenModelS
         "latency_ms": fig.latency_ms,
         "intended_latency_ms": fig.intended_latency_ms,
         "open_model": None if open_model is None else {
-            "sent": open_model.sent, "late_sends": open_model.late,
+            "sent": open_model.sent, "send_rate": open_model.send_rate,
+            "window_s": open_model.window_s, "late_sends": open_model.late,
             "dropped_sends": open_model.dropped, "late_ms": options.late_ms,
         },
         "gates": [asdict(g) for g in gates],

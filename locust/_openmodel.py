@@ -70,6 +70,12 @@ class OpenModelStats:
     sent: int = 0
     late: int = 0
     dropped: int = 0
+    window_s: float = 0.0  # the measured window, set where the figures are reported
+
+    @property
+    def send_rate(self) -> float:
+        """Sends per second whose intended time fell in the measured window."""
+        return self.sent / self.window_s if self.window_s > 0 else 0.0
 
     def dump(self) -> dict:
         return {"intended": self.intended.dump(), "sent": self.sent, "late": self.late,

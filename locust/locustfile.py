@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import _options
 import _scenarios
@@ -40,6 +40,7 @@ class Lab:
     pacer = Pacer()
     cpu = CpuWatch("locust")
     warmup: gevent.Greenlet | None = None
+    window: ClassVar[list[float]] = [0.0, 0.0]  # measured window (perf_counter), post warm-up
 
 
 def users_target(environment: Environment) -> int:
@@ -103,6 +104,8 @@ class LabUser(FastHttpUser):
         started = time.perf_counter()
         request(self.client, knobs)
         done = time.perf_counter()
+        if intended < Lab.window[0]:
+            return  # a slot of the warm-up, sent late after it: not part of the measurement
         stats = Lab.open_model
         stats.sent += 1
         if started - intended > knobs.late_s:
@@ -196,6 +199,7 @@ def _announce_total_users(runner: MasterRunner) -> None:
 
 
 def _reset(runner: Any) -> None:
+    Lab.window[0] = time.perf_counter()
     runner.stats.reset_all()
     Lab.open_model = OpenModelStats()
     Lab.cpu.reset()
@@ -207,6 +211,7 @@ def _test_start(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
     Lab.pacer.reset()
     Lab.open_model = OpenModelStats()
+    Lab.window[:] = [time.perf_counter(), 0.0]
     if options is None or runner is None or isinstance(runner, WorkerRunner):
         return
     if not options.headless:  # values typed into the web form are checked here
@@ -229,6 +234,7 @@ def _end_warmup(runner: Any) -> None:
 @events.test_stop.add_listener
 def _test_stop(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
+    Lab.window[1] = time.perf_counter()
     if options is not None and options.arrival_rate > 0:
         runner = environment.runner
         Lab.open_model.dropped += Lab.pacer.backlog(
@@ -272,6 +278,9 @@ def _quitting(environment: Environment, **_: Any) -> None:
     if options is None or isinstance(runner, WorkerRunner) or runner is None:
         return
     open_model = Lab.open_model if options.arrival_rate > 0 else None
+    if open_model is not None:
+        end = Lab.window[1] if Lab.window[1] > Lab.window[0] else time.perf_counter()
+        open_model.window_s = end - Lab.window[0]
     figures = Figures.from_stats(runner.stats.total, open_model)
     gates = evaluate(options, figures)
     for gate in gates:

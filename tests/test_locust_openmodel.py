@@ -88,8 +88,10 @@ def test_open_model_holds_its_rate_against_a_slow_endpoint(uvicorn_one: ServiceP
                    ).start().finish(timeout_s=60)
     assert run.returncode == 0, run.output[-2000:]
     assert run.report is not None
+    assert abs(run.report["open_model"]["send_rate"] - rate) <= 0.1 * rate, run.report
     assert abs(run.report["rps"] - rate) <= 0.1 * rate, run.report
-    assert run.report["open_model"]["late_sends"] == 0, run.report
+    # Users to spare: sends leave on time (a few may slip on a busy machine's scheduler).
+    assert run.report["open_model"]["late_sends"] <= 0.05 * run.report["open_model"]["sent"]
     # A closed-model user completes at most one request per response time.
     assert run.report["latency_ms"]["p50"] >= io_ms
 
@@ -109,7 +111,9 @@ def test_stall_open_model_keeps_rate_and_shows_the_wait(uvicorn_one: ServiceProc
 
     report = opened.report
     assert report is not None, opened.output[-2000:]
-    assert abs(report["rps"] - RATE) <= 0.1 * RATE, report
+    # The rate of sends in the measured window (Locust's own rps also counts the catch-up
+    # after a stall that began in the warm-up).
+    assert abs(report["open_model"]["send_rate"] - RATE) <= 0.1 * RATE, report
     assert report["open_model"]["late_sends"] > 0  # sends that waited for a free user
     plain, intended = report["latency_ms"], report["intended_latency_ms"]
     # Every request sent during a stall waits for its end, measured from when it should

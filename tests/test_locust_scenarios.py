@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import start_service
-from locustrun import Run, headless
+from locustrun import Run, get, headless
 
 from loadlab.launch import ServiceProcess
 
@@ -32,6 +32,9 @@ SERVICES = {
 def service(request: pytest.FixtureRequest) -> Iterator[ServiceProcess]:
     proc = start_service(**SERVICES[request.param])
     try:
+        # FastAPI's process pool starts its processes on first use: not part of any run
+        for path in ("/cpu/process?work=1", "/upstream?ms=1"):
+            get(f"{proc.url}{path}", timeout_s=60)
         yield proc
     finally:
         proc.stop()
