@@ -45,8 +45,12 @@ def describe(run: dict[str, Any]) -> str:
     if run["status"] != "ok":
         return f"{head}: FAILED - {run.get('error')}"
     lat = run["latency_ms"]
-    return (f"{head}: {run['rps']:,.1f} req/s, p50 {lat['p50']} ms, p95 {lat['p95']} ms, "
+    text = (f"{head}: {run['rps']:,.1f} req/s, p50 {lat['p50']} ms, p95 {lat['p95']} ms, "
             f"p99 {lat['p99']} ms, {run['failures']} failures of {run['requests']}")
+    load = run.get("load") or {}
+    if load and not load.get("separated", True):
+        text += f" (Locust shared cores {load.get('load_cores')} with the server)"
+    return text
 
 
 def run_cells(specs: Sequence[RunSpec], out: Path, runtime: Runtime, *, resume: bool = False,
