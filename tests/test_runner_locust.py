@@ -1,0 +1,62 @@
+"""Reading Locust's JSON report: percentiles by Locust's rule, the warm-up cut, the argv."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loadlab.runner.locust_driver import build_argv, percentile, summarise
+from loadlab.runner.options import RunSpec
+
+
+def entry(per_sec: dict[int, int], times: dict[str, int], failures: int = 0) -> dict[str, object]:
+    total = sum(times.values())
+    return {"name": "/io", "method": "GET", "num_requests": total, "num_failures": failures,
+            "start_time": float(min(per_sec)), "last_request_timestamp": float(max(per_sec)),
+            "total_response_time": sum(float(k) * v for k, v in times.items()),
+            "max_response_time": max(float(k) for k in times), "response_times": times,
+            "num_reqs_per_sec": {str(k): v for k, v in per_sec.items()},
+            "num_fail_per_sec": {}}
+
+
+def test_percentile_follows_locust() -> None:
+    times = {10.0: 90, 100.0: 9, 1000.0: 1}
+    assert percentile(times, 100, 0.5) == 10.0
+    assert percentile(times, 100, 0.95) == 100.0
+    assert percentile(times, 100, 0.999) == 1000.0
+
+
+def test_without_the_locustfile_reset_the_runner_cuts_the_warm_up_from_throughput() -> None:
+    # 2 s of warm-up at 10 req/s, then 4 s at 100 req/s, then a partial last second.
+    per_sec = {1000: 10, 1001: 10, 1002: 100, 1003: 100, 1004: 100, 1005: 100, 1006: 7}
+    figures = summarise([entry(per_sec, {"50": 427})], warmup_s=2, duration_s=4,
+                        own_warmup=False)
+    assert figures.rps == pytest.approx(100.0)
+    assert figures.requests == 400 and figures.warmup_excluded == "rps only"
+
+
+def test_with_the_locustfile_reset_every_figure_is_the_window() -> None:
+    figures = summarise([entry({2000: 50, 2001: 50, 2002: 50, 2003: 50}, {"20": 200})],
+                        warmup_s=2, duration_s=4, own_warmup=True)
+    assert figures.warmup_excluded == "all" and figures.requests == 200
+    assert figures.rps == pytest.approx(200 / 3)  # first to last request
+    assert figures.latency_ms["mean"] == pytest.approx(20.0)
+
+
+def test_argv_uses_the_lab_options_the_locustfile_declares(tmp_path: Path) -> None:
+    lf = tmp_path / "locustfile.py"
+    lf.write_text('parser.add_argument("--warmup-s", type=float)\n'
+                  'parser.add_argument("--loadlab-report", default="")\n')
+    spec = RunSpec(target="flask", scenario="io", users=5, duration_s=10, warmup_s=3,
+                   io_ms=20)
+    argv, own = build_argv(spec, "http://127.0.0.1:1", tmp_path / "out", lf)
+    assert own
+    joined = " ".join(argv)
+    assert "-u 5 -r 5 -t 13s" in joined and "--scenario io --io-ms 20" in joined
+    assert "--warmup-s 3" in joined and f"--loadlab-report {tmp_path}/out.loadlab.json" in joined
+    plain = tmp_path / "plain" / "locustfile.py"
+    plain.parent.mkdir()
+    plain.write_text("# no lab options\n")
+    argv, own = build_argv(spec, "http://127.0.0.1:1", tmp_path / "out", plain)
+    assert not own and "--warmup-s" not in argv
