@@ -27,6 +27,8 @@ from loadlab.serve import ServeError, ServerConfig, worker_warnings
 
 VARIANTS: dict[str, dict[str, object]] = {
     "uvicorn-2": dict(framework="fastapi", worker_class="uvicorn", workers=2),
+    "uvicorn-asyncio-h11": dict(framework="fastapi", worker_class="uvicorn", loop="asyncio",
+                                http="h11"),
     "fastapi-gunicorn": dict(framework="fastapi", worker_class="uvicorn-worker", workers=2),
     "flask-sync": dict(framework="flask", worker_class="sync", workers=2),
     "flask-gthread": dict(framework="flask", worker_class="gthread", workers=1, threads=4),
@@ -83,6 +85,9 @@ def test_variant_runs_in_its_own_cgroup(variant: str, quota: str) -> None:
         assert len(procs) >= svc.cfg.workers + (svc.cfg.server == "gunicorn")
         assert info["pid"] in members
         server_env = procs[0].environ()
+        if svc.cfg.server == "uvicorn":
+            argv = " ".join(procs[0].cmdline())
+            assert f"--loop {svc.cfg.loop} --http {svc.cfg.http}" in argv
         ref = CgroupRef.from_env(server_env["LOADLAB_CGROUP"])
         assert ref is not None and cgroup.cgroup_dirs(ref)["cpu"] == group
         stats = cgroup.service_cpu_stats(environ=server_env)
