@@ -32,8 +32,9 @@ SERVICES = {
 def service(request: pytest.FixtureRequest) -> Iterator[ServiceProcess]:
     proc = start_service(**SERVICES[request.param])
     try:
-        # FastAPI's process pool starts its processes on first use: not part of any run
-        for path in ("/cpu/process?work=1", "/upstream?ms=1"):
+        # FastAPI's process pool (one per worker) starts on first use: not part of a run.
+        # Each urllib call is a new connection, so the workers take turns accepting them.
+        for path in ("/cpu/process?work=1", "/upstream?ms=1") * 4:
             get(f"{proc.url}{path}", timeout_s=60)
         yield proc
     finally:
