@@ -19,7 +19,7 @@ def test_doctor_reports_every_capability_and_exits_0() -> None:
     assert done.returncode == 0, done.stderr
     rows = {line.split()[1]: line for line in done.stdout.splitlines()
             if line[:3] in ("ok ", "-- ")}
-    assert {"cores", "cpu", "docker", "compose", "promtool", "wrk", "chromium",
+    assert {"cores", "cpu", "metrics", "docker", "compose", "promtool", "wrk", "chromium",
             "locust"} <= set(rows)
     assert f"{os.cpu_count()} cores" in rows["cores"]
     # What doctor says about CPU limits is what serve --cpus would use.

@@ -75,6 +75,14 @@ def check_cgroup(probe: Callable[[], str] = cpulimit.native_mechanism) -> Check:
     )
 
 
+def check_service_cgroup() -> Check:
+    """Where a service started here without --cpus would read its CPU and memory from."""
+    if cgroup.in_container():
+        return Check("metrics source", True, "this container's cgroup")
+    return Check("metrics source", True, "process tree (a shared cgroup); with --cpus, "
+                 "the cgroup serve makes")
+
+
 def check_docker() -> Check:
     if shutil.which("docker") is None:
         return Check("docker engine", False, "no docker client",
@@ -127,6 +135,7 @@ def collect() -> list[Check]:
     return [
         check_cores(),
         check_cgroup(),
+        check_service_cgroup(),
         check_docker(),
         check_compose(),
         check_tool("promtool", ["promtool", "--version"], "apt-get install -y prometheus"),
