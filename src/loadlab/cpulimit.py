@@ -40,7 +40,7 @@ from loadlab.cgroup import (
 PERIOD_US = 100_000
 MIN_CPUS = 0.01  # the kernel's minimum quota is 1 ms per period
 SCOPE_ENV = "LOADLAB_SYSTEMD_SCOPE"  # set for serve re-executed inside a systemd scope
-_NAME = re.compile(r"^loadlab-(\d+)(?:-\d+)?$")
+_NAME = re.compile(r"^loadlab-(?:probe-)?(\d+)(?:-\d+)?$")
 
 
 @dataclass
@@ -123,7 +123,7 @@ def remove_group(directory: Path, timeout_s: float = 2.0) -> None:
 
 
 def sweep_stale(parent: Path) -> None:
-    """Remove empty groups a killed serve left behind (named loadlab-<dead pid>)."""
+    """Remove empty groups a killed serve (or doctor's probe) left: loadlab-<dead pid>."""
     with contextlib.suppress(OSError):
         for child in parent.iterdir():
             match = _NAME.match(child.name)
