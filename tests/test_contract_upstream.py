@@ -1,4 +1,4 @@
-"""``/upstream`` against another live service, a slow one and a dead one.
+"""``/upstream`` against another live service, a slow one and a dead one; same bytes.
 
 Two services call each other (FastAPI -> Flask, Flask -> FastAPI) through UPSTREAM_URL:
 real outbound calls with each framework's pooled client, and the same 502/504 bodies on
@@ -39,12 +39,37 @@ def _unreachable(service: ServiceProcess) -> None:
     assert time.monotonic() - started < 10 * TIMEOUT_S
 
 
+# Requests whose answers carry nothing variant-specific: both services must send the same bytes.
+SAME_BYTES = [
+    ("GET", "/healthz", None), ("GET", "/json", None), ("GET", "/io?ms=1", None),
+    ("GET", "/cpu?work=3", None), ("GET", "/cpu/blocking?work=3", None),
+    ("GET", "/mixed?ms=1&work=2", None), ("GET", "/io?ms=abc", None), ("GET", "/io", None),
+    ("GET", "/mixed?ms=1&ms=2", None), ("GET", "/cpu?work=99999999999", None),
+    ("POST", "/echo", '{"name":" été ","quantity":2,"price":0.1,"tags":["A","a"]}'.encode()),
+    ("POST", "/echo", b"{bad"), ("POST", "/echo", b'{"name":"x"}'), ("GET", "/nope", None),
+    ("DELETE", "/json", None), ("GET", "/echo", None), ("OPTIONS", "/io", None),
+]
+
+
+def _same_bytes(first: ServiceProcess, second: ServiceProcess) -> None:
+    for method, url, body in SAME_BYTES:
+        headers = {"content-type": "application/json"} if body is not None else {}
+        answers = [
+            httpx.request(method, f"{svc.url}{url}", content=body, headers=headers, timeout=20)
+            for svc in (first, second)
+        ]
+        a, b = answers
+        assert (a.status_code, a.headers["content-type"], a.content) == (
+            b.status_code, b.headers["content-type"], b.content), (method, url)
+
+
 def test_cross_calls_and_failures() -> None:
     fastapi_port, flask_port = free_port(), free_port()
     fastapi_io, flask_io = (f"http://127.0.0.1:{port}/io" for port in (fastapi_port, flask_port))
     with _service("fastapi", "uvicorn", fastapi_port, flask_io) as fastapi:
         _unreachable(fastapi)  # Flask is not up yet: the connection is refused.
         with _service("flask", "gthread", flask_port, fastapi_io) as flask:
+            _same_bytes(fastapi, flask)
             for caller, callee in ((fastapi, flask), (flask, fastapi)):
                 body = _upstream(caller, 30).json()
                 assert body["upstream"] == f"{callee.url}/io"
