@@ -1,0 +1,40 @@
+"""The compose lab, built and started once per session; always torn down, checked clean."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from stack import Stack, engine_problem, registry_answers
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if Path(str(item.fspath)).resolve().parent == here:
+            item.add_marker(pytest.mark.docker)
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    problem = engine_problem()
+    if problem is not None:
+        if os.environ.get("LOADLAB_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"the compose e2e must run here, but: {problem}")
+        pytest.skip(f"compose e2e needs a Docker engine and Compose v2: {problem}")
+    lab = Stack(offline=not registry_answers())
+    try:
+        lab.build()
+        lab.up()
+        yield lab
+    finally:
+        lab.down()
+        left = lab.leftovers()
+        assert left == {}, f"docker compose down -v left {left} behind"

@@ -1,0 +1,159 @@
+"""Driving a throwaway compose project of the lab: build, up, queries, teardown.
+
+Each test session gets its own project name and free loopback ports, so a lab the user
+runs (project ``loadlab``) is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadlab.launch import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+OFFICIAL_PYTHON = "python:3.12.8-slim-bookworm"
+LAB_IMAGES = ("fastapi", "flask", "locust")
+# Grafana has no offline image; every other service runs in the e2e.
+SERVICES = ("fastapi", "flask", "locust-master", "locust-worker", "prometheus")
+
+
+def engine_problem() -> str | None:
+    """Why no engine can be had here, or None."""
+    if shutil.which("docker") is None:
+        return "no docker CLI (apt-get install docker.io)"
+    info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    if info.returncode != 0:
+        return f"no Docker engine answers: {info.stderr.strip().splitlines()[-1:]}"
+    version = subprocess.run(["docker", "compose", "version"], capture_output=True,
+                             text=True, timeout=30, check=False)
+    if version.returncode != 0:
+        return "no Compose v2 (`docker compose`); .ci/install-compose-v2 installs it"
+    return None
+
+
+def registry_answers() -> bool:
+    """Whether the official base image is here or can be pulled (else: offline build)."""
+    for cmd in (["docker", "image", "inspect", OFFICIAL_PYTHON],
+                ["docker", "pull", "-q", OFFICIAL_PYTHON]):
+        if subprocess.run(cmd, capture_output=True, timeout=120, check=False).returncode == 0:
+            return True
+    return False
+
+
+@dataclass
+class Stack:
+    project: str = field(default_factory=lambda: f"loadlab-e2e-{os.getpid()}")
+    tag: str = field(default_factory=lambda: f"e2e-{os.getpid()}")
+    env: dict[str, str] = field(default_factory=dict)
+    offline: bool = False
+    up_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.ports = {name: free_port() for name in (
+            "FASTAPI_PORT", "FLASK_PORT", "FASTAPI_GUNICORN_PORT", "FLASK_GEVENT_PORT",
+            "LOCUST_PORT", "PROMETHEUS_PORT", "GRAFANA_PORT")}
+        self.env = {
+            "COMPOSE_PROJECT_NAME": self.project, "LOADLAB_TAG": self.tag,
+            "LOADLAB_BIND": "127.0.0.1", "SCRAPE_INTERVAL": "2s",
+            "HEALTHCHECK_INTERVAL": "2s", "LOCUST_WORKERS": "2",
+            "FASTAPI_CPUS": "1", "FLASK_CPUS": "0.5", "FLASK_WORKERS": "2",
+            **{k: str(v) for k, v in self.ports.items()}, **self.env,
+        }
+
+    # --- compose -------------------------------------------------------------------------
+    def environ(self, **extra: str) -> dict[str, str]:
+        return {**os.environ, **self.env, **extra}
+
+    def compose(self, *args: str, timeout: float = 300, check: bool = True,
+                **extra: str) -> subprocess.CompletedProcess[str]:
+        env_file = ROOT / ".offline" / "images.env"
+        cmd = ["docker", "compose", "--project-directory", str(ROOT), "--env-file",
+               str(env_file) if self.offline else "/dev/null"]
+        result = subprocess.run([*cmd, *args], capture_output=True, text=True,
+                                env=self.environ(**extra), timeout=timeout, check=False)
+        if check and result.returncode != 0:
+            raise AssertionError(f"docker compose {' '.join(args)} failed:\n{result.stderr}")
+        return result
+
+    def build(self) -> None:
+        if self.offline:
+            # The path `make offline-images` takes: Debian-made base, same Dockerfiles.
+            result = subprocess.run([sys.executable, "-m", "loadlab.offline"],
+                                    env=self.environ(), capture_output=True, text=True,
+                                    timeout=900, check=False)
+            assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        else:
+            self.compose("build", timeout=900)
+
+    def up(self) -> None:
+        started = time.monotonic()
+        services = SERVICES if self.offline else ()
+        self.compose("up", "--detach", "--wait", *services, timeout=300)
+        self.up_seconds = time.monotonic() - started
+
+    def down(self) -> None:
+        self.compose("down", "--volumes", "--remove-orphans", "--timeout", "5",
+                     timeout=180, check=False)
+        images = [f"loadlab/{name}:{self.tag}" for name in LAB_IMAGES]
+        subprocess.run(["docker", "image", "rm", "--force", *images], capture_output=True,
+                       timeout=120, check=False)
+
+    def leftovers(self) -> dict[str, list[str]]:
+        label = f"label=com.docker.compose.project={self.project}"
+        found = {}
+        for kind, cmd in (("containers", ["docker", "ps", "-aq", "--filter", label]),
+                          ("networks", ["docker", "network", "ls", "-q", "--filter", label]),
+                          ("volumes", ["docker", "volume", "ls", "-q", "--filter", label]),
+                          ("images", ["docker", "images", "-q",
+                                      f"--filter=reference=loadlab/*:{self.tag}"])):
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+            found[kind] = out.stdout.split()
+        return {kind: ids for kind, ids in found.items() if ids}
+
+    # --- HTTP ----------------------------------------------------------------------------
+    def url(self, port_name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[port_name]}"
+
+    def prometheus(self, path: str, **params: str) -> Any:
+        url = f"{self.url('PROMETHEUS_PORT')}{path}?{urllib.parse.urlencode(params)}"
+        try:
+            with urllib.request.urlopen(url, timeout=30) as reply:
+                body = json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            body = json.loads(exc.read())
+        assert body["status"] == "success", f"{params}: {body.get('error')}"
+        return body["data"]
+
+    def query(self, expr: str) -> dict[str, float]:
+        """Instant query -> {service label (or '') : value}."""
+        result = self.prometheus("/api/v1/query", query=expr)["result"]
+        return {r["metric"].get("service", ""): float(r["value"][1]) for r in result}
+
+    def locust(self, path: str, form: dict[str, str] | None = None) -> Any:
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        with urllib.request.urlopen(f"{self.url('LOCUST_PORT')}{path}", data=data,
+                                    timeout=30) as reply:
+            text = reply.read()
+        return json.loads(text) if text.strip().startswith(b"{") else text
+
+    def wait_for(self, what: str, check: Any, timeout_s: float = 60) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            value = check()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+            time.sleep(1)

@@ -1,0 +1,151 @@
+"""The whole lab under docker compose: real images, real Prometheus, real Locust swarm.
+
+Offline machines (no registry) build through `make offline-images` and run without
+Grafana, the one service that cannot be had there; its dashboards' queries are all run
+against the real Prometheus instead.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from stack import Stack
+
+from loadlab.dashboards import render
+from loadlab.dashboards.queries import queries, substitute
+
+
+def scrape_settle() -> None:
+    time.sleep(5)  # two scrapes at the e2e's 2 s interval
+
+
+def test_up_within_budget_and_all_healthy(stack: Stack) -> None:
+    ps = stack.compose("ps", "--format", "json").stdout
+    rows = [json.loads(line) for line in ps.splitlines() if line.strip()] if not \
+        ps.lstrip().startswith("[") else json.loads(ps)
+    health = {row["Name"]: row.get("Health") for row in rows}
+    assert health and all(state == "healthy" for state in health.values()), health
+    print(f"\nup --wait to all healthy: {stack.up_seconds:.1f} s ({len(health)} containers)")
+    assert stack.up_seconds < 120
+
+
+def test_cpu_limit_seen_inside_equals_the_configured_cpus(stack: Stack) -> None:
+    limits = stack.wait_for("both services scraped", lambda: (
+        lambda found: found if {"fastapi", "flask"} <= set(found) else None)(
+        stack.query("max by (service) (loadlab_cpu_limit_cores)")))
+    assert limits["fastapi"] == float(stack.env["FASTAPI_CPUS"])
+    assert limits["flask"] == float(stack.env["FLASK_CPUS"])
+
+
+def swarm(stack: Stack, host: str, seconds: float, **options: str) -> dict[str, int]:
+    """A bounded swarm through the master's HTTP API; returns Locust's counts by name."""
+    stack.locust("/swarm", {"user_count": "8", "spawn_rate": "8", "host": host, **options})
+    try:
+        time.sleep(seconds)
+    finally:
+        stack.locust("/stop", {})
+    stack.wait_for("the swarm to stop",
+                   lambda: stack.locust("/stats/requests")["state"] == "stopped", 90)
+    return locust_counts(stack)
+
+
+def locust_counts(stack: Stack) -> dict[str, int]:
+    stats = stack.locust("/stats/requests")["stats"]
+    return {s["name"]: int(s["num_requests"]) for s in stats if s["name"] != "Aggregated"}
+
+
+def counter(stack: Stack, expr: str) -> float:
+    values = stack.query(expr)
+    return sum(values.values())
+
+
+def test_request_counts_agree_with_locust(stack: Stack) -> None:
+    served = 'sum(http_requests_total{service="fastapi", handler="/json"})'
+    sent = 'sum(locust_requests_total{name="/json"})'
+    before_served, before_sent = counter(stack, served), counter(stack, sent)
+    counts = swarm(stack, "http://fastapi:8000", 8, scenario="json")
+    assert counts.get("/json", 0) > 100, counts
+    scrape_settle()
+    # Locust's exporter (scraped by Prometheus) counts exactly what Locust's stats count.
+    # The workers' last reports reach the master's stats and its exporter a moment after
+    # the stop; both must then agree exactly.
+    deadline = time.monotonic() + 20
+    while True:
+        counts = locust_counts(stack)
+        exported = counter(stack, sent) - before_sent
+        if exported == counts["/json"] or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert exported == counts["/json"], (exported, counts)
+    # The service saw the same requests; users cut off by /stop may have had one in flight.
+    delta = counter(stack, served) - before_served
+    assert counts["/json"] <= delta <= counts["/json"] + 8, (delta, counts)
+
+
+def test_half_a_cpu_under_cpu_load_is_throttled(stack: Stack) -> None:
+    throttled = 'sum(loadlab_cpu_throttled_periods_total{service="flask"})'
+    before = counter(stack, throttled)
+    counts = swarm(stack, "http://flask:8000", 8, scenario="cpu", cpu_work="200")
+    assert counts.get("/cpu", 0) > 0, counts
+    scrape_settle()
+    assert counter(stack, throttled) > before
+    share = stack.query('max_over_time(service:loadlab_cpu_throttled_periods:'
+                        'ratio_rate30s{service="flask"}[1m])')
+    assert share["flask"] > 0, share
+
+
+def test_every_dashboard_query_returns_data(stack: Stack) -> None:
+    """Each panel's, annotation's and variable's query, variables filled in, over the
+    time the lab has run (Grafana sends range queries): it parses and returns data."""
+    start = time.time() - 600
+    values = {"service": "fastapi|flask", "handler": ".*"}
+    drill_down = {"service": "fastapi", "handler": ".*"}  # async: has event-loop lag
+    empty = []
+    for name, text in render().items():
+        board = json.loads(text)
+        for where, expr in queries(board):
+            filled = substitute(expr, drill_down if name == "service.json" else values,
+                                rate_interval="20s")
+            data = stack.prometheus("/api/v1/query_range", query=filled, start=f"{start}",
+                                    end=f"{time.time()}", step="2")
+            if not data["result"]:
+                empty.append(f"{name} {where}: {filled}")
+    assert empty == []
+
+
+def test_loadlab_run_with_the_compose_runtime(stack: Stack, tmp_path: Path) -> None:
+    """`loadlab run --runtime compose` recreates fastapi at half a core and measures it."""
+    out = tmp_path / "results"
+    result = subprocess.run(
+        [sys.executable, "-m", "loadlab", "run", "--runtime", "compose", "--target",
+         "fastapi", "--scenario", "cpu", "--users", "6", "--duration", "8s", "--warmup",
+         "2s", "--cpus", "0.5", "--workers", "1", "--out", str(out)],
+        env=stack.environ(), capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-1500:] + result.stderr[-1500:]
+    run = json.loads((out / "summary.json").read_text())["runs"][0]
+    assert run["status"] == "ok" and run["requests"] > 0 and run["failures"] == 0
+    assert run["server"]["cpu_limit"] == 0.5
+    scrape_settle()
+    limit = stack.query('last_over_time(loadlab_cpu_limit_cores{service="fastapi"}[1m])')
+    assert limit["fastapi"] == 0.5
+
+
+@pytest.mark.parametrize("knob, value, reason", [
+    ("FLASK_WORKER_CLASS", "uvicorn", "does not fit flask"),
+    ("FLASK_THREADS", "8", "needs --worker-class gthread"),
+])
+def test_bad_env_leaves_the_service_unhealthy_with_one_line(
+        stack: Stack, knob: str, value: str, reason: str) -> None:
+    up = stack.compose("up", "--detach", "--wait", "--no-deps", "--force-recreate", "flask",
+                       check=False, timeout=120, **{knob: value})
+    assert up.returncode != 0 and "unhealthy" in up.stderr, up.stderr
+    logs = stack.compose("logs", "--no-log-prefix", "flask", **{knob: value}).stdout
+    lines = [line for line in logs.splitlines() if line.strip()]
+    assert len(lines) == 1 and reason in lines[0], lines
+    ps = stack.compose("ps", "--all", "--format", "{{.Status}}", "flask", **{knob: value})
+    assert "unhealthy" in ps.stdout and "Restarting" not in ps.stdout, ps.stdout
