@@ -114,6 +114,9 @@ def main() -> None:
     print(f"  lab / plain achieved = {med['lab'] / med['plain']:.2f}")
     print(f"  generator capacity (req/s per busy core): lab {core['lab']:.0f}, plain "
           f"{core['plain']:.0f}, lab / plain = {core['lab'] / core['plain']:.2f} (goal >= 0.85)")
+    paired = [lab / plain for lab, plain in zip(per_core["lab"], per_core["plain"], strict=True)]
+    print(f"  capacity ratio lab / plain per round: "
+          f"{', '.join(f'{r:.2f}' for r in paired)} (median {statistics.median(paired):.2f})")
     if "wrk" in med:
         print(f"  lab / wrk achieved = {med['lab'] / med['wrk']:.2f}")
 
