@@ -20,6 +20,7 @@ log = logging.getLogger("loadlab")
 @dataclass
 class CpuWatch:
     label: str
+    warn_percent: float = WARN_PERCENT
     peak_percent: float = 0.0
     last_percent: float = 0.0
     warned: bool = False
@@ -40,7 +41,7 @@ class CpuWatch:
             gevent.sleep(INTERVAL_S)
             self.last_percent = proc.cpu_percent(None)
             self.peak_percent = max(self.peak_percent, self.last_percent)
-            if self.last_percent > WARN_PERCENT and not self.warned:
+            if self.last_percent > self.warn_percent and not self.warned:
                 self.warned = True
                 log.warning(
                     "loadlab: %s at %.0f%% CPU: the load generator may be what limits this "

@@ -63,6 +63,9 @@ def add_arguments(parser: Any) -> None:
                        help="gate: fail (exit 1) if failures/requests exceeds this (0..1)")
     parser.add_argument("--min-rps", type=float, default=None, include_in_web_ui=False,
                        help="gate: fail (exit 1) if requests/s falls below this")
+    parser.add_argument("--cpu-warn-percent", type=float, default=90.0,
+                        include_in_web_ui=False,
+                        help="warn when a Locust process uses more CPU than this (of one core)")
     parser.add_argument("--loadlab-report", default="", include_in_web_ui=False,
                        help="write the lab's extra figures (JSON) to this file at exit")
 
@@ -108,6 +111,8 @@ def problems(options: Any, users: int | None) -> list[str]:
         out.append(f"--arrival-rate {options.arrival_rate}: must be >= 0")
     if not options.late_ms > 0:
         out.append(f"--late-ms {options.late_ms}: must be > 0")
+    if not options.cpu_warn_percent > 0:
+        out.append(f"--cpu-warn-percent {options.cpu_warn_percent}: must be > 0")
     if not options.warmup_s >= 0:
         out.append(f"--warmup-s {options.warmup_s}: must be >= 0")
     for name in ("max_p95_ms", "max_p99_ms", "min_rps"):

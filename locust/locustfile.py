@@ -172,6 +172,8 @@ def _init(environment: Environment, runner: Any, web_ui: Any, **_: Any) -> None:
             _options.fail(problems[0])
     Lab.state.runner = runner
     Lab.cpu.label = "locust worker" if worker else "locust"
+    if options is not None:
+        Lab.cpu.warn_percent = options.cpu_warn_percent
     Lab.cpu.start()
     if worker:
         runner.register_message("loadlab_reset", lambda environment, msg, **kw: _reset(runner))
@@ -293,7 +295,7 @@ def _quitting(environment: Environment, **_: Any) -> None:
                  figures.gate_latency()["p99"])
     peaks = {"master" if isinstance(runner, MasterRunner) else "local": Lab.cpu.peak_percent}
     peaks.update({wid: w.cpu_peak for wid, w in Lab.state.workers.items()})
-    warned = Lab.cpu.warned or any(p > 90 for p in peaks.values())
+    warned = Lab.cpu.warned or any(p > options.cpu_warn_percent for p in peaks.values())
     if options.loadlab_report:
         write_atomic(options.loadlab_report,
                      report(options, figures, gates, open_model, peaks, warned))

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import start_service
-from locustrun import Locust, free_port, run_headless
+from locustrun import LOCUSTFILE, ROOT, Locust, free_port, headless, run_headless
 
 from loadlab.launch import ServiceProcess
 
@@ -77,3 +77,16 @@ def test_dead_target_counts_failures_and_ends_normally() -> None:
     assert run.requests > 0 and run.failures == run.requests
     assert run.report is not None and run.report["error_rate"] == 1.0
     assert run.returncode == 1 and "gate FAILED: --max-error-rate 0.5, measured 1" in run.output
+
+
+def test_busy_locust_process_warns_in_a_short_run() -> None:
+    # A lower threshold than the default 90%: other jobs may share this machine's cores,
+    # and the burner cannot be sure to get more than part of one.
+    burner = ROOT / "tests" / "locustfiles" / "cpu_burner.py"
+    lo = headless(f"http://127.0.0.1:{free_port()}", "--scenario", "json",
+                  "--cpu-warn-percent", "40", users=2, run_time="4s")
+    lo.locustfile = f"{LOCUSTFILE},{burner}"
+    run = lo.start().finish(timeout_s=60)
+    assert "CPU: the load generator may be what limits this measurement" in run.output
+    assert run.report is not None and run.report["locust_cpu_warning"] is True
+    assert run.report["locust_cpu_peak_percent"]["local"] > 40
