@@ -133,7 +133,15 @@ def wrk(url: str, seconds: float, connections: int) -> float:
     return float(match.group(1))
 
 
-def measure(variant: Variant, rounds: int, seconds: float, connections: int) -> dict[str, object]:
+def connections_for(variant: Variant, asked: int) -> int:
+    """A sync worker serves one connection at a time: a deep queue only adds noise."""
+    if asked:
+        return asked
+    return 2 * variant.workers if variant.worker_class == "sync" else 64
+
+
+def measure(variant: Variant, rounds: int, seconds: float, asked: int) -> dict[str, object]:
+    connections = connections_for(variant, asked)
     rps: dict[str, list[float]] = {app: [] for app in APPS}
     for _ in range(rounds):
         for app in APPS:
@@ -150,7 +158,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
-    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--connections", type=int, default=0,
+                        help="wrk connections (default: 64; 2 per worker for sync workers)")
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT), choices=sorted(VARIANTS))
     args = parser.parse_args()
     if (os.cpu_count() or 1) < 2 or shutil.which("wrk") is None or shutil.which("taskset") is None:
