@@ -12,8 +12,9 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from loadlab.metrics import collectors, multiprocess
 from loadlab.metrics.definitions import HTTP_REGISTRY, workers_gauge
@@ -47,8 +48,8 @@ __all__ = [
 _labels: collectors.ServerLabels | None = None
 
 
-class _Families:
-    """What ``generate_latest`` needs: something with ``collect()``."""
+class _Collected(Collector):
+    """Families already collected (the request metrics, read once per scrape)."""
 
     def __init__(self, families: Iterable[Metric]) -> None:
         self._families = list(families)
@@ -67,9 +68,13 @@ def http_families() -> list[Metric]:
 
 
 def render() -> tuple[bytes, str]:
+    """A registry per scrape: the request metrics of all workers, then the service-wide
+    collector, computed once here rather than once per worker."""
     http = http_families()
-    families = [*http, *collectors.service_families(_labels, http)]
-    return generate_latest(_Families(families)), CONTENT_TYPE_LATEST
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collected(http))
+    registry.register(collectors.ServiceCollector(_labels, http))
+    return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 def register_server_info(framework: str, settings: ServiceSettings) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from loadlab import cgroup
 from loadlab.metrics.definitions import THREADPOOL_BUSY, THREADPOOL_SIZE
@@ -155,3 +156,14 @@ def service_families(labels: ServerLabels | None, http: list[Metric]) -> Iterato
                      "summed over the live workers.", sample_sum(http, "http_requests_in_progress"))
         yield _gauge(THREADPOOL_SIZE, "Threads the request thread pool may use, summed over "
                      "the live workers.", labels.threads * workers)
+
+
+class ServiceCollector(Collector):
+    """The scrape-time families as a collector for the per-scrape registry."""
+
+    def __init__(self, labels: ServerLabels | None, http: list[Metric]) -> None:
+        self._labels = labels
+        self._http = http
+
+    def collect(self) -> Iterator[Metric]:
+        return service_families(self._labels, self._http)
