@@ -102,16 +102,18 @@ class LabUser(FastHttpUser):
         if delay > 0:
             gevent.sleep(delay)
         started = time.perf_counter()
+        # Warm-up slots sent late after it are not part of the measurement.
+        measured = intended >= Lab.window[0]
+        if measured:
+            Lab.open_model.sent += 1  # counted when sent: in-flight sends at the stop count
+            if started - intended > knobs.late_s:
+                Lab.open_model.late += 1
+                Lab.state.late_sends += 1
         request(self.client, knobs)
         done = time.perf_counter()
-        if intended < Lab.window[0]:
-            return  # a slot of the warm-up, sent late after it: not part of the measurement
-        stats = Lab.open_model
-        stats.sent += 1
-        if started - intended > knobs.late_s:
-            stats.late += 1
-            Lab.state.late_sends += 1
-        stats.intended.add((done - intended) * 1000)
+        if not measured or intended < Lab.window[0]:  # a reset may fall during the request
+            return
+        Lab.open_model.intended.add((done - intended) * 1000)
 
     @tag("json")
     @task(_scenarios.MIX_WEIGHTS["json"])
