@@ -98,6 +98,7 @@ def test_nothing_measured_is_inconclusive_with_the_reason() -> None:
      FAILS),
     ("threads-not-parallel-cpu",
      {"threads-4#0": dict(server={"cpu_cores_used": 1.8})}, FAILS),
+    ("threads-not-parallel-cpu", {"threads-1#1": dict(machine={"other_cores": 1.0})}, UNSURE),
     ("cpu-limit-caps-scaling", {"limit-2#0": dict(rps=190), "limit-2#1": dict(rps=185)},
      FAILS),
     ("cpu-limit-caps-scaling",

@@ -147,9 +147,11 @@ def async_io(runs: Runs, cores: int) -> Verdict:
     held = in_flight(run)
     p50 = run["latency_ms"]["p50"]
     errors = run["failures"] / run["requests"]
+    busy = _busy([run])
     evidence = (f"1 Uvicorn process, {users} users waiting {io_ms} ms: {run['rps']:,.0f} req/s, "
-                f"{held:,.0f} requests in flight, p50 {p50:g} ms, errors {errors:.1%} "
-                f"(holds: in flight >= 80% of users and p50 <= 1.5x the wait)")
+                f"{held:,.0f} requests in flight, p50 {p50:g} ms, errors {errors:.1%}; other "
+                f"work on the machine {busy:.2f} cores (holds: in flight >= 80% of users and "
+                "p50 <= 1.5x the wait)")
     if held >= 0.8 * users and p50 <= 1.5 * io_ms and errors < 0.01:
         return Verdict(cid, text, HOLDS, evidence)
     if (run.get("load") or {}).get("peak_cpu_percent", 0) >= 90:
@@ -271,6 +273,9 @@ def threads_not_parallel(runs: Runs, cores: int) -> Verdict:
         return Verdict(cid, text, UNSURE, evidence + "; one core cannot tell")
     if used > 1.5 or (ratio >= 1.5 and busy <= BUSY_CORES):
         return Verdict(cid, text, FAILS, evidence)
+    if busy > BUSY_CORES:
+        # A starved worker gains nothing from threads either: no evidence about the GIL.
+        return Verdict(cid, text, UNSURE, evidence + "; the machine was busy")
     if ratio <= 1.2 and used <= 1.2:
         return Verdict(cid, text, HOLDS, evidence)
     return Verdict(cid, text, UNSURE, evidence)
