@@ -80,13 +80,15 @@ def test_dead_target_counts_failures_and_ends_normally() -> None:
 
 
 def test_busy_locust_process_warns_in_a_short_run() -> None:
-    # A lower threshold than the default 90%: other jobs may share this machine's cores,
-    # and the burner cannot be sure to get more than part of one.
+    # A far lower threshold than the default 90%: other jobs may share this machine's
+    # cores, and the burner cannot count on more than a slice of one. What is tested is
+    # that the process samples itself within seconds and says so (Locust's own check
+    # samples every 10 s and never fires in runs this short).
     burner = ROOT / "tests" / "locustfiles" / "cpu_burner.py"
     lo = headless(f"http://127.0.0.1:{free_port()}", "--scenario", "json",
-                  "--cpu-warn-percent", "40", users=2, run_time="4s")
+                  "--cpu-warn-percent", "10", users=2, run_time="4s")
     lo.locustfile = f"{LOCUSTFILE},{burner}"
     run = lo.start().finish(timeout_s=60)
     assert "CPU: the load generator may be what limits this measurement" in run.output
     assert run.report is not None and run.report["locust_cpu_warning"] is True
-    assert run.report["locust_cpu_peak_percent"]["local"] > 40
+    assert run.report["locust_cpu_peak_percent"]["local"] > 10
