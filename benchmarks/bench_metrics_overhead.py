@@ -9,7 +9,9 @@ rounds so that the machine's drift hits them alike:
 
 The server is pinned to core 0 and wrk to core 1 (``taskset``); each measurement gets a
 fresh server (a sync server keeps draining the previous run's queue otherwise). Reported:
-the median requests/s of each app and the median of the per-round ratios to ``bare``.
+the median requests/s of each app, the median of the per-round ratios to ``bare``, and the
+same ratio of requests per CPU-second of the server's process tree (what the throughput
+would be with the core to itself: far steadier than requests/s on a shared machine).
 
     .venv/bin/python benchmarks/bench_metrics_overhead.py [--rounds 5] [--duration 5]
 """
@@ -31,6 +33,8 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from loadlab.launch import free_port, serve_argv
 from loadlab.serve import GUNICORN_CLASS, ServerConfig
@@ -77,9 +81,26 @@ def bare_argv(variant: Variant, app: str, port: int) -> list[str]:
             "--config", "python:loadlab.gunicorn_conf"]
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU used so far by the server's whole process tree."""
+        total = 0.0
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(self.pid)
+            for proc in (root, *root.children(recursive=True)):
+                with contextlib.suppress(psutil.Error):
+                    t = proc.cpu_times()
+                    total += t.user + t.system
+        return total
+
+
 @contextlib.contextmanager
-def running(variant: Variant, app: str) -> Iterator[str]:
-    """A fresh server for ``app`` pinned to the server core; yields its /json URL."""
+def running(variant: Variant, app: str) -> Iterator[Server]:
+    """A fresh server for ``app`` pinned to the server core."""
     port = free_port()
     env = dict(os.environ, LOADLAB_BIND=f"127.0.0.1:{port}", LOADLAB_WORKERS=str(variant.workers),
                LOADLAB_WORKER_CLASS=variant.worker_class, LOADLAB_SERVER=variant.config.server,
@@ -109,7 +130,7 @@ def running(variant: Variant, app: str) -> Iterator[str]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{variant.name} {app} did not start") from None
                 time.sleep(0.1)
-        yield url
+        yield Server(url, proc.pid)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -122,15 +143,17 @@ def running(variant: Variant, app: str) -> Iterator[str]:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def wrk(url: str, seconds: float, connections: int) -> float:
+def wrk(url: str, seconds: float, connections: int) -> tuple[float, int]:
+    """(requests/s, requests) of one wrk run."""
     out = subprocess.run(
         ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", url],
         capture_output=True, text=True, timeout=seconds + 30, check=True,
     ).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
+    if rate is None or count is None:
         raise RuntimeError(f"no throughput in wrk's output: {out!r}")
-    return float(match.group(1))
+    return float(rate.group(1)), int(count.group(1))
 
 
 def connections_for(variant: Variant, asked: int) -> int:
@@ -143,15 +166,24 @@ def connections_for(variant: Variant, asked: int) -> int:
 def measure(variant: Variant, rounds: int, seconds: float, asked: int) -> dict[str, object]:
     connections = connections_for(variant, asked)
     rps: dict[str, list[float]] = {app: [] for app in APPS}
+    # Requests per CPU-second of the server tree: what throughput would be on a core of
+    # its own, much less disturbed by other work on a shared machine than requests/s.
+    per_cpu: dict[str, list[float]] = {app: [] for app in APPS}
     for _ in range(rounds):
         for app in APPS:
-            with running(variant, app) as url:
-                wrk(url, 1, connections)  # warm-up
-                rps[app].append(wrk(url, seconds, connections))
-    ratios = {app: statistics.median(a / b for a, b in zip(rps[app], rps["bare"], strict=True))
-              for app in APPS if app != "bare"}
+            with running(variant, app) as server:
+                wrk(server.url, 1, connections)  # warm-up
+                cpu = server.cpu_seconds()
+                rate, count = wrk(server.url, seconds, connections)
+                rps[app].append(rate)
+                per_cpu[app].append(count / max(server.cpu_seconds() - cpu, 1e-9))
+
+    def ratio(series: dict[str, list[float]], app: str) -> float:
+        return statistics.median(a / b for a, b in zip(series[app], series["bare"], strict=True))
+
     return {"variant": variant.name, "rps": {a: statistics.median(v) for a, v in rps.items()},
-            "ratio": ratios}
+            "ratio": {app: ratio(rps, app) for app in APPS if app != "bare"},
+            "cpu_ratio": {app: ratio(per_cpu, app) for app in APPS if app != "bare"}}
 
 
 def main() -> int:
@@ -165,16 +197,20 @@ def main() -> int:
     if (os.cpu_count() or 1) < 2 or shutil.which("wrk") is None or shutil.which("taskset") is None:
         print("bench_metrics_overhead: needs 2 cores, wrk and taskset", file=sys.stderr)
         return 2
-    print(f"{'variant':<24}{'bare rps':>10}{'metrics':>10}{'lab':>10}{'metrics/bare':>14}"
-          f"{'lab/bare':>10}")
+    print(f"{'variant':<22}{'bare rps':>9}{'metrics':>9}{'lab':>9}{'metrics/bare':>13}"
+          f"{'lab/bare':>9}{'per-CPU: metrics/bare':>23}{'lab/bare':>9}")
     for name in args.variants:
         result = measure(VARIANTS[name], args.rounds, args.duration, args.connections)
-        rps, ratio = result["rps"], result["ratio"]
-        assert isinstance(rps, dict) and isinstance(ratio, dict)
-        print(f"{name:<24}{rps['bare']:>10.0f}{rps['metrics']:>10.0f}{rps['lab']:>10.0f}"
-              f"{ratio['metrics']:>14.3f}{ratio['lab']:>10.3f}", flush=True)
+        rps, ratio, cpu = result["rps"], result["ratio"], result["cpu_ratio"]
+        assert isinstance(rps, dict) and isinstance(ratio, dict) and isinstance(cpu, dict)
+        print(f"{name:<22}{rps['bare']:>9.0f}{rps['metrics']:>9.0f}{rps['lab']:>9.0f}"
+              f"{ratio['metrics']:>13.3f}{ratio['lab']:>9.3f}{cpu['metrics']:>23.3f}"
+              f"{cpu['lab']:>9.3f}", flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the servers are stopped by their context managers
+        sys.exit(130)
