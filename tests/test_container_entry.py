@@ -15,6 +15,8 @@ import pytest
 from loadlab import healthcheck
 from loadlab.launch import free_port
 
+HEALTHCHECK_PY = healthcheck.__file__
+
 
 def _entry(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "loadlab.container", *args],
@@ -74,11 +76,14 @@ def http_server() -> Iterator[int]:
 
 def test_healthcheck_exit_codes(http_server: int) -> None:
     def run(url: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "loadlab.healthcheck", url],
+        # As the images run it: isolated, without site-packages.
+        return subprocess.run([sys.executable, "-I", "-S", HEALTHCHECK_PY, url],
                               capture_output=True, text=True, timeout=10, check=False)
 
     assert run(f"http://127.0.0.1:{http_server}/ok").returncode == 0
+    assert run(f"tcp://127.0.0.1:{http_server}").returncode == 0
     failing = run(f"http://127.0.0.1:{http_server}/down")
     assert failing.returncode == 1 and "503" in failing.stderr
     closed = run(f"http://127.0.0.1:{free_port('127.0.0.1')}/healthz")
     assert closed.returncode == 1 and "refused" in closed.stderr.lower()
+    assert run(f"tcp://127.0.0.1:{free_port('127.0.0.1')}").returncode == 1
