@@ -121,3 +121,16 @@ def test_stall_open_model_keeps_rate_and_shows_the_wait(uvicorn_one: ServiceProc
     assert intended["p95"] >= stall_ms / 4, report
     assert intended["p95"] >= 3 * plain["p95"], report
     assert intended["max"] >= stall_ms / 2, report
+
+
+def test_open_model_rate_is_shared_across_workers(uvicorn_one: ServiceProcess) -> None:
+    """Headless master + 2 forked workers: together they send the total rate, not 2x."""
+    rate = 60.0
+    run = headless(uvicorn_one.url, "--processes", "2", "--scenario", "io", "--io-ms", "50",
+                   "--arrival-rate", str(rate), "--warmup-s", "1", users=12, run_time="5s"
+                   ).start().finish(timeout_s=60)
+    assert run.returncode == 0, run.output[-2000:]
+    assert run.report is not None
+    assert abs(run.report["open_model"]["send_rate"] - rate) <= 0.1 * rate, run.report
+    assert len(run.report["locust_cpu_peak_percent"]) == 3  # master and both workers
+    assert run.failures == 0 and run.by_name().keys() == {"/io"}
