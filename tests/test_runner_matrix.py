@@ -115,3 +115,16 @@ def test_shipped_quick_matrix_parses() -> None:
     matrix = load_matrix(ROOT / "matrices" / "quick.toml")
     assert {c.target for c in matrix.cells} == {"fastapi", "flask"}
     assert 4 <= len(matrix.cells) <= 12
+
+
+def test_shipped_full_matrix_parses_for_a_many_core_machine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # loadlab serve refuses a CPU limit above the machine's cores: pretend to have 8.
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    matrix = load_matrix(ROOT / "matrices" / "full.toml")
+    assert {c.cpus for c in matrix.cells} == {1.0, 2.0, 4.0}
+    assert {c.workers for c in matrix.cells} == {1, 2, 4, 8}
+    assert all(c.threads == 8 for c in matrix.cells if c.worker_class == "gthread")
+    assert 40 <= len(matrix.cells) <= 120  # about an hour at 35 s a cell
