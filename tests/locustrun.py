@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,7 +86,9 @@ class Locust:
             tail = output[-3000:]
             raise AssertionError(f"locust did not finish in {timeout_s}s:\n{tail}") from None
         stats = _read_json(self.json_prefix.with_suffix(".json")) or []
-        return Run(self.proc.returncode, output, stats, _read_json(self.report_path))
+        report = _read_json(self.report_path)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        return Run(self.proc.returncode, output, stats, report)
 
     def terminate(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
