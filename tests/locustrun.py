@@ -56,6 +56,7 @@ class Locust:
     args: list[str]
     locustfile: str = str(LOCUSTFILE)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="loadlab-lo-")))
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[str] | None = None
 
     @property
@@ -72,7 +73,8 @@ class Locust:
     def start(self) -> Locust:
         self.proc = subprocess.Popen(
             self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            cwd=self.workdir, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=self.workdir, start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         return self
 

@@ -70,6 +70,16 @@ def test_bad_input_is_one_line_naming_the_option(args: list[str], option: str) -
     assert run.stats == [] and run.report is None  # no statistics: nothing ran
 
 
+def test_target_option_picks_the_service_from_the_environment(fastapi: ServiceProcess) -> None:
+    # --host points nowhere: every request succeeding shows --target chose the service.
+    lo = headless(f"http://127.0.0.1:{free_port()}", "--scenario", "json",
+                  "--target", "fastapi", users=2, run_time="2s")
+    lo.env = {"LOADLAB_FASTAPI_URL": fastapi.url}
+    run = lo.start().finish()
+    assert run.returncode == 0, run.output[-2000:]
+    assert run.requests > 0 and run.failures == 0
+
+
 def test_dead_target_counts_failures_and_ends_normally() -> None:
     run = run_headless(f"http://127.0.0.1:{free_port()}", "--scenario", "json",
                        "--max-error-rate", "0.5", run_time="2s")
