@@ -109,3 +109,19 @@ def test_compose_v2_accepts_the_file_and_rejects_a_non_numeric_cpu_count() -> No
     bad = _compose_config({"FASTAPI_CPUS": "two"})
     assert bad.returncode != 0
     assert len(bad.stderr.strip().splitlines()) == 1 and "cpus" in bad.stderr
+
+
+def test_grafana_provisioning_matches_the_mounts() -> None:
+    grafana = SERVICES["grafana"]
+    mounts = dict(volume.split(":")[:2] for volume in grafana["volumes"])
+    provider = yaml.safe_load(
+        (ROOT / "grafana" / "provisioning" / "dashboards" / "loadlab.yml").read_text())
+    path = provider["providers"][0]["options"]["path"]
+    assert mounts["./grafana/dashboards"] == path
+    assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(path + "/")
+    assert (ROOT / "grafana" / "dashboards" / home.rsplit("/", 1)[1]).is_file()
+    datasource = yaml.safe_load((ROOT / "grafana" / "provisioning" / "datasources" /
+                                 "prometheus.yml").read_text())["datasources"][0]
+    assert datasource["url"] == "http://prometheus:9090"

@@ -38,6 +38,11 @@ def test_promtool_check_rules() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_promtool_unit_tests_of_the_rules() -> None:
+    result = promtool("test", "rules", str(ROOT / "tests" / "prometheus" / "rules_test.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_every_service_and_the_locust_master_are_scraped() -> None:
     config = yaml.safe_load(CONFIG.read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
