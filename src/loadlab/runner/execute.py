@@ -78,18 +78,21 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
         marked = False
         died = False
         locust_cpu_at_mark: float | None = None
+        locust_cpu_last: float | None = None
         while locust.poll() is None:
             time.sleep(0.25)
             now = time.monotonic()
             if load_began is not None:  # Locust's own start-up would dominate the peak
                 locust.sample_cpu()
+            # Read while Locust lives: once it has exited its CPU time cannot be read.
+            locust_cpu_last = locust.cpu_seconds() or locust_cpu_last
             if load_began is None and (_ramp_seen(locust) or now - began > 10):
                 load_began = now
             phase_t = now - load_began if load_began is not None else 0.0
             warm = locust.warmup_over() if locust.own_warmup else phase_t >= spec.warmup_s
             if not marked and load_began is not None and (warm or phase_t > planned):
                 sampler.mark()
-                locust_cpu_at_mark = locust.cpu_seconds()
+                locust_cpu_at_mark = locust_cpu_last
                 marked = True
             if not runtime.alive():
                 died = True
@@ -102,8 +105,8 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
                      "measuring" if marked else "warm-up")
         if not marked:
             sampler.mark()
-            locust_cpu_at_mark = locust.cpu_seconds()
-        locust_cpu_at_end = locust.cpu_seconds()
+            locust_cpu_at_mark = locust_cpu_last
+        locust_cpu_at_end = locust.cpu_seconds() or locust_cpu_last
         window = sampler.window()
         sampler.stop()
         alive_at_end = runtime.alive()

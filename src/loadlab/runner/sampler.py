@@ -35,7 +35,7 @@ class Scrape:
     cpu_limit: float | None = None
     tree_cpu_seconds: float | None = None
     tree_pss_bytes: float | None = None
-    machine_busy_seconds: float = 0.0  # all cores, everyone's work
+    machine_busy_seconds: float = 0.0  # all cores, everyone's work but this runner's
 
 
 def parse_metrics(text: str, t: float) -> Scrape:
@@ -127,6 +127,7 @@ class ServerSampler:
         self.scrape_errors = 0
         self._mark: int = 0
         self._mark_probe: int = 0
+        self._me = psutil.Process()
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._loop, daemon=True),
@@ -156,9 +157,10 @@ class ServerSampler:
             with contextlib.suppress(psutil.Error):
                 scrape.tree_cpu_seconds, scrape.tree_pss_bytes = tree_figures(self.pid)
         times = psutil.cpu_times()
+        own = self._me.cpu_times()  # the runner's own sampling is not "other work"
         scrape.machine_busy_seconds = times.user + times.system + getattr(times, "nice", 0.0) + (
             getattr(times, "irq", 0.0) + getattr(times, "softirq", 0.0)
-            + getattr(times, "steal", 0.0))
+            + getattr(times, "steal", 0.0)) - own.user - own.system
         return scrape
 
     def _loop(self) -> None:
