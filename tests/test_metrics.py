@@ -109,7 +109,11 @@ def test_thread_pool(service: ServiceProcess) -> None:
         expected = ANYIO_DEFAULT_TOKENS * cfg.workers
         wait_for(lambda: scrape(service.url).value("loadlab_threadpool_size") == expected,
                  5, "both workers to report their limiter")
-        assert result.value("loadlab_threadpool_busy") >= 0
+        with ThreadPoolExecutor(3) as pool:  # def endpoints: each holds a token
+            slow = [pool.submit(fetch, service.url, "/cpu?work=10000") for _ in range(3)]
+            wait_for(lambda: scrape(service.url).value("loadlab_threadpool_busy") >= 3,
+                     10, "3 borrowed tokens")
+            assert all(f.result()[0] == 200 for f in slow)
     elif cfg.worker_class == "gthread":
         assert result.value("loadlab_threadpool_size") == cfg.threads * cfg.workers
         with ThreadPoolExecutor(3) as pool:
