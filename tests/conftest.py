@@ -5,23 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from lab_services import VARIANTS, start_service
 
-from loadlab.launch import ServiceProcess, free_port
-from loadlab.serve import ServerConfig
-
-# The variants the contract suite runs against: every server and worker class, 2 workers.
-VARIANTS = {
-    "fastapi-uvicorn": dict(framework="fastapi", worker_class="uvicorn", workers=2),
-    "fastapi-gunicorn": dict(framework="fastapi", worker_class="uvicorn-worker", workers=2),
-    "flask-sync": dict(framework="flask", worker_class="sync", workers=2),
-    "flask-gthread": dict(framework="flask", worker_class="gthread", workers=2, threads=4),
-    "flask-gevent": dict(framework="flask", worker_class="gevent", workers=2),
-}
-
-
-def start_service(**options: object) -> ServiceProcess:
-    cfg = ServerConfig(port=free_port(), **options)  # type: ignore[arg-type]
-    return ServiceProcess(cfg).start()
+from loadlab.launch import ServiceProcess
 
 
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
