@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import start_service
+from lab_services import start_service
 from locustrun import ROOT, SHAPES, Locust, free_port, get, wait_for
 
 from loadlab.launch import ServiceProcess

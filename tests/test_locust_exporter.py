@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import start_service
+from lab_services import start_service
 from locustrun import (
     Locust,
     Run,

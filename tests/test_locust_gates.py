@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import start_service
+from lab_services import start_service
 from locustrun import LOCUSTFILE, ROOT, Locust, free_port, headless, run_headless
 
 from loadlab.launch import ServiceProcess

@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from conftest import start_service
+from lab_services import start_service
 from locustrun import ROOT, Locust, Run, headless
 
 from loadlab.launch import ServiceProcess

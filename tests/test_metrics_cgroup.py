@@ -6,7 +6,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import start_service
+from lab_services import start_service
 from metrics_support import fetch, scrape
 
 CPUS = 0.5

@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import psutil
 import pytest
-from conftest import start_service
+from lab_services import start_service
 from metrics_support import fetch, scrape, wait_for, worker_pids
 
 from loadlab.launch import ServiceProcess

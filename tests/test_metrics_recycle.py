@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import start_service
+from lab_services import start_service
 from metrics_support import fetch, metrics_dir, sample_files, scrape, wait_for
 
 from loadlab.metrics.multiprocess import LockedMultiProcessCollector, mark_dead
