@@ -364,3 +364,20 @@ def test_server_ends_when_serve_is_killed() -> None:
         assert not alive
     finally:
         svc.stop()
+
+
+def test_stale_metrics_dirs_of_dead_serves_are_swept(tmp_path: Path) -> None:
+    import subprocess as sp
+
+    from loadlab.serve import sweep_stale_metrics_dirs
+
+    dead = sp.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"loadlab-metrics-{dead.pid}-abc"
+    live = tmp_path / f"loadlab-metrics-{os.getpid()}-def"
+    other = tmp_path / "loadlab-metrics-legacy"
+    for path in (stale, live, other):
+        path.mkdir()
+    sweep_stale_metrics_dirs(tmp_path)
+    assert not stale.exists()
+    assert live.exists() and other.exists()

@@ -155,7 +155,29 @@ def fresh_metrics_dir() -> Path:
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
         return path
-    return Path(tempfile.mkdtemp(prefix="loadlab-metrics-"))
+    sweep_stale_metrics_dirs()
+    return Path(tempfile.mkdtemp(prefix=f"{_METRICS_PREFIX}{os.getpid()}-"))
+
+
+_METRICS_PREFIX = "loadlab-metrics-"
+
+
+def sweep_stale_metrics_dirs(root: Path | None = None) -> None:
+    """Remove directories left by a serve that was SIGKILLed (its pid is in the name)."""
+    for path in Path(root or tempfile.gettempdir()).glob(f"{_METRICS_PREFIX}*"):
+        owner = path.name[len(_METRICS_PREFIX):].split("-", 1)[0]
+        if owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def check_port(host: str, port: int) -> None:
