@@ -25,6 +25,7 @@ from typing import Literal
 
 import loadlab
 from loadlab import cgroup, cpulimit
+from loadlab.metrics.multiprocess import is_alive
 
 Framework = Literal["fastapi", "flask"]
 
@@ -166,18 +167,8 @@ def sweep_stale_metrics_dirs(root: Path | None = None) -> None:
     """Remove directories left by a serve that was SIGKILLed (its pid is in the name)."""
     for path in Path(root or tempfile.gettempdir()).glob(f"{_METRICS_PREFIX}*"):
         owner = path.name[len(_METRICS_PREFIX):].split("-", 1)[0]
-        if owner.isdigit() and not _alive(int(owner)):
+        if owner.isdigit() and not is_alive(int(owner)):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def check_port(host: str, port: int) -> None:
