@@ -134,6 +134,7 @@ class Step:
     factor: float
     target_rps: float
     users: int
+    requests: int = 0
     achieved_rps: float = math.nan
     intended_p50_ms: float = math.nan
     intended_p99_ms: float = math.nan
@@ -179,7 +180,11 @@ def run_variant(name: str, scenario: str, factors: list[float], step_s: int,
                     step.error = data["error"]
                 else:
                     intended = data.get("intended_latency_ms") or {}
-                    step.achieved_rps = data["rps"]
+                    # Answers over the measured window (Locust's own rps divides by the
+                    # span of its timestamps, which misleads when few requests complete).
+                    window_s = (data.get("open_model") or {}).get("window_s") or math.nan
+                    step.requests = data["requests"]
+                    step.achieved_rps = data["requests"] / window_s
                     step.intended_p50_ms = intended.get("p50", math.nan)
                     step.intended_p99_ms = intended.get("p99", math.nan)
                     step.failures = data["failures"]
