@@ -4,7 +4,9 @@ Starting a variant recreates its compose service (``fastapi`` or ``flask``) with
 requested CPU limit, workers, worker class and threads passed as the variables the compose
 file reads (``FASTAPI_CPUS`` ...), waits for its healthcheck (``up --wait``), and hands
 back the published port on loopback. Stopping stops that container; ``docker compose up -d
---wait`` brings the .env configuration back.
+--wait`` brings the .env configuration back. While the variant runs, the stack's Prometheus
+is watched: the run's figures never depend on it (the runner scrapes the service itself),
+but a time it was unavailable is recorded in the run (``prometheus``, ``notes``).
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from loadlab.runner.options import OptionError
+from loadlab.runner.prometheus_watch import PrometheusWatch
 from loadlab.runner.runtime import Endpoint, Placement, RuntimeError_, available_cores
 from loadlab.serve import ServerConfig
 
 CONTAINER_PORT = 8000
+PROMETHEUS_SERVICE, PROMETHEUS_PORT = "prometheus", 9090
 UP_TIMEOUT_S = 180
 
 
@@ -99,6 +104,7 @@ class ComposeRuntime:
     pin: bool = True  # give the service its own cores (cpuset) when there are enough
     _service: str | None = field(default=None, init=False)
     _last_log: str = field(default="(no log)", init=False)
+    _watch: PrometheusWatch | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         check_compose()
@@ -143,7 +149,24 @@ class ComposeRuntime:
         if port.returncode != 0 or not port.stdout.strip():
             raise RuntimeError_(f"{service} publishes no port: {_first_line(port.stderr)}")
         base = loopback_url(port.stdout.splitlines()[0])
+        self._watch = self._watch_prometheus()
         return Endpoint(base, f"{base}/metrics", pid=None)
+
+    def _watch_prometheus(self) -> PrometheusWatch:
+        port = self.compose("port", PROMETHEUS_SERVICE, str(PROMETHEUS_PORT))
+        if port.returncode != 0 or not port.stdout.strip():
+            return PrometheusWatch(None, why_missing=_first_line(port.stderr)).start()
+        try:
+            url = loopback_url(port.stdout.splitlines()[0])
+        except RuntimeError_ as exc:
+            return PrometheusWatch(None, why_missing=str(exc)).start()
+        return PrometheusWatch(url).start()
+
+    def run_notes(self) -> dict[str, Any]:
+        """Whether Prometheus was there while the variant ran (see prometheus_watch)."""
+        if self._watch is None or self._service is None:
+            return {}
+        return self._watch.record(self._service)
 
     def alive(self) -> bool:
         if self._service is None:
@@ -164,6 +187,9 @@ class ComposeRuntime:
 
     def stop(self) -> None:
         service, self._service = self._service, None
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.stop()
         if service is not None:
             self._last_log = self._read_log(service)
             self.compose("stop", "--timeout", "10", service)

@@ -18,7 +18,7 @@ from typing import Any
 from loadlab.runner.leftovers import Leftovers
 from loadlab.runner.locust_driver import LocustProcess, summarise
 from loadlab.runner.options import RunSpec
-from loadlab.runner.runtime import Runtime
+from loadlab.runner.runtime import RunNotes, Runtime
 from loadlab.runner.sampler import ServerSampler
 
 Tick = Callable[[float, float, float | None, float | None, str], None]
@@ -176,6 +176,8 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             "load_cores": list(placement.load_cores),
             "separated": placement.separated,
         }
+        if isinstance(runtime, RunNotes):
+            record.update(runtime.run_notes())
         return record
     finally:
         if sampler is not None:

@@ -12,7 +12,7 @@ import importlib
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import psutil
 
@@ -69,6 +69,15 @@ class Runtime(Protocol):
 
     def log_tail(self) -> str:
         """The service's last log lines, for error messages."""
+
+
+@runtime_checkable
+class RunNotes(Protocol):
+    """A runtime that adds what it saw around the service to each run (e.g. compose: a
+    Prometheus gap). Read just before the run's record is returned, while still started."""
+
+    def run_notes(self) -> dict[str, Any]:
+        """Fields for the run record; a ``notes`` list holds one-line remarks."""
 
 
 def available_cores() -> list[int]:

@@ -87,6 +87,8 @@ def run_cells(specs: Sequence[RunSpec], out: Path, runtime: Runtime, *, resume: 
             results.add(run)
             finished.append(run)
             progress.done(index, describe(run))
+            for line in run.get("notes", ()):
+                progress.note(f"    note: {line}")
     except KeyboardInterrupt:
         interrupted = True
         progress.end()
