@@ -156,12 +156,16 @@ def tree(root: int) -> list[psutil.Process]:
     return []
 
 
-def tree_pss(root: int) -> int:
-    total = 0
+def tree_memory(root: int) -> tuple[int, int]:
+    """PSS and USS summed over the tree. PSS also shares out the file-backed pages (the
+    venv's libraries) that other processes on the machine map, so it moves when they come
+    and go; USS, the pages only this tree holds, does not."""
+    pss = uss = 0
     for proc in tree(root):
         with contextlib.suppress(psutil.Error):
-            total += proc.memory_full_info().pss
-    return total
+            info = proc.memory_full_info()
+            pss, uss = pss + info.pss, uss + info.uss
+    return pss, uss
 
 
 def server_master(serve_pid: int) -> psutil.Process:
@@ -229,8 +233,9 @@ def measure_capacity(url: str, args: argparse.Namespace, tmp: Path) -> dict[str,
 def sample(service: ServiceProcess, mpdir: Path, web: str, t: float) -> dict[str, Any]:
     metrics = scrape(service.url)
     files = [p for p in mpdir.iterdir() if p.is_file()]
+    pss, uss = tree_memory(service.pid)
     return {"t_s": round(t, 1), "loadavg_1m": round(os.getloadavg()[0], 2),
-            "pss_bytes": tree_pss(service.pid),
+            "pss_bytes": pss, "uss_bytes": uss,
             "mp_files": len(files), "mp_archives": sum("archive" in f.name for f in files),
             "workers": metrics["workers"], "server_requests": metrics["requests"],
             "server_5xx": metrics["5xx"], "locust": locust_totals(web)}
@@ -287,6 +292,8 @@ def judge(run: dict[str, Any], start: dict[str, Any], workers: int) -> dict[str,
     pss_first = statistics.fmean(s["pss_bytes"] for s in first)
     pss_last = statistics.fmean(s["pss_bytes"] for s in last)
     growth = pss_last / pss_first - 1
+    uss_growth = (statistics.fmean(s.get("uss_bytes", 0) for s in last)
+                  / statistics.fmean(s.get("uss_bytes", 1) for s in first) - 1)
     end = run["end"]
     five_xx = end["server_5xx"] - start["server_5xx"]
     files_first = max(s["mp_files"] for s in first)
@@ -300,7 +307,8 @@ def judge(run: dict[str, Any], start: dict[str, Any], workers: int) -> dict[str,
         "memory": {"pss_first_window_mb": round(pss_first / 2**20, 1),
                    "pss_last_window_mb": round(pss_last / 2**20, 1),
                    "growth": round(growth, 4), "limit": MAX_MEMORY_GROWTH,
-                   "passed": growth < MAX_MEMORY_GROWTH},
+                   "passed": growth < MAX_MEMORY_GROWTH,
+                   "uss_growth": round(uss_growth, 4)},
         "no_5xx": {"count": five_xx, "passed": five_xx == 0},
         "mp_dir_bounded": {"first_window_max": files_first, "last_window_max": files_last,
                            "max_after_warmup": files_max, "limit": files_first + per_worker,
@@ -349,7 +357,8 @@ def summary_line(r: dict[str, Any]) -> str:
             f"{r['soak']['locust_report']['open_model']['send_rate']:.0f}); "
             f"PSS {v['memory']['pss_first_window_mb']}"
             f" -> {v['memory']['pss_last_window_mb']} MB ({v['memory']['growth']:+.1%}, "
-            f"{mark[v['memory']['passed']]}); 5xx {v['no_5xx']['count']:.0f} "
+            f"{mark[v['memory']['passed']]}; USS {v['memory']['uss_growth']:+.1%}); "
+            f"5xx {v['no_5xx']['count']:.0f} "
             f"({mark[v['no_5xx']['passed']]}); mp files max {mp['max_after_warmup']} <= "
             f"{mp['limit']} ({mark[mp['passed']]}); "
             f"failures {v['no_failures']['count']} ({mark[v['no_failures']['passed']]}); "
