@@ -15,6 +15,7 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadlab.launch import ServiceProcess
+from loadlab.metrics import tally
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,33 @@ def scrape(url: str) -> Scrape:
         types[family.name] = family.type
         samples += [(s.name, dict(s.labels), s.value) for s in family.samples]
     return Scrape(reply.text, samples, types)
+
+
+_REQUEST_SERIES = ("http_requests_total", "http_request_duration_seconds_count",
+                   "http_requests_in_progress")
+
+
+def settled_scrape(url: str, timeout_s: float = 15) -> Scrape:
+    """A scrape once every worker has passed on what it served.
+
+    Workers hand their request tallies to the shared metrics at a scrape they answer and
+    every ``tally.FLUSH_INTERVAL_S``; the figures are settled when two scrapes more than
+    one interval apart agree on every request series.
+    """
+    def key(result: Scrape) -> list[tuple[str, tuple[tuple[str, str], ...], float]]:
+        return sorted((n, tuple(sorted(lab.items())), v) for n, lab, v in result.samples
+                      if n in _REQUEST_SERIES)
+
+    deadline = time.monotonic() + timeout_s
+    last = scrape(url)
+    while True:
+        time.sleep(tally.FLUSH_INTERVAL_S * 1.2)
+        result = scrape(url)
+        if key(result) == key(last):
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"request metrics of {url} still moving after {timeout_s}s")
+        last = result
 
 
 def promtool_check(text: str) -> subprocess.CompletedProcess[bytes]:

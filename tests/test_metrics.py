@@ -7,7 +7,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from metrics_support import Scrape, fetch, get_all, promtool_check, scrape, wait_for
+from metrics_support import (
+    Scrape,
+    fetch,
+    get_all,
+    promtool_check,
+    scrape,
+    settled_scrape,
+    wait_for,
+)
 
 from loadlab.launch import ServiceProcess
 
@@ -37,7 +45,7 @@ def _delta(after: Scrape, before: Scrape, name: str, **labels: str) -> float:
 
 def test_counts_are_exact_across_workers(service: ServiceProcess) -> None:
     url = service.url
-    before = scrape(url)
+    before = settled_scrape(url)
     pids: set[int] = set()
     infos = rounds = 0
     while len(pids) < 2 and rounds < 6:  # the kernel may hand a burst to one worker
@@ -49,7 +57,7 @@ def test_counts_are_exact_across_workers(service: ServiceProcess) -> None:
     wrong_method = [fetch(url, "/json", "POST")[0] for _ in range(2)]
     assert odd == [200, 200, 200, 404, 200]
     assert wrong_method == [405, 405]
-    after = scrape(url)
+    after = settled_scrape(url)
 
     assert len(pids) == 2, "the requests did not reach both workers"
     total = "http_requests_total"
@@ -72,7 +80,7 @@ def test_counts_are_exact_across_workers(service: ServiceProcess) -> None:
 def test_in_progress_back_to_zero(service: ServiceProcess) -> None:
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda _: httpx.get(f"{service.url}/io?ms=300", timeout=30), range(4)))
-    result = scrape(service.url)
+    result = settled_scrape(service.url)
     gauges = [v for n, _, v in result.samples if n == "http_requests_in_progress"]
     assert gauges and all(v == 0 for v in gauges)
 
@@ -86,7 +94,7 @@ def test_in_progress_counts_requests_in_flight(service: ServiceProcess) -> None:
         wait_for(lambda: scrape(service.url).value("http_requests_in_progress",
                                                    handler="/io") == flying, 10, "in flight")
         assert all(f.result().status_code == 200 for f in slow)
-    assert scrape(service.url).value("http_requests_in_progress", handler="/io") == 0
+    assert settled_scrape(service.url).value("http_requests_in_progress", handler="/io") == 0
 
 
 def test_server_info_and_workers(service: ServiceProcess) -> None:

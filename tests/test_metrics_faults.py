@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import psutil
 import pytest
 from lab_services import start_service
-from metrics_support import fetch, scrape, wait_for, worker_pids
+from metrics_support import fetch, scrape, settled_scrape, wait_for, worker_pids
 
 from loadlab.launch import ServiceProcess
 
@@ -139,11 +139,13 @@ def test_killed_worker(variant: str) -> None:
         for name, column in zip(MONOTONIC, zip(*watch.series, strict=True), strict=True):
             assert all(b >= a for a, b in itertools.pairwise(column)), name
         assert all(f.result(timeout=SLOW_MS / 1000 + 10) in (200, -1) for f in slow)
-        assert scrape(service.url).value("http_requests_in_progress") == 0
+        settled = settled_scrape(service.url)
+        assert settled.value("http_requests_in_progress") == 0
 
-        before = scrape(service.url).value("http_requests_total", handler="/json")
+        before = settled.value("http_requests_total", handler="/json")
         assert all(fetch(service.url, "/json")[0] == 200 for _ in range(40))
-        assert scrape(service.url).value("http_requests_total", handler="/json") == before + 40
+        after = settled_scrape(service.url).value("http_requests_total", handler="/json")
+        assert after == before + 40
         pool.shutdown(wait=True)
     finally:
         load.stop.set()

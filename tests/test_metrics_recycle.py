@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from lab_services import start_service
-from metrics_support import fetch, metrics_dir, sample_files, scrape, wait_for
+from metrics_support import fetch, metrics_dir, sample_files, scrape, settled_scrape, wait_for
 
 from loadlab.metrics.multiprocess import LockedMultiProcessCollector, mark_dead
 
@@ -83,7 +83,7 @@ def test_recycled_workers_keep_the_directory_bounded(monkeypatch: pytest.MonkeyP
         # per live worker: counter, histogram, live gauges; plus one archive per type;
         # plus at most one worker between its exit and the master's reaping.
         assert largest <= 3 * 3 + 2, sample_files(directory)
-        result = scrape(service.url)
+        result = settled_scrape(service.url)
         assert result.value("http_requests_total", handler="/info", status="200") == REQUESTS
         assert result.value("http_request_duration_seconds_count", handler="/info") == REQUESTS
         # The last recycled worker's replacement may still be loading the app.

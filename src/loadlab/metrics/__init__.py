@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from loadlab.metrics import collectors, multiprocess
+from loadlab.metrics import collectors, multiprocess, tally
 from loadlab.metrics.definitions import HTTP_REGISTRY, workers_gauge
 from loadlab.metrics.looplag import measure_loop_lag
 from loadlab.metrics.threadpool import sample_threadpool
@@ -60,6 +60,7 @@ class _Collected(Collector):
 
 def http_families() -> list[Metric]:
     """The request metrics and worker probes: merged over workers, or this process's."""
+    tally.flush()  # this process's requests up to now; other workers flush on their own
     path = multiprocess.metrics_dir()
     if path is None:
         return list(HTTP_REGISTRY.collect())

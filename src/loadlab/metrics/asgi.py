@@ -4,6 +4,7 @@ Not Starlette's BaseHTTPMiddleware, which costs about two thirds of /json throug
 The handler is resolved before the request runs (the in-flight gauge needs it) with the
 router's own matching -- the first full match, else the first partial one (a 405), just
 as Starlette's Router picks ``scope["route"]`` -- and cached per (method, path).
+Every request runs on the event loop thread, so its tallies (``tally.py``) need no lock.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 from starlette.routing import Match
 
-from loadlab.metrics.labels import EXCLUDED_PATHS, MAX_CACHED_PATHS, UNMATCHED, Series, SeriesCache
+from loadlab.metrics.labels import EXCLUDED_PATHS, MAX_CACHED_PATHS, UNMATCHED
+from loadlab.metrics.tally import Series, SeriesCache
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -65,12 +67,10 @@ class ASGIMetricsMiddleware:
                 status = message["status"]
             await send(message)
 
-        in_progress = series.in_progress
-        in_progress.inc()
+        series.in_flight += 1
         started = perf_counter()
         try:
             await self.app(scope, receive, send_status)
         finally:
-            series.duration.observe(perf_counter() - started)
-            in_progress.dec()
-            series.count(status)
+            series.in_flight -= 1
+            series.done(perf_counter() - started, status)

@@ -3,6 +3,8 @@
 The handler is the ``url_rule`` Flask will pick, found with the app's own ``url_map``
 before the request runs (the in-flight gauge needs it) and cached per (method, path).
 A request ends when the server closes the response iterable, so streamed bodies count.
+Gunicorn's gthread workers serve requests on several threads: tallies (``tally.py``) are
+updated under their series' lock.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, RequestRedirect
 
-from loadlab.metrics.labels import EXCLUDED_PATHS, MAX_CACHED_PATHS, UNMATCHED, Series, SeriesCache
+from loadlab.metrics.labels import EXCLUDED_PATHS, MAX_CACHED_PATHS, UNMATCHED
+from loadlab.metrics.tally import Series, SeriesCache
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -58,9 +61,10 @@ class _Tracked:
 
     def finish(self) -> None:
         series = self.series
-        series.duration.observe(perf_counter() - self.started)
-        series.in_progress.dec()
-        series.count(self.status)
+        elapsed = perf_counter() - self.started
+        with series.lock:
+            series.in_flight -= 1
+            series.done(elapsed, self.status)
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.body)
@@ -95,7 +99,8 @@ class WSGIMetricsMiddleware:
         if path in EXCLUDED_PATHS:
             return self.app(environ, start_response)
         series = self._resolve(environ.get("REQUEST_METHOD", "GET"), path)
-        series.in_progress.inc()
+        with series.lock:
+            series.in_flight += 1
         tracked = _Tracked(series, start_response)
         try:
             tracked.body = self.app(environ, tracked.start_response)
