@@ -240,9 +240,9 @@ def _test_stop(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
     Lab.window[1] = time.perf_counter()
     if options is not None and options.arrival_rate > 0:
-        runner = environment.runner
-        Lab.open_model.dropped += Lab.pacer.backlog(
-            options.arrival_rate, getattr(runner, "user_count", 0), users_target(environment))
+        # The users are stopped by now: the pacer counts at the pace of its last slot. On a
+        # worker, these drops reach the master with the report that follows the stop.
+        Lab.open_model.dropped += Lab.pacer.backlog(since=Lab.window[0], now=Lab.window[1])
     Lab.pacer.reset()
     if Lab.warmup is not None:  # a test stopped inside its warm-up must not reset the next
         Lab.warmup.kill(block=False)

@@ -134,3 +134,32 @@ def test_open_model_rate_is_shared_across_workers(uvicorn_one: ServiceProcess) -
     assert abs(run.report["open_model"]["send_rate"] - rate) <= 0.1 * rate, run.report
     assert len(run.report["locust_cpu_peak_percent"]) == 3  # master and both workers
     assert run.failures == 0 and run.by_name().keys() == {"/io"}
+
+
+@pytest.fixture(scope="module")
+def sync_two() -> Iterator[ServiceProcess]:
+    """Two Gunicorn sync workers: at most two requests at a time, whatever the users."""
+    proc = start_service(framework="flask", worker_class="sync", workers=2)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize("processes", [0, 2], ids=["standalone", "distributed"])
+def test_dropped_sends_make_up_the_rate_the_users_cannot_carry(
+        sync_two: ServiceProcess, processes: int) -> None:
+    """2 sync workers answer at most 2 / 100 ms = 20 req/s; 60/s is asked. Every slot of the
+    measured window is either sent or dropped, also when workers report the drops."""
+    rate, io_ms, users = 60.0, 100, 8
+    extra = ["--processes", str(processes)] if processes else []
+    run = headless(sync_two.url, *extra, "--scenario", "io", "--io-ms", str(io_ms),
+                   "--arrival-rate", str(rate), "--warmup-s", "1", users=users, run_time="5s"
+                   ).start().finish(timeout_s=60)
+    assert run.returncode == 0, run.output[-2000:]
+    assert run.report is not None, run.output[-2000:]
+    model = run.report["open_model"]
+    slots = rate * model["window_s"]
+    assert model["sent"] < 0.6 * slots, model  # the users could not carry the rate
+    assert model["dropped_sends"] > 0.25 * slots, model
+    assert abs(model["sent"] + model["dropped_sends"] - slots) <= 0.15 * slots, model
