@@ -235,10 +235,18 @@ def _end_warmup(runner: Any) -> None:
     log.info("loadlab: warm-up over, statistics reset")
 
 
+@events.test_stopping.add_listener
+def _test_stopping(environment: Environment, **_: Any) -> None:
+    # The window ends when the stop is asked for: a master waits for its workers' users to
+    # stop (polling every second) before test_stop fires.
+    Lab.window[1] = time.perf_counter()
+
+
 @events.test_stop.add_listener
 def _test_stop(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
-    Lab.window[1] = time.perf_counter()
+    if Lab.window[1] <= Lab.window[0]:  # no test_stopping seen
+        Lab.window[1] = time.perf_counter()
     if options is not None and options.arrival_rate > 0:
         # The users are stopped by now: the pacer counts at the pace of its last slot. On a
         # worker, these drops reach the master with the report that follows the stop.

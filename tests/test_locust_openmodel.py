@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from lab_services import start_service
-from locustrun import ROOT, Locust, Run, headless
+from locustrun import ROOT, Locust, Run, free_port, headless
 
 from loadlab.launch import ServiceProcess
 
@@ -146,16 +146,29 @@ def sync_two() -> Iterator[ServiceProcess]:
         proc.stop()
 
 
-@pytest.mark.parametrize("processes", [0, 2], ids=["standalone", "distributed"])
+def overloaded_run(url: str, mode: str, rate: float, io_ms: int, users: int) -> Run:
+    """Headless, or the web UI with --autostart (its stop waits for the workers' users);
+    with mode "distributed*", a master and 2 forked workers."""
+    load = ["--scenario", "io", "--io-ms", str(io_ms), "--arrival-rate", str(rate),
+            "--warmup-s", "1"]
+    if mode.startswith("distributed"):
+        load += ["--processes", "2"]
+    if not mode.endswith("ui"):
+        return headless(url, *load, users=users, run_time="5s").start().finish(timeout_s=60)
+    lo = Locust([])
+    lo.args = ["--autostart", "--autoquit", "1", "--web-host", "127.0.0.1", "--web-port",
+               str(free_port()), "--host", url, "-u", str(users), "-r", str(10 * users),
+               "-t", "5s", "--loadlab-report", str(lo.report_path), *load]
+    return lo.start().finish(timeout_s=60)
+
+
+@pytest.mark.parametrize("mode", ["standalone", "distributed", "distributed-ui"])
 def test_dropped_sends_make_up_the_rate_the_users_cannot_carry(
-        sync_two: ServiceProcess, processes: int) -> None:
+        sync_two: ServiceProcess, mode: str) -> None:
     """2 sync workers answer at most 2 / 100 ms = 20 req/s; 60/s is asked. Every slot of the
     measured window is either sent or dropped, also when workers report the drops."""
-    rate, io_ms, users = 60.0, 100, 8
-    extra = ["--processes", str(processes)] if processes else []
-    run = headless(sync_two.url, *extra, "--scenario", "io", "--io-ms", str(io_ms),
-                   "--arrival-rate", str(rate), "--warmup-s", "1", users=users, run_time="5s"
-                   ).start().finish(timeout_s=60)
+    rate = 60.0
+    run = overloaded_run(sync_two.url, mode, rate, io_ms=100, users=8)
     assert run.returncode == 0, run.output[-2000:]
     assert run.report is not None, run.output[-2000:]
     model = run.report["open_model"]
