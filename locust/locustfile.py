@@ -12,6 +12,7 @@ Works headless, with the web UI, and as master or worker. docs/locust.md has the
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from typing import Any, ClassVar
@@ -54,6 +55,11 @@ def users_target(environment: Environment) -> int:
 @events.init_command_line_parser.add_listener
 def _add_options(parser: Any) -> None:
     _options.add_arguments(parser)
+    # Locust's web UI listens on every interface by default, without a login. Outside the
+    # lab's images (where compose decides what is published) it listens on loopback
+    # unless --web-host or LOCUST_WEB_HOST says otherwise.
+    if os.environ.get("LOADLAB_IN_CONTAINER") != "1":
+        parser.set_defaults(web_host="127.0.0.1")
 
 
 @events.request.add_listener
