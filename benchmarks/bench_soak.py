@@ -6,12 +6,14 @@ recycling through LOADLAB_MAX_REQUESTS) this script
 1. starts the service pinned to core 0 (Locust and this process run on core 1);
 2. measures capacity: Locust, closed model, many users, on the ``mixed`` scenario
    (``/mixed?ms=IO_MS&work=CPU_WORK``), requests/s after a warm-up;
-3. runs Locust's open model at ``--load-fraction`` of that for ``--minutes`` and samples
+3. runs Locust's open model at ``--load-fraction`` of that for ``--minutes``, with a user
+   pool sized by Little's law from the capacity run's p99 latency, and samples
    every ``--sample-s``: PSS of the service's process tree (smaps), the number of files in
    its PROMETHEUS_MULTIPROC_DIR, ``loadlab_workers`` and ``http_requests_total`` by status
    from ``/metrics``, and Locust's requests and failures (its web API);
 4. judges: memory growth (mean PSS of the last window against the first window after the
-   warm-up) under 10%, no 5xx, the multiprocess directory bounded, no failed requests.
+   warm-up) under 10%, no 5xx, the multiprocess directory bounded, no failed requests,
+   and the pool sent at least 95% of the target rate (else the soak ran below its load).
 
 Uvicorn is not recycled: ``loadlab serve`` has no ``--limit-max-requests``.
 
@@ -51,6 +53,13 @@ LOCUSTFILE = ROOT / "locust" / "locustfile.py"
 LOCUST = str(Path(sys.executable).with_name("locust"))
 SERVER_CPU, LOAD_CPU = 0, 1
 MAX_MEMORY_GROWTH = 0.10
+MIN_SENT_RATIO = 0.95  # the soak is at its target only if the pool sent this much of it
+# The open model's user pool, by Little's law: users in flight = rate x latency. The
+# latency is the capacity run's p99 (at saturation: usually above what 80% of it sees),
+# at least POOL_MIN_LATENCY_S, times POOL_HEADROOM, plus POOL_FLOOR; at most --max-users.
+POOL_MIN_LATENCY_S = 0.25
+POOL_HEADROOM = 2.0
+POOL_FLOOR = 50
 SETTLE_S = 5.0  # between the capacity run and the soak: let queued requests drain
 
 STACKS: dict[str, dict[str, Any]] = {
@@ -76,6 +85,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--load-fraction", type=float, default=0.8)
     p.add_argument("--capacity-s", type=float, default=20.0, help="measured capacity window")
     p.add_argument("--capacity-users", type=int, default=100)
+    p.add_argument("--max-users", type=int, default=1000,
+                   help="cap on the soak's open-model user pool")
     p.add_argument("--io-ms", type=int, default=20)
     p.add_argument("--cpu-work", type=int, default=5)
     p.add_argument("--max-requests", type=int, default=2000,
@@ -91,6 +102,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         fail(f"--load-fraction {args.load_fraction}: must be in (0, 1.5]")
     if not 5 <= args.capacity_s <= 300 or not 1 <= args.capacity_users <= 2000:
         fail("--capacity-s must be in [5, 300] and --capacity-users in [1, 2000]")
+    if not POOL_FLOOR <= args.max_users <= 5000:
+        fail(f"--max-users {args.max_users}: must be in [{POOL_FLOOR}, 5000]")
     if args.max_requests < 0 or args.max_requests_jitter < 0:
         fail("--max-requests and --max-requests-jitter must be >= 0")
     args.stacks = [s.strip() for s in args.stacks.split(",") if s.strip()]
@@ -230,6 +243,15 @@ def measure_capacity(url: str, args: argparse.Namespace, tmp: Path) -> dict[str,
             "latency_ms": lab["latency_ms"]}
 
 
+def pool_size(rate: float, capacity: dict[str, Any], cap: int) -> dict[str, Any]:
+    """The soak's user pool from Little's law and the capacity run's p99 latency."""
+    latency_s = max(POOL_MIN_LATENCY_S, capacity["latency_ms"]["p99"] / 1000)
+    wanted = math.ceil(rate * latency_s * POOL_HEADROOM) + POOL_FLOOR
+    return {"users": min(wanted, cap), "wanted": wanted, "cap": cap, "capped": wanted > cap,
+            "latency_s": latency_s, "latency_from": "capacity p99",
+            "headroom": POOL_HEADROOM, "floor": POOL_FLOOR}
+
+
 def sample(service: ServiceProcess, mpdir: Path, web: str, t: float) -> dict[str, Any]:
     metrics = scrape(service.url)
     files = [p for p in mpdir.iterdir() if p.is_file()]
@@ -242,11 +264,10 @@ def sample(service: ServiceProcess, mpdir: Path, web: str, t: float) -> dict[str
 
 
 def soak(service: ServiceProcess, master: psutil.Process, mpdir: Path, rate: float,
-         args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+         pool: dict[str, Any], args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     soak_s = args.minutes * 60
     warmup, _ = windows(soak_s)
-    # Little's law with headroom: a quarter second of latency at the target rate.
-    users = math.ceil(rate * 0.25) + 50
+    users = pool["users"]
     web_port = free_port()
     web = f"http://127.0.0.1:{web_port}"
     report, log = tmp / "soak.lab.json", tmp / "soak.log"
@@ -275,7 +296,11 @@ def soak(service: ServiceProcess, master: psutil.Process, mpdir: Path, rate: flo
     lab = json.loads(report.read_text()) if report.exists() else None
     if lab is None:
         raise RuntimeError(f"soak run wrote no report: {log_tail(log)}")
-    return {"arrival_rate": round(rate, 1), "users": users, "duration_s": soak_s,
+    opened = lab["open_model"]
+    return {"arrival_rate": round(rate, 1), "users": users, "pool": pool,
+            "send_rate": round(opened["send_rate"], 1),
+            "sent_ratio": round(opened["send_rate"] / rate, 4) if rate > 0 else 0.0,
+            "dropped_sends": opened["dropped_sends"], "duration_s": soak_s,
             "warmup_s": warmup, "timed_out": timed_out, "locust_exit": proc.returncode,
             "samples": samples, "end": end, "worker_pids_seen": len(worker_pids),
             "locust_report": lab}
@@ -304,6 +329,9 @@ def judge(run: dict[str, Any], start: dict[str, Any], workers: int) -> dict[str,
     per_worker = math.ceil(files_first / workers)
     failures = run["locust_report"]["failures"]
     return {
+        "rate_held": {"target": run["arrival_rate"], "sent": run["send_rate"],
+                      "ratio": run["sent_ratio"], "limit": MIN_SENT_RATIO,
+                      "passed": run["sent_ratio"] >= MIN_SENT_RATIO},
         "memory": {"pss_first_window_mb": round(pss_first / 2**20, 1),
                    "pss_last_window_mb": round(pss_last / 2**20, 1),
                    "growth": round(growth, 4), "limit": MAX_MEMORY_GROWTH,
@@ -333,11 +361,14 @@ def run_stack(name: str, args: argparse.Namespace) -> dict[str, Any]:
         print(f"{name}: up at {service.url}, multiprocess dir {mpdir}", flush=True)
         capacity = measure_capacity(service.url, args, tmp)
         rate = args.load_fraction * capacity["rps"]
-        print(f"{name}: capacity {capacity['rps']:.0f} req/s; soak at {rate:.0f} req/s for "
-              f"{args.minutes:g} min", flush=True)
+        pool = pool_size(rate, capacity, args.max_users)
+        print(f"{name}: capacity {capacity['rps']:.0f} req/s (p99 "
+              f"{capacity['latency_ms']['p99']:.0f} ms); soak at {rate:.0f} req/s for "
+              f"{args.minutes:g} min with {pool['users']} users"
+              f"{' (capped)' if pool['capped'] else ''}", flush=True)
         time.sleep(SETTLE_S)
         start = sample(service, mpdir, "http://127.0.0.1:1", 0.0)
-        run = soak(service, master, mpdir, rate, args, tmp)
+        run = soak(service, master, mpdir, rate, pool, args, tmp)
     recycles = run["worker_pids_seen"] - options["workers"]
     return {"stack": name, **options,
             "recycling": ({"max_requests": args.max_requests,
@@ -351,10 +382,11 @@ def run_stack(name: str, args: argparse.Namespace) -> dict[str, Any]:
 def summary_line(r: dict[str, Any]) -> str:
     v, loads = r["verdicts"], [s["loadavg_1m"] for s in r["soak"]["samples"]]
     mark = {True: "ok", False: "FAILED"}
-    mp = v["mp_dir_bounded"]
+    mp, held = v["mp_dir_bounded"], v["rate_held"]
     return (f"{r['stack']}: capacity {r['capacity']['rps']:.0f} req/s, soak "
-            f"{r['soak']['arrival_rate']:.0f} req/s (sent "
-            f"{r['soak']['locust_report']['open_model']['send_rate']:.0f}); "
+            f"{r['soak']['arrival_rate']:.0f} req/s with {r['soak']['users']} users (sent "
+            f"{r['soak']['send_rate']:.0f}, {held['ratio']:.1%}, "
+            f"{mark[held['passed']]} at >= {held['limit']:.0%}); "
             f"PSS {v['memory']['pss_first_window_mb']}"
             f" -> {v['memory']['pss_last_window_mb']} MB ({v['memory']['growth']:+.1%}, "
             f"{mark[v['memory']['passed']]}; USS {v['memory']['uss_growth']:+.1%}); "

@@ -11,6 +11,7 @@ request's latency is measured from its intended time as well as from its actual 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -94,9 +95,11 @@ class Pacer:
 
     def __init__(self) -> None:
         self.next_t: float | None = None
+        self.last_rate = 0.0  # the rate of the last slot taken: the schedule's current pace
 
     def reset(self) -> None:
         self.next_t = None
+        self.last_rate = 0.0
 
     @staticmethod
     def rate(total_rate: float, local_users: int, total_users: int) -> float:
@@ -109,12 +112,20 @@ class Pacer:
         if self.next_t is None:
             self.next_t = now
         slot = self.next_t
-        self.next_t = slot + 1.0 / self.rate(total_rate, local_users, total_users)
+        self.last_rate = self.rate(total_rate, local_users, total_users)
+        self.next_t = slot + 1.0 / self.last_rate
         return slot
 
-    def backlog(self, total_rate: float, local_users: int, total_users: int) -> int:
-        """Slots whose time has come but that no user took: sends the run never made."""
-        if self.next_t is None or total_rate <= 0:
+    def backlog(self, since: float = 0.0, now: float | None = None) -> int:
+        """Slots due by ``now`` (from ``since`` on) that no user took: sends never made.
+
+        Counted at the pace of the last slot taken, not from the users running now: when
+        the test stops, the users are already gone and the share would read as one user's.
+        """
+        if self.next_t is None or self.last_rate <= 0:
             return 0
-        behind = time.perf_counter() - self.next_t
-        return max(0, int(behind * self.rate(total_rate, local_users, total_users)))
+        now = time.perf_counter() if now is None else now
+        # Untaken slots lie at next_t + k / rate, k = 0, 1, ...; count those in [since, now].
+        first = max(0, math.ceil((since - self.next_t) * self.last_rate - 1e-9))
+        last = math.floor((now - self.next_t) * self.last_rate + 1e-9)
+        return max(0, last - first + 1)

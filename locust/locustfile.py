@@ -12,6 +12,7 @@ Works headless, with the web UI, and as master or worker. docs/locust.md has the
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from typing import Any, ClassVar
@@ -54,6 +55,11 @@ def users_target(environment: Environment) -> int:
 @events.init_command_line_parser.add_listener
 def _add_options(parser: Any) -> None:
     _options.add_arguments(parser)
+    # Locust's web UI listens on every interface by default, without a login. Outside the
+    # lab's images (where compose decides what is published) it listens on loopback
+    # unless --web-host or LOCUST_WEB_HOST says otherwise.
+    if os.environ.get("LOADLAB_IN_CONTAINER") != "1":
+        parser.set_defaults(web_host="127.0.0.1")
 
 
 @events.request.add_listener
@@ -235,14 +241,22 @@ def _end_warmup(runner: Any) -> None:
     log.info("loadlab: warm-up over, statistics reset")
 
 
+@events.test_stopping.add_listener
+def _test_stopping(environment: Environment, **_: Any) -> None:
+    # The window ends when the stop is asked for: a master waits for its workers' users to
+    # stop (polling every second) before test_stop fires.
+    Lab.window[1] = time.perf_counter()
+
+
 @events.test_stop.add_listener
 def _test_stop(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
-    Lab.window[1] = time.perf_counter()
+    if Lab.window[1] <= Lab.window[0]:  # no test_stopping seen
+        Lab.window[1] = time.perf_counter()
     if options is not None and options.arrival_rate > 0:
-        runner = environment.runner
-        Lab.open_model.dropped += Lab.pacer.backlog(
-            options.arrival_rate, getattr(runner, "user_count", 0), users_target(environment))
+        # The users are stopped by now: the pacer counts at the pace of its last slot. On a
+        # worker, these drops reach the master with the report that follows the stop.
+        Lab.open_model.dropped += Lab.pacer.backlog(since=Lab.window[0], now=Lab.window[1])
     Lab.pacer.reset()
     if Lab.warmup is not None:  # a test stopped inside its warm-up must not reset the next
         Lab.warmup.kill(block=False)

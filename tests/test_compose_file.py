@@ -67,6 +67,7 @@ def test_hardening_and_non_root() -> None:
     for name, svc in SERVICES.items():
         assert svc["cap_drop"] == ["ALL"], name
         assert "no-new-privileges:true" in svc["security_opt"], name
+        assert "cap_add" not in svc and not svc.get("privileged"), name  # nothing added back
     for dockerfile in LAB_DOCKERFILES:
         text = dockerfile.read_text()
         assert re.search(r"^USER loadlab$", text, re.M), dockerfile
@@ -88,6 +89,28 @@ def test_no_secret_in_the_repository_files() -> None:
     for line in (ROOT / ".env.example").read_text().splitlines():
         if re.match(r"^\w*PASSWORD=", line):
             assert line.endswith("="), line
+
+
+# Keys and tokens by their well-known shapes (built from parts so this file holds none).
+SECRET_SHAPES = re.compile("|".join([
+    "-----BEGIN [A-Z ]*" + "PRIVATE KEY-----", "AKIA" + "[0-9A-Z]{16}",
+    "gh[pousr]_" + "[A-Za-z0-9]{36}", "xox[abpr]-" + "[A-Za-z0-9-]{10,}",
+    "sk_live_" + "[A-Za-z0-9]{16,}",
+]))
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="no git")
+def test_no_key_or_token_in_the_tracked_files() -> None:
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True,
+                            text=True, timeout=30, check=False)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    names = [n for n in listed.stdout.split("\0") if n]
+    assert len(names) > 50
+    found = [f"{name}: {m.group(0)[:12]}..." for name in names
+             if (ROOT / name).is_file()
+             for m in [SECRET_SHAPES.search((ROOT / name).read_bytes().decode("latin-1"))] if m]
+    assert not found, found
 
 
 def _compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from lab_services import start_service
-from locustrun import ROOT, Locust, Run, headless
+from locustrun import ROOT, Locust, Run, free_port, headless
 
 from loadlab.launch import ServiceProcess
 
@@ -134,3 +134,45 @@ def test_open_model_rate_is_shared_across_workers(uvicorn_one: ServiceProcess) -
     assert abs(run.report["open_model"]["send_rate"] - rate) <= 0.1 * rate, run.report
     assert len(run.report["locust_cpu_peak_percent"]) == 3  # master and both workers
     assert run.failures == 0 and run.by_name().keys() == {"/io"}
+
+
+@pytest.fixture(scope="module")
+def sync_two() -> Iterator[ServiceProcess]:
+    """Two Gunicorn sync workers: at most two requests at a time, whatever the users."""
+    proc = start_service(framework="flask", worker_class="sync", workers=2)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def overloaded_run(url: str, mode: str, rate: float, io_ms: int, users: int) -> Run:
+    """Headless, or the web UI with --autostart (its stop waits for the workers' users);
+    with mode "distributed*", a master and 2 forked workers."""
+    load = ["--scenario", "io", "--io-ms", str(io_ms), "--arrival-rate", str(rate),
+            "--warmup-s", "1"]
+    if mode.startswith("distributed"):
+        load += ["--processes", "2"]
+    if not mode.endswith("ui"):
+        return headless(url, *load, users=users, run_time="5s").start().finish(timeout_s=60)
+    lo = Locust([])
+    lo.args = ["--autostart", "--autoquit", "1", "--web-host", "127.0.0.1", "--web-port",
+               str(free_port()), "--host", url, "-u", str(users), "-r", str(10 * users),
+               "-t", "5s", "--loadlab-report", str(lo.report_path), *load]
+    return lo.start().finish(timeout_s=60)
+
+
+@pytest.mark.parametrize("mode", ["standalone", "distributed", "distributed-ui"])
+def test_dropped_sends_make_up_the_rate_the_users_cannot_carry(
+        sync_two: ServiceProcess, mode: str) -> None:
+    """2 sync workers answer at most 2 / 100 ms = 20 req/s; 60/s is asked. Every slot of the
+    measured window is either sent or dropped, also when workers report the drops."""
+    rate = 60.0
+    run = overloaded_run(sync_two.url, mode, rate, io_ms=100, users=8)
+    assert run.returncode == 0, run.output[-2000:]
+    assert run.report is not None, run.output[-2000:]
+    model = run.report["open_model"]
+    slots = rate * model["window_s"]
+    assert model["sent"] < 0.6 * slots, model  # the users could not carry the rate
+    assert model["dropped_sends"] > 0.25 * slots, model
+    assert abs(model["sent"] + model["dropped_sends"] - slots) <= 0.15 * slots, model

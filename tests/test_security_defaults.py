@@ -1,5 +1,5 @@
-"""Security defaults of the compose lab, checked by running the real scripts and Locust:
-Grafana's guarded entrypoint and the Locust UI's basic auth on a widened bind."""
+"""Security defaults, checked by running the real scripts, services and Locust: Grafana's
+guarded entrypoint, the Locust UI's basic auth on a widened bind, loopback binds natively."""
 
 from __future__ import annotations
 
@@ -13,8 +13,13 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
+from contract_check import service_pids
+from lab_services import start_service
+from locustrun import Locust, wait_for
 
+from loadlab.cli import build_parser
 from loadlab.launch import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,3 +121,38 @@ def test_locust_ui_refuses_a_widened_bind_without_a_password(
 @pytest.mark.parametrize("locust_ui", [("127.0.0.1", "")], indirect=True)
 def test_locust_ui_open_on_loopback(locust_ui: tuple[int, Path]) -> None:
     assert status(f"http://127.0.0.1:{locust_ui[0]}/stats/requests") == 200
+
+
+def listening_ips(pids: set[int]) -> set[str]:
+    out = set()
+    for pid in pids:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        out |= {c.laddr.ip for c in conns if c.status == psutil.CONN_LISTEN}
+    return out
+
+
+def test_native_service_listens_on_loopback_by_default() -> None:
+    assert build_parser().parse_args(["serve", "flask"]).host == "127.0.0.1"
+    service = start_service(framework="flask", worker_class="sync", workers=1)
+    try:
+        assert listening_ips(service_pids(service)) == {"127.0.0.1"}
+    finally:
+        service.stop()
+
+
+def test_plain_locust_ui_listens_on_loopback_by_default(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOCUST_WEB_HOST", raising=False)
+    monkeypatch.delenv("LOADLAB_IN_CONTAINER", raising=False)
+    lo = Locust(["--web-port", str(free_port()), "--host", "http://127.0.0.1:9"]).start()
+    try:
+        assert lo.proc is not None
+        pid = lo.proc.pid
+        ips = wait_for(lambda: listening_ips({pid}), 30, "the web UI to listen")
+        assert ips == {"127.0.0.1"}
+    finally:
+        lo.terminate()
+        lo.finish(timeout_s=30)
