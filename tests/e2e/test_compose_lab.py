@@ -34,6 +34,18 @@ def test_up_within_budget_and_all_healthy(stack: Stack) -> None:
     assert stack.up_seconds < 120
 
 
+def test_containers_run_as_non_root_without_capabilities(stack: Stack) -> None:
+    """What the compose file asks for (USER, cap_drop: ALL), seen in the running processes."""
+    ps = stack.compose("ps", "--services", "--status", "running").stdout.split()
+    assert {"fastapi", "flask", "locust-master", "prometheus"} <= set(ps), ps
+    for service in ps:
+        status = stack.compose("exec", "-T", service, "cat", "/proc/1/status").stdout
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        uids = fields["Uid"].split()
+        assert uids and all(uid != "0" for uid in uids), (service, fields["Uid"])
+        assert int(fields["CapEff"].strip(), 16) == 0, (service, fields["CapEff"])
+
+
 def test_cpu_limit_seen_inside_equals_the_configured_cpus(stack: Stack) -> None:
     limits = stack.wait_for("both services scraped", lambda: (
         lambda found: found if {"fastapi", "flask"} <= set(found) else None)(
