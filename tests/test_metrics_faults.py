@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import psutil
 import pytest
 from lab_services import start_service
-from metrics_support import fetch, scrape, settled_scrape, wait_for, worker_pids
+from metrics_support import fetch, scrape, server_master, settled_scrape, wait_for, worker_pids
 
 from loadlab.launch import ServiceProcess
 
@@ -150,4 +150,31 @@ def test_killed_worker(variant: str) -> None:
     finally:
         load.stop.set()
         watch.stop.set()
+        service.stop()
+
+
+@pytest.mark.parametrize("variant", ["fastapi-uvicorn", "flask-sync"])
+def test_a_worker_stopped_gracefully_keeps_its_last_tallies(variant: str) -> None:
+    """A worker that exits normally passes on what it served just before (Uvicorn: its
+    lifespan shutdown, since its process ends with os._exit; Gunicorn: worker_exit)."""
+    service: ServiceProcess = start_service(**VARIANTS[variant])
+    try:
+        before = settled_scrape(service.url).value("http_requests_total", handler="/json")
+        old = worker_pids(service)
+        assert len(old) == 2
+        sent = 60
+        assert all(fetch(service.url, "/json")[0] == 200 for _ in range(sent))
+        # At once, inside the flush interval: Uvicorn's supervisor drops a worker on
+        # SIGTTOU; Gunicorn's master replaces a worker sent SIGTERM.
+        if service.cfg.server == "uvicorn":
+            os.kill(server_master(service).pid, signal.SIGTTOU)
+            wait_for(lambda: len(worker_pids(service)) == 1, 20, "one worker to stop")
+        else:
+            victim = max(old)
+            os.kill(victim, signal.SIGTERM)
+            wait_for(lambda: victim not in worker_pids(service) and
+                     len(worker_pids(service)) == 2, 30, "a replacement worker")
+        after = settled_scrape(service.url).value("http_requests_total", handler="/json")
+        assert after == before + sent
+    finally:
         service.stop()

@@ -38,11 +38,3 @@ def child_exit(server: object, worker: object) -> None:
         if log is not None:
             log.warning("metrics bookkeeping for worker %s failed: %s", pid, exc)
 
-
-def worker_exit(server: object, worker: object) -> None:
-    """In the exiting worker (recycling, graceful stop): pass on its last tallies."""
-    import sys
-
-    tally = sys.modules.get("loadlab.metrics.tally")  # None if the app never loaded
-    if tally is not None:
-        tally.flush()

@@ -89,12 +89,15 @@ def register_server_info(framework: str, settings: ServiceSettings) -> None:
 
 
 def start_async_probes() -> Callable[[], None]:
-    """Start the event-loop lag and thread-pool probes on the running loop."""
+    """Start the event-loop lag and thread-pool probes on the running loop; the returned
+    stop() ends them and passes on this worker's last request tallies."""
     tasks = [asyncio.ensure_future(measure_loop_lag()), asyncio.ensure_future(sample_threadpool())]
 
     def stop() -> None:
         for task in tasks:
             task.cancel()
+        # Uvicorn's worker processes end with os._exit (multiprocessing): no atexit there.
+        tally.flush()
 
     return stop
 

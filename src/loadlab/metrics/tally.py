@@ -9,7 +9,8 @@ prometheus_client children (in multiprocess mode: this worker's files):
 * at every scrape this process answers, so a single-process service is always exact;
 * every ``FLUSH_INTERVAL_S`` from a daemon thread, so a scrape answered by another worker
   sees this one at most that late;
-* when the process exits normally (atexit; Gunicorn's ``worker_exit`` hook too).
+* when a worker stops normally: atexit (Gunicorn's workers end with ``sys.exit``) and the
+  ASGI lifespan's shutdown (Uvicorn's worker processes end with ``os._exit``).
 
 A worker killed with SIGKILL loses at most its last interval, which no scrape had seen:
 aggregated counters still never go backwards.
