@@ -46,7 +46,8 @@ def run_all_scenarios(url: str) -> dict[str, Run]:
     scenarios = [*ROUTES, "all"]
     procs = {
         name: headless(url, "--scenario", name, "--io-ms", "5", "--cpu-work", "5",
-                       users=3, run_time="4s").start()
+                       users=6 if name == "all" else 3,
+                       run_time="6s" if name == "all" else "4s").start()
         for name in scenarios
     }
     return {name: lo.finish(timeout_s=90) for name, lo in procs.items()}
@@ -58,8 +59,12 @@ def test_every_scenario_runs_clean(service: ServiceProcess) -> None:
         assert run.returncode == 0, f"{name}: exit {run.returncode}\n{run.output[-2000:]}"
         seen = {e["name"] for e in run.stats if e["num_requests"] > 0}
         expected = ALL_ROUTES if name == "all" else ROUTES[name]
-        # echo sends one invalid body in ten: a short run may not draw one
-        assert seen <= expected and seen >= expected - {"/echo [invalid]"}, (name, seen)
+        # echo sends one invalid body in ten: a short run may not draw one. The mix draws
+        # its rarest endpoints 1 time in 15, so a run of under 200 requests (a busy machine)
+        # may miss one by chance; past 200 the odds are (14/15)^200, about 1e-6.
+        assert seen <= expected, (name, seen)
+        if name != "all" or run.requests >= 200:
+            assert seen >= expected - {"/echo [invalid]"}, (name, seen, run.requests)
         assert run.requests > 0 and run.failures == 0, (name, run.stats)
         assert run.report is not None and run.report["scenario"] == name
         assert run.report["requests"] == run.requests
