@@ -14,6 +14,11 @@ same ratio of requests per CPU-second of the server's process tree (what the thr
 would be with the core to itself: far steadier than requests/s on a shared machine).
 
     .venv/bin/python benchmarks/bench_metrics_overhead.py [--rounds 5] [--duration 5]
+    .venv/bin/python benchmarks/bench_metrics_overhead.py --side-by-side [--rounds 5]
+
+``--side-by-side`` serves ``bare`` and the compared app at the same time on the server
+core, each under its own wrk on the load core, and compares requests per CPU-second of
+the two: drift and other work on the machine then hit both in the same seconds.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -186,6 +192,34 @@ def measure(variant: Variant, rounds: int, seconds: float, asked: int) -> dict[s
             "cpu_ratio": {app: ratio(per_cpu, app) for app in APPS if app != "bare"}}
 
 
+def measure_side_by_side(variant: Variant, rounds: int, seconds: float,
+                         asked: int) -> dict[str, float]:
+    """``bare`` and each other app served at the same time, on the same core, under two wrk
+    at once: whatever else the machine does hits both alike. Per-round ratio of requests
+    per CPU-second, median over the rounds."""
+    connections = connections_for(variant, asked)
+    ratios: dict[str, list[float]] = {app: [] for app in APPS if app != "bare"}
+    for _ in range(rounds):
+        for app in ratios:
+            with running(variant, "bare") as bare, running(variant, app) as other:
+                per_cpu: list[float] = [0.0, 0.0]
+
+                def load(i: int, server: Server, per_cpu: list[float] = per_cpu) -> None:
+                    wrk(server.url, 1, connections)  # warm-up
+                    cpu = server.cpu_seconds()
+                    _, count = wrk(server.url, seconds, connections)
+                    per_cpu[i] = count / max(server.cpu_seconds() - cpu, 1e-9)
+
+                threads = [threading.Thread(target=load, args=(i, s))
+                           for i, s in enumerate((bare, other))]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                ratios[app].append(per_cpu[1] / per_cpu[0])
+    return {app: statistics.median(values) for app, values in ratios.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -193,10 +227,19 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=0,
                         help="wrk connections (default: 64; 2 per worker for sync workers)")
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT), choices=sorted(VARIANTS))
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="serve bare and the compared app at once (steadier on a busy machine)")
     args = parser.parse_args()
     if (os.cpu_count() or 1) < 2 or shutil.which("wrk") is None or shutil.which("taskset") is None:
         print("bench_metrics_overhead: needs 2 cores, wrk and taskset", file=sys.stderr)
         return 2
+    if args.side_by_side:
+        print(f"{'variant':<22}{'per-CPU, side by side: metrics/bare':>37}{'lab/bare':>10}")
+        for name in args.variants:
+            together = measure_side_by_side(VARIANTS[name], args.rounds, args.duration,
+                                            args.connections)
+            print(f"{name:<22}{together['metrics']:>37.3f}{together['lab']:>10.3f}", flush=True)
+        return 0
     print(f"{'variant':<22}{'bare rps':>9}{'metrics':>9}{'lab':>9}{'metrics/bare':>13}"
           f"{'lab/bare':>9}{'per-CPU: metrics/bare':>23}{'lab/bare':>9}")
     for name in args.variants:

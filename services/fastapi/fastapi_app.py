@@ -110,9 +110,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def healthz() -> contract.Health:
         return contract.Health()
 
-    @app.get("/json", response_model=contract.Message)
-    async def json_() -> dict[str, str]:
-        return {"message": "Hello, World!"}
+    # The framework-overhead baseline renders its answer per request, as a JSONResponse:
+    # validating a constant through the Message model cost about 5% of /json throughput.
+    ok = {"model": contract.Message, "description": "Successful Response"}
+
+    @app.get("/json", responses={200: ok})
+    async def json_() -> JSONResponse:
+        return JSONResponse({"message": "Hello, World!"})
 
     @app.get("/io", response_model=contract.Slept)
     async def io(params: Annotated[contract.IoParams, Query()]) -> contract.Slept:

@@ -11,7 +11,7 @@ import asyncio
 
 from loadlab.metrics.definitions import loop_lag
 
-INTERVAL_S = 0.1
+INTERVAL_S = 0.5
 
 
 async def measure_loop_lag(interval_s: float = INTERVAL_S) -> None:

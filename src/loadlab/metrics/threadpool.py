@@ -11,7 +11,7 @@ import asyncio
 
 from loadlab.metrics.definitions import threadpool_gauges
 
-INTERVAL_S = 0.25
+INTERVAL_S = 1.0
 
 
 async def sample_threadpool(interval_s: float = INTERVAL_S) -> None:
