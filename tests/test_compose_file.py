@@ -63,6 +63,24 @@ def test_healthchecks_and_dependencies_on_health() -> None:
             assert dep["condition"] == wanted, (name, dep_name)
 
 
+LAB_IMAGE_SERVICES = {name for name, svc in SERVICES.items()
+                      if str(svc.get("image", "")).startswith("loadlab/")}
+
+
+def test_lab_images_check_with_bash_alone() -> None:
+    assert {"fastapi", "flask", "locust-master", "locust-worker"} <= LAB_IMAGE_SERVICES
+    for name in LAB_IMAGE_SERVICES:
+        test = SERVICES[name]["healthcheck"]["test"]
+        assert test[1:3] == ["bash", "/app/healthcheck.sh"], (name, test)
+        assert re.fullmatch(r"(http://127\.0\.0\.1:\d+/\S*|tcp://[\w-]+:\d+)", test[3]), test
+    for dockerfile in LAB_DOCKERFILES:
+        text = dockerfile.read_text()
+        assert "cp /build/src/loadlab/healthcheck.sh /app/" in text, dockerfile
+    for dockerfile in LAB_DOCKERFILES[:2]:  # the services' own HEALTHCHECK, for docker run
+        text = dockerfile.read_text()
+        assert '["bash", "/app/healthcheck.sh", "http://127.0.0.1:8000/healthz"]' in text
+
+
 def test_hardening_and_non_root() -> None:
     for name, svc in SERVICES.items():
         assert svc["cap_drop"] == ["ALL"], name
