@@ -55,12 +55,47 @@ def test_ports_bound_to_loopback_unless_widened() -> None:
             assert port.startswith("${LOADLAB_BIND:-127.0.0.1}:"), (name, port)
 
 
-def test_healthchecks_and_dependencies_on_health() -> None:
+LAB_IMAGE_SERVICES = {name for name, svc in SERVICES.items()
+                      if str(svc.get("image", "")).startswith("loadlab/")}
+# Where a dependent must not start before its dependency is healthy. Nowhere, today: the
+# Locust master needs its targets only when a swarm starts, a worker retries its master,
+# Grafana its datasource. Every such wait adds a healthcheck round to `up --wait`.
+NEEDS_HEALTHY: set[tuple[str, str]] = set()
+
+
+def test_every_service_has_a_healthcheck_on_the_shared_interval() -> None:
     for name, svc in SERVICES.items():  # YAML merge keys (<<:) are resolved on load
-        assert svc["healthcheck"]["test"][0] == "CMD", name
+        check = svc["healthcheck"]
+        assert check["test"][0] == "CMD", name  # no /bin/sh in between
+        assert check["interval"] == "${HEALTHCHECK_INTERVAL:-20s}", name
+        # Compose refuses start_interval on Engines before 25, even as 0s or empty.
+        assert "start_interval" not in check, name
+        assert check["retries"] >= 3 and check["timeout"] == "3s", name
+
+
+def test_lab_images_check_with_bash_alone() -> None:
+    assert {"fastapi", "flask", "locust-master", "locust-worker"} <= LAB_IMAGE_SERVICES
+    for name in LAB_IMAGE_SERVICES:
+        test = SERVICES[name]["healthcheck"]["test"]
+        assert test[1:3] == ["bash", "/app/healthcheck.sh"], (name, test)
+        assert re.fullmatch(r"(http://127\.0\.0\.1:\d+/\S*|tcp://[\w-]+:\d+)", test[3]), test
+    for dockerfile in LAB_DOCKERFILES:
+        text = dockerfile.read_text()
+        assert "cp /build/src/loadlab/healthcheck.sh /app/" in text, dockerfile
+    for dockerfile in LAB_DOCKERFILES[:2]:  # the services' own HEALTHCHECK, for docker run
+        text = dockerfile.read_text()
+        assert '["bash", "/app/healthcheck.sh", "http://127.0.0.1:8000/healthz"]' in text
+        assert "--interval=20s" in text, dockerfile
+
+
+def test_dependencies_wait_for_health_only_where_order_matters() -> None:
+    for name, svc in SERVICES.items():
         for dep_name, dep in (svc.get("depends_on") or {}).items():
-            wanted = "service_started" if name == "locust-master" else "service_healthy"
+            wanted = ("service_healthy" if (name, dep_name) in NEEDS_HEALTHY
+                      else "service_started")
             assert dep["condition"] == wanted, (name, dep_name)
+    assert set(SERVICES["locust-worker"]["depends_on"]) == {"locust-master"}
+    assert set(SERVICES["grafana"]["depends_on"]) == {"prometheus"}
 
 
 def test_hardening_and_non_root() -> None:

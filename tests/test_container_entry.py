@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import http.server
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from loadlab import healthcheck
 from loadlab.launch import free_port
 
-HEALTHCHECK_PY = healthcheck.__file__
+HEALTHCHECK_SH = Path(__file__).resolve().parents[1] / "src" / "loadlab" / "healthcheck.sh"
 
 
 def _entry(*args: str) -> subprocess.Popen[str]:
@@ -47,7 +49,7 @@ def test_good_config_serves(tmp_path: object) -> None:
     proc = _entry("serve", "fastapi", "--port", str(port))
     try:
         deadline = time.monotonic() + 30
-        while healthcheck.check(f"http://127.0.0.1:{port}/healthz") is not None:
+        while check(f"http://127.0.0.1:{port}/healthz").returncode != 0:
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.2)
     finally:
@@ -74,16 +76,42 @@ def http_server() -> Iterator[int]:
     server.server_close()
 
 
-def test_healthcheck_exit_codes(http_server: int) -> None:
-    def run(url: str) -> subprocess.CompletedProcess[str]:
-        # As the images run it: isolated, without site-packages.
-        return subprocess.run([sys.executable, "-I", "-S", HEALTHCHECK_PY, url],
-                              capture_output=True, text=True, timeout=10, check=False)
+def check(url: str) -> subprocess.CompletedProcess[str]:
+    """The healthcheck as the images run it: `bash /app/healthcheck.sh URL`."""
+    return subprocess.run(["bash", str(HEALTHCHECK_SH), url], capture_output=True, text=True,
+                          timeout=10, check=False)
 
-    assert run(f"http://127.0.0.1:{http_server}/ok").returncode == 0
-    assert run(f"tcp://127.0.0.1:{http_server}").returncode == 0
-    failing = run(f"http://127.0.0.1:{http_server}/down")
+
+def test_healthcheck_exit_codes(http_server: int) -> None:
+    assert check(f"http://127.0.0.1:{http_server}/ok").returncode == 0
+    assert check(f"tcp://127.0.0.1:{http_server}").returncode == 0
+    failing = check(f"http://127.0.0.1:{http_server}/down")
     assert failing.returncode == 1 and "503" in failing.stderr
-    closed = run(f"http://127.0.0.1:{free_port('127.0.0.1')}/healthz")
+    closed = check(f"http://127.0.0.1:{free_port('127.0.0.1')}/healthz")
     assert closed.returncode == 1 and "refused" in closed.stderr.lower()
-    assert run(f"tcp://127.0.0.1:{free_port('127.0.0.1')}").returncode == 1
+    assert check(f"tcp://127.0.0.1:{free_port('127.0.0.1')}").returncode == 1
+    for bad in ("", "127.0.0.1:8000", "ftp://127.0.0.1/"):
+        assert check(bad).returncode == 2
+    for failed in (failing, closed):
+        assert len(failed.stderr.strip().splitlines()) == 1, failed.stderr
+
+
+def test_healthcheck_gives_up_on_a_silent_peer() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # accepts, never answers
+        started = time.monotonic()
+        silent = check(f"http://127.0.0.1:{listener.getsockname()[1]}/healthz")
+    assert silent.returncode == 1 and "no answer" in silent.stderr
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_healthcheck_is_one_process(http_server: int, tmp_path: Path) -> None:
+    """Bash builtins only: a healthy check starts no other program (that is its point)."""
+    trace = tmp_path / "trace"
+    subprocess.run(["strace", "-f", "-e", "trace=execve,clone,clone3,fork,vfork", "-o",
+                    str(trace), "bash", str(HEALTHCHECK_SH),
+                    f"http://127.0.0.1:{http_server}/ok"], check=True, timeout=10,
+                   capture_output=True)
+    calls = [line for line in trace.read_text().splitlines() if "(" in line]
+    assert len([c for c in calls if "execve(" in c]) == 1, calls
+    assert not [c for c in calls if "clone" in c or "fork" in c], calls

@@ -49,7 +49,7 @@ def test_every_service_and_the_locust_master_are_scraped() -> None:
     names = jobs["services"]["dns_sd_configs"][0]["names"]
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     lab_services = {name for name, svc in compose.items()
-                    if "healthcheck.py" in " ".join(svc.get("healthcheck", {})["test"])
+                    if "healthcheck.sh" in " ".join(svc.get("healthcheck", {})["test"])
                     and "8000" in " ".join(svc["healthcheck"]["test"])}
     assert set(names) == lab_services
     assert jobs["locust"]["static_configs"][0]["targets"] == ["locust-master:8089"]
