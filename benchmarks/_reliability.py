@@ -27,17 +27,23 @@ from loadlab.serve import ServerConfig
 SERVER_CPU, LOAD_CPU = 0, 1
 
 
+# Read once: pinned_service moves this process to the load core after starting a service,
+# so asking again later would find one core and stop pinning: the next service would
+# share the load core with the load.
+CPUS = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else frozenset()
+
+
 def can_pin() -> bool:
-    return hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
+    return {SERVER_CPU, LOAD_CPU} <= CPUS
 
 
 @contextlib.contextmanager
-def pinned_service(options: dict[str, Any]) -> Iterator[ServiceProcess]:
+def pinned_service(options: dict[str, Any],
+                   env: dict[str, str] | None = None) -> Iterator[ServiceProcess]:
     """The service on SERVER_CPU (its workers inherit the affinity); this process, its
     threads started later and its children (the load) on LOAD_CPU."""
     pin = can_pin()
-    cfg = ServerConfig(port=free_port(), **options)
-    service = ServiceProcess(cfg)
+    service = ServiceProcess(ServerConfig(port=free_port(), **options), env=env)
     if pin:
         os.sched_setaffinity(0, {SERVER_CPU})
     try:

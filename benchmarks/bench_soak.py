@@ -43,15 +43,14 @@ from types import FrameType
 from typing import Any, NoReturn
 
 import psutil
+from _reliability import LOAD_CPU, can_pin, pinned_service, write_json_atomic
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadlab.launch import ServiceProcess, free_port
-from loadlab.serve import ServerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = ROOT / "locust" / "locustfile.py"
 LOCUST = str(Path(sys.executable).with_name("locust"))
-SERVER_CPU, LOAD_CPU = 0, 1
 MAX_MEMORY_GROWTH = 0.10
 MIN_SENT_RATIO = 0.95  # the soak is at its target only if the pool sent this much of it
 # The open model's user pool, by Little's law: users in flight = rate x latency. The
@@ -60,7 +59,6 @@ MIN_SENT_RATIO = 0.95  # the soak is at its target only if the pool sent this mu
 POOL_MIN_LATENCY_S = 0.25
 POOL_HEADROOM = 2.0
 POOL_FLOOR = 50
-SETTLE_S = 5.0  # between the capacity run and the soak: let queued requests drain
 
 STACKS: dict[str, dict[str, Any]] = {
     "fastapi": {"framework": "fastapi", "worker_class": "uvicorn", "workers": 2},
@@ -92,6 +90,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-requests", type=int, default=2000,
                    help="Gunicorn recycles a worker after this many requests (0: never)")
     p.add_argument("--max-requests-jitter", type=int, default=400)
+    p.add_argument("--connections-per-worker", type=float, default=1.25,
+                   help="gthread: cap each worker's connections at this times its fair "
+                        "share of the pool (0: Gunicorn's default, 1000)")
     p.add_argument("--out", type=Path, default=Path("/tmp/loadlab-soak/soak.json"))
     args = p.parse_args(argv)
     if not 0 < args.minutes <= 60:
@@ -104,6 +105,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         fail("--capacity-s must be in [5, 300] and --capacity-users in [1, 2000]")
     if not POOL_FLOOR <= args.max_users <= 5000:
         fail(f"--max-users {args.max_users}: must be in [{POOL_FLOOR}, 5000]")
+    if args.connections_per_worker != 0 and not 1 <= args.connections_per_worker <= 10:
+        fail(f"--connections-per-worker {args.connections_per_worker}: 0, or in [1, 10]")
     if args.max_requests < 0 or args.max_requests_jitter < 0:
         fail("--max-requests and --max-requests-jitter must be >= 0")
     args.stacks = [s.strip() for s in args.stacks.split(",") if s.strip()]
@@ -117,28 +120,6 @@ def windows(soak_s: float) -> tuple[float, float]:
     """Warm-up and comparison window: a minute each on long runs, shrunk for short ones."""
     warmup = min(60.0, 0.15 * soak_s)
     return warmup, min(60.0, (soak_s - warmup) / 3)
-
-
-def can_pin() -> bool:
-    return hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
-
-
-@contextlib.contextmanager
-def pinned_service(options: dict[str, Any], env: dict[str, str]) -> Iterator[ServiceProcess]:
-    """Started from core 0 so the whole tree (and every worker it forks) inherits it."""
-    pin = can_pin()
-    service = ServiceProcess(ServerConfig(port=free_port(), **options), env=env)
-    if pin:
-        os.sched_setaffinity(0, {SERVER_CPU})
-    try:
-        service.start()
-    finally:
-        if pin:
-            os.sched_setaffinity(0, {LOAD_CPU})
-    try:
-        yield service
-    finally:
-        service.stop()
 
 
 @contextlib.contextmanager
@@ -196,7 +177,7 @@ def get(url: str, timeout: float = 5.0) -> str:
 def scrape(url: str) -> dict[str, float]:
     """loadlab_workers, all requests and 5xx answers from the service's /metrics."""
     out = {"workers": 0.0, "requests": 0.0, "5xx": 0.0}
-    for family in text_string_to_metric_families(get(f"{url}/metrics")):
+    for family in text_string_to_metric_families(get(f"{url}/metrics", timeout=10.0)):
         for s in family.samples:
             if s.name == "loadlab_workers":
                 out["workers"] += s.value
@@ -252,15 +233,44 @@ def pool_size(rate: float, capacity: dict[str, Any], cap: int) -> dict[str, Any]
             "headroom": POOL_HEADROOM, "floor": POOL_FLOOR}
 
 
-def sample(service: ServiceProcess, mpdir: Path, web: str, t: float) -> dict[str, Any]:
-    metrics = scrape(service.url)
+def connection_split(master: psutil.Process, port: int) -> list[int]:
+    """Established client connections each worker holds, largest first. Gunicorn's gthread
+    keeps a keep-alive connection with the worker that accepted it, so the split shows how
+    evenly the workers share the load."""
+    split = []
+    with contextlib.suppress(psutil.Error):
+        for worker in master.children():
+            with contextlib.suppress(psutil.Error):
+                split.append(sum(1 for c in worker.net_connections(kind="tcp")
+                                 if c.status == psutil.CONN_ESTABLISHED
+                                 and c.laddr and c.laddr.port == port))
+    return sorted(split, reverse=True)
+
+
+def sample(service: ServiceProcess, master: psutil.Process, mpdir: Path, web: str,
+           t: float, attempts: int = 1) -> dict[str, Any]:
+    """One sample. A scrape that times out under load is a gap in the server's figures
+    (recorded, counted in the summary), not the end of the soak; the start and end samples,
+    taken with no load, try again."""
+    metrics: dict[str, Any] = {"workers": None, "requests": None, "5xx": None}
+    error = None
+    for attempt in range(attempts):
+        try:
+            metrics = scrape(service.url)
+            error = None
+            break
+        except OSError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            time.sleep(2.0 * (attempt + 1))
     files = [p for p in mpdir.iterdir() if p.is_file()]
     pss, uss = tree_memory(service.pid)
     return {"t_s": round(t, 1), "loadavg_1m": round(os.getloadavg()[0], 2),
             "pss_bytes": pss, "uss_bytes": uss,
             "mp_files": len(files), "mp_archives": sum("archive" in f.name for f in files),
             "workers": metrics["workers"], "server_requests": metrics["requests"],
-            "server_5xx": metrics["5xx"], "locust": locust_totals(web)}
+            "server_5xx": metrics["5xx"], "locust": locust_totals(web),
+            "connections_per_worker": connection_split(master, service.cfg.port),
+            "scrape_error": error}
 
 
 def soak(service: ServiceProcess, master: psutil.Process, mpdir: Path, rate: float,
@@ -288,11 +298,11 @@ def soak(service: ServiceProcess, master: psutil.Process, mpdir: Path, rate: flo
                 worker_pids.update(c.pid for c in master.children())
             now = time.monotonic()
             if now >= next_sample and now - start <= soak_s:
-                samples.append(sample(service, mpdir, web, now - start))
+                samples.append(sample(service, master, mpdir, web, now - start))
                 next_sample += args.sample_s
             time.sleep(1.0)
         timed_out = proc.poll() is None
-    end = sample(service, mpdir, web, time.monotonic() - start)
+    end = sample(service, master, mpdir, web, time.monotonic() - start, attempts=3)
     lab = json.loads(report.read_text()) if report.exists() else None
     if lab is None:
         raise RuntimeError(f"soak run wrote no report: {log_tail(log)}")
@@ -320,7 +330,9 @@ def judge(run: dict[str, Any], start: dict[str, Any], workers: int) -> dict[str,
     uss_growth = (statistics.fmean(s.get("uss_bytes", 0) for s in last)
                   / statistics.fmean(s.get("uss_bytes", 1) for s in first) - 1)
     end = run["end"]
-    five_xx = end["server_5xx"] - start["server_5xx"]
+    # Unknown (None) when the end or start scrape failed even unloaded: not a pass.
+    five_xx = (None if end["server_5xx"] is None or start["server_5xx"] is None
+               else round(end["server_5xx"] - start["server_5xx"]))
     files_first = max(s["mp_files"] for s in first)
     files_max = max(s["mp_files"] for s in samples if s["t_s"] >= warmup)
     files_last = max(s["mp_files"] for s in last)
@@ -337,13 +349,34 @@ def judge(run: dict[str, Any], start: dict[str, Any], workers: int) -> dict[str,
                    "growth": round(growth, 4), "limit": MAX_MEMORY_GROWTH,
                    "passed": growth < MAX_MEMORY_GROWTH,
                    "uss_growth": round(uss_growth, 4)},
-        "no_5xx": {"count": five_xx, "passed": five_xx == 0},
+        "no_5xx": {"count": five_xx, "passed": five_xx == 0,
+                   "scrapes_timed_out": sum(1 for s in samples if s["scrape_error"])},
         "mp_dir_bounded": {"first_window_max": files_first, "last_window_max": files_last,
                            "max_after_warmup": files_max, "limit": files_first + per_worker,
                            "passed": files_max <= files_first + per_worker},
         "no_failures": {"count": failures, "passed": failures == 0},
         "windows_s": {"warmup": warmup, "window": window},
     }
+
+
+def connection_cap(name: str, users: int, args: argparse.Namespace) -> int | None:
+    """Gunicorn gthread keeps each keep-alive connection with the worker that accepted it;
+    when a worker is recycled its clients reconnect to the one still up, which then holds
+    most of the pool (measured: 250 of 300) and gets most of the open model's requests.
+    Capping each worker at a multiple of its fair share sends the rest to the new worker."""
+    options = STACKS[name]
+    if options["worker_class"] != "gthread" or args.connections_per_worker <= 0:
+        return None
+    return math.ceil(args.connections_per_worker * users / options["workers"])
+
+
+def top_share(samples: list[dict[str, Any]]) -> dict[str, float]:
+    """The busiest worker's share of the connections: mean and max over the samples."""
+    shares = [s["connections_per_worker"][0] / sum(s["connections_per_worker"])
+              for s in samples if sum(s.get("connections_per_worker", [])) > 0]
+    if not shares:
+        return {"mean": 0.0, "max": 0.0}
+    return {"mean": round(statistics.fmean(shares), 3), "max": round(max(shares), 3)}
 
 
 def run_stack(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -353,22 +386,33 @@ def run_stack(name: str, args: argparse.Namespace) -> dict[str, Any]:
     if recycling:
         env["LOADLAB_MAX_REQUESTS"] = str(args.max_requests)
         env["LOADLAB_MAX_REQUESTS_JITTER"] = str(args.max_requests_jitter)
-    with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp_name, \
-            pinned_service(options, env) as service:
+    with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp_name:
         tmp = Path(tmp_name)
-        master = server_master(service.pid)
-        mpdir = Path(master.environ()["PROMETHEUS_MULTIPROC_DIR"])
-        print(f"{name}: up at {service.url}, multiprocess dir {mpdir}", flush=True)
-        capacity = measure_capacity(service.url, args, tmp)
+        with pinned_service(options, env) as service:
+            print(f"{name}: capacity run at {service.url}", flush=True)
+            capacity = measure_capacity(service.url, args, tmp)
         rate = args.load_fraction * capacity["rps"]
         pool = pool_size(rate, capacity, args.max_users)
+        cap = connection_cap(name, pool["users"], args)
+        if cap is not None:
+            env["LOADLAB_WORKER_CONNECTIONS"] = str(cap)
         print(f"{name}: capacity {capacity['rps']:.0f} req/s (p99 "
               f"{capacity['latency_ms']['p99']:.0f} ms); soak at {rate:.0f} req/s for "
               f"{args.minutes:g} min with {pool['users']} users"
-              f"{' (capped)' if pool['capped'] else ''}", flush=True)
-        time.sleep(SETTLE_S)
-        start = sample(service, mpdir, "http://127.0.0.1:1", 0.0)
-        run = soak(service, master, mpdir, rate, pool, args, tmp)
+              f"{' (capped)' if pool['capped'] else ''}"
+              f"{f', at most {cap} connections a worker' if cap else ''}", flush=True)
+        # A fresh server for the soak: a sync server keeps draining the capacity run's
+        # queue for a while, and Gunicorn reads worker_connections only when it starts.
+        with pinned_service(options, env) as service:
+            master = server_master(service.pid)
+            mpdir = Path(master.environ()["PROMETHEUS_MULTIPROC_DIR"])
+            print(f"{name}: soak server at {service.url}, multiprocess dir {mpdir}",
+                  flush=True)
+            start = sample(service, master, mpdir, "http://127.0.0.1:1", 0.0, attempts=3)
+            run = soak(service, master, mpdir, rate, pool, args, tmp)
+    uncapped = "unlimited (Uvicorn)" if options["worker_class"] == "uvicorn" else "1000"
+    run["worker_connections"] = cap if cap is not None else uncapped
+    run["top_worker_connection_share"] = top_share(run["samples"])
     recycles = run["worker_pids_seen"] - options["workers"]
     return {"stack": name, **options,
             "recycling": ({"max_requests": args.max_requests,
@@ -383,6 +427,7 @@ def summary_line(r: dict[str, Any]) -> str:
     v, loads = r["verdicts"], [s["loadavg_1m"] for s in r["soak"]["samples"]]
     mark = {True: "ok", False: "FAILED"}
     mp, held = v["mp_dir_bounded"], v["rate_held"]
+    share = r["soak"]["top_worker_connection_share"]
     return (f"{r['stack']}: capacity {r['capacity']['rps']:.0f} req/s, soak "
             f"{r['soak']['arrival_rate']:.0f} req/s with {r['soak']['users']} users (sent "
             f"{r['soak']['send_rate']:.0f}, {held['ratio']:.1%}, "
@@ -390,19 +435,14 @@ def summary_line(r: dict[str, Any]) -> str:
             f"PSS {v['memory']['pss_first_window_mb']}"
             f" -> {v['memory']['pss_last_window_mb']} MB ({v['memory']['growth']:+.1%}, "
             f"{mark[v['memory']['passed']]}; USS {v['memory']['uss_growth']:+.1%}); "
-            f"5xx {v['no_5xx']['count']:.0f} "
+            f"5xx {v['no_5xx']['count']} "
+            f"({v['no_5xx']['scrapes_timed_out']} of {len(r['soak']['samples'])} scrapes "
+            f"timed out) "
             f"({mark[v['no_5xx']['passed']]}); mp files max {mp['max_after_warmup']} <= "
             f"{mp['limit']} ({mark[mp['passed']]}); "
             f"failures {v['no_failures']['count']} ({mark[v['no_failures']['passed']]}); "
+            f"busiest worker holds {share['mean']:.0%} of the connections; "
             f"load avg {min(loads):.1f}-{max(loads):.1f}")
-
-
-def write_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(tmp, path)
 
 
 def _terminate(signum: int, _frame: FrameType | None) -> None:
@@ -422,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.stacks:
         result["stacks"].append(run_stack(name, args))
         result["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-        write_atomic(args.out, result)  # each stack is kept as soon as it is done
+        write_json_atomic(args.out, result)  # each stack is kept as soon as it is done
         print(summary_line(result["stacks"][-1]), flush=True)
     print(f"results: {args.out}")
     passed = all(v["passed"] for r in result["stacks"] for k, v in r["verdicts"].items()
