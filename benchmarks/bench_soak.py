@@ -6,11 +6,13 @@ recycling through LOADLAB_MAX_REQUESTS) this script
 1. starts the service pinned to core 0 (Locust and this process run on core 1);
 2. measures capacity: Locust, closed model, many users, on the ``mixed`` scenario
    (``/mixed?ms=IO_MS&work=CPU_WORK``), requests/s after a warm-up;
-3. runs Locust's open model at ``--load-fraction`` of that for ``--minutes``, with a user
-   pool sized by Little's law from the capacity run's p99 latency, and samples
-   every ``--sample-s``: PSS of the service's process tree (smaps), the number of files in
-   its PROMETHEUS_MULTIPROC_DIR, ``loadlab_workers`` and ``http_requests_total`` by status
-   from ``/metrics``, and Locust's requests and failures (its web API);
+3. on a fresh server (gthread: each worker capped at ``--connections-per-worker`` times
+   its fair share of the pool), runs Locust's open model at ``--load-fraction`` of that
+   for ``--minutes``, with a user pool sized by Little's law from the capacity run's p99
+   latency, and samples every ``--sample-s``: PSS of the service's process tree (smaps),
+   the number of files in its PROMETHEUS_MULTIPROC_DIR, ``loadlab_workers`` and
+   ``http_requests_total`` by status from ``/metrics``, the connections each worker
+   holds, and Locust's requests and failures (its web API);
 4. judges: memory growth (mean PSS of the last window against the first window after the
    warm-up) under 10%, no 5xx, the multiprocess directory bounded, no failed requests,
    and the pool sent at least 95% of the target rate (else the soak ran below its load).
