@@ -1,7 +1,7 @@
 """Soak: each stack at about 80% of its measured capacity for a bounded time, sampled.
 
-For each stack (FastAPI on Uvicorn, 2 workers; Flask on Gunicorn gthread 2x4 with worker
-recycling through LOADLAB_MAX_REQUESTS) this script
+For each stack (FastAPI on Uvicorn, 2 workers; Flask on Gunicorn gthread 2x4; both
+recycling their workers through LOADLAB_MAX_REQUESTS) this script
 
 1. starts the service pinned to core 0 (Locust and this process run on core 1);
 2. measures capacity: Locust, closed model, many users, on the ``mixed`` scenario
@@ -16,8 +16,6 @@ recycling through LOADLAB_MAX_REQUESTS) this script
 4. judges: memory growth (mean PSS of the last window against the first window after the
    warm-up) under 10%, no 5xx, the multiprocess directory bounded, no failed requests,
    and the pool sent at least 95% of the target rate (else the soak ran below its load).
-
-Uvicorn is not recycled: ``loadlab serve`` has no ``--limit-max-requests``.
 
     .venv/bin/python benchmarks/bench_soak.py [--minutes 10] [--out /tmp/loadlab-soak/soak.json]
 
@@ -90,7 +88,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--io-ms", type=int, default=20)
     p.add_argument("--cpu-work", type=int, default=5)
     p.add_argument("--max-requests", type=int, default=2000,
-                   help="Gunicorn recycles a worker after this many requests (0: never)")
+                   help="a worker is replaced after this many requests (0: never)")
     p.add_argument("--max-requests-jitter", type=int, default=400)
     p.add_argument("--connections-per-worker", type=float, default=1.25,
                    help="gthread: cap each worker's connections at this times its fair "
@@ -235,17 +233,25 @@ def pool_size(rate: float, capacity: dict[str, Any], cap: int) -> dict[str, Any]
             "headroom": POOL_HEADROOM, "floor": POOL_FLOOR}
 
 
+def workers_of(master: psutil.Process) -> list[psutil.Process]:
+    """The server's worker processes (Uvicorn's supervisor also runs multiprocessing's
+    resource tracker)."""
+    with contextlib.suppress(psutil.Error):
+        return [c for c in master.children()
+                if "resource_tracker" not in " ".join(c.cmdline())]
+    return []
+
+
 def connection_split(master: psutil.Process, port: int) -> list[int]:
     """Established client connections each worker holds, largest first. Gunicorn's gthread
     keeps a keep-alive connection with the worker that accepted it, so the split shows how
     evenly the workers share the load."""
     split = []
-    with contextlib.suppress(psutil.Error):
-        for worker in master.children():
-            with contextlib.suppress(psutil.Error):
-                split.append(sum(1 for c in worker.net_connections(kind="tcp")
-                                 if c.status == psutil.CONN_ESTABLISHED
-                                 and c.laddr and c.laddr.port == port))
+    for worker in workers_of(master):
+        with contextlib.suppress(psutil.Error):
+            split.append(sum(1 for c in worker.net_connections(kind="tcp")
+                             if c.status == psutil.CONN_ESTABLISHED
+                             and c.laddr and c.laddr.port == port))
     return sorted(split, reverse=True)
 
 
@@ -296,8 +302,7 @@ def soak(service: ServiceProcess, master: psutil.Process, mpdir: Path, rate: flo
         next_sample = start
         while proc.poll() is None and time.monotonic() < deadline:
             # Worker pids every second: recycled workers live a few seconds only.
-            with contextlib.suppress(psutil.Error):
-                worker_pids.update(c.pid for c in master.children())
+            worker_pids.update(worker.pid for worker in workers_of(master))
             now = time.monotonic()
             if now >= next_sample and now - start <= soak_s:
                 samples.append(sample(service, master, mpdir, web, now - start))
@@ -384,10 +389,8 @@ def top_share(samples: list[dict[str, Any]]) -> dict[str, float]:
 def run_stack(name: str, args: argparse.Namespace) -> dict[str, Any]:
     options = STACKS[name]
     env = dict(os.environ)
-    recycling = options["framework"] == "flask" or options["worker_class"] != "uvicorn"
-    if recycling:
-        env["LOADLAB_MAX_REQUESTS"] = str(args.max_requests)
-        env["LOADLAB_MAX_REQUESTS_JITTER"] = str(args.max_requests_jitter)
+    env["LOADLAB_MAX_REQUESTS"] = str(args.max_requests)
+    env["LOADLAB_MAX_REQUESTS_JITTER"] = str(args.max_requests_jitter)
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp_name:
         tmp = Path(tmp_name)
         with pinned_service(options, env) as service:
@@ -417,10 +420,9 @@ def run_stack(name: str, args: argparse.Namespace) -> dict[str, Any]:
     run["top_worker_connection_share"] = top_share(run["samples"])
     recycles = run["worker_pids_seen"] - options["workers"]
     return {"stack": name, **options,
-            "recycling": ({"max_requests": args.max_requests,
-                           "max_requests_jitter": args.max_requests_jitter,
-                           "workers_replaced_seen": recycles} if recycling else
-                          "none: loadlab serve has no --limit-max-requests for Uvicorn"),
+            "recycling": {"max_requests": args.max_requests,
+                          "max_requests_jitter": args.max_requests_jitter,
+                          "workers_replaced_seen": recycles},
             "capacity": capacity, "soak": run,
             "verdicts": judge(run, start, options["workers"])}
 

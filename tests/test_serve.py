@@ -195,9 +195,10 @@ def test_worker_warning_and_fallback_to_affinity(tmp_path: Path) -> None:
         svc.stop()
 
 
-def run_serve(*args: str) -> subprocess.CompletedProcess[str]:
+def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "loadlab", "serve", *args],
-                          capture_output=True, text=True, timeout=60, check=False)
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env=None if env is None else {**os.environ, **env})
 
 
 @pytest.fixture
@@ -235,6 +236,23 @@ def test_bad_option_exits_2_with_one_line(case: str) -> None:
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "error:" in done.stderr and "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+BAD_RECYCLING = {
+    "one uvicorn process": (["fastapi", "--workers", "1"], {"LOADLAB_MAX_REQUESTS": "100"}),
+    "max requests not a number": (["flask"], {"LOADLAB_MAX_REQUESTS": "lots"}),
+    "negative jitter": (["fastapi", "--workers", "2"],
+                        {"LOADLAB_MAX_REQUESTS": "100", "LOADLAB_MAX_REQUESTS_JITTER": "-5"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RECYCLING))
+def test_bad_recycling_exits_2_with_one_line(case: str) -> None:
+    args, env = BAD_RECYCLING[case]
+    done = run_serve(*args, env=env)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "LOADLAB_MAX_REQUESTS" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_port_in_use_exits_2_before_starting(busy_port: int) -> None:

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -109,16 +110,41 @@ def services_dir() -> Path:
     return Path(loadlab.__file__).resolve().parents[2] / "services"
 
 
+RECYCLING_ENV = ("LOADLAB_MAX_REQUESTS", "LOADLAB_MAX_REQUESTS_JITTER")
+
+
+def recycling(env: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """Worker recycling, the same knobs for both servers: a worker is replaced after
+    LOADLAB_MAX_REQUESTS requests plus up to LOADLAB_MAX_REQUESTS_JITTER more (0: never).
+    Gunicorn reads them in gunicorn_conf.py; Uvicorn gets them as flags."""
+    env = os.environ if env is None else env
+    values = []
+    for name in RECYCLING_ENV:
+        raw = env.get(name, "").strip() or "0"
+        if not raw.isdigit():
+            raise ServeError(f"{name} must be a whole number >= 0, got {raw!r}")
+        values.append(int(raw))
+    return values[0], values[1]
+
+
 def build_command(cfg: ServerConfig) -> list[str]:
     app_dir = services_dir() / cfg.framework
     module = APP_MODULE[cfg.framework]
+    max_requests, jitter = recycling()
     if cfg.server == "uvicorn":
-        return [
+        argv = [
             sys.executable, "-m", "uvicorn", f"{module}:create_app", "--factory",
             "--app-dir", str(app_dir), "--host", cfg.host, "--port", str(cfg.port),
             "--workers", str(cfg.workers), "--loop", cfg.loop, "--http", cfg.http,
             "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "10",
         ]
+        if max_requests:
+            if cfg.workers < 2:  # one Uvicorn process serves alone: no supervisor restarts it
+                raise ServeError("LOADLAB_MAX_REQUESTS under Uvicorn needs --workers 2 or "
+                                 "more: a single Uvicorn process would exit for good")
+            argv += ["--limit-max-requests", str(max_requests),
+                     "--limit-max-requests-jitter", str(jitter)]
+        return argv
     return [
         sys.executable, "-m", "gunicorn", f"{module}:create_app()",
         "--config", str(app_dir / "gunicorn.conf.py"), "--chdir", str(app_dir),
@@ -239,6 +265,7 @@ def _exit_status(returncode: int) -> int:
 def serve(cfg: ServerConfig) -> int:
     """Run the server in the foreground until it exits or we are signalled."""
     check_port(cfg.host, cfg.port)
+    command = build_command(cfg)  # refuses bad recycling settings before anything starts
     received: list[int] = []
     proc: subprocess.Popen[bytes] | None = None
 
@@ -275,7 +302,7 @@ def serve(cfg: ServerConfig) -> int:
         if received:
             return 128 + received[0]  # stopped before the server started
         try:
-            proc = subprocess.Popen(build_command(cfg), env=env,
+            proc = subprocess.Popen(command, env=env,
                                     preexec_fn=partial(_in_child, limit))
         except (OSError, subprocess.SubprocessError) as exc:
             raise ServeError(f"cannot start the {cfg.server} server: {exc}") from None
