@@ -157,8 +157,11 @@ def test_event_loop_lag(service: ServiceProcess) -> None:
 
     before = stalls()
     started = time.monotonic()
-    get_all(service.url, ["/cpu/blocking?work=5000"] * 2)  # ~0.5 s on the loop each
-    assert time.monotonic() - started >= 0.5
+    # ~1.2 s on the loop each: the probe sleeps INTERVAL_S (0.5 s) between looks, so a
+    # stall must outlast it by more than 0.25 s to show as one late wake-up whenever it
+    # starts (a 0.5 s stall could fall inside the probe's sleep and show as nothing).
+    get_all(service.url, ["/cpu/blocking?work=12000"] * 2)
+    assert time.monotonic() - started >= 1.0
     wait_for(lambda: stalls() > before, 5, "a loop stall in the lag histogram")
 
 
