@@ -5,6 +5,8 @@ set by ``loadlab serve``, so the one file serves natively and in containers.
 """
 import os
 
+from loadlab.serve import recycling
+
 bind = os.environ.get("LOADLAB_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("LOADLAB_WORKERS", "1"))
 worker_class = os.environ.get("LOADLAB_GUNICORN_WORKER_CLASS", "sync")
@@ -19,9 +21,8 @@ errorlog = "-"
 loglevel = os.environ.get("LOADLAB_LOG_LEVEL", "warning")
 control_socket_disable = True
 # Worker recycling (soak tests, leak hunts): 0 keeps workers for good. The jitter spreads
-# the restarts so the workers do not all recycle at once.
-max_requests = int(os.environ.get("LOADLAB_MAX_REQUESTS", "0"))
-max_requests_jitter = int(os.environ.get("LOADLAB_MAX_REQUESTS_JITTER", "0"))
+# the restarts so the workers do not all recycle at once. Read as Uvicorn's are (serve.py).
+max_requests, max_requests_jitter = recycling()
 
 
 def child_exit(server: object, worker: object) -> None:

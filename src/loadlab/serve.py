@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -113,14 +112,13 @@ def services_dir() -> Path:
 RECYCLING_ENV = ("LOADLAB_MAX_REQUESTS", "LOADLAB_MAX_REQUESTS_JITTER")
 
 
-def recycling(env: Mapping[str, str] | None = None) -> tuple[int, int]:
+def recycling() -> tuple[int, int]:
     """Worker recycling, the same knobs for both servers: a worker is replaced after
     LOADLAB_MAX_REQUESTS requests plus up to LOADLAB_MAX_REQUESTS_JITTER more (0: never).
     Gunicorn reads them in gunicorn_conf.py; Uvicorn gets them as flags."""
-    env = os.environ if env is None else env
     values = []
     for name in RECYCLING_ENV:
-        raw = env.get(name, "").strip() or "0"
+        raw = os.environ.get(name, "").strip() or "0"
         if not raw.isdigit():
             raise ServeError(f"{name} must be a whole number >= 0, got {raw!r}")
         values.append(int(raw))
