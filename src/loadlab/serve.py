@@ -260,9 +260,20 @@ def _exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+def check_database_url() -> None:
+    """A malformed DATABASE_URL stops the service before it starts, in one line."""
+    from loadlab.db import check_url  # imports the driver: never in a Gunicorn master
+
+    try:
+        check_url(os.environ.get("DATABASE_URL", ""))
+    except ValueError as exc:
+        raise ServeError(str(exc)) from None
+
+
 def serve(cfg: ServerConfig) -> int:
     """Run the server in the foreground until it exits or we are signalled."""
     check_port(cfg.host, cfg.port)
+    check_database_url()
     command = build_command(cfg)  # refuses bad recycling settings before anything starts
     received: list[int] = []
     proc: subprocess.Popen[bytes] | None = None

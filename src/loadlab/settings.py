@@ -20,3 +20,9 @@ class ServiceSettings(BaseSettings):
     upstream_timeout_s: float = Field(default=30.0, gt=0)
     # FastAPI's /cpu/process pool, per worker process.
     process_pool_size: int = Field(default=2, ge=1, le=64)
+    # The database behind /db, /queries, /db/sleep: empty means none configured (503).
+    database_url: str = Field(default="", validation_alias="DATABASE_URL")
+    # Connections per worker process; None picks the worker class's default (db.py).
+    db_pool_size: int | None = Field(default=None, ge=1, le=1000)
+    # How long a request waits for a pooled connection before a 503.
+    db_pool_timeout_s: float = Field(default=5.0, gt=0, le=300)
