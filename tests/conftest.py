@@ -18,3 +18,14 @@ def service(request: pytest.FixtureRequest) -> Iterator[ServiceProcess]:
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    """A seeded PostgreSQL: DATABASE_URL when set."""
+    import os
+
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        pytest.skip("no DATABASE_URL")
+    return url

@@ -71,10 +71,14 @@ def check_url(url: str) -> None:
     import psycopg.conninfo
 
     try:
-        psycopg.conninfo.conninfo_to_dict(url)
+        params = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"DATABASE_URL is malformed: {reason}") from None
+    # libpq reads the port only when it connects: a word there would fail every request.
+    ports = str(params.get("port") or "").split(",")
+    if any(port and not port.isdigit() for port in ports):
+        raise ValueError(f"DATABASE_URL is malformed: port {params['port']!r} is not a number")
 
 
 def random_id() -> int:
