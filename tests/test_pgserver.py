@@ -28,6 +28,7 @@ from loadlab.database import (
 from loadlab.metrics.multiprocess import is_alive
 
 psycopg = pytest.importorskip("psycopg")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +200,23 @@ def test_pg_bin_overrides_and_is_checked(binaries: Binaries,
 
 def test_database_url_fixture(database_url: str) -> None:
     assert _counts(database_url)[0::3] == (10_000, 12)
+
+
+def test_exporter_cpu_query_reads_the_cgroup(database_url: str) -> None:
+    """The compose exporter's extra query (the database container's CPU), run here against
+    a real server, which reads its own cgroup the same way."""
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "postgres" / "exporter-queries.yml").read_text())
+    with psycopg.connect(database_url) as conn:
+        cursor = conn.execute(spec["loadlab_cpu"]["query"].encode())
+        columns = [c.name for c in cursor.description or []]
+        row = cursor.fetchone()
+    names = [next(iter(m)) for m in spec["loadlab_cpu"]["metrics"]]
+    assert columns == names == ["usage_seconds_total", "limit_cores"]
+    usage, limit = row
+    assert usage is not None and usage > 0
+    assert limit is not None and limit >= 0
 
 
 def _db(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
