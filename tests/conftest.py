@@ -1,8 +1,11 @@
-"""Shared fixtures: real services on free loopback ports, one contract for both."""
+"""Shared fixtures: real services on free loopback ports, one contract for both; a real
+PostgreSQL for the database tests."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from typing import NoReturn
 
 import pytest
 from lab_services import VARIANTS, start_service
@@ -20,12 +23,33 @@ def service(request: pytest.FixtureRequest) -> Iterator[ServiceProcess]:
         proc.stop()
 
 
-@pytest.fixture(scope="session")
-def database_url() -> str:
-    """A seeded PostgreSQL: DATABASE_URL when set."""
-    import os
+def postgres_missing(reason: str) -> NoReturn:
+    """Skip with the reason and the fix; fail instead where CI sets LOADLAB_REQUIRE_POSTGRES=1."""
+    message = f"no PostgreSQL for the database tests: {reason}"
+    if os.environ.get("LOADLAB_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"{message} (LOADLAB_REQUIRE_POSTGRES=1)", pytrace=False)
+    pytest.skip(message)
 
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        pytest.skip("no DATABASE_URL")
-    return url
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """``DATABASE_URL`` when set (seeded if needed), else a throwaway cluster, seeded."""
+    from loadlab.database import INSTALL_HINT, PostgresCluster, PostgresUnavailable, seed
+
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        postgres_missing("psycopg is not installed: pip install 'loadlab[db]'")
+    if os.environ.get("DATABASE_URL"):
+        url = os.environ["DATABASE_URL"]
+        seed(url)
+        yield url
+        return
+    try:
+        cluster = PostgresCluster().start()
+    except PostgresUnavailable as exc:
+        postgres_missing(f"{exc}" if "apt-get" in str(exc) else f"{exc}; {INSTALL_HINT}")
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()

@@ -54,6 +54,37 @@ def test_cpu_limit_seen_inside_equals_the_configured_cpus(stack: Stack) -> None:
     assert limits["flask"] == float(stack.env["FLASK_CPUS"])
 
 
+def test_database_seeded_and_watched_by_its_exporter(stack: Stack) -> None:
+    """The postgres service is seeded by seed.sql; Prometheus has its exporter's figures,
+    connections by state, and the container's CPU under the services' names."""
+    import psycopg
+
+    url = f"postgresql://loadlab@127.0.0.1:{stack.ports['POSTGRES_PORT']}/loadlab"
+    with psycopg.connect(url, connect_timeout=10, autocommit=True) as conn:
+        counts = conn.execute("SELECT (SELECT count(*) FROM world), "
+                              "(SELECT count(*) FROM fortune)").fetchone()
+        version = conn.execute("SHOW server_version_num").fetchone()
+        # This connection, idle now, shows in the exporter's connections by state.
+        idle = stack.wait_for("an idle connection counted", lambda: stack.query(
+            'pg_stat_activity_count{service="postgres", datname="loadlab", state="idle"}'
+            ' >= 1'))
+    assert counts == (10_000, 12)
+    assert version is not None and int(version[0]) // 10_000 == 15
+    assert idle["postgres"] >= 1
+    up = stack.wait_for("the exporter scraped", lambda: stack.query(
+        'pg_up{service="postgres"} == 1'))
+    assert up == {"postgres": 1.0}
+    states = stack.prometheus("/api/v1/query", query='pg_stat_activity_count'
+                              '{service="postgres", datname="loadlab"}')["result"]
+    assert {r["metric"].get("state") for r in states} >= {"active", "idle"}, states
+    assert stack.query('pg_stat_database_xact_commit{service="postgres", '
+                       'datname="loadlab"}')["postgres"] > 0
+    cpu = stack.query('loadlab_cpu_usage_seconds_total{service="postgres"}')
+    assert cpu["postgres"] > 0, cpu
+    limit = stack.query('loadlab_cpu_limit_cores{service="postgres"}')
+    assert limit["postgres"] == float(stack.env["POSTGRES_CPUS"])
+
+
 def swarm(stack: Stack, host: str, seconds: float, **options: str) -> dict[str, int]:
     """A bounded swarm through the master's HTTP API; returns Locust's counts by name."""
     stack.locust("/swarm", {"user_count": "8", "spawn_rate": "8", "host": host, **options})
