@@ -272,24 +272,39 @@ class PostgresCluster:
         assert self.binaries is not None and self.directory is not None
         for _attempt in range(3):
             self.port = free_port("127.0.0.1")
-            argv = [self.binaries.exe("postgres"), "-D", str(self.directory / "data"),
-                    "-k", str(self.socket_dir), "-p", str(self.port),
-                    "-c", "listen_addresses=127.0.0.1"]
-            for name, value in self.server_settings().items():
-                argv += ["-c", f"{name}={value}"]
-            preexec = _tied_to(os.getpid(), _libc()) if self.die_with_owner else None
-            with self.log_path.open("ab") as log:
-                self.proc = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    cwd=self.directory, env=_environment(account), start_new_session=True,
-                    preexec_fn=preexec, **_credentials(account),
-                )
-            if self._wait_ready():
+            if self._spawn(account):
                 return
             if "already in use" not in _log_tail(self.log_path, 20):
                 break
         raise ClusterError(f"postgres exited with {self.proc and self.proc.returncode}: "
                            f"{_log_tail(self.log_path)}")
+
+    def restart(self) -> None:
+        """Stop the postmaster (fast shutdown) if it runs, and start it again on the same
+        port with the same data: a database restart as the services see it."""
+        if self.proc is None or self.directory is None:
+            raise ClusterError("the cluster was never started, or was removed")
+        if self.proc.poll() is None:
+            _end(self.proc, self.stop_timeout_s)
+        if not self._spawn(run_user()):
+            raise ClusterError(f"postgres did not restart: {_log_tail(self.log_path)}")
+
+    def _spawn(self, account: pwd.struct_passwd | None) -> bool:
+        """Start the postmaster on ``self.port``; True once it accepts connections."""
+        assert self.binaries is not None and self.directory is not None
+        argv = [self.binaries.exe("postgres"), "-D", str(self.directory / "data"),
+                "-k", str(self.socket_dir), "-p", str(self.port),
+                "-c", "listen_addresses=127.0.0.1"]
+        for name, value in self.server_settings().items():
+            argv += ["-c", f"{name}={value}"]
+        preexec = _tied_to(os.getpid(), _libc()) if self.die_with_owner else None
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.directory, env=_environment(account), start_new_session=True,
+                preexec_fn=preexec, **_credentials(account),
+            )
+        return self._wait_ready()
 
     def _wait_ready(self) -> bool:
         """Poll a connection until it is accepted; False when the postmaster exited."""
