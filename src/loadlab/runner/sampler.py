@@ -282,6 +282,8 @@ class ServerSampler:
         mark = scrapes[self._mark].t if len(scrapes) > self._mark else None
         payload = {
             "format": SAMPLES_FORMAT, "interval_s": self.interval_s,
+            # Locust counts per wall-clock second; this lines its counts up with the scrapes.
+            "t0_unix": round(time.time() - (time.monotonic() - t0), 3),
             "load_began_s": rel(load_began), "measured_from_s": rel(mark),
             "scrapes": [row(s) for s in scrapes],
         }
