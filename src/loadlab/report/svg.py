@@ -158,7 +158,7 @@ class Panel:
     def frame(self, title: str, xlabel: str, ylabel: str, *, xticks: bool = True,
               yticks: bool = True) -> None:
         c, x, y, w, h = self.c, self.x, self.y, self.w, self.h
-        c.text(x, y - 8, title, size=12, weight="600")
+        c.text(x, y - (16 if h > 400 else 8), title, size=12, weight="600")
         if yticks:
             for v in self.ys.ticks():
                 py = self.ys(v)
@@ -171,6 +171,8 @@ class Panel:
                 c.add(f'<line x1="{px:.1f}" y1="{y:.1f}" x2="{px:.1f}" y2="{y + h:.1f}" '
                       f'stroke="{GRID}"/>')
                 c.text(px, y + h + 13, fmt(v), size=10, anchor="middle", colour=AXIS)
+                if h > 400:  # a tall figure: the scale at its top as well
+                    c.text(px, y - 3, fmt(v), size=9, anchor="middle", colour=AXIS)
         c.add(f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" fill="none" '
               f'stroke="{AXIS}" stroke-width="0.8"/>')
         if xlabel:
