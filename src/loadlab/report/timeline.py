@@ -75,7 +75,8 @@ def _panels(run: Run, tl: Timeline) -> list[_Spec]:
     specs.append(_Spec(
         "Requests at once", "requests", _vals(tl.users, tl.served, [held]),
         both(line(tl.users_t, tl.users, light, "2 2"), line(tl.t, tl.served, main), waiting),
-        [("users", light, "2 2"), ("served", main, ""), ("waiting (clients)", GREY, "4 3")]))
+        [("users", light, "2 2"), ("served", main, ""), ("waiting (clients)", GREY, "4 3")],
+        allow_log=True))
     limit = tl.cpu_limit
 
     def cap(p: svg.Panel) -> None:
