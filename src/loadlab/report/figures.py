@@ -86,7 +86,7 @@ def overview(runs: Sequence[Run]) -> str | None:
             if pts and layout.row_h >= 20:
                 c.text(lat.xs(pts[0][1]), y - 7, svg.ms(pts[0][1]), size=9.5,
                        anchor="middle", colour=svg.AXIS)
-        svg.marker_legend(c, lat.x + lat.w - 150, layout.title_h - 8,
+        svg.marker_legend(c, lat.x, layout.title_h + layout.plot_h + 44,
                           (("circle", "p50"), ("ring", "p95"), ("tick", "p99")))
     return c.render()
 
@@ -122,7 +122,7 @@ def memory(runs: Sequence[Run]) -> str | None:
               f'y2="{y:.1f}" stroke="{colour(r)}" stroke-width="2" stroke-opacity="0.5"/>')
         svg.marker(q, s, y, "circle", colour(r), f"served at the server {s:.3g}")
         svg.marker(q, w, y, "ring", colour(r), f"waiting at the clients {w:.3g}")
-    svg.marker_legend(c, q.x + q.w - 290, layout.title_h - 8,
+    svg.marker_legend(c, q.x, layout.title_h + layout.plot_h + 44,
                       (("circle", "served (server)"), ("ring", "waiting (clients)")))
     return c.render()
 

@@ -250,7 +250,7 @@ class Rows:
     panels: int
     width: float = 1040
     title_h: float = 26
-    bottom_h: float = 40
+    bottom_h: float = 54
 
     def __post_init__(self) -> None:
         n = len(self.labels)
