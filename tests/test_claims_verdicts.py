@@ -39,13 +39,14 @@ def record(users: int = 4, rps: float = 100.0, mean: float = 40.0, p50: float = 
 
 def good_runs() -> dict[str, dict[str, Any]]:
     runs = {
-        "async-io": record(users=200, rps=1900, mean=104, p50=102),
+        "async-io": record(users=200, rps=1900, mean=104, p50=102,
+                           server={"requests_in_progress": 196.0}),
         "loop-blocking": record(probe_ms={"p50": 30.0}),
         "loop-threadpool": record(probe_ms={"p50": 3.0}),
         "sync-2": record(users=20, rps=19.5, workers=2),
         "gthread-2x4": record(users=20, rps=78, workers=2, threads=4, worker_class="gthread"),
         "sync-memory": record(users=12, rps=115, mean=104, workers=12,
-                              server={"memory_bytes": 400e6}),
+                              server={"memory_bytes": 400e6, "requests_in_progress": 11.0}),
     }
     for rep in range(2):
         runs[f"procs-1#{rep}"] = record(rps=95)
@@ -88,7 +89,10 @@ def test_nothing_measured_is_inconclusive_with_the_reason() -> None:
     ("event-loop-blocking", {"loop-blocking": dict(probe_ms={"p50": 4.5})}, UNSURE),
     ("sync-worker-per-request", {"sync-2": dict(rps=60)}, FAILS),
     ("sync-memory-per-concurrency",
-     {"sync-memory": dict(server={"memory_bytes": 4e6})}, FAILS),
+     {"sync-memory": dict(server={"memory_bytes": 4e6, "requests_in_progress": 11.0})}, FAILS),
+    ("sync-memory-per-concurrency",
+     {"sync-memory": dict(server={"memory_bytes": 400e6, "requests_in_progress": None})},
+     UNSURE),
     ("cpu-scales-with-processes", {"procs-n#0": dict(rps=96), "procs-n#1": dict(rps=97)},
      FAILS),
     ("cpu-scales-with-processes",

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from loadlab.report.concurrency import client_in_flight, memory_per_request, served
 from loadlab.runner.options import RunSpec
 
 HOLDS, FAILS, UNSURE = "holds", "does not hold", "inconclusive"
@@ -120,13 +121,6 @@ def _ok(run: dict[str, Any] | None) -> bool:
     return bool(run) and run.get("status") == "ok" and bool(run.get("requests"))  # type: ignore[union-attr]
 
 
-def in_flight(run: dict[str, Any]) -> float:
-    """Requests in the server at once (Little's law: throughput × mean latency)."""
-    lat = run["latency_ms"]
-    mean = lat.get("mean") or lat.get("p50") or 0.0
-    return float(run["rps"]) * float(mean) / 1000.0
-
-
 def _missing(cid: str, text: str, names: list[str], runs: Runs) -> Verdict | None:
     absent = [n for n in names if not _ok(runs.get(n)) and not _reps(runs, n)]
     if not absent:
@@ -144,7 +138,7 @@ def async_io(runs: Runs, cores: int) -> Verdict:
         return v
     run = runs["async-io"]
     users, io_ms = run["users"], run["io_ms"] or 100
-    held = in_flight(run)
+    held = client_in_flight(run)
     p50 = run["latency_ms"]["p50"]
     errors = run["failures"] / run["requests"]
     busy = _busy([run])
@@ -214,13 +208,16 @@ def sync_memory(runs: Runs, cores: int) -> Verdict:
         aio.get("server") or {}).get("memory_bytes")
     if not ms or not ma:
         return Verdict(cid, text, UNSURE, "memory was not measured")
-    hs, ha = max(in_flight(sync), 1.0), max(in_flight(aio), 1.0)
-    per_s, per_a = ms / hs, ma / ha
+    per_s, per_a = memory_per_request(sync), memory_per_request(aio)
+    hs, ha = served(sync), served(aio)
+    if per_s is None or per_a is None or hs is None or ha is None:
+        return Verdict(cid, text, UNSURE, "requests in progress at the server were not sampled")
     ratio = per_s / per_a
-    evidence = (f"Gunicorn sync x{sync['workers']}: {ms / 1e6:,.0f} MB PSS for {hs:.0f} in flight "
-                f"= {per_s / 1e6:.2f} MB each; 1 Uvicorn process: {ma / 1e6:,.0f} MB for "
-                f"{ha:.0f} in flight = {per_a / 1e6:.3f} MB each; {ratio:.1f}x "
-                f"(holds: >= 3x, does not hold: <= 1.5x)")
+    evidence = (f"Gunicorn sync x{sync['workers']}: {ms / 1e6:,.0f} MB PSS serving {hs:.1f} "
+                f"requests at once = {per_s / 1e6:.2f} MB each; 1 Uvicorn process: "
+                f"{ma / 1e6:,.0f} MB serving {ha:.1f} = {per_a / 1e6:.3f} MB each; {ratio:.1f}x "
+                f"(served: the server's own http_requests_in_progress over the window; "
+                f"holds: >= 3x, does not hold: <= 1.5x)")
     if ratio >= 3:
         return Verdict(cid, text, HOLDS, evidence)
     if ratio <= 1.5:

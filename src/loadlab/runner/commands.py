@@ -84,6 +84,10 @@ def specs_from(args: argparse.Namespace) -> list[RunSpec]:
 
 
 def finish(outcome: Outcome, gates: Gates, out: Path) -> int:
+    from loadlab.report.headline import sentences, with_locust_defaults
+
+    for line in sentences(with_locust_defaults(outcome.results.runs, out)):
+        print(line)
     if outcome.report is not None:
         print(f"report: {outcome.report}")
     print(f"results: {out / 'summary.json'}")

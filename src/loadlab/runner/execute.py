@@ -109,6 +109,9 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
         locust_cpu_at_end = locust.cpu_seconds() or locust_cpu_last
         window = sampler.window()
         sampler.stop()
+        samples = raw_dir / f"{run_id}.samples.json"
+        sampler.dump(samples, load_began)
+        record["samples"] = f"{raw_dir.name}/{samples.name}"
         alive_at_end = runtime.alive()
         locust.stop()
         if died or not alive_at_end:
@@ -149,6 +152,8 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             throttled_seconds=_rounded(window.throttled_seconds, 3),
             throttled_share=_rounded(window.throttled_share, 4),
             memory_bytes=int(window.memory_bytes) if window.memory_bytes else None,
+            requests_in_progress=_rounded(window.in_progress_mean, 2),
+            in_progress_samples=window.in_progress_samples,
             source=window.source, scrape_errors=sampler.scrape_errors,
         )
         probes = sampler.probe_ms()

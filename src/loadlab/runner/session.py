@@ -41,7 +41,8 @@ def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
 
 def describe(run: dict[str, Any]) -> str:
     head = (f"{run['target']} {run['worker_class']} w{run['workers']} t{run['threads']} "
-            f"cpus={run['cpus'] or '-'} {run['scenario']} u{run['users']}")
+            f"{'cpus=' + format(run['cpus'], 'g') if run['cpus'] else 'no CPU limit'} "
+            f"{run['scenario']} u{run['users']}")
     if run["status"] != "ok":
         return f"{head}: FAILED - {run.get('error')}"
     lat = run["latency_ms"]
