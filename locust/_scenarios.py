@@ -12,6 +12,7 @@ from typing import Any
 
 from _options import Knobs
 
+from loadlab.database.seed import WORLD_ROWS
 from loadlab.workloads import cpu_work
 
 # Results of cpu_work are checked exactly up to this size; above it, computing the
@@ -113,7 +114,6 @@ def upstream(client: Any, k: Knobs) -> None:
     _get_json(client, f"/upstream?ms={k.io_ms}", "/upstream", check)
 
 
-WORLD_ROWS = 10_000  # the seeded world table's ids run 1..10000 (loadlab.db.WORLD_ROWS)
 
 
 def _world_problem(row: Any) -> str | None:
