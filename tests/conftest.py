@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import requirements_probe
 from lab_services import VARIANTS, start_service
 
 from loadlab.launch import ServiceProcess
@@ -18,3 +19,16 @@ def service(request: pytest.FixtureRequest) -> Iterator[ServiceProcess]:
         yield proc
     finally:
         proc.stop()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`@pytest.mark.requires("promtool", ...)`: skip, or fail where required (CI)."""
+    for mark in item.iter_markers("requires"):
+        for name in mark.args:
+            requirements_probe.require(name, requirements_probe.missing(name))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    line = requirements_probe.summary_line()
+    if line is not None:
+        terminalreporter.write_line(line, yellow=True)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from requirements_probe import require
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
@@ -134,7 +135,7 @@ SECRET_SHAPES = re.compile("|".join([
 ]))
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="no git")
+@pytest.mark.requires("git")
 def test_no_key_or_token_in_the_tracked_files() -> None:
     listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True,
                             text=True, timeout=30, check=False)
@@ -157,11 +158,12 @@ def _compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")
 def test_compose_v2_accepts_the_file_and_rejects_a_non_numeric_cpu_count() -> None:
-    if subprocess.run(["docker", "compose", "version"], capture_output=True,
-                      check=False).returncode != 0:
-        pytest.skip("Compose v2 is not installed (.ci/install-compose-v2 installs it)")
+    if shutil.which("docker") is None:
+        require("docker", "no docker CLI")
+    elif subprocess.run(["docker", "compose", "version"], capture_output=True,
+                        check=False).returncode != 0:
+        require("docker", "Compose v2 (`docker compose`) is not installed")
     ok = _compose_config({})
     assert ok.returncode == 0, ok.stderr
     bad = _compose_config({"FASTAPI_CPUS": "two"})

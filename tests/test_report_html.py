@@ -74,10 +74,9 @@ def test_report_is_self_contained(report: Path) -> None:
 
 
 @pytest.mark.browser
+@pytest.mark.requires("chromium")
 def test_plots_are_drawn_in_chromium(report: Path, tmp_path: Path) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    import playwright.sync_api as sync_api
     requests: list[str] = []
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
