@@ -1,0 +1,57 @@
+"""`make install` from the lock: the lock matches pyproject.toml, a stale one or a Python
+that cannot make the venv is one line and exit 2 (scripts/preflight.py, scripts/lock.py)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFLIGHT = ROOT / "scripts" / "preflight.py"
+
+
+def _preflight(code: str = "", cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """Run preflight.py as a script after `code` (which fakes the Python it runs on)."""
+    script = (f"import runpy, sys\n{code}\n"
+              f"runpy.run_path({str(cwd / 'scripts' / 'preflight.py')!r}, run_name='__main__')")
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def _one_line(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 2, done
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("make install: ")
+    return line
+
+
+def test_lock_and_requirement_files_match_pyproject() -> None:
+    assert _preflight().returncode == 0
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "lock.py"), "--check"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_changed_pyproject_is_a_stale_lock(tmp_path: Path) -> None:
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(PREFLIGHT, tmp_path / "scripts")
+    shutil.copy(ROOT / "uv.lock", tmp_path)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"rich>=13.9"' in pyproject
+    (tmp_path / "pyproject.toml").write_text(
+        pyproject.replace('"rich>=13.9"', '"rich>=13.9", "tomli-w"'))
+    line = _one_line(_preflight(cwd=tmp_path))
+    assert "uv.lock does not match pyproject.toml (tomli-w)" in line and "make lock" in line
+
+
+def test_an_old_python_is_one_line() -> None:
+    line = _one_line(_preflight("sys.version_info = (3, 10, 14, 'final', 0)"))
+    assert "Python 3.11+ is needed" in line and "is 3.10" in line
+
+
+def test_a_python_without_venv_is_one_line() -> None:
+    line = _one_line(_preflight("sys.modules['ensurepip'] = None"))
+    assert "apt-get install -y python3-venv" in line
+
