@@ -55,3 +55,11 @@ def test_a_python_without_venv_is_one_line() -> None:
     line = _one_line(_preflight("sys.modules['ensurepip'] = None"))
     assert "apt-get install -y python3-venv" in line
 
+
+
+def test_images_and_ci_install_from_the_lock() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for extra in ("fastapi", "flask", "locust"):
+        assert f"requirements/{extra}.txt" in dockerfile
+    assert dockerfile.count("--require-hashes") >= 3
+    assert "--require-hashes -r requirements/all.txt" in (ROOT / "Makefile").read_text()
