@@ -91,7 +91,7 @@ def test_service_that_fails_to_start_shows_its_log(tmp_path: Path) -> None:
                           "--out", str(tmp_path / "r")], environment)
         assert result.returncode == 2
         line = one_line_error(result.stderr)
-        assert "did not start" in line and "gunicorn.conf.py" in line  # its last log line
+        assert "did not start" in line and "nowhere/flask" in line  # its last log line
         assert_nothing_left(tag)
     finally:
         kill_tagged(tag)

@@ -145,7 +145,7 @@ def build_command(cfg: ServerConfig) -> list[str]:
         return argv
     return [
         sys.executable, "-m", "gunicorn", f"{module}:create_app()",
-        "--config", str(app_dir / "gunicorn.conf.py"), "--chdir", str(app_dir),
+        "--config", "python:loadlab.gunicorn_conf", "--chdir", str(app_dir),
     ]
 
 
