@@ -3,10 +3,14 @@ that cannot make the venv is one line and exit 2 (scripts/preflight.py, scripts/
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFLIGHT = ROOT / "scripts" / "preflight.py"
@@ -63,3 +67,50 @@ def test_images_and_ci_install_from_the_lock() -> None:
         assert f"requirements/{extra}.txt" in dockerfile
     assert dockerfile.count("--require-hashes") >= 3
     assert "--require-hashes -r requirements/all.txt" in (ROOT / "Makefile").read_text()
+
+
+def test_no_module_finds_the_checkout_by_counting_parents() -> None:
+    offenders = [f"{path.relative_to(ROOT)}:{n}" for path in (ROOT / "src").rglob("*.py")
+                 for n, line in enumerate(path.read_text().splitlines(), 1)
+                 if re.search(r"__file__\)?\.resolve\(\)\.parents\[|\.parents\[\d\]", line)]
+    assert not offenders, offenders
+
+
+@pytest.mark.slow
+def test_a_non_editable_install_finds_the_lab_from_its_root(tmp_path: Path) -> None:
+    """`pip install .` into a fresh venv (dependencies borrowed from this one through a .pth
+    file, so only the package itself is built): commands run outside the checkout say in
+    one line where the files are missing, and work with --repo."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path("
+                           "'purelib'))"], capture_output=True, text=True, check=True,
+                          timeout=60).stdout.strip()
+    borrowed = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig."
+                               "get_path('purelib'))"], capture_output=True, text=True,
+                              check=True, timeout=60).stdout.strip()
+    Path(site, "borrowed.pth").write_text(borrowed + "\n")
+    built = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(ROOT)],
+                           capture_output=True, text=True, timeout=600, check=False)
+    assert built.returncode == 0, built.stderr[-2000:]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("LOADLAB_REPO", "PYTHONPATH")}
+
+    def loadlab(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(venv / "bin" / "loadlab"), *args], cwd=elsewhere, env=env,
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    where = subprocess.run([str(python), "-c", "import loadlab; print(loadlab.__file__)"],
+                           cwd=elsewhere, capture_output=True, text=True, check=True,
+                           timeout=60).stdout
+    assert where.startswith(site), where  # the installed copy, not the checkout's src/
+    assert loadlab("--version").returncode == 0
+    for args in (["dashboards", "--check"], ["serve", "fastapi", "--port", "9"]):
+        done = loadlab(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        [line] = done.stderr.strip().splitlines()
+        assert "not found in" in line and "--repo DIR" in line, line
+    done = loadlab("--repo", str(ROOT), "dashboards", "--check")
+    assert done.returncode == 0, done.stderr

@@ -23,6 +23,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from loadlab.paths import LabFilesMissing, lab_root
+
 BASE_IMAGE = "loadlab/python-base:bookworm"
 PROMETHEUS_IMAGE = "loadlab/prometheus:debian"
 SUITE = "bookworm"
@@ -35,10 +37,6 @@ OFFLINE_SERVICES = ("fastapi", "flask", "locust-master", "locust-worker", "prome
 
 class OfflineError(RuntimeError):
     """A missing tool or a failed step; the message is one line for the user."""
-
-
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
 
 
 def _need(tool: str, hint: str) -> None:
@@ -98,7 +96,7 @@ def build_base(tag: str = BASE_IMAGE, mirror: str | None = None) -> None:
 
 
 def build_prometheus(base: str = BASE_IMAGE, tag: str = PROMETHEUS_IMAGE) -> None:
-    root = repo_root()
+    root = lab_root()
     _run([
         "docker", "build", "--build-arg", f"BASE_IMAGE={base}", "-t", tag,
         "-f", str(root / "prometheus" / "Dockerfile.debian"), str(root / "prometheus"),
@@ -113,7 +111,7 @@ def compose_env(base: str = BASE_IMAGE, prometheus: str = PROMETHEUS_IMAGE) -> d
 def build_lab_images(base: str = BASE_IMAGE) -> None:
     """The lab's own images from the same Dockerfiles users build, on the Debian base."""
     env = {**os.environ, **compose_env(base)}
-    _run(["docker", "compose", "--project-directory", str(repo_root()), "build",
+    _run(["docker", "compose", "--project-directory", str(lab_root()), "build",
           "fastapi", "flask", "locust-master"], env=env)
 
 
@@ -133,11 +131,11 @@ def build_all(rebuild_base: bool = False, mirror: str | None = None) -> Path:
         build_base(mirror=mirror)
     build_prometheus()
     build_lab_images()
-    env_file = repo_root() / ".offline" / "images.env"
+    env_file = lab_root() / ".offline" / "images.env"
     write_env_file(env_file)
     print(f"built in {time.monotonic() - started:.0f} s; start the lab without Grafana "
           "(no offline image exists for it):")
-    print(f"  docker compose --env-file {env_file.relative_to(repo_root())} up -d --wait "
+    print(f"  docker compose --env-file {env_file.relative_to(lab_root())} up -d --wait "
           + " ".join(OFFLINE_SERVICES))
     return env_file
 
@@ -154,6 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OfflineError as exc:
         print(f"loadlab offline: error: {exc}", file=sys.stderr)
         return 1
+    except LabFilesMissing as exc:
+        print(f"loadlab offline: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

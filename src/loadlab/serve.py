@@ -23,9 +23,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Literal
 
-import loadlab
 from loadlab import cgroup, cpulimit
 from loadlab.metrics.multiprocess import is_alive
+from loadlab.paths import lab_path
 
 Framework = Literal["fastapi", "flask"]
 
@@ -106,7 +106,7 @@ def services_dir() -> Path:
     configured = os.environ.get("LOADLAB_SERVICES_DIR")
     if configured:
         return Path(configured)
-    return Path(loadlab.__file__).resolve().parents[2] / "services"
+    return lab_path("services", "fastapi/fastapi_app.py")
 
 
 RECYCLING_ENV = ("LOADLAB_MAX_REQUESTS", "LOADLAB_MAX_REQUESTS_JITTER")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadlab.paths import lab_root
 from loadlab.runner.options import OptionError
 from loadlab.runner.prometheus_watch import PrometheusWatch
 from loadlab.runner.runtime import Endpoint, Placement, RuntimeError_, available_cores
@@ -30,10 +31,6 @@ UP_TIMEOUT_S = 180
 
 class ComposeUnavailable(OptionError):
     """What is missing to drive the compose stack; one line for the user."""
-
-
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[3]
 
 
 def _first_line(text: str) -> str:
@@ -98,7 +95,7 @@ class ComposeRuntime:
     """Variants of fastapi/flask as the compose project's services (see module doc)."""
 
     name: str = "compose"
-    project_dir: Path = field(default_factory=repo_root)
+    project_dir: Path = field(default_factory=lab_root)
     project: str | None = None  # None: the compose file's `name:` (loadlab)
     env: dict[str, str] = field(default_factory=dict)  # extra variables (ports, images)
     pin: bool = True  # give the service its own cores (cpuset) when there are enough

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import loadlab
+from loadlab.paths import LabFilesMissing, lab_root
 
 PACKAGES = (
     "loadlab", "fastapi", "starlette", "uvicorn", "uvicorn-worker", "flask", "werkzeug",
@@ -22,8 +22,8 @@ PACKAGES = (
 
 
 def git_commit() -> str:
-    repo = Path(loadlab.__file__).resolve().parents[2]
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
+    with contextlib.suppress(OSError, subprocess.SubprocessError, LabFilesMissing):
+        repo = lab_root()
         out = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
             timeout=10,
