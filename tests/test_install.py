@@ -91,7 +91,12 @@ def test_a_non_editable_install_finds_the_lab_from_its_root(tmp_path: Path) -> N
                                "get_path('purelib'))"], capture_output=True, text=True,
                               check=True, timeout=60).stdout.strip()
     Path(site, "borrowed.pth").write_text(borrowed + "\n")
-    built = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(ROOT)],
+    source = tmp_path / "source"  # a copy: setuptools writes build/ beside the sources
+    shutil.copytree(ROOT / "src", source / "src",
+                    ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, source / name)
+    built = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(source)],
                            capture_output=True, text=True, timeout=600, check=False)
     assert built.returncode == 0, built.stderr[-2000:]
     elsewhere = tmp_path / "elsewhere"
@@ -114,3 +119,14 @@ def test_a_non_editable_install_finds_the_lab_from_its_root(tmp_path: Path) -> N
         assert "not found in" in line and "--repo DIR" in line, line
     done = loadlab("--repo", str(ROOT), "dashboards", "--check")
     assert done.returncode == 0, done.stderr
+
+
+def test_the_docs_cite_only_the_projects_own_files() -> None:
+    outside = "DESIGN" + ".md"  # a contract page users do not have; docs/design.md is ours
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True,
+                            text=True, timeout=30, check=False).stdout.split()
+    if not listed:
+        pytest.skip("not a git checkout")
+    citing = [name for name in listed if (ROOT / name).is_file()
+              and outside in (ROOT / name).read_text(errors="replace")]
+    assert not citing, citing

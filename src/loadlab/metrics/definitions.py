@@ -1,4 +1,4 @@
-"""The metric objects of DESIGN.md's "Metrics contract", defined once for both services.
+"""The metric objects of docs/design.md's "Metrics contract", defined once for both services.
 
 They live in their own registry (``HTTP_REGISTRY``), never in prometheus_client's global
 one: a single-process service renders this registry, a multi-process one renders the

@@ -1,6 +1,6 @@
 """Server figures during a run: scrapes the service's /metrics once a second.
 
-The service's own metrics (names fixed in DESIGN.md) give CPU used, throttling and memory
+The service's own metrics (names fixed in docs/design.md) give CPU used, throttling and memory
 as the service's cgroup sees them. For a local service the process tree is read too
 (CPU times and PSS through psutil), so figures exist even where a metric is missing.
 Live throughput and p95 for the progress display come from the request counter and
