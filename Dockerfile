@@ -34,7 +34,7 @@ RUN pip install --no-deps /tmp/wheels/loadlab-*.whl && rm -rf /tmp/wheels
 COPY src/loadlab/healthcheck.sh /app/healthcheck.sh
 COPY services/fastapi /app/services/fastapi
 ENV LOADLAB_SERVICES_DIR=/app/services
-USER loadlab
+USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=20s --timeout=3s --retries=3 \
     CMD ["bash", "/app/healthcheck.sh", "http://127.0.0.1:8000/healthz"]
@@ -49,7 +49,7 @@ RUN pip install --no-deps /tmp/wheels/loadlab-*.whl && rm -rf /tmp/wheels
 COPY src/loadlab/healthcheck.sh /app/healthcheck.sh
 COPY services/flask /app/services/flask
 ENV LOADLAB_SERVICES_DIR=/app/services
-USER loadlab
+USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=20s --timeout=3s --retries=3 \
     CMD ["bash", "/app/healthcheck.sh", "http://127.0.0.1:8000/healthz"]
@@ -65,7 +65,7 @@ COPY --from=package /wheels /tmp/wheels
 RUN pip install --no-deps /tmp/wheels/loadlab-*.whl && rm -rf /tmp/wheels
 COPY src/loadlab/healthcheck.sh /app/healthcheck.sh
 COPY locust /app/locust
-USER loadlab
+USER 10001
 EXPOSE 8089 5557
 ENTRYPOINT ["locust"]
 CMD ["-f", "/app/locust/locustfile.py,/app/locust/shapes.py", "--class-picker"]

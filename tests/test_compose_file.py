@@ -110,7 +110,7 @@ def test_hardening_and_non_root() -> None:
         assert "no-new-privileges:true" in svc["security_opt"], name
         assert "cap_add" not in svc and not svc.get("privileged"), name  # nothing added back
     for target in LAB_TARGETS:
-        assert re.search(r"^USER loadlab$", STAGES[target], re.M), target
+        assert re.search(r"^USER 10001$", STAGES[target], re.M), target  # uid of loadlab
     assert "LOADLAB_IN_CONTAINER=1" in STAGES["base"]
     for name in ("fastapi", "flask"):
         assert SERVICES[name]["command"][0] == "serve"

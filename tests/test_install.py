@@ -130,3 +130,20 @@ def test_the_docs_cite_only_the_projects_own_files() -> None:
     citing = [name for name in listed if (ROOT / name).is_file()
               and outside in (ROOT / name).read_text(errors="replace")]
     assert not citing, citing
+
+
+def test_make_lint_covers_every_shell_script_dockerfile_and_workflow() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True,
+                            text=True, timeout=30, check=False).stdout.split()
+    if not listed:
+        pytest.skip("not a git checkout")
+    scripts = [name for name in listed if (ROOT / name).is_file() and (
+        name.endswith(".sh") or (ROOT / name).read_bytes()[:40].split(b"\n")[0]
+        in (b"#!/bin/sh", b"#!/usr/bin/env bash", b"#!/bin/bash"))]
+    dockerfiles = [name for name in listed if Path(name).name.startswith("Dockerfile")]
+    assert scripts and dockerfiles
+    missing = [name for name in scripts + dockerfiles if name not in makefile]
+    assert not missing, f"not linted by make lint: {missing}"
+    assert "check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/" \
+        in makefile
