@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadlab.loopback import is_loopback
 from loadlab.paths import lab_root
 from loadlab.runner.options import OptionError
 from loadlab.runner.prometheus_watch import PrometheusWatch
@@ -85,7 +86,7 @@ def loopback_url(published: str) -> str:
     if not port.isdigit():
         raise RuntimeError_(f"unexpected published address {published.strip()!r}")
     host = host.strip("[]")
-    if host in ("0.0.0.0", "::", "") or not (host.startswith("127.") or host == "::1"):
+    if not is_loopback(host) or host == "localhost":
         host = "127.0.0.1"
     return f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
 
