@@ -102,6 +102,20 @@ class ServerConfig:
         return self.server == "gunicorn" or self.workers > 1
 
 
+def serve_argv(cfg: ServerConfig) -> list[str]:
+    """The command line of ``loadlab serve`` for `cfg` (launch starts it; serve runs itself
+    again under systemd-run)."""
+    argv = [
+        sys.executable, "-m", "loadlab", "serve", cfg.framework, "--host", cfg.host,
+        "--port", str(cfg.port), "--workers", str(cfg.workers),
+        "--worker-class", cfg.worker_class, "--threads", str(cfg.threads),
+        "--loop", cfg.loop, "--http", cfg.http,
+    ]
+    if cfg.cpus:
+        argv += ["--cpus", str(cfg.cpus)]
+    return argv
+
+
 def services_dir() -> Path:
     configured = os.environ.get("LOADLAB_SERVICES_DIR")
     if configured:
@@ -283,8 +297,6 @@ def serve(cfg: ServerConfig) -> int:
         limit = cpulimit.limit_cpus(cfg.cpus)
     if limit.wrapper:
         # Re-execute serve inside a systemd scope: same pid, same process group.
-        from loadlab.launch import serve_argv
-
         os.environ[cpulimit.SCOPE_ENV] = "1"
         os.execvp(limit.wrapper[0], [*limit.wrapper, *serve_argv(cfg)])
     metrics_dir: Path | None = None

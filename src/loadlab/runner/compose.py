@@ -22,7 +22,7 @@ from loadlab.loopback import is_loopback
 from loadlab.paths import lab_root
 from loadlab.runner.options import OptionError
 from loadlab.runner.prometheus_watch import PrometheusWatch
-from loadlab.runner.runtime import Endpoint, Placement, RuntimeError_, available_cores
+from loadlab.runner.runtime_base import Endpoint, Placement, RuntimeError_, available_cores
 from loadlab.serve import ServerConfig
 
 CONTAINER_PORT = 8000
