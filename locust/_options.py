@@ -12,11 +12,8 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from loadlab.contract import MAX_CPU_WORK, MAX_IO_MS, MAX_QUERIES
+from loadlab.names import SCENARIOS
 
-SCENARIOS = (
-    "json", "io", "cpu", "cpu-blocking", "cpu-process", "mixed", "upstream", "echo",
-    "request", "db", "queries", "db-sleep", "db-blocking", "all",
-)
 # The web-UI dropdown offers these; "host" uses Locust's own Host field / --host.
 TARGETS = ("host", "fastapi", "flask")
 TARGET_ENV = {"fastapi": "LOADLAB_FASTAPI_URL", "flask": "LOADLAB_FLASK_URL"}

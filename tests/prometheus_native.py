@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -23,10 +22,6 @@ from loadlab.launch import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRYPOINT = ROOT / "prometheus" / "entrypoint.sh"
-
-
-def have_prometheus() -> bool:
-    return shutil.which("prometheus") is not None and shutil.which("promtool") is not None
 
 
 def start(data_dir: Path, scrape_interval: str = "5s") -> tuple[subprocess.Popen[bytes], int]:

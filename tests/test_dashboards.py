@@ -78,7 +78,7 @@ def test_comparison_has_the_panels_the_lab_needs() -> None:
     assert any(a.get("expr") for a in board["annotations"]["list"]), "no load-run annotation"
 
 
-@pytest.mark.skipif(not prom.have_prometheus(), reason="needs Debian's prometheus package")
+@pytest.mark.requires("prometheus")
 def test_every_query_parses_in_prometheus(tmp_path: Path) -> None:
     values = {"service": "fastapi|flask", "handler": ".*"}
     with prom.running(tmp_path) as port:

@@ -159,11 +159,11 @@ def test_real_run_prints_the_headline_and_counts_served_requests(
 
 
 @pytest.mark.browser
+@pytest.mark.requires("chromium")
 def test_real_run_report_draws_every_figure_with_data(real_run: tuple[Path, str],
                                                       tmp_path: Path) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    import playwright.sync_api as sync_api
+
     page_path = real_run[0] / "report.html"
     assert page_path.stat().st_size < 3_000_000
     requests: list[str] = []

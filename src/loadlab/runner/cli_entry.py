@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from loadlab.names import SCENARIOS
+
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", default="native", help="native (default) or compose")
     p.add_argument("--target", default="both", help="fastapi, flask or both")
-    p.add_argument("--scenario", required=True,
-                   help="json, io, cpu, cpu-blocking, cpu-process, mixed, upstream, echo, "
-                        "request, db, queries, db-sleep, db-blocking, all")
+    p.add_argument("--scenario", required=True, help=", ".join(SCENARIOS))
     p.add_argument("--users", default="10")
     p.add_argument("--spawn-rate", default=None, help="users started per second (default: all)")
     p.add_argument("--duration", default="30s", help="measured time after the warm-up")

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from loadlab.runner.options import DB_SCENARIOS, OptionError, RunSpec
+from loadlab.names import DB_SCENARIOS
+from loadlab.runner.options import OptionError, RunSpec
 from loadlab.runner.runtime import pin_tree
 from loadlab.runner.sampler import tree_figures
 

@@ -67,6 +67,17 @@ def service_env(spec: RunSpec, database: RunDatabase | None) -> dict[str, str]:
     return env
 
 
+def saturation_warning(lab: dict[str, Any] | None) -> str | None:
+    """The locustfile's load-generator CPU warning (it samples every second in the measured
+    window; Locust's own never fires in short runs), as one line for the run, or None."""
+    if not lab or not lab.get("locust_cpu_warning"):
+        return None
+    peaks = lab.get("locust_cpu_peak_percent") or {}
+    peak = max((float(v) for v in peaks.values()), default=0.0)
+    return (f"warning: the load generator reached {peak:.0f}% CPU: it may be what limits "
+            "this measurement (fewer users per process, or more cores for Locust)")
+
+
 def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             tick: Tick | None = None, leftovers: Leftovers | None = None,
             database: RunDatabase | None = None) -> dict[str, Any]:
@@ -207,6 +218,10 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
         }
         if isinstance(runtime, RunNotes):
             record.update(runtime.run_notes())
+        warning = saturation_warning(locust.lab_report())
+        record["load"]["saturated"] = warning is not None
+        if warning is not None:
+            record["notes"] = [*record.get("notes", ()), warning]
         return record
     finally:
         if watch is not None:

@@ -199,7 +199,7 @@ def parse_matrix(text: str, path: Path = Path("matrix.toml")) -> Matrix:
     targets = reader.strs(table.get("targets", list(TARGETS)), "matrix.targets", TARGETS, sec)
     if "scenarios" not in table:
         raise MatrixError(f"{path.name}: [matrix] needs scenarios = [...]")
-    from loadlab.runner.options import SCENARIOS
+    from loadlab.names import SCENARIOS
 
     scenarios = reader.strs(table["scenarios"], "matrix.scenarios", SCENARIOS, sec)
     users = reader.ints(table.get("users", 10), "matrix.users", 1, 100_000, sec)

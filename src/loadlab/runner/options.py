@@ -11,15 +11,10 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from loadlab.names import SCENARIOS
 from loadlab.serve import DEFAULT_WORKER_CLASS, WORKER_CLASSES, ServeError, ServerConfig
 
 TARGETS = ("fastapi", "flask")
-SCENARIOS = (
-    "json", "io", "cpu", "cpu-blocking", "cpu-process", "mixed", "upstream", "echo",
-    "request", "db", "queries", "db-sleep", "db-blocking", "all",
-)
-# Scenarios whose requests need a database (the runner starts one natively if needed).
-DB_SCENARIOS = ("db", "queries", "db-sleep", "db-blocking")
 MAX_DURATION_S = 24 * 3600.0
 MAX_USERS = 100_000
 

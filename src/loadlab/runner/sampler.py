@@ -1,6 +1,6 @@
 """Server figures during a run: scrapes the service's /metrics once a second.
 
-The service's own metrics (names fixed in DESIGN.md) give CPU used, throttling and memory
+The service's own metrics (names fixed in docs/design.md) give CPU used, throttling and memory
 as the service's cgroup sees them. For a local service the process tree is read too
 (CPU times and PSS through psutil), so figures exist even where a metric is missing.
 Live throughput and p95 for the progress display come from the request counter and
@@ -21,6 +21,8 @@ from typing import Any
 
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
+
+from loadlab.proctree import tree_figures
 
 IGNORED_HANDLERS = {"/metrics", "/healthz"}
 SAMPLES_FORMAT = "loadlab-samples/1"
@@ -104,20 +106,6 @@ def histogram_quantile(q: float, before: dict[float, float], after: dict[float, 
             return prev_le + (le - prev_le) * ((rank - prev_count) / width if width else 1.0)
         prev_le, prev_count = le, count
     return prev_le
-
-
-def tree_figures(pid: int) -> tuple[float, float]:
-    """CPU seconds (live processes plus reaped children) and summed PSS of a process tree."""
-    root = psutil.Process(pid)
-    procs = [root, *root.children(recursive=True)]
-    cpu = 0.0
-    pss = 0.0
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            times = proc.cpu_times()
-            cpu += times.user + times.system + times.children_user + times.children_system
-            pss += getattr(proc.memory_full_info(), "pss", 0.0)
-    return cpu, pss
 
 
 @dataclass
