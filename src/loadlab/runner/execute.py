@@ -23,6 +23,7 @@ from loadlab.runner.sampler import ServerSampler
 
 Tick = Callable[[float, float, float | None, float | None, str], None]
 GRACE_S = 30.0  # Locust start-up and shutdown on a busy machine
+LATENCY_DIGITS = 3  # ms to the microsecond: what the locustfile's histogram resolves
 
 
 def run_id_for(spec: RunSpec, index: int) -> str:
@@ -130,11 +131,18 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
                 warmup_excluded=figures.warmup_excluded,
             )
             lab = locust.lab_report()
+            record["latency_source"] = "locust"
             if lab is not None:
                 record["model"] = lab.get("model", "closed")
+                if lab.get("latency_source") == "hdr" and lab.get("latency_ms"):
+                    # The locustfile's HDR histogram: µs resolution, merged over workers.
+                    record["latency_ms"] = {
+                        k: _rounded(v, LATENCY_DIGITS) for k, v in lab["latency_ms"].items()}
+                    record["latency_source"] = "hdr"
                 if lab.get("intended_latency_ms"):
                     record["intended_latency_ms"] = {
-                        k: _rounded(v) for k, v in lab["intended_latency_ms"].items()}
+                        k: _rounded(v, LATENCY_DIGITS)
+                        for k, v in lab["intended_latency_ms"].items()}
                 if lab.get("open_model"):
                     record["open_model"] = lab["open_model"]
             if figures.requests == 0 and record["status"] == "ok":
