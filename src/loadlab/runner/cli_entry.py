@@ -31,7 +31,16 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-p99-ms", default=None)
     p.add_argument("--max-error-rate", default=None)
     p.add_argument("--min-rps", default=None)
+    add_round_arguments(p)
     p.add_argument("--out", default="results/run")
+
+
+def add_round_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rounds", default=None,
+                   help="rounds per cell, alternated across cells, each on a fresh server")
+    p.add_argument("--until-ci", default=None, metavar="PCT",
+                   help="add rounds (up to --rounds, default 10) until every rps interval "
+                        "is within ±PCT%%")
 
 
 def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
@@ -42,12 +51,16 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--resume", action="store_true", help="skip cells already in the results")
         p.add_argument("--out", default=None, help="results directory (default: results/NAME)")
         p.add_argument("--runtime", default="native", help="native (default) or compose")
+        add_round_arguments(p)
     elif command == "report":
         p.add_argument("results_dir", help="a results directory with summary.json")
+        p.add_argument("--baseline", default=None,
+                       help="a results directory to compare with (adds a comparison section)")
     elif command == "claims":
         p.add_argument("--quick", action="store_true", help="short runs (about 4 minutes)")
         p.add_argument("--out", default="results/claims")
         p.add_argument("--runtime", default="native", help="native (default) or compose")
+        add_round_arguments(p)
 
 
 def dispatch(command: str, args: argparse.Namespace) -> int:

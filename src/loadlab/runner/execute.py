@@ -50,6 +50,14 @@ def base_record(spec: RunSpec, run_id: str, server_name: str) -> dict[str, Any]:
     }
 
 
+def _loadavg() -> float | None:
+    """The machine's 1-minute load average at the end of the run (other tenants included)."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _ramp_seen(locust: LocustProcess) -> bool:
     try:
         return "Ramping to" in locust.log_path.read_text(errors="replace")
@@ -159,6 +167,10 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             memory_bytes=int(window.memory_bytes) if window.memory_bytes else None,
             source=window.source, scrape_errors=sampler.scrape_errors,
         )
+        # CPU per request: the figure a change in the code moves, whatever the load.
+        record["server"]["cpu_per_request_ms"] = (
+            _rounded(window.cpu_seconds * 1000.0 / record["requests"], 4)
+            if window.cpu_seconds is not None and record["requests"] else None)
         probes = sampler.probe_ms()
         record["probe_ms"] = {
             "count": len(probes),
@@ -177,6 +189,7 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             "other_cores": round(max(window.machine_busy_cores - server_cores - load_cores, 0.0),
                                  3),
             "load_generator_cores": round(load_cores, 3),
+            "loadavg_1m": _loadavg(),
         }
         record["load"] = {
             "peak_cpu_percent": round(locust.peak_cpu_percent, 1),
