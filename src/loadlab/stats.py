@@ -107,6 +107,24 @@ def ratio_ci(baseline: Sequence[float | None], current: Sequence[float | None],
                  len(a), len(b))
 
 
+def mean_ci(values: Sequence[float | None], wanted: float = LEVEL,
+            ) -> tuple[float, float, float] | None:
+    """Mean with Student's t interval: (mean, low, high); None with fewer than 2 values.
+
+    For an effect measured once per round (a share, a ratio within one round), judged by
+    the claims on as few as 2 rounds, where a bootstrap could not reach 95%.
+    """
+    from scipy.stats import t as student_t
+
+    arr = _clean(values)
+    if len(arr) < 2:
+        return None
+    mean = float(arr.mean())
+    se = float(arr.std(ddof=1)) / math.sqrt(len(arr))
+    crit = float(student_t.ppf(1.0 - (1.0 - wanted) / 2.0, len(arr) - 1))
+    return mean, mean - crit * se, mean + crit * se
+
+
 def relative_half_width(values: Sequence[float | None]) -> float | None:
     """Half the interval's width over the median (0.05 = ±5%); None when unknown."""
     arr = _clean(values)
