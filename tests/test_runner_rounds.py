@@ -34,6 +34,10 @@ def test_combine_takes_medians_keeps_rounds_and_gives_intervals() -> None:
     # A summary written before rounds existed reads as one round.
     old = _round(100, 3.0)
     assert run_rounds(old) == [old] and combine([old]) is old
+    # Rounds read back carry the cell's fields under their own figures.
+    back = run_rounds(run)
+    assert [r["rps"] for r in back] == [100, 120, 110, 0]
+    assert all(r["target"] == "fastapi" for r in back) and back[3]["status"] == "failed"
 
 
 def test_round_options_are_checked() -> None:

@@ -120,8 +120,13 @@ def _more_rounds(effect: Effect, threshold: float) -> int | None:
 
     if effect.low is None or effect.high is None:
         return 1 if effect.rounds < 2 else None
-    half = (effect.high - effect.low) / 2.0
-    distance = abs(effect.value - threshold)
+    if effect.unit == "x" and min(effect.low, effect.value, threshold) > 0:
+        # A ratio's interval is symmetric on the log scale (Welch on the logs).
+        half = (math.log(effect.high) - math.log(effect.low)) / 2.0
+        distance = abs(math.log(effect.value) - math.log(threshold))
+    else:
+        half = (effect.high - effect.low) / 2.0
+        distance = abs(effect.value - threshold)
     n = effect.rounds
     if distance <= 0 or half <= 0 or n < 2:
         return None
@@ -173,10 +178,10 @@ def all_of(*decisions: Decision) -> Decision:
             return d
     unsure = [d for d in decisions if d.verdict != HOLDS]
     if not unsure:
-        return Decision(HOLDS, "; ".join(d.reason for d in decisions))
-    mores = [d.more_rounds for d in unsure]
-    more = None if any(m is None for m in mores) else max(m for m in mores if m is not None)
-    return Decision(UNSURE, "; ".join(d.reason for d in unsure), more)
+        return Decision(HOLDS, "; ".join(dict.fromkeys(d.reason for d in decisions)))
+    # The part furthest from deciding speaks for all (None: more rounds will not do it).
+    hardest = max(unsure, key=lambda d: math.inf if d.more_rounds is None else d.more_rounds)
+    return Decision(UNSURE, hardest.reason, hardest.more_rounds)
 
 
 def verdict(cid: str, text: str, decision: Decision, evidence: str,
@@ -185,6 +190,8 @@ def verdict(cid: str, text: str, decision: Decision, evidence: str,
     """A Verdict from a decision; ``verdict_override`` (with ``why``) for a busy machine."""
     final = verdict_override or decision.verdict
     reason = why or decision.reason
+    if why and decision.verdict == UNSURE and final == UNSURE:
+        reason = f"{why}; {decision.reason}"
     more = decision.more_rounds if final == UNSURE else None
     shown = evidence + (f"; {effect.text()}" if effect is not None else "")
     shown += f"; {final}: {reason}"

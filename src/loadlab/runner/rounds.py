@@ -54,10 +54,12 @@ def values(rounds: list[dict[str, Any]], path: str) -> list[float]:
 
 
 def run_rounds(run: dict[str, Any]) -> list[dict[str, Any]]:
-    """A run's rounds; a run from before rounds existed is its own single round."""
+    """A run's rounds, each with the run's own fields (target, users, ...) under its figures;
+    a run from before rounds existed is its own single round."""
     found = run.get("rounds")
     if isinstance(found, list) and found:
-        return found
+        cell = {k: v for k, v in run.items() if k in IDENTITY}
+        return [{**cell, **r} for r in found]
     return [run]
 
 
