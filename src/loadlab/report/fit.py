@@ -9,7 +9,8 @@ linear scaling. With κ > 0 throughput peaks at N* = √((1 − σ)/κ) and fall
 - Every round is an observation (a point measured in 3 rounds counts 3 times), so the
   residuals measure the noise and not only the misfit.
 - Parameter intervals: ±t(0.975, n−k)·SE, SE from ``scipy.optimize.curve_fit``'s
-  covariance. Derived figures (N*, X(N*), the Amdahl ceiling) and the curve's band: the
+  covariance, clipped to the law's bounds (λ ≥ 0, 0 ≤ σ, κ ≤ 1). Derived figures (N*,
+  X(N*), the Amdahl ceiling) and the curve's band: the
   2.5th–97.5th percentiles over 4,000 seeded draws of the parameters from that covariance.
 - The law is chosen by AICc (Akaike's criterion corrected for small samples) among the
   ones with enough points: the simplest law within 2 of the lowest AICc (a difference
@@ -184,7 +185,8 @@ def fit(ns: Sequence[float], xs: Sequence[float], law: str = "usl") -> Fit | Non
         crit = float(student_t.ppf(0.975, dof))
         for i, name in enumerate(PARAMS[law]):
             se = math.sqrt(max(cov[i, i], 0.0))
-            ci[name] = (values[i] - crit * se, values[i] + crit * se)
+            top = math.inf if name == "lam" else 1.0  # clipped to the law's bounds
+            ci[name] = (max(values[i] - crit * se, 0.0), min(values[i] + crit * se, top))
     else:
         cov = np.zeros((k, k))
     peak_n = peak_x = ceiling = None
