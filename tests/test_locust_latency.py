@@ -111,3 +111,17 @@ def test_runner_reports_microseconds_and_gates_on_them(tmp_path: Path) -> None:
     assert 0 < run["latency_ms"]["p95"] < 1000, run["latency_ms"]
     assert done.returncode == 1, done.stderr
     assert "--max-p95-ms 0.001: fastapi/json p95 =" in done.stderr
+
+
+def test_exporter_buckets_reach_below_a_millisecond() -> None:
+    from _exporter import BUCKETS_S, Series
+
+    series = Series()
+    for ms in (0.08, 0.2, 0.3, 0.45, 0.9, 3.0):
+        series.add(ms / 1000, failed=False)
+    buckets = dict(series.cumulative())
+    assert BUCKETS_S[:3] == (0.0001, 0.00025, 0.0005)
+    assert (buckets["0.0001"], buckets["0.00025"], buckets["0.0005"], buckets["0.001"]) == (
+        1, 2, 4, 5)
+    assert buckets["+Inf"] == series.count == 6
+    assert series.sum_s == pytest.approx(4.93 / 1000)

@@ -84,3 +84,20 @@ def test_rounds_alternate_on_fresh_servers_and_fold_into_medians(tmp_path: Path)
         assert all("loadavg_1m" in rd["machine"] and "other_cores" in rd["machine"]
                    for rd in rounds)
         assert all(rd["server"]["cpu_per_request_ms"] for rd in rounds)
+
+
+def test_until_ci_stops_once_the_interval_is_narrow_enough(tmp_path: Path) -> None:
+    # ±90% is met by any 3 rounds: the run stops there instead of going on to 5.
+    env, tag = tagged_env()
+    try:
+        done = loadlab(["run", "--target", "fastapi", "--scenario", "json", "--users", "2",
+                        *SHORT, "--rounds", "5", "--until-ci", "90%", "--out", str(tmp_path)],
+                       env, timeout=240)
+    finally:
+        kill_tagged(tag)
+    assert done.returncode == 0, done.stderr
+    run = json.loads((tmp_path / "summary.json").read_text())["runs"][0]
+    assert len(run["rounds"]) == 3, [r["rps"] for r in run["rounds"]]
+    assert run["precision"]["target_pct"] == 90.0
+    assert run["precision"]["half_width_pct"] <= 90.0
+    assert "every interval within ±90% after 3 rounds" in done.stdout + done.stderr

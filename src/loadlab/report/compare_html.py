@@ -12,7 +12,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from loadlab.report.compare import FASTER, SLOWER, CompareError, Comparison, compare_dirs
+from loadlab.report.compare import (
+    FASTER,
+    MATCH_DEFAULT,
+    SLOWER,
+    CompareError,
+    Comparison,
+    compare_dirs,
+    parse_match,
+)
 from loadlab.report.results import ResultsError, atomic_write
 
 COLOURS = {FASTER: "#047857", SLOWER: "#b91c1c"}
@@ -47,8 +55,9 @@ def comparison_figure(result: Comparison) -> str | None:
         ax.axvline(1.0, color="#111827", lw=0.8)
         for bound in (1.0 - limit, 1.0 + limit):
             ax.axvline(bound, color="#9ca3af", lw=0.6, ls="--")
+        ax.set_xscale("log")  # ratios: 0.5 and 2 equally far from 1
         ax.set_title(name, fontsize=9)
-        ax.set_xlabel("current / baseline", fontsize=8)
+        ax.set_xlabel("current / baseline (log)", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(True, axis="x", alpha=0.3)
     axes[0].set_yticks(range(rows), [m.label for m in result.matches], fontsize=7)
@@ -64,7 +73,8 @@ def comparison_section(result: Comparison) -> str:
     """``<h2>Comparison</h2>`` with warnings, the figure and the table (an HTML fragment)."""
     parts = [f"<h2>Comparison with {_e(result.baseline)}</h2>",
              f"<p class='note'>Runs matched on {_e(', '.join(result.match))}; ratio current / "
-             "baseline of the medians over rounds, 95% bootstrap interval; gated when the "
+             "baseline of the geometric means over rounds with its 95% interval (Welch's t "
+             "on the logs); baseline and current: medians; a regression is gated when the "
              f"whole interval lies beyond {result.max_regression_pct:g}%.</p>"]
     for w in result.warnings:
         parts.append(f"<p class='failed'>warning: {_e(w)}</p>")
@@ -95,13 +105,14 @@ def comparison_section(result: Comparison) -> str:
     return "\n".join(parts)
 
 
-def report_with_baseline(results_dir: str, baseline: str) -> int:
+def report_with_baseline(results_dir: str, baseline: str, match: str | None = None) -> int:
     """report.html of ``results_dir`` with the comparison section, and compare.json."""
     from loadlab.report.html import write_report
 
     directory = Path(results_dir)
     try:
-        result = compare_dirs(Path(baseline), directory)
+        fields = parse_match(match) if match else MATCH_DEFAULT
+        result = compare_dirs(Path(baseline), directory, fields)
     except CompareError as exc:
         raise ResultsError(str(exc)) from None
     out = write_report(directory)

@@ -56,6 +56,8 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("results_dir", help="a results directory with summary.json")
         p.add_argument("--baseline", default=None,
                        help="a results directory to compare with (adds a comparison section)")
+        p.add_argument("--match", default=None,
+                       help="with --baseline: the fields runs are matched on (as compare)")
     elif command == "compare":
         p.add_argument("baseline", help="the baseline results directory")
         p.add_argument("current", help="the results directory to judge")
@@ -91,7 +93,7 @@ def dispatch(command: str, args: argparse.Namespace) -> int:
             if args.baseline is not None:
                 from loadlab.report.compare_html import report_with_baseline
 
-                return report_with_baseline(args.results_dir, args.baseline)
+                return report_with_baseline(args.results_dir, args.baseline, args.match)
             from loadlab.report.html import report_command
 
             return report_command(args.results_dir)
