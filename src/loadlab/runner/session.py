@@ -72,7 +72,11 @@ def run_cells(specs: Sequence[RunSpec], out: Path, runtime: Runtime, *, resume: 
         progress.note(f"ended {ended} left running by an earlier runner")
     placement = runtime.placement(specs[0].server_config(port=0)).describe() if specs else ""
     results = ResultsDir(out, manifest(runtime.name, placement), resume=resume)
-    done = results.done_keys() if resume else set()
+    # A cell is done when it has all its rounds (or its precision); fewer start again.
+    done = {r["key"] for r in results.runs if r.get("key") in results.done_keys() and (
+        len(r.get("rounds") or [r]) >= rounds
+        or (until_ci is not None and precise_enough(r, until_ci, MIN_ROUNDS_FOR_CI)))
+    } if resume else set()
     todo = [s for s in specs if s.key not in done]
     if resume and len(todo) < len(specs):
         progress.note(f"resuming: {len(specs) - len(todo)} of {len(specs)} cells already done")
