@@ -106,6 +106,8 @@ def _register_runner(sub: argparse._SubParsersAction[_Parser]) -> None:
         ("matrix", "run a sweep described in a TOML file"),
         ("report", "(re)build report.html from a results directory"),
         ("claims", "measure the textbook claims and print verdicts"),
+        ("compare", "current / baseline per matched run with intervals; exit 1 on a "
+                    "significant regression"),
     ):
         p = sub.add_parser(name, help=help_text)
         add_arguments(name, p)

@@ -21,6 +21,7 @@ from loadlab.runner.options import (
     parse_duration,
     parse_int,
     parse_rate,
+    parse_rounds,
 )
 from loadlab.runner.runtime import runtime_for
 from loadlab.runner.session import Outcome, StartError, gate_failures, run_cells
@@ -111,10 +112,11 @@ def run_command(args: argparse.Namespace) -> int:
     specs = specs_from(args)
     gates = gates_from(args)
     port = parse_int(args.port, "port", 1, 65535) if args.port is not None else None
+    rounds, until_ci = parse_rounds(args.rounds, args.until_ci)
     runtime = runtime_for(args.runtime, port=port)
     out = Path(args.out)
     try:
-        outcome = run_cells(specs, out, runtime, resume=False)
+        outcome = run_cells(specs, out, runtime, resume=False, rounds=rounds, until_ci=until_ci)
     except StartError as exc:
         raise OptionError(str(exc)) from None
     except ResultsError as exc:
@@ -125,9 +127,13 @@ def run_command(args: argparse.Namespace) -> int:
 def matrix_command(args: argparse.Namespace) -> int:
     matrix = load_matrix(Path(args.file))
     out = Path(args.out or matrix.out or f"results/{matrix.name}")
+    rounds, until_ci = parse_rounds(
+        args.rounds if args.rounds is not None else matrix.rounds,
+        args.until_ci if args.until_ci is not None else matrix.until_ci)
     runtime = runtime_for(args.runtime)
     try:
-        outcome = run_cells(matrix.cells, out, runtime, resume=args.resume)
+        outcome = run_cells(matrix.cells, out, runtime, resume=args.resume, rounds=rounds,
+                            until_ci=until_ci)
     except (StartError, ResultsError) as exc:
         raise OptionError(str(exc)) from None
     return finish(outcome, matrix.gates, out)

@@ -25,6 +25,7 @@ from loadlab.runner.sampler import ServerSampler
 
 Tick = Callable[[float, float, float | None, float | None, str], None]
 GRACE_S = 30.0  # Locust start-up and shutdown on a busy machine
+LATENCY_DIGITS = 3  # ms to the microsecond: what the locustfile's histogram resolves
 
 
 def run_id_for(spec: RunSpec, index: int) -> str:
@@ -50,6 +51,14 @@ def base_record(spec: RunSpec, run_id: str, server_name: str) -> dict[str, Any]:
         "latency_ms": {"p50": None, "p95": None, "p99": None, "max": None},
         "server": {"name": server_name},
     }
+
+
+def _loadavg() -> float | None:
+    """The machine's 1-minute load average at the end of the run (other tenants included)."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _ramp_seen(locust: LocustProcess) -> bool:
@@ -165,11 +174,18 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
                 warmup_excluded=figures.warmup_excluded,
             )
             lab = locust.lab_report()
+            record["latency_source"] = "locust"
             if lab is not None:
                 record["model"] = lab.get("model", "closed")
+                if lab.get("latency_source") == "hdr" and lab.get("latency_ms"):
+                    # The locustfile's HDR histogram: µs resolution, merged over workers.
+                    record["latency_ms"] = {
+                        k: _rounded(v, LATENCY_DIGITS) for k, v in lab["latency_ms"].items()}
+                    record["latency_source"] = "hdr"
                 if lab.get("intended_latency_ms"):
                     record["intended_latency_ms"] = {
-                        k: _rounded(v) for k, v in lab["intended_latency_ms"].items()}
+                        k: _rounded(v, LATENCY_DIGITS)
+                        for k, v in lab["intended_latency_ms"].items()}
                 if lab.get("open_model"):
                     record["open_model"] = lab["open_model"]
             if figures.requests == 0 and record["status"] == "ok":
@@ -188,6 +204,10 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             in_progress_samples=window.in_progress_samples,
             source=window.source, scrape_errors=sampler.scrape_errors,
         )
+        # CPU per request: the figure a change in the code moves, whatever the load.
+        record["server"]["cpu_per_request_ms"] = (
+            _rounded(window.cpu_seconds * 1000.0 / record["requests"], 4)
+            if window.cpu_seconds is not None and record["requests"] else None)
         if watch is not None and database is not None:
             record["database"] = {**database.info, **watch.finish(window_s)}
             watch = None
@@ -209,6 +229,7 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             "other_cores": round(max(window.machine_busy_cores - server_cores - load_cores, 0.0),
                                  3),
             "load_generator_cores": round(load_cores, 3),
+            "loadavg_1m": _loadavg(),
         }
         record["load"] = {
             "peak_cpu_percent": round(locust.peak_cpu_percent, 1),

@@ -13,6 +13,8 @@ duration = "10s"
 warmup = "2s"
 io_ms = 100
 db_pool_size = [1, 5, 10]     # optional: connections per service process (database scenarios)
+rounds = 3                    # optional: rounds per cell, alternated (A B A B ...)
+until_ci = 5                  # optional: stop adding rounds once rps is within ±5%
 
 [gates]                       # optional, as the run options
 max_p95_ms = 500
@@ -41,6 +43,7 @@ from loadlab.runner.options import (
     RunSpec,
     parse_cpus,
     parse_duration,
+    parse_pct,
     parse_rate,
 )
 from loadlab.serve import WORKER_CLASSES
@@ -48,7 +51,7 @@ from loadlab.serve import WORKER_CLASSES
 AXES = {"targets", "scenarios", "users", "workers", "cpus", "worker_classes", "threads",
         "db_pool_size"}
 SCALARS = {"duration", "warmup", "spawn_rate", "arrival_rate", "io_ms", "cpu_work", "out",
-           "name", "description", "extra"}
+           "name", "description", "extra", "rounds", "until_ci"}
 SETTINGS = {"users", "workers", "cpus", "threads", "duration", "warmup", "spawn_rate",
             "arrival_rate", "io_ms", "cpu_work", "worker_class", "extra", "db_pool_size"}
 MATCH_KEYS = {"target", "scenario", "worker_class", "users", "workers", "cpus", "threads",
@@ -66,6 +69,8 @@ class Matrix:
     cells: list[RunSpec]
     gates: Gates
     out: str | None
+    rounds: int | None = None
+    until_ci: float | None = None
 
 
 def _line_of(text: str, key: str, section: str | None = None, nth: int = 0) -> int | None:
@@ -301,7 +306,20 @@ def parse_matrix(text: str, path: Path = Path("matrix.toml")) -> Matrix:
     if not cells:
         raise MatrixError(f"{path.name}: the matrix has no cells")
     name = str(table.get("name") or path.stem)
-    return Matrix(name=name, cells=cells, gates=gates, out=out)
+    rounds = (reader.ints(table["rounds"], "matrix.rounds", 1, 100, sec)[0]
+              if "rounds" in table else None)
+    until_ci = None
+    if "until_ci" in table:
+        value = table["until_ci"]
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            reader.fail("matrix.until_ci", f"expected a percentage such as 5, got {value!r}",
+                        sec)
+        try:
+            until_ci = parse_pct(value, "until_ci")
+        except OptionError as exc:
+            reader.fail("matrix.until_ci", str(exc).split(": ", 1)[-1], sec)
+    return Matrix(name=name, cells=cells, gates=gates, out=out, rounds=rounds,
+                  until_ci=until_ci)
 
 
 def _default(target: str) -> str:
