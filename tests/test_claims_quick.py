@@ -13,12 +13,12 @@ from loadlab.runner.claims import CLAIM_IDS, QUICK, judge, plan, runs_by_name
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(480)
+@pytest.mark.timeout(780)
 def test_claims_quick_end_to_end(tmp_path: Path) -> None:
     env, tag = tagged_env()
     out = tmp_path / "claims"
     try:
-        result = loadlab(["claims", "--quick", "--out", str(out)], env, timeout=420)
+        result = loadlab(["claims", "--quick", "--out", str(out)], env, timeout=720)
     finally:
         kill_tagged(tag)
     assert result.returncode == 0, result.stderr[-2000:]

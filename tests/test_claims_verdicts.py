@@ -75,23 +75,18 @@ def good_runs() -> dict[str, dict[str, Any]]:
 
 
 def db_runs() -> dict[str, dict[str, Any]]:
-    db = {"connections_peak": 20, "cpu_cores_used": 0.5}
-    busy_db = {"connections_peak": 10, "cpu_cores_used": 0.8}  # 47% of service + database
+    db = {"connections_peak": 5, "cpu_cores_used": 0.5}
+    busy_db = {"connections_peak": 20, "cpu_cores_used": 0.8}  # 47% of service + database
     return {
         "db-pool": twice(record(users=50, rps=48, db_pool_size=5, database=db), rps=49),
         "db-blocking": twice(record(io_ms=20, rps=45, probe_ms={"p50": 25.0}),
                              probe_ms={"p50": 26.0}),
         "db-async": twice(record(io_ms=20, rps=190, probe_ms={"p50": 2.0}),
                           probe_ms={"p50": 2.02}),
-        "db-conn-uvicorn": twice(record(users=50, workers=2, db_pool_size=10,
-                                        worker_class="uvicorn", database=db), rps=101),
-        "db-conn-gthread": twice(record(users=50, workers=3, threads=4, db_pool_size=4,
-                                        worker_class="gthread",
-                                        database={"connections_peak": 12,
-                                                  "cpu_cores_used": 0.5}), rps=99),
-        "db-fastapi": twice(record(users=50, rps=1000, cpus=1.0, database=busy_db), rps=990),
-        "db-flask": twice(record(users=50, rps=950, cpus=1.0, worker_class="gevent",
-                                 database=busy_db), rps=960),
+        "db-fastapi": twice(record(users=50, rps=1000, cpus=1.0, workers=2, db_pool_size=10,
+                                   worker_class="uvicorn", database=busy_db), rps=990),
+        "db-flask": twice(record(users=50, rps=950, cpus=1.0, workers=2, db_pool_size=10,
+                                 worker_class="gevent", database=busy_db), rps=960),
     }
 
 
@@ -150,9 +145,9 @@ def _change(runs: dict[str, dict[str, Any]], name: str, fields: dict[str, Any],
     ("sync-driver-blocks-loop", {"db-blocking": dict(probe_ms={"p50": 2.0})}, FAILS),
     ("sync-driver-blocks-loop", {"db-blocking": dict(probe_ms={"p50": 3.0})}, UNSURE),
     ("connections-multiply-with-workers",
-     {"db-conn-gthread": dict(database={"connections_peak": 4})}, FAILS),
+     {"db-flask": dict(database={"connections_peak": 10})}, FAILS),
     ("connections-multiply-with-workers",
-     {"db-conn-gthread": dict(database={"connections_peak": 11})}, UNSURE),
+     {"db-flask": dict(database={"connections_peak": 19})}, UNSURE),
     ("db-bound-throughput", {"db-flask": dict(rps=300)}, FAILS),
     ("db-bound-throughput", {"db-flask": dict(rps=300, machine={"other_cores": 1.0})}, UNSURE),
     ("db-bound-throughput", {"db-flask": dict(database={"cpu_cores_used": None})}, UNSURE),
@@ -208,7 +203,7 @@ def test_one_core_cannot_show_cpu_scaling() -> None:
 
 def test_plan_maps_back_and_every_cell_is_distinct() -> None:
     cells = plan(QUICK, cores=2)
-    assert len({c.key for c in cells.values()}) == len(cells) == 19
+    assert len({c.key for c in cells.values()}) == len(cells) == 17
     recorded = [{"key": spec.key, "name": name} for name, spec in cells.items()]
     assert {n: r["name"] for n, r in runs_by_name(cells, recorded).items()} == {
         n: n for n in cells}

@@ -105,4 +105,5 @@ def test_cores_and_workers_are_separate_series_with_a_band() -> None:
     assert by_workers[0][1].chosen.law == "linear"
     section = scaling_section(runs)
     assert "Scaling against cpus" in section and "Scaling against workers" in section
+    assert scaling_section(runs[:1]) == ""  # no series: left out, not announced
     assert "amdahl needs 3 distinct points" in section and "usl needs 4" in section

@@ -105,15 +105,14 @@ def scaling_fit_figure(runs: list[Run], axis: str) -> tuple[str | None, list[tup
 
 
 def scaling_section(runs: list[Run]) -> str:
-    """``<h2>`` per axis with the figure and a table of the fits (an HTML fragment)."""
+    """``<h3>`` per axis with the figure and a table of the fits (an HTML fragment); an axis
+    along which no series exists is left out, not announced (empty: nothing to draw)."""
     parts = []
     for axis in AXES:
         svg, chosen = scaling_fit_figure(runs, axis)
-        parts.append(f"<h2>Scaling against {html.escape(axis)}</h2>")
         if svg is None:
-            parts.append(f"<p class='note'>No series along {html.escape(axis)} (needs 2 or "
-                         "more values with everything else fixed).</p>")
             continue
+        parts.append(f"<h3>Scaling against {html.escape(axis)}</h3>")
         parts.append(f"<figure>{svg}<figcaption class='note'>points: medians over rounds "
                      "with 95% intervals; line and band: the law chosen by AICc with its 95% "
                      "band</figcaption></figure>")

@@ -19,6 +19,7 @@ from typing import Any
 
 from loadlab.report import distribution, figures, headline, timeline
 from loadlab.report.concurrency import memory_per_request, served
+from loadlab.report.fitplot import scaling_section
 from loadlab.report.results import ResultsError, atomic_write, load_summary
 from loadlab.report.rundata import timeline as load_timeline
 
@@ -158,19 +159,10 @@ def _scaling(data: ReportData) -> Section | None:
         if svg is not None:
             parts.append(f"<h3>{_e(scenario)}: against users</h3>"
                          + _figure(svg, f"{scenario}: throughput and latency against users"))
-    for axis in ("workers", "cpus"):
-        svg, fitted = plots.scaling_figure(data.runs, axis)
-        if svg is None:
-            continue
-        name = "worker processes" if axis == "workers" else "the CPU limit"
-        parts.append(f"<h3>Throughput against {name}</h3>" + _figure(
-            svg, f"throughput against {name}, FastAPI and Flask side by side; lines: Amdahl "
-                 "(dotted) and USL (solid) fits"))
-        if fitted:
-            parts.append("<table><tr><th class='l'>series</th><th class='l'>fit</th></tr>"
-                         + "".join(f"<tr><td class='l'>{_e(s)}</td><td class='l'>"
-                                   f"{_e(f.describe())}</td></tr>" for s, f in fitted)
-                         + "</table>")
+    # Cores and workers as separate series, each with the law AICc chose and its band.
+    fits = scaling_section(data.runs)
+    if fits:
+        parts.append(fits)
     return Section("scaling", "Scaling", "".join(parts)) if parts else None
 
 

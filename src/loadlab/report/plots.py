@@ -11,11 +11,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-
-from loadlab.report.fit import Fit, fit
 
 # Text stays text (the page's font, a tenth of the size of glyphs drawn as paths).
 matplotlib.rcParams.update({"svg.fonttype": "none", "font.size": 9,
@@ -83,53 +80,3 @@ def users_figure(runs: list[Run], scenario: str) -> str | None:
     ax1.legend(fontsize=7)
     ax2.legend(fontsize=6, ncol=2)
     return to_svg(fig)
-
-
-def scaling_series(runs: list[Run], axis: str) -> dict[tuple[Any, ...], list[Run]]:
-    """Series along ``axis`` (workers or cpus) with everything else fixed."""
-    other = "cpus" if axis == "workers" else "workers"
-
-    def fixed(r: Run) -> tuple[Any, ...]:
-        return (r["target"], r["worker_class"], r["scenario"], r["users"], r["threads"],
-                r[other], r.get("io_ms"), r.get("cpu_work"))
-
-    return _series(runs, axis, fixed)
-
-
-def fits_for(items: list[Run], axis: str) -> list[Fit]:
-    ns = [float(r[axis]) for r in items]
-    xs = [float(r["rps"]) for r in items]
-    found = [fit(ns, xs, "amdahl"), fit(ns, xs, "usl")]
-    return [f for f in found if f is not None]
-
-
-def scaling_figure(runs: list[Run], axis: str) -> tuple[str | None, list[tuple[str, Fit]]]:
-    """Throughput against workers (or CPUs), FastAPI and Flask side by side, with fits."""
-    series = scaling_series(runs, axis)
-    if not series:
-        return None, []
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
-    fitted: list[tuple[str, Fit]] = []
-    for ax, target in zip(axes, ("fastapi", "flask"), strict=True):
-        mine = {k: v for k, v in series.items() if k[0] == target}
-        for i, (key, items) in enumerate(sorted(mine.items(), key=lambda kv: str(kv[0]))):
-            if axis == "workers":
-                fixed_text = f"{key[5]:g} CPU" if key[5] else "no CPU limit"
-            else:
-                fixed_text = f"{key[5]:g} workers"
-            label = f"{key[1]} {key[2]} u{key[3]} {fixed_text}"
-            ns = np.array([r[axis] for r in items], dtype=float)
-            colour = plt.get_cmap("tab10")(i % 10)
-            ax.plot(ns, [r["rps"] for r in items], "o", color=colour, label=label)
-            grid = np.linspace(max(ns.min(), 0.25), ns.max() * 1.5, 80)
-            for f in fits_for(items, axis):
-                ax.plot(grid, f.predict(grid), "-" if f.law == "usl" else ":", color=colour,
-                        alpha=0.7, label=f"{f.law} fit")
-                fitted.append((f"{target} {label}", f))
-        xlabel = "worker processes" if axis == "workers" else "CPU limit (cores)"
-        _style(ax, f"{target}: throughput vs {xlabel}", xlabel, "requests / s")
-        if mine:
-            ax.legend(fontsize=6)
-        else:
-            ax.text(0.5, 0.5, "no series", ha="center", transform=ax.transAxes)
-    return to_svg(fig), fitted

@@ -259,14 +259,12 @@ def plan(sizes: Sizes, cores: int) -> dict[str, RunSpec]:
         "db-blocking": _cell(target="fastapi", scenario="db-blocking", io_ms=20, users=4,
                              **common),
         "db-async": _cell(target="fastapi", scenario="db-sleep", io_ms=20, users=4, **common),
-        # Connections the database sees: workers x pool, on both stacks.
-        "db-conn-uvicorn": _cell(target="fastapi", scenario="db", workers=2, **db_common),
-        "db-conn-gthread": _cell(target="flask", scenario="db", worker_class="gthread",
-                                 workers=3, threads=4, **db_common),
-        # /db at saturation, one core each (the database shares the service's cores).
-        "db-fastapi": _cell(target="fastapi", scenario="db", cpus=1.0, **db_common),
-        "db-flask": _cell(target="flask", scenario="db", worker_class="gevent", cpus=1.0,
-                          **db_common),
+        # /db at saturation, 2 workers under one CPU each side (the database shares the
+        # service's cores); the same runs count the connections: workers x pool.
+        "db-fastapi": _cell(target="fastapi", scenario="db", workers=2, cpus=1.0,
+                            **db_common),
+        "db-flask": _cell(target="flask", scenario="db", worker_class="gevent", workers=2,
+                          cpus=1.0, **db_common),
     })
     return cells
 
@@ -565,7 +563,7 @@ def sync_driver_blocks(runs: Runs, cores: int) -> Verdict:
 def connections_multiply(runs: Runs, cores: int) -> Verdict:
     cid, text = "connections-multiply-with-workers", (
         "the database sees workers x pool size connections: pools are per process")
-    names = ["db-conn-uvicorn", "db-conn-gthread"]
+    names = ["db-fastapi", "db-flask"]
     if (v := _missing(cid, text, names, runs)) is not None:
         return v
     parts, per_cell = [], []
