@@ -55,6 +55,10 @@ def create_fastapi_app() -> Any:
             await conn.execute(SLEEP, (ms / 1000,))
         return JSONResponse({"slept_ms": ms})
 
+    @app.get("/healthz")  # last: /db and /db/sleep match before it
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
     return app
 
 
@@ -80,5 +84,9 @@ def create_flask_app() -> Any:
         with pool.connection() as conn:
             conn.execute(SLEEP, (ms / 1000,))
         return {"slept_ms": ms}
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
 
     return app

@@ -394,10 +394,12 @@ def _pair_medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 # -- part 3: the pool as the limit -----------------------------------------------------------
 def measure_point(cluster: PostgresCluster, variant: Variant, pool: int, clients: int,
-                  ms: int, seconds: float) -> dict[str, Any]:
-    """``/db/sleep?ms=M`` from ``clients`` wrk connections against one configuration."""
+                  ms: int, seconds: float, kind: str = "lab") -> dict[str, Any]:
+    """``/db/sleep?ms=M`` from ``clients`` wrk connections against one configuration of
+    the lab service (``kind="lab"``) or of the bare app."""
     app = "bench-curve"
-    with monitor(cluster) as conn, lab_service(cluster, variant, app, pool, conn) as served:
+    start = lab_service if kind == "lab" else bare_service
+    with monitor(cluster) as conn, start(cluster, variant, app, pool, conn) as served:
         url = f"{served.url}/db/sleep?ms={ms}"
         wrk(url, 1, clients)  # warm-up
         host, port = served.url.removeprefix("http://").rsplit(":", 1)
@@ -408,7 +410,7 @@ def measure_point(cluster: PostgresCluster, variant: Variant, pool: int, clients
             after = tree_cpu_seconds(served.pid), tree_cpu_seconds(cluster.pid)
     connections = pool * variant.workers
     ceiling = min(connections, clients) * 1000 / ms
-    return {"variant": variant.name, "workers": variant.workers, "pool_size": pool,
+    return {"variant": variant.name, "app": kind, "workers": variant.workers, "pool_size": pool,
             "clients": clients, "ms": ms, "rps": result.rps, "bad": result.bad,
             "p50_ms": result.p50_ms, "p99_ms": result.p99_ms, "ceiling_rps": ceiling,
             "of_ceiling": result.rps / ceiling, "busy": result.rps * ms / 1000,
@@ -456,14 +458,14 @@ def run(cluster: PostgresCluster, args: argparse.Namespace) -> dict[str, Any]:
             print_pair(result)
             record["pair"].append(result)
     if "curve" in args.parts:
-        print(f"\n/db/sleep?ms={args.sleep_ms}, {args.clients} clients, "
+        print(f"\n{args.curve_app}: /db/sleep?ms={args.sleep_ms}, {args.clients} clients, "
               f"{args.duration:g} s a point")
         print(f"{'variant':<26}{'pool':>5}{'rps':>8}{'ceil':>8}{'of c':>7}{'busy':>6}"
               f"{'p50 ms':>8}{'conns':>6}{'active':>7}{'mean':>7}{'svc c':>6}{'db c':>6}"
               f"{'bad':>5}")
         for variant, pool in curve_points(args.pools, args.sync_workers):
             point = measure_point(cluster, variant, pool, args.clients, args.sleep_ms,
-                                  args.duration)
+                                  args.duration, args.curve_app)
             print_point(point)
             record["curve"].append(point)
     return record
@@ -483,6 +485,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="pool sizes of one Uvicorn process (curve)")
     parser.add_argument("--sync-workers", nargs="+", type=int, default=[1, 2, 4, 8],
                         help="Gunicorn sync worker counts, pool 1 each (curve)")
+    parser.add_argument("--curve-app", choices=APPS, default="lab",
+                        help="the curve of the lab service (default) or of the bare app")
     parser.add_argument("--db-cores", choices=sorted(PLACEMENTS), default="server",
                         help="the database on the servers' core (default) or on both")
     parser.add_argument("--max-connections", type=int, default=100)
