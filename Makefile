@@ -28,12 +28,14 @@ lock: install
 	$(BIN)/python scripts/lock.py
 
 SHELL_SCRIPTS := .ci/run .ci/install-compose-v2 grafana/entrypoint.sh prometheus/entrypoint.sh \
+	postgres/entrypoint.sh postgres/docker-entrypoint.sh \
 	src/loadlab/healthcheck.sh
 
 lint: install
 	$(BIN)/ruff check src services locust tests benchmarks scripts
 	$(BIN)/mypy
-	$(BIN)/hadolint --failure-threshold warning Dockerfile prometheus/Dockerfile.debian
+	$(BIN)/hadolint --failure-threshold warning Dockerfile prometheus/Dockerfile.debian \
+		postgres/Dockerfile.debian postgres/Dockerfile.exporter.debian
 	$(BIN)/shellcheck $(SHELL_SCRIPTS)
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
