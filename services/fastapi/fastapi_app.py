@@ -168,21 +168,23 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     ) -> JSONResponse:
         return JSONResponse(await request.app.state.db.worlds(params.n))
 
-    @app.get("/db/sleep", response_model=contract.Slept)
+    slept = {"model": contract.Slept, "description": "Successful Response"}
+
+    @app.get("/db/sleep", responses={200: slept})
     async def db_sleep(
         request: Request, params: Annotated[contract.IoParams, Query()]
-    ) -> contract.Slept:
+    ) -> JSONResponse:
         await request.app.state.db.sleep(params.ms)
-        return contract.Slept(slept_ms=params.ms)
+        return JSONResponse({"slept_ms": params.ms})
 
-    @app.get("/db/blocking", response_model=contract.Slept)
+    @app.get("/db/blocking", responses={200: slept})
     async def db_blocking(
         request: Request, params: Annotated[contract.IoParams, Query()]
-    ) -> contract.Slept:
+    ) -> JSONResponse:
         # Deliberately wrong: the sync driver inside async def holds the event loop for
         # the whole query, as /cpu/blocking does with CPU work.
         request.app.state.blocking_db.open().sleep(params.ms)
-        return contract.Slept(slept_ms=params.ms)
+        return JSONResponse({"slept_ms": params.ms})
 
     @app.get("/upstream", response_model=contract.UpstreamResult)
     async def upstream(

@@ -21,9 +21,9 @@ import atexit
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from loadlab import contract
 from loadlab.database.seed import WORLD_ROWS
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import psycopg
     import psycopg_pool
 
+T = TypeVar("T")
 AnyPool = Any  # psycopg_pool.ConnectionPool | AsyncConnectionPool: both have get_stats()
 
 SELECT_WORLD = "SELECT id, randomnumber FROM world WHERE id = %s"
@@ -86,9 +87,12 @@ def random_id() -> int:
 
 
 def world(row: tuple[Any, ...] | None) -> dict[str, int]:
+    """A row as ``contract.World`` shapes it. Built by hand: the columns are integers by
+    the table's definition, and validating each row through the model costs on the hot
+    path (tests/test_db.py holds the answers against the OpenAPI document)."""
     if row is None:  # the table is seeded with every id: a missing row is a broken seed
         raise contract.ContractError(503, "database not seeded")
-    return contract.World(id=row[0], randomNumber=row[1]).model_dump()
+    return {"id": row[0], "randomNumber": row[1]}
 
 
 class Reachability:
@@ -161,6 +165,13 @@ def _query_failed(exc: Exception) -> contract.ContractError:
         return contract.unavailable("database unavailable")
     db_errors().labels("query").inc()
     return contract.unavailable("database error")
+
+
+def _as_contract_error(exc: Exception) -> Exception:
+    """A database failure as its 503; anything else (a ContractError, a bug) as it is."""
+    import psycopg
+
+    return _query_failed(exc) if isinstance(exc, psycopg.Error) else exc
 
 
 def _not_configured() -> contract.ContractError:
@@ -255,14 +266,8 @@ class SyncDatabase:
         _instruments.pool_wait.observe(time.perf_counter() - started)
         try:
             yield conn
-        except contract.ContractError:
-            raise
         except Exception as exc:
-            import psycopg
-
-            if isinstance(exc, psycopg.Error):
-                raise _query_failed(exc) from None
-            raise
+            raise _as_contract_error(exc) from None
         finally:
             self.pool.putconn(conn)  # a broken connection is discarded and replaced
 
@@ -315,8 +320,7 @@ class AsyncDatabase:
             await self.pool.close(timeout=1.0)
             self.pool = None
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async def _acquire(self) -> psycopg.AsyncConnection[Any]:
         from psycopg_pool import PoolTimeout
 
         if self.pool is None:
@@ -328,18 +332,18 @@ class AsyncDatabase:
         except PoolTimeout:
             raise _pool_timeout() from None
         _instruments.pool_wait.observe(time.perf_counter() - started)
-        try:
-            yield conn
-        except contract.ContractError:
-            raise
-        except Exception as exc:
-            import psycopg
+        return conn
 
-            if isinstance(exc, psycopg.Error):
-                raise _query_failed(exc) from None
-            raise
+    async def _using(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """``work`` on a pooled connection; its failures as 503s. A plain coroutine, not an
+        async context manager: this runs on every database request of the event loop."""
+        conn = await self._acquire()
+        try:
+            return await work(conn)
+        except Exception as exc:
+            raise _as_contract_error(exc) from None
         finally:
-            await self.pool.putconn(conn)
+            await self.pool.putconn(conn)  # type: ignore[union-attr]
 
     async def _fetch_world(self, conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:
         started = time.perf_counter()
@@ -349,15 +353,18 @@ class AsyncDatabase:
         return world(row)
 
     async def world(self) -> dict[str, int]:
-        async with self.connection() as conn:
-            return await self._fetch_world(conn)
+        return await self._using(self._fetch_world)
 
     async def worlds(self, n: int) -> list[dict[str, int]]:
-        async with self.connection() as conn:
+        async def rows(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, int]]:
             return [await self._fetch_world(conn) for _ in range(n)]
 
+        return await self._using(rows)
+
     async def sleep(self, ms: int) -> None:
-        async with self.connection() as conn:
+        async def hold(conn: psycopg.AsyncConnection[Any]) -> None:
             started = time.perf_counter()
             await conn.execute(SLEEP, (ms / 1000,))
             _instruments.queries["sleep"].observe(time.perf_counter() - started)
+
+        await self._using(hold)
