@@ -19,24 +19,12 @@ import httpx
 import psycopg
 import pytest
 from contract_check import check
-from lab_services import VARIANTS
+from lab_services import VARIANTS, db_service
 from metrics_support import fetch, scrape, wait_for
 
 from loadlab import contract, db
 from loadlab.launch import ServiceProcess, free_port
 from loadlab.serve import ServerConfig
-
-
-def db_service(url: str, pool_size: int | None = None, timeout_s: float | None = None,
-               **options: object) -> ServiceProcess:
-    env = {**os.environ, "DATABASE_URL": url}
-    env.pop("LOADLAB_DB_POOL_SIZE", None)
-    if pool_size is not None:
-        env["LOADLAB_DB_POOL_SIZE"] = str(pool_size)
-    if timeout_s is not None:
-        env["LOADLAB_DB_POOL_TIMEOUT_S"] = str(timeout_s)
-    cfg = ServerConfig(port=free_port(), **options)  # type: ignore[arg-type]
-    return ServiceProcess(cfg, env=env)  # a context manager: started on entry
 
 
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
