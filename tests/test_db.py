@@ -185,6 +185,31 @@ def test_malformed_database_url_refuses_to_start() -> None:
     assert len(lines) == 1 and "DATABASE_URL is malformed" in lines[0], result.stderr
 
 
+@pytest.mark.parametrize("name, value, reason", [
+    ("LOADLAB_DB_POOL_SIZE", "abc", "valid integer"),
+    ("LOADLAB_DB_POOL_SIZE", "0", "greater than or equal to 1"),
+    ("LOADLAB_DB_POOL_TIMEOUT_S", "-1", "greater than 0"),
+])
+def test_bad_pool_setting_refuses_to_start_in_one_line(name: str, value: str, reason: str
+                                                       ) -> None:
+    env = {**os.environ, name: value}
+    result = subprocess.run(
+        [sys.executable, "-m", "loadlab", "serve", "flask", "--port", str(free_port())],
+        env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{name}={value!r}" in lines[0] and reason in lines[0], lines
+
+
+def test_empty_pool_settings_mean_the_defaults() -> None:
+    """What compose passes when the knobs are not set: the worker class's pool size."""
+    env = {**os.environ, "LOADLAB_DB_POOL_SIZE": "", "LOADLAB_DB_POOL_TIMEOUT_S": ""}
+    cfg = ServerConfig(framework="flask", worker_class="gthread", threads=3, port=free_port())
+    with ServiceProcess(cfg, env=env) as svc, httpx.Client(base_url=svc.url) as client:
+        info = check(client.get("/info")).json()
+    assert info["db_pool_size"] == 3
+
+
 def test_without_a_database_the_endpoints_answer_503(tmp_path: object) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     cfg = ServerConfig(framework="fastapi", port=free_port())
