@@ -3,25 +3,56 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint demo e2e offline-images dashboards clean
+.PHONY: install test lint lock demo screenshots e2e offline-images dashboards clean
 
-$(BIN)/loadlab: pyproject.toml
+# One line (and exit 2) when $(PY) is missing, too old, has no venv module, or when uv.lock
+# no longer matches pyproject.toml; empty when all is well.
+preflight = $(shell out=$$($(PY) scripts/preflight.py 2>&1 </dev/null); \
+	if [ $$? -ne 0 ]; then case "$$out" in ("make install:"*) echo "$$out";; \
+	(*) echo "make install: $(PY) does not run: install Python 3.11+ with its venv module";; \
+	esac; fi)
+
+# Pinned and hashed (requirements/all.txt, from uv.lock); the package itself on top.
+$(BIN)/loadlab: pyproject.toml uv.lock requirements/all.txt
+	$(eval why := $(preflight))$(if $(why),$(error $(why)))
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[all]'
+	$(BIN)/pip install -q --require-hashes -r requirements/all.txt
+	$(BIN)/pip install -q --no-deps -e .
 	@touch $@
 
 install: $(BIN)/loadlab
 
+# Resolve uv.lock again and rewrite requirements/*.txt from it (docs/install.md).
+lock: install
+	$(BIN)/python scripts/lock.py
+
+SHELL_SCRIPTS := .ci/run .ci/install-compose-v2 grafana/entrypoint.sh prometheus/entrypoint.sh \
+	src/loadlab/healthcheck.sh
+
 lint: install
-	$(BIN)/ruff check src services locust tests benchmarks
+	$(BIN)/ruff check src services locust tests benchmarks scripts
 	$(BIN)/mypy
+	$(BIN)/hadolint --failure-threshold warning Dockerfile prometheus/Dockerfile.debian
+	$(BIN)/shellcheck $(SHELL_SCRIPTS)
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 test: install lint
 	$(BIN)/pytest
 
 demo: install
 	$(BIN)/loadlab run --target both --scenario io --users 50 --duration 20s --out results/demo
+
+# The README's and docs' pictures of the report, from the demo and the quick matrix.
+screenshots: demo
+	$(BIN)/loadlab matrix matrices/quick.toml --out results/quick
+	$(BIN)/python scripts/screenshots.py results/demo/report.html docs/report.png
+	$(BIN)/python scripts/screenshots.py --section over-time --height 900 \
+		results/demo/report.html docs/report-over-time.png
+	$(BIN)/python scripts/screenshots.py --section distribution --height 900 \
+		results/demo/report.html docs/report-distribution.png
+	$(BIN)/python scripts/screenshots.py --height 1300 results/quick/report.html \
+		docs/report-matrix.png
 
 e2e: install
 	$(BIN)/pytest -m docker tests/e2e

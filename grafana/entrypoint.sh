@@ -5,6 +5,7 @@
 # change at first login. Anonymous visitors are Viewers either way (docker-compose.yml).
 set -eu
 bind="${LOADLAB_BIND:-127.0.0.1}"
+# The rule of loadlab.loopback.is_loopback (tests/test_security_defaults.py runs both).
 case "$bind" in
     127.* | localhost | ::1 | "[::1]") widened=no ;;
     *) widened=yes ;;

@@ -21,9 +21,10 @@ from prometheus_client.core import (
     Metric,
 )
 
+from loadlab.names import LATENCY_BUCKETS_S
+
 # The services' buckets (1 ms to 30 s), so both sides of a request read alike.
-BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-             30.0)
+BUCKETS_S = LATENCY_BUCKETS_S
 Key = tuple[str, str]  # (name, method)
 
 

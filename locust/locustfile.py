@@ -68,6 +68,11 @@ def _count(request_type: str, name: str, response_time: float, exception: Any,
     Lab.state.table.add(name, request_type, (response_time or 0.0) / 1000, exception is not None)
 
 
+def _in_mix(task: object) -> bool:
+    """The "all" mix: every endpoint that needs no database (MIX_WEIGHTS)."""
+    return bool(set(getattr(task, "locust_tag_set", ())) & set(_scenarios.MIX_WEIGHTS))
+
+
 def _idle(user: object) -> None:
     gevent.sleep(1)
 
@@ -91,8 +96,8 @@ class LabUser(FastHttpUser):
             return
         scenario = self.knobs.scenario
         cls_tasks = type(self).tasks
-        self.tasks = [t for t in cls_tasks
-                      if scenario == "all" or scenario in getattr(t, "locust_tag_set", ())]
+        self.tasks = [t for t in cls_tasks if scenario in getattr(t, "locust_tag_set", ())
+                      or (scenario == "all" and _in_mix(t))]
         if not self.tasks:
             log.error("loadlab: no task left for scenario %s (check --tags)", scenario)
             self.tasks = [_idle]
@@ -165,6 +170,27 @@ class LabUser(FastHttpUser):
     @task(_scenarios.MIX_WEIGHTS["request"])
     def request(self) -> None:
         self._call(_scenarios.request)
+
+    # The database scenarios: never in the "all" mix (a service may have no database).
+    @tag("db")
+    @task
+    def db(self) -> None:
+        self._call(_scenarios.db)
+
+    @tag("queries")
+    @task
+    def queries(self) -> None:
+        self._call(_scenarios.queries)
+
+    @tag("db-sleep")
+    @task
+    def db_sleep(self) -> None:
+        self._call(_scenarios.db_sleep)
+
+    @tag("db-blocking")
+    @task
+    def db_blocking(self) -> None:
+        self._call(_scenarios.db_blocking)
 
 
 # --- process roles ------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import Response, request
 
+from loadlab.loopback import is_loopback
 from locust import events
 
 log = logging.getLogger("loadlab")
@@ -24,7 +25,7 @@ OPEN_PATHS = ("/metrics",)
 
 
 def widened(bind: str) -> bool:
-    return not (bind.startswith("127.") or bind in ("localhost", "::1", "[::1]"))
+    return not is_loopback(bind)
 
 
 def _same(given: str | None, expected: str) -> bool:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import NoReturn
 
 import pytest
+import requirements_probe
 from lab_services import VARIANTS, start_service
 
 from loadlab.launch import ServiceProcess
@@ -23,12 +24,23 @@ def service(request: pytest.FixtureRequest) -> Iterator[ServiceProcess]:
         proc.stop()
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`@pytest.mark.requires("promtool", ...)`: skip, or fail where required (CI)."""
+    for mark in item.iter_markers("requires"):
+        for name in mark.args:
+            requirements_probe.require(name, requirements_probe.missing(name))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    line = requirements_probe.summary_line()
+    if line is not None:
+        terminalreporter.write_line(line, yellow=True)
+
+
 def postgres_missing(reason: str) -> NoReturn:
-    """Skip with the reason and the fix; fail instead where CI sets LOADLAB_REQUIRE_POSTGRES=1."""
-    message = f"no PostgreSQL for the database tests: {reason}"
-    if os.environ.get("LOADLAB_REQUIRE_POSTGRES") == "1":
-        pytest.fail(f"{message} (LOADLAB_REQUIRE_POSTGRES=1)", pytrace=False)
-    pytest.skip(message)
+    """Skip with the reason and the fix; fail instead where PostgreSQL is required (CI)."""
+    requirements_probe.require("postgres", reason)
+    raise AssertionError("unreachable: require() skips or fails")
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
+from requirements_probe import require_tool
 
 from loadlab.launch import ServiceProcess
 from loadlab.metrics import tally
@@ -74,7 +75,7 @@ def settled_scrape(url: str, timeout_s: float = 15) -> Scrape:
 
 
 def promtool_check(text: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["promtool", "check", "metrics"], input=text.encode(),
+    return subprocess.run([require_tool("promtool"), "check", "metrics"], input=text.encode(),
                           capture_output=True, timeout=30)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -30,14 +29,6 @@ ENTRYPOINT = ROOT / "prometheus" / "entrypoint.sh"
 CONFIG_DIR = ROOT / "prometheus"
 EXPORTER = "prometheus-postgres-exporter"  # Debian's name for postgres_exporter
 EXPORTER_QUERIES = ROOT / "postgres" / "exporter-queries.yml"
-
-
-def have_prometheus() -> bool:
-    return shutil.which("prometheus") is not None and shutil.which("promtool") is not None
-
-
-def have_postgres_exporter() -> bool:
-    return shutil.which(EXPORTER) is not None
 
 
 def lab_config(directory: Path, targets: dict[str, dict[str, str]]) -> Path:

@@ -181,3 +181,25 @@ def test_holds_only_tree_rejects_a_stranger(tmp_path: Path) -> None:
         for p in (stranger, helper):
             p.kill()
             p.wait()
+
+
+@pytest.mark.parametrize("layout,files,manifest,doctor_says", [
+    ("v1", {"cpu/cpu.cfs_quota_us": "-1"}, "v1", "v1"),
+    ("co-mounted v1", {"cpu,cpuacct/cpu.cfs_quota_us": "-1"}, "v1", "v1"),
+    ("v2", {"cgroup.controllers": "cpuset cpu io memory", "cgroup.procs": ""}, "v2", "v2"),
+    ("v2 without cpu", {"cgroup.controllers": "memory", "cgroup.procs": ""}, "none",
+     "v2 (no cpu controller)"),
+    ("hybrid", {"cpu/cpu.cfs_quota_us": "-1", "unified/cgroup.controllers": "",
+                "unified/cgroup.procs": ""}, "v1", "hybrid (cpu on v1)"),
+    ("none", {}, "none", "none"),
+])
+def test_one_cgroup_version_for_the_manifest_and_doctor(
+        tmp_path: Path, layout: str, files: dict[str, str], manifest: str,
+        doctor_says: str) -> None:
+    from loadlab import doctor
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cgroup.cpu_cgroup_version(tmp_path) == manifest, layout
+    assert doctor.cgroup_version(tmp_path) == doctor_says, layout

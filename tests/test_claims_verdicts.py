@@ -39,14 +39,29 @@ def record(users: int = 4, rps: float = 100.0, mean: float = 40.0, p50: float = 
 
 def good_runs() -> dict[str, dict[str, Any]]:
     runs = {
-        "async-io": record(users=200, rps=1900, mean=104, p50=102),
+        "async-io": record(users=200, rps=1900, mean=104, p50=102,
+                           server={"requests_in_progress": 196.0}),
         "loop-blocking": record(probe_ms={"p50": 30.0}),
         "loop-threadpool": record(probe_ms={"p50": 3.0}),
         "sync-2": record(users=20, rps=19.5, workers=2),
         "gthread-2x4": record(users=20, rps=78, workers=2, threads=4, worker_class="gthread"),
         "sync-memory": record(users=12, rps=115, mean=104, workers=12,
-                              server={"memory_bytes": 400e6}),
+                              server={"memory_bytes": 400e6, "requests_in_progress": 11.0}),
     }
+    db = {"connections_peak": 20, "cpu_cores_used": 0.5}
+    busy_db = {"connections_peak": 10, "cpu_cores_used": 0.8}  # 47% of service + database
+    runs.update({
+        "db-pool": record(users=50, rps=48, db_pool_size=5, database=db),
+        "db-blocking": record(io_ms=20, rps=45, probe_ms={"p50": 25.0}),
+        "db-async": record(io_ms=20, rps=190, probe_ms={"p50": 2.0}),
+        "db-conn-uvicorn": record(users=50, workers=2, db_pool_size=10, worker_class="uvicorn",
+                                  database=db),
+        "db-conn-gthread": record(users=50, workers=3, threads=4, db_pool_size=4,
+                                  worker_class="gthread",
+                                  database={"connections_peak": 12, "cpu_cores_used": 0.5}),
+        "db-fastapi": record(users=50, rps=1000, cpus=1.0, database=busy_db),
+        "db-flask": record(users=50, rps=950, cpus=1.0, worker_class="gevent", database=busy_db),
+    })
     for rep in range(2):
         runs[f"procs-1#{rep}"] = record(rps=95)
         runs[f"procs-n#{rep}"] = record(rps=180, workers=2)
@@ -68,7 +83,8 @@ def test_ids_are_the_ones_the_issue_names() -> None:
     assert CLAIM_IDS == (
         "async-io-concurrency", "event-loop-blocking", "sync-worker-per-request",
         "sync-memory-per-concurrency", "cpu-scales-with-processes",
-        "threads-not-parallel-cpu", "cpu-limit-caps-scaling",
+        "threads-not-parallel-cpu", "cpu-limit-caps-scaling", "async-db-pool-caps-concurrency",
+        "sync-driver-blocks-loop", "connections-multiply-with-workers", "db-bound-throughput",
     )
 
 
@@ -88,7 +104,10 @@ def test_nothing_measured_is_inconclusive_with_the_reason() -> None:
     ("event-loop-blocking", {"loop-blocking": dict(probe_ms={"p50": 4.5})}, UNSURE),
     ("sync-worker-per-request", {"sync-2": dict(rps=60)}, FAILS),
     ("sync-memory-per-concurrency",
-     {"sync-memory": dict(server={"memory_bytes": 4e6})}, FAILS),
+     {"sync-memory": dict(server={"memory_bytes": 4e6, "requests_in_progress": 11.0})}, FAILS),
+    ("sync-memory-per-concurrency",
+     {"sync-memory": dict(server={"memory_bytes": 400e6, "requests_in_progress": None})},
+     UNSURE),
     ("cpu-scales-with-processes", {"procs-n#0": dict(rps=96), "procs-n#1": dict(rps=97)},
      FAILS),
     ("cpu-scales-with-processes",
@@ -104,6 +123,18 @@ def test_nothing_measured_is_inconclusive_with_the_reason() -> None:
     ("cpu-limit-caps-scaling",
      {"limit-2#0": dict(server={"cpu_limit": 0.0}),
       "limit-2#1": dict(server={"cpu_limit": 0.0})}, UNSURE),
+    ("async-db-pool-caps-concurrency", {"db-pool": dict(rps=400)}, FAILS),
+    ("async-db-pool-caps-concurrency", {"db-pool": dict(rps=30)}, UNSURE),
+    ("async-db-pool-caps-concurrency", {"db-pool": dict(users=10)}, UNSURE),
+    ("sync-driver-blocks-loop", {"db-blocking": dict(probe_ms={"p50": 2.1})}, FAILS),
+    ("sync-driver-blocks-loop", {"db-blocking": dict(probe_ms={"p50": 3.0})}, UNSURE),
+    ("connections-multiply-with-workers",
+     {"db-conn-gthread": dict(database={"connections_peak": 4})}, FAILS),
+    ("connections-multiply-with-workers",
+     {"db-conn-gthread": dict(database={"connections_peak": 11})}, UNSURE),
+    ("db-bound-throughput", {"db-flask": dict(rps=300)}, FAILS),
+    ("db-bound-throughput", {"db-flask": dict(rps=300, machine={"other_cores": 1.0})}, UNSURE),
+    ("db-bound-throughput", {"db-flask": dict(database={"cpu_cores_used": None})}, UNSURE),
     ("cpu-limit-caps-scaling", {"limit-2#0": dict(status="failed", error="service died"),
                                 "limit-2#1": dict(status="failed", error="service died")},
      UNSURE),

@@ -12,13 +12,16 @@ from typing import Any
 
 import pytest
 import yaml
+from requirements_probe import require
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
 COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_TEXT)
 SERVICES: dict[str, Any] = COMPOSE["services"]
-LAB_DOCKERFILES = [ROOT / "services" / "fastapi" / "Dockerfile",
-                   ROOT / "services" / "flask" / "Dockerfile", ROOT / "locust" / "Dockerfile"]
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+# The lab's images are the targets of one Dockerfile: each stage's text by its name.
+STAGES = dict(re.findall(r"^FROM \S+ AS (\w+)\n(.*?)(?=^FROM |\Z)", DOCKERFILE, re.M | re.S))
+LAB_TARGETS = ("fastapi", "flask", "locust")
 
 
 def test_compose_spec_shape() -> None:
@@ -43,10 +46,14 @@ def test_images_pinned_and_overridable() -> None:
         image = SERVICES[name]["image"]
         match = re.fullmatch(r"\$\{\w+_IMAGE:-([\w./-]+):([\w.-]+)\}", image)
         assert match and match[2] not in ("latest", "main"), image
-    for dockerfile in LAB_DOCKERFILES:
-        base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile.read_text(), re.M)
-        assert base and re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base[1]), dockerfile
-        assert "FROM ${PYTHON_IMAGE}" in dockerfile.read_text()
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", DOCKERFILE, re.M)
+    assert base and re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base[1])
+    assert "FROM ${PYTHON_IMAGE} AS base" in DOCKERFILE
+    assert {"base", "package", *LAB_TARGETS} == set(STAGES)
+    for name, build in (("fastapi", "fastapi"), ("flask", "flask"), ("locust-master", "locust")):
+        assert SERVICES[name]["build"]["target"] == build
+        assert SERVICES[name]["build"]["dockerfile"] == "Dockerfile"
+        assert re.search(rf"^FROM base AS {build}$", DOCKERFILE, re.M)
 
 
 def test_ports_bound_to_loopback_unless_widened() -> None:
@@ -79,13 +86,12 @@ def test_lab_images_check_with_bash_alone() -> None:
         test = SERVICES[name]["healthcheck"]["test"]
         assert test[1:3] == ["bash", "/app/healthcheck.sh"], (name, test)
         assert re.fullmatch(r"(http://127\.0\.0\.1:\d+/\S*|tcp://[\w-]+:\d+)", test[3]), test
-    for dockerfile in LAB_DOCKERFILES:
-        text = dockerfile.read_text()
-        assert "cp /build/src/loadlab/healthcheck.sh /app/" in text, dockerfile
-    for dockerfile in LAB_DOCKERFILES[:2]:  # the services' own HEALTHCHECK, for docker run
-        text = dockerfile.read_text()
+    for target in LAB_TARGETS:
+        assert "COPY src/loadlab/healthcheck.sh /app/healthcheck.sh" in STAGES[target], target
+    for target in LAB_TARGETS[:2]:  # the services' own HEALTHCHECK, for docker run
+        text = STAGES[target]
         assert '["bash", "/app/healthcheck.sh", "http://127.0.0.1:8000/healthz"]' in text
-        assert "--interval=20s" in text, dockerfile
+        assert "--interval=20s" in text, target
 
 
 def test_dependencies_wait_for_health_only_where_order_matters() -> None:
@@ -104,10 +110,9 @@ def test_hardening_and_non_root() -> None:
         assert svc["cap_drop"] == ["ALL"], name
         assert "no-new-privileges:true" in svc["security_opt"], name
         assert "cap_add" not in svc and not svc.get("privileged"), name  # nothing added back
-    for dockerfile in LAB_DOCKERFILES:
-        text = dockerfile.read_text()
-        assert re.search(r"^USER loadlab$", text, re.M), dockerfile
-        assert "LOADLAB_IN_CONTAINER=1" in text
+    for target in LAB_TARGETS:
+        assert re.search(r"^USER 10001$", STAGES[target], re.M), target  # uid of loadlab
+    assert "LOADLAB_IN_CONTAINER=1" in STAGES["base"]
     for name in ("fastapi", "flask"):
         assert SERVICES[name]["command"][0] == "serve"
         assert SERVICES[name]["read_only"] is True
@@ -135,7 +140,7 @@ SECRET_SHAPES = re.compile("|".join([
 ]))
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="no git")
+@pytest.mark.requires("git")
 def test_no_key_or_token_in_the_tracked_files() -> None:
     listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True,
                             text=True, timeout=30, check=False)
@@ -158,11 +163,12 @@ def _compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")
 def test_compose_v2_accepts_the_file_and_rejects_a_non_numeric_cpu_count() -> None:
-    if subprocess.run(["docker", "compose", "version"], capture_output=True,
-                      check=False).returncode != 0:
-        pytest.skip("Compose v2 is not installed (.ci/install-compose-v2 installs it)")
+    if shutil.which("docker") is None:
+        require("docker", "no docker CLI")
+    elif subprocess.run(["docker", "compose", "version"], capture_output=True,
+                        check=False).returncode != 0:
+        require("docker", "Compose v2 (`docker compose`) is not installed")
     ok = _compose_config({})
     assert ok.returncode == 0, ok.stderr
     bad = _compose_config({"FASTAPI_CPUS": "two"})

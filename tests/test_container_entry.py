@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.server
-import shutil
 import signal
 import socket
 import subprocess
@@ -104,7 +103,7 @@ def test_healthcheck_gives_up_on_a_silent_peer() -> None:
     assert time.monotonic() - started < 5
 
 
-@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+@pytest.mark.requires("strace")
 def test_healthcheck_is_one_process(http_server: int, tmp_path: Path) -> None:
     """Bash builtins only: a healthy check starts no other program (that is its point)."""
     trace = tmp_path / "trace"

@@ -89,7 +89,7 @@ def test_comparison_has_the_panels_the_lab_needs() -> None:
     assert any(a.get("expr") for a in board["annotations"]["list"]), "no load-run annotation"
 
 
-@pytest.mark.skipif(not prom.have_prometheus(), reason="needs Debian's prometheus package")
+@pytest.mark.requires("prometheus")
 def test_every_query_parses_in_prometheus(tmp_path: Path) -> None:
     values = {"service": "fastapi|flask", "handler": ".*"}
     with prom.running(tmp_path) as port:
@@ -157,9 +157,7 @@ def _empty(port: int, checks: list[tuple[str, str]], start: float) -> list[str]:
     return empty
 
 
-@pytest.mark.skipif(not prom.have_prometheus(), reason="needs Debian's prometheus package")
-@pytest.mark.skipif(not prom.have_postgres_exporter(),
-                    reason="needs Debian's prometheus-postgres-exporter package")
+@pytest.mark.requires("prometheus", "postgres_exporter")
 def test_database_rows_return_data_natively(tmp_path: Path, database_url: str) -> None:
     """Real services with a pool each, postgres_exporter with the lab's CPU query, and
     Prometheus with the lab's jobs and rules: after a little /db, /queries and /db/sleep

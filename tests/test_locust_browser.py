@@ -35,11 +35,10 @@ def fastapi() -> Iterator[ServiceProcess]:
         proc.stop()
 
 
+@pytest.mark.requires("chromium")
 def test_web_ui_swarm_with_custom_parameters_and_shape(fastapi: ServiceProcess,
                                                        tmp_path: Path) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    import playwright.sync_api as sync_api
     port = free_port()
     web = f"http://127.0.0.1:{port}"
     lo = Locust(["--class-picker", "--web-host", "127.0.0.1", "--web-port", str(port),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -23,6 +22,7 @@ from locustrun import (
     stats_totals,
     wait_for,
 )
+from requirements_probe import require_tool
 
 from loadlab.launch import ServiceProcess
 
@@ -81,8 +81,7 @@ def stop_and_collect(master: Locust, *workers: Locust) -> Run:
 
 
 def check_promtool(text: str) -> None:
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool (Debian package prometheus) is needed"
+    promtool = require_tool("promtool")
     check = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
                            capture_output=True, timeout=30)
     assert check.returncode == 0, check.stdout + check.stderr

@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 from metrics_support import (
     Scrape,
     fetch,
@@ -165,6 +166,7 @@ def test_event_loop_lag(service: ServiceProcess) -> None:
     wait_for(lambda: stalls() > before, 5, "a loop stall in the lag histogram")
 
 
+@pytest.mark.requires("promtool")  # before the service fixture starts anything
 def test_exposition_passes_promtool(service: ServiceProcess) -> None:
     get_all(service.url, ["/json", "/io?ms=1", "/nothing"])
     result = promtool_check(scrape(service.url).text)

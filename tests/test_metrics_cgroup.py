@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from lab_services import start_service
 from metrics_support import fetch, scrape
+from requirements_probe import require
 
 from loadlab import cpulimit
 
@@ -32,8 +33,8 @@ def _burn(url: str) -> int:
 @pytest.mark.parametrize("framework,worker_class", [("flask", "sync"), ("fastapi", "uvicorn")])
 def test_limit_and_throttling_under_a_quota(framework: str, worker_class: str) -> None:
     mechanism = cpulimit.native_mechanism()
-    if mechanism not in ("cgroup-v1", "cgroup-v2"):
-        pytest.skip(f"no writable cgroup here ({mechanism}); see loadlab doctor")
+    require("cgroup", None if mechanism in ("cgroup-v1", "cgroup-v2")
+            else f"no writable cgroup here (only {mechanism})")
     service = start_service(framework=framework, worker_class=worker_class, workers=2,
                             cpus=CPUS)
     try:

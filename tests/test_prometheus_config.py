@@ -17,8 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "prometheus" / "prometheus.yml"
 RULES = sorted((ROOT / "prometheus" / "rules").glob("*.yml"))
 
-pytestmark = pytest.mark.skipif(not prom.have_prometheus(),
-                                reason="needs Debian's prometheus package (promtool)")
+pytestmark = pytest.mark.requires("prometheus")
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:

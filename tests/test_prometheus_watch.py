@@ -24,7 +24,7 @@ def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 15) -> N
         time.sleep(0.1)
 
 
-@pytest.mark.skipif(not prom.have_prometheus(), reason="needs Debian's prometheus package")
+@pytest.mark.requires("prometheus")
 def test_ready_throughout_then_stopped_mid_run(tmp_path: Path) -> None:
     proc, port = prom.start(tmp_path)
     try:

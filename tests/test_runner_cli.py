@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import socket
 from collections.abc import Iterator
@@ -91,7 +92,7 @@ def test_service_that_fails_to_start_shows_its_log(tmp_path: Path) -> None:
                           "--out", str(tmp_path / "r")], environment)
         assert result.returncode == 2
         line = one_line_error(result.stderr)
-        assert "did not start" in line and "gunicorn.conf.py" in line  # its last log line
+        assert "did not start" in line and "nowhere/flask" in line  # its last log line
         assert_nothing_left(tag)
     finally:
         kill_tagged(tag)
@@ -117,10 +118,12 @@ def test_run_both_writes_results_and_passes_gates(tmp_path: Path,
         assert run["machine"]["load_generator_cores"] > 0  # Locust's CPU in the window
         assert run["machine"]["busy_cores"] >= run["machine"]["other_cores"] >= 0
     manifest = data["manifest"]
-    for key in ("git_commit", "versions", "cpu_model", "cores", "cgroup_version",
-                "limits_applied", "load_generator_peak_cpu_percent", "command_line"):
+    for key in ("git_commit", "versions", "lock_sha256", "cpu_model", "cores",
+                "cgroup_version", "limits_applied", "load_generator_peak_cpu_percent",
+                "command_line"):
         assert key in manifest
     assert manifest["load_generator_peak_cpu_percent"] > 0
+    assert re.fullmatch(r"[0-9a-f]{64}", manifest["lock_sha256"])  # the checkout's uv.lock
     assert "--target both" in manifest["command_line"]
     with (out / "runs.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == 2

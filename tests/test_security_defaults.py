@@ -21,6 +21,7 @@ from locustrun import Locust, wait_for
 
 from loadlab.cli import build_parser
 from loadlab.launch import free_port
+from loadlab.loopback import is_loopback
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAFANA_ENTRY = ROOT / "grafana" / "entrypoint.sh"
@@ -37,10 +38,18 @@ def grafana_entry(bind: str, password: str | None) -> subprocess.CompletedProces
                           text=True, env=env, timeout=10, check=False)
 
 
-@pytest.mark.parametrize("bind", ["127.0.0.1", "127.0.0.2", "localhost", "::1"])
-def test_grafana_starts_on_loopback_without_a_password(bind: str) -> None:
+BINDS = {"127.0.0.1": True, "127.0.0.2": True, "127.255.1.9": True, "localhost": True,
+         "::1": True, "[::1]": True, "0.0.0.0": False, "::": False, "192.168.1.5": False,
+         "10.0.0.1": False, "localhost.example": False, "128.0.0.1": False}
+
+
+@pytest.mark.parametrize("bind", sorted(BINDS))
+def test_one_loopback_rule_for_grafana_and_the_locust_ui(bind: str) -> None:
+    """Grafana's shell entrypoint starts without a password exactly where the Python rule
+    (the Locust UI's guard, the runner) calls the bind loopback."""
+    assert is_loopback(bind) is BINDS[bind]
     result = grafana_entry(bind, "")
-    assert result.returncode == 0 and result.stdout.strip() == "started"
+    assert (result.returncode == 0 and result.stdout.strip() == "started") is BINDS[bind]
 
 
 @pytest.mark.parametrize("password", [None, "", "admin"])

@@ -180,6 +180,14 @@ def v2_has_cpu(root: Path) -> bool:
     return "cpu" in (_read(unified_mount(root) / "cgroup.controllers") or "").split()
 
 
+def cpu_cgroup_version(root: Path = CGROUP_ROOT) -> str:
+    """'v1' or 'v2': the hierarchy holding the cpu controller (what a CPU limit goes
+    through), also on a hybrid layout; 'none' without one."""
+    if v1_mount(root, "cpu") is not None:
+        return "v1"
+    return "v2" if v2_has_cpu(root) else "none"
+
+
 def _controller_dir(mount: Path, path: str) -> Path:
     """The cgroup's directory, or the mount itself when a namespace hides the path."""
     candidate = mount / path.lstrip("/")

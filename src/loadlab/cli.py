@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from loadlab import __version__
+from loadlab.paths import REPO_ENV, LabFilesMissing
 from loadlab.serve import ServeError, ServerConfig, serve
 
 
@@ -113,6 +115,10 @@ def _register_runner(sub: argparse._SubParsersAction[_Parser]) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="loadlab", description=__doc__)
     parser.add_argument("--version", action="version", version=f"loadlab {__version__}")
+    parser.add_argument("--repo", default=None, metavar="DIR",
+                        help="the lab's checkout (services/, locust/, grafana/, compose file); "
+                             f"default: ${REPO_ENV}, the current directory, an editable "
+                             "install's source")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="start a service (FastAPI or Flask) natively")
@@ -140,9 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.repo is not None:  # in the environment, so the processes it starts agree
+        os.environ[REPO_ENV] = os.path.abspath(args.repo)
     try:
         return int(args.func(args))
-    except ServeError as exc:
+    except (ServeError, LabFilesMissing) as exc:
         print(f"loadlab {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from loadlab import contract
+from loadlab.database.seed import WORLD_ROWS
 from loadlab.metrics import tally
 from loadlab.metrics.definitions import DB_BUCKETS, db_errors, db_histograms, db_pool_gauges
 from loadlab.settings import ServiceSettings
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
 AnyPool = Any  # psycopg_pool.ConnectionPool | AsyncConnectionPool: both have get_stats()
 
-WORLD_ROWS = 10_000
 SELECT_WORLD = "SELECT id, randomnumber FROM world WHERE id = %s"
 SLEEP = "SELECT pg_sleep(%s)"
 # While the database refuses connections, requests give up after this long (not the

@@ -56,11 +56,14 @@ def check_cores() -> Check:
 
 
 def cgroup_version(root: Path = cgroup.CGROUP_ROOT) -> str:
-    v1 = cgroup.v1_mount(root, "cpu") is not None
+    """The run manifest's cgroup version, with what else a user should know of the layout."""
+    version = cgroup.cpu_cgroup_version(root)
     unified = (cgroup.unified_mount(root) / "cgroup.procs").exists()
-    if v1 and unified:
-        return "hybrid (cpu on v1)" if not cgroup.v2_has_cpu(root) else "hybrid"
-    return "v1" if v1 else "v2" if unified else "none"
+    if version == "v1" and unified:
+        return "hybrid (cpu on v1)"
+    if version == "none" and unified:
+        return "v2 (no cpu controller)"
+    return version
 
 
 def check_cgroup(probe: Callable[[], str] = cpulimit.native_mechanism) -> Check:

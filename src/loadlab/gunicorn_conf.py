@@ -1,4 +1,5 @@
-"""Gunicorn settings shared by every Gunicorn variant; services/*/gunicorn.conf.py load this.
+"""Gunicorn settings shared by every Gunicorn variant, loaded as a module
+(`gunicorn --config python:loadlab.gunicorn_conf`): no config file per service.
 
 The variant itself (bind, workers, worker class, threads) comes from LOADLAB_* variables
 set by ``loadlab serve``, so the one file serves natively and in containers.

@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from loadlab.serve import ServerConfig
+from loadlab.serve import ServerConfig, serve_argv
 
 
 class LaunchError(RuntimeError):
@@ -37,18 +36,6 @@ def free_port(host: str = "127.0.0.1") -> int:
 def port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         return sock.connect_ex((host, port)) == 0
-
-
-def serve_argv(cfg: ServerConfig) -> list[str]:
-    argv = [
-        sys.executable, "-m", "loadlab", "serve", cfg.framework, "--host", cfg.host,
-        "--port", str(cfg.port), "--workers", str(cfg.workers),
-        "--worker-class", cfg.worker_class, "--threads", str(cfg.threads),
-        "--loop", cfg.loop, "--http", cfg.http,
-    ]
-    if cfg.cpus:
-        argv += ["--cpus", str(cfg.cpus)]
-    return argv
 
 
 @dataclass

@@ -25,6 +25,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from loadlab.paths import LabFilesMissing, lab_root
+
 BASE_IMAGE = "loadlab/python-base:bookworm"
 PROMETHEUS_IMAGE = "loadlab/prometheus:debian"
 POSTGRES_IMAGE = "loadlab/postgres:debian"
@@ -40,10 +42,6 @@ OFFLINE_SERVICES = ("fastapi", "flask", "locust-master", "locust-worker", "prome
 
 class OfflineError(RuntimeError):
     """A missing tool or a failed step; the message is one line for the user."""
-
-
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
 
 
 def _need(tool: str, hint: str) -> None:
@@ -104,7 +102,7 @@ def build_base(tag: str = BASE_IMAGE, mirror: str | None = None) -> None:
 
 def _build_debian(directory: str, dockerfile: str, tag: str, base: str = BASE_IMAGE) -> None:
     """A third-party service's image from Debian packages, on the Debian base."""
-    root = repo_root()
+    root = lab_root()
     _run([
         "docker", "build", "--build-arg", f"BASE_IMAGE={base}", "-t", tag,
         "-f", str(root / directory / dockerfile), str(root / directory),
@@ -129,7 +127,7 @@ def compose_env(base: str = BASE_IMAGE, prometheus: str = PROMETHEUS_IMAGE) -> d
 def build_lab_images(base: str = BASE_IMAGE) -> None:
     """The lab's own images from the same Dockerfiles users build, on the Debian base."""
     env = {**os.environ, **compose_env(base)}
-    _run(["docker", "compose", "--project-directory", str(repo_root()), "build",
+    _run(["docker", "compose", "--project-directory", str(lab_root()), "build",
           "fastapi", "flask", "locust-master"], env=env)
 
 
@@ -150,11 +148,11 @@ def build_all(rebuild_base: bool = False, mirror: str | None = None) -> Path:
     build_prometheus()
     build_postgres()
     build_lab_images()
-    env_file = repo_root() / ".offline" / "images.env"
+    env_file = lab_root() / ".offline" / "images.env"
     write_env_file(env_file)
     print(f"built in {time.monotonic() - started:.0f} s; start the lab without Grafana "
           "(no offline image exists for it):")
-    print(f"  docker compose --env-file {env_file.relative_to(repo_root())} up -d --wait "
+    print(f"  docker compose --env-file {env_file.relative_to(lab_root())} up -d --wait "
           + " ".join(OFFLINE_SERVICES))
     return env_file
 
@@ -171,6 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OfflineError as exc:
         print(f"loadlab offline: error: {exc}", file=sys.stderr)
         return 1
+    except LabFilesMissing as exc:
+        print(f"loadlab offline: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -23,9 +23,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Literal
 
-import loadlab
 from loadlab import cgroup, cpulimit
 from loadlab.metrics.multiprocess import is_alive
+from loadlab.paths import lab_path
 
 Framework = Literal["fastapi", "flask"]
 
@@ -102,11 +102,25 @@ class ServerConfig:
         return self.server == "gunicorn" or self.workers > 1
 
 
+def serve_argv(cfg: ServerConfig) -> list[str]:
+    """The command line of ``loadlab serve`` for `cfg` (launch starts it; serve runs itself
+    again under systemd-run)."""
+    argv = [
+        sys.executable, "-m", "loadlab", "serve", cfg.framework, "--host", cfg.host,
+        "--port", str(cfg.port), "--workers", str(cfg.workers),
+        "--worker-class", cfg.worker_class, "--threads", str(cfg.threads),
+        "--loop", cfg.loop, "--http", cfg.http,
+    ]
+    if cfg.cpus:
+        argv += ["--cpus", str(cfg.cpus)]
+    return argv
+
+
 def services_dir() -> Path:
     configured = os.environ.get("LOADLAB_SERVICES_DIR")
     if configured:
         return Path(configured)
-    return Path(loadlab.__file__).resolve().parents[2] / "services"
+    return lab_path("services", "fastapi/fastapi_app.py")
 
 
 RECYCLING_ENV = ("LOADLAB_MAX_REQUESTS", "LOADLAB_MAX_REQUESTS_JITTER")
@@ -145,7 +159,7 @@ def build_command(cfg: ServerConfig) -> list[str]:
         return argv
     return [
         sys.executable, "-m", "gunicorn", f"{module}:create_app()",
-        "--config", str(app_dir / "gunicorn.conf.py"), "--chdir", str(app_dir),
+        "--config", "python:loadlab.gunicorn_conf", "--chdir", str(app_dir),
     ]
 
 
@@ -311,8 +325,6 @@ def serve(cfg: ServerConfig) -> int:
         limit = cpulimit.limit_cpus(cfg.cpus)
     if limit.wrapper:
         # Re-execute serve inside a systemd scope: same pid, same process group.
-        from loadlab.launch import serve_argv
-
         os.environ[cpulimit.SCOPE_ENV] = "1"
         os.execvp(limit.wrapper[0], [*limit.wrapper, *serve_argv(cfg)])
     metrics_dir: Path | None = None

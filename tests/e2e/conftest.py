@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from requirements_probe import require
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -24,11 +24,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    problem = engine_problem()
-    if problem is not None:
-        if os.environ.get("LOADLAB_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"the compose e2e must run here, but: {problem}")
-        pytest.skip(f"compose e2e needs a Docker engine and Compose v2: {problem}")
+    require("docker", engine_problem())
     lab = Stack(offline=not registry_answers())
     try:
         lab.build()

@@ -14,6 +14,7 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
 from loadlab.dashboards import comparison, loadgen, service
+from loadlab.paths import lab_path
 
 BOARDS: dict[str, Callable[[], db.Dashboard]] = {
     "comparison.json": comparison.build,
@@ -23,7 +24,7 @@ BOARDS: dict[str, Callable[[], db.Dashboard]] = {
 
 
 def default_dir() -> Path:
-    return Path(__file__).resolve().parents[3] / "grafana" / "dashboards"
+    return lab_path("grafana/dashboards")
 
 
 def render() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Instrumentation shared by both services (names fixed in DESIGN.md's metrics contract).
+"""Instrumentation shared by both services (names fixed in docs/design.md's metrics contract).
 
 * ``ASGIMetricsMiddleware`` / ``WSGIMetricsMiddleware``: per-request metrics.
 * ``register_server_info(framework, settings)``: at app creation, once per worker.

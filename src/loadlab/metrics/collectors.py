@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 
 from loadlab import cgroup
 from loadlab.metrics.definitions import THREADPOOL_BUSY, THREADPOOL_SIZE
+from loadlab.proctree import process_tree, pss_bytes, tree_cpu_seconds
 
 MEMORY_HELP = (
     "Memory of the whole service (all workers): the cgroup's working set (usage minus "
@@ -43,37 +44,6 @@ def root_pid() -> int:
         return int(configured)
     # Started by hand: a multi-process server's master is the parent, else this process.
     return os.getppid() if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else os.getpid()
-
-
-def process_tree(pid: int) -> list[psutil.Process]:
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return []
-
-
-def tree_cpu_seconds(processes: Iterable[psutil.Process]) -> float:
-    """CPU of every live process plus what each has reaped (exited workers, pools)."""
-    total = 0.0
-    for proc in processes:
-        try:
-            t = proc.cpu_times()
-        except psutil.Error:
-            continue
-        total += t.user + t.system + t.children_user + t.children_system
-    return total
-
-
-def pss_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
-            for line in fh:
-                if line.startswith(b"Pss:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return 0
 
 
 class _Monotonic:

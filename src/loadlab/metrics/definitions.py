@@ -1,4 +1,4 @@
-"""The metric objects of DESIGN.md's "Metrics contract", defined once for both services.
+"""The metric objects of docs/design.md's "Metrics contract", defined once for both services.
 
 They live in their own registry (``HTTP_REGISTRY``), never in prometheus_client's global
 one: a single-process service renders this registry, a multi-process one renders the
@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import disable_created_metrics
 
 from loadlab.metrics.multiprocess import use_cached_pid
+from loadlab.names import LATENCY_BUCKETS_S
 
 # *_created series exist only in single-process mode; without them both modes look alike.
 disable_created_metrics()
@@ -27,10 +28,7 @@ HTTP_REGISTRY = CollectorRegistry(auto_describe=True)
 THREADPOOL_BUSY = "loadlab_threadpool_busy"
 THREADPOOL_SIZE = "loadlab_threadpool_size"
 
-# 1 ms .. 30 s: /json answers in well under a millisecond, /io and /upstream in up to 10 s.
-DURATION_BUCKETS = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-)
+DURATION_BUCKETS = LATENCY_BUCKETS_S  # the load generator's too
 # Sleep overshoot of the event loop: a healthy loop stays under a millisecond.
 LOOP_LAG_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

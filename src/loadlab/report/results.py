@@ -59,8 +59,8 @@ def load_summary(directory: Path) -> dict[str, Any]:
 
 def csv_row(run: dict[str, Any]) -> dict[str, Any]:
     lat = run.get("latency_ms") or {}
-    # DESIGN.md names both the server software and the server figures ``server``: the
-    # figures are the dict, and it carries the software as ``name``.
+    # The results contract (docs/design.md) names both the server software and the server
+    # figures ``server``: the figures are the dict, and it carries the software as ``name``.
     found = run.get("server")
     server: dict[str, Any] = found if isinstance(found, dict) else {}
     flat = {k: run.get(k) for k in CSV_FIELDS}

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from loadlab.report.concurrency import client_in_flight, memory_per_request, served
 from loadlab.runner.options import RunSpec
 
 HOLDS, FAILS, UNSURE = "holds", "does not hold", "inconclusive"
@@ -40,6 +41,8 @@ class Sizes:
     repeats: int  # CPU-bound pairs are run this often, alternated (the machine is noisy)
     io_ms: int = 100
     cpu_work: int = 100  # ~10 ms of pure-Python work
+    db_pool: int = 5  # the pool that caps one Uvicorn process's database waits
+    db_users: int = 50  # more users than the pool, so that the pool is the limit
 
 
 QUICK = Sizes(duration_s=5, warmup_s=2, async_users=200, sync_workers=12, repeats=2)
@@ -79,6 +82,24 @@ def plan(sizes: Sizes, cores: int) -> dict[str, RunSpec]:
         "limit-1": dict(worker_class="sync", workers=1, cpus=1.0),
         "limit-2": dict(worker_class="sync", workers=2, cpus=1.0),
     }
+    db_common: dict[str, Any] = dict(users=sizes.db_users, **common)
+    cells.update({
+        # Database waits through a pool of db_pool connections, users well above the pool.
+        "db-pool": _cell(target="fastapi", scenario="db-sleep", io_ms=sizes.io_ms,
+                         db_pool_size=sizes.db_pool, **db_common),
+        # The same wait with the sync driver inside async def, against the async driver.
+        "db-blocking": _cell(target="fastapi", scenario="db-blocking", io_ms=20, users=4,
+                             **common),
+        "db-async": _cell(target="fastapi", scenario="db-sleep", io_ms=20, users=4, **common),
+        # Connections the database sees: workers x pool, on both stacks.
+        "db-conn-uvicorn": _cell(target="fastapi", scenario="db", workers=2, **db_common),
+        "db-conn-gthread": _cell(target="flask", scenario="db", worker_class="gthread",
+                                 workers=3, threads=4, **db_common),
+        # /db at saturation, one core each (the database shares the service's cores).
+        "db-fastapi": _cell(target="fastapi", scenario="db", cpus=1.0, **db_common),
+        "db-flask": _cell(target="flask", scenario="db", worker_class="gevent", cpus=1.0,
+                          **db_common),
+    })
     names = list(pairs)
     for first, second in zip(names[::2], names[1::2], strict=True):
         for rep in range(sizes.repeats):
@@ -120,13 +141,6 @@ def _ok(run: dict[str, Any] | None) -> bool:
     return bool(run) and run.get("status") == "ok" and bool(run.get("requests"))  # type: ignore[union-attr]
 
 
-def in_flight(run: dict[str, Any]) -> float:
-    """Requests in the server at once (Little's law: throughput × mean latency)."""
-    lat = run["latency_ms"]
-    mean = lat.get("mean") or lat.get("p50") or 0.0
-    return float(run["rps"]) * float(mean) / 1000.0
-
-
 def _missing(cid: str, text: str, names: list[str], runs: Runs) -> Verdict | None:
     absent = [n for n in names if not _ok(runs.get(n)) and not _reps(runs, n)]
     if not absent:
@@ -144,7 +158,7 @@ def async_io(runs: Runs, cores: int) -> Verdict:
         return v
     run = runs["async-io"]
     users, io_ms = run["users"], run["io_ms"] or 100
-    held = in_flight(run)
+    held = client_in_flight(run)
     p50 = run["latency_ms"]["p50"]
     errors = run["failures"] / run["requests"]
     busy = _busy([run])
@@ -214,13 +228,16 @@ def sync_memory(runs: Runs, cores: int) -> Verdict:
         aio.get("server") or {}).get("memory_bytes")
     if not ms or not ma:
         return Verdict(cid, text, UNSURE, "memory was not measured")
-    hs, ha = max(in_flight(sync), 1.0), max(in_flight(aio), 1.0)
-    per_s, per_a = ms / hs, ma / ha
+    per_s, per_a = memory_per_request(sync), memory_per_request(aio)
+    hs, ha = served(sync), served(aio)
+    if per_s is None or per_a is None or hs is None or ha is None:
+        return Verdict(cid, text, UNSURE, "requests in progress at the server were not sampled")
     ratio = per_s / per_a
-    evidence = (f"Gunicorn sync x{sync['workers']}: {ms / 1e6:,.0f} MB PSS for {hs:.0f} in flight "
-                f"= {per_s / 1e6:.2f} MB each; 1 Uvicorn process: {ma / 1e6:,.0f} MB for "
-                f"{ha:.0f} in flight = {per_a / 1e6:.3f} MB each; {ratio:.1f}x "
-                f"(holds: >= 3x, does not hold: <= 1.5x)")
+    evidence = (f"Gunicorn sync x{sync['workers']}: {ms / 1e6:,.0f} MB PSS serving {hs:.1f} "
+                f"requests at once = {per_s / 1e6:.2f} MB each; 1 Uvicorn process: "
+                f"{ma / 1e6:,.0f} MB serving {ha:.1f} = {per_a / 1e6:.3f} MB each; {ratio:.1f}x "
+                f"(served: the server's own http_requests_in_progress over the window; "
+                f"holds: >= 3x, does not hold: <= 1.5x)")
     if ratio >= 3:
         return Verdict(cid, text, HOLDS, evidence)
     if ratio <= 1.5:
@@ -320,14 +337,121 @@ def limit_caps(runs: Runs, cores: int) -> Verdict:
     return Verdict(cid, text, UNSURE, evidence)
 
 
+def db_pool_caps(runs: Runs, cores: int) -> Verdict:
+    cid, text = "async-db-pool-caps-concurrency", (
+        "an async process is only as concurrent as its database pool: P connections hold "
+        "about P database waits, however many users wait")
+    if (v := _missing(cid, text, ["db-pool"], runs)) is not None:
+        return v
+    run = runs["db-pool"]
+    pool, users, wait_ms = run["db_pool_size"], run["users"], run["io_ms"] or 100
+    held = client_in_flight(run)  # requests the clients have out: most queue for the pool
+    waits = run["rps"] * wait_ms / 1000.0  # Little's law on the database side
+    peak = (run.get("database") or {}).get("connections_peak")
+    evidence = (f"1 Uvicorn process, pool {pool}, {users} users each holding a connection "
+                f"{wait_ms} ms: {run['rps']:,.1f} req/s = {waits:.1f} database waits at once "
+                f"(Little's law), {held:,.0f} requests out at the clients, database connections "
+                f"at most {peak} (holds: waits within 70-110% of the pool with users >= 4x the "
+                f"pool; does not hold: waits > 1.5x the pool)")
+    if users < 4 * pool:
+        return Verdict(cid, text, UNSURE, evidence + "; too few users to show the cap")
+    if 0.7 * pool <= waits <= 1.1 * pool:
+        return Verdict(cid, text, HOLDS, evidence)
+    if waits > 1.5 * pool:
+        return Verdict(cid, text, FAILS, evidence)
+    return Verdict(cid, text, UNSURE, evidence)
+
+
+def sync_driver_blocks(runs: Runs, cores: int) -> Verdict:
+    cid, text = "sync-driver-blocks-loop", (
+        "a sync database driver inside async def stalls the event loop, as CPU work does")
+    if (v := _missing(cid, text, ["db-blocking", "db-async"], runs)) is not None:
+        return v
+    blocking, good = runs["db-blocking"], runs["db-async"]
+    pb = (blocking.get("probe_ms") or {}).get("p50")
+    pa = (good.get("probe_ms") or {}).get("p50")
+    if pb is None or pa is None:
+        return Verdict(cid, text, UNSURE, "no /healthz probe answered during the runs")
+    wait_ms = blocking["io_ms"] or 20
+    ratio = pb / max(pa, 0.01)
+    evidence = (f"/healthz probe p50 while {blocking['users']} users held the database "
+                f"{wait_ms} ms each: {pb:g} ms with the sync driver in async def vs {pa:g} ms "
+                f"with the async driver, {ratio:.1f}x; {blocking['rps']:,.1f} against "
+                f"{good['rps']:,.1f} req/s (holds: >= 2x and >= half a wait)")
+    if ratio >= 2 and pb >= 0.5 * wait_ms:
+        return Verdict(cid, text, HOLDS, evidence)
+    if ratio < 1.2:
+        return Verdict(cid, text, FAILS, evidence)
+    return Verdict(cid, text, UNSURE, evidence)
+
+
+def connections_multiply(runs: Runs, cores: int) -> Verdict:
+    cid, text = "connections-multiply-with-workers", (
+        "the database sees workers x pool size connections: pools are per process")
+    names = ["db-conn-uvicorn", "db-conn-gthread"]
+    if (v := _missing(cid, text, names, runs)) is not None:
+        return v
+    parts, exact, off = [], True, False
+    for name in names:
+        run = runs[name]
+        expected = run["workers"] * run["db_pool_size"]
+        peak = (run.get("database") or {}).get("connections_peak")
+        if peak is None:
+            return Verdict(cid, text, UNSURE, "the database's connections were not counted")
+        parts.append(f"{run['worker_class']} x{run['workers']}, pool {run['db_pool_size']} "
+                     f"per process: {peak} connections (expected {expected})")
+        exact &= peak == expected
+        off |= abs(peak - expected) > max(1, expected // 10)
+    evidence = "; ".join(parts) + (" (holds: exactly workers x pool; does not hold: off by "
+                                   "more than 10%)")
+    if exact:
+        return Verdict(cid, text, HOLDS, evidence)
+    return Verdict(cid, text, FAILS if off else UNSURE, evidence)
+
+
+def db_bound(runs: Runs, cores: int) -> Verdict:
+    cid, text = "db-bound-throughput", (
+        "at saturation on /db the database, not the framework, is the limit: both stacks "
+        "serve about the same rate")
+    if (v := _missing(cid, text, ["db-fastapi", "db-flask"], runs)) is not None:
+        return v
+    fa, fl = runs["db-fastapi"], runs["db-flask"]
+    ratio = float(fa["rps"]) / max(float(fl["rps"]), 1e-9)
+
+    def share(run: dict[str, Any]) -> float | None:
+        db_cores = (run.get("database") or {}).get("cpu_cores_used")
+        svc = (run.get("server") or {}).get("cpu_cores_used")
+        if db_cores is None or not svc:
+            return None
+        return float(db_cores) / (float(db_cores) + float(svc))
+
+    sa, sl = share(fa), share(fl)
+    if sa is None or sl is None:
+        return Verdict(cid, text, UNSURE, "the database's CPU was not measured")
+    busy = _busy([fa], [fl])
+    evidence = (f"/db with {fa['users']} users, each service on a {fa['cpus']:g}-CPU limit "
+                f"beside the database: FastAPI {fa['rps']:,.0f} req/s, Flask gevent "
+                f"{fl['rps']:,.0f} req/s ({ratio:.2f}x); the database took {sa:.0%} and {sl:.0%} "
+                f"of the CPU the service and it used (holds: within 0.8-1.25x and the database "
+                f">= 40% of the CPU; does not hold: outside 0.67-1.5x, the framework decides)")
+    if 0.8 <= ratio <= 1.25 and min(sa, sl) >= 0.4:
+        return Verdict(cid, text, HOLDS, evidence)
+    if busy > BUSY_CORES:
+        return Verdict(cid, text, UNSURE, evidence + f"; the machine was busy ({busy:.2f} cores)")
+    if not 0.67 <= ratio <= 1.5:
+        return Verdict(cid, text, FAILS, evidence)
+    return Verdict(cid, text, UNSURE, evidence)
+
+
 JUDGES: tuple[Callable[[Runs, int], Verdict], ...] = (
     async_io, loop_blocking, sync_per_request, sync_memory, cpu_scales, threads_not_parallel,
-    limit_caps,
+    limit_caps, db_pool_caps, sync_driver_blocks, connections_multiply, db_bound,
 )
 CLAIM_IDS = (
     "async-io-concurrency", "event-loop-blocking", "sync-worker-per-request",
     "sync-memory-per-concurrency", "cpu-scales-with-processes", "threads-not-parallel-cpu",
-    "cpu-limit-caps-scaling",
+    "cpu-limit-caps-scaling", "async-db-pool-caps-concurrency", "sync-driver-blocks-loop",
+    "connections-multiply-with-workers", "db-bound-throughput",
 )
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from loadlab.names import SCENARIOS
+
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", default="native", help="native (default) or compose")
     p.add_argument("--target", default="both", help="fastapi, flask or both")
-    p.add_argument("--scenario", required=True,
-                   help="json, io, cpu, cpu-blocking, cpu-process, mixed, upstream, echo, "
-                        "request, all")
+    p.add_argument("--scenario", required=True, help=", ".join(SCENARIOS))
     p.add_argument("--users", default="10")
     p.add_argument("--spawn-rate", default=None, help="users started per second (default: all)")
     p.add_argument("--duration", default="30s", help="measured time after the warm-up")
@@ -22,6 +22,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arrival-rate", default=None, help="open model: requests per second")
     p.add_argument("--io-ms", default=None, help="the wait of io/mixed/upstream requests")
     p.add_argument("--cpu-work", default=None, help="the work units of cpu requests")
+    p.add_argument("--db-pool-size", default=None,
+                   help="database connections per service process (default: by worker class)")
     p.add_argument("--cpus", default="0", help="CPU quota of the service in cores (0: none)")
     p.add_argument("--workers", default="1")
     p.add_argument("--worker-class", default=None)

@@ -61,6 +61,8 @@ def specs_from(args: argparse.Namespace) -> list[RunSpec]:
     io_ms = parse_int(args.io_ms, "io-ms", 0, 10_000) if args.io_ms is not None else None
     work = (parse_int(args.cpu_work, "cpu-work", 0, 10_000_000)
             if args.cpu_work is not None else None)
+    pool = (parse_int(args.db_pool_size, "db-pool-size", 1, 1000)
+            if args.db_pool_size is not None else None)
     if args.worker_class and not any(
         args.worker_class in WORKER_CLASSES[t] for t in targets
     ):
@@ -78,12 +80,16 @@ def specs_from(args: argparse.Namespace) -> list[RunSpec]:
             duration_s=duration, warmup_s=warmup, arrival_rate=arrival, cpus=cpus,
             workers=workers, worker_class=klass,
             threads=threads if (klass or "") == "gthread" else 1,
-            io_ms=io_ms, cpu_work=work,
+            io_ms=io_ms, cpu_work=work, db_pool_size=pool,
         ))
     return specs
 
 
 def finish(outcome: Outcome, gates: Gates, out: Path) -> int:
+    from loadlab.report.headline import sentences, with_locust_defaults
+
+    for line in sentences(with_locust_defaults(outcome.results.runs, out)):
+        print(line)
     if outcome.report is not None:
         print(f"report: {outcome.report}")
     print(f"results: {out / 'summary.json'}")

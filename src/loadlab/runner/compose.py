@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadlab.loopback import is_loopback
+from loadlab.paths import lab_root
 from loadlab.runner.options import OptionError
 from loadlab.runner.prometheus_watch import PrometheusWatch
-from loadlab.runner.runtime import Endpoint, Placement, RuntimeError_, available_cores
+from loadlab.runner.runtime_base import Endpoint, Placement, RuntimeError_, available_cores
 from loadlab.serve import ServerConfig
 
 CONTAINER_PORT = 8000
@@ -30,10 +32,6 @@ UP_TIMEOUT_S = 180
 
 class ComposeUnavailable(OptionError):
     """What is missing to drive the compose stack; one line for the user."""
-
-
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[3]
 
 
 def _first_line(text: str) -> str:
@@ -88,7 +86,7 @@ def loopback_url(published: str) -> str:
     if not port.isdigit():
         raise RuntimeError_(f"unexpected published address {published.strip()!r}")
     host = host.strip("[]")
-    if host in ("0.0.0.0", "::", "") or not (host.startswith("127.") or host == "::1"):
+    if not is_loopback(host) or host == "localhost":
         host = "127.0.0.1"
     return f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
 
@@ -98,7 +96,7 @@ class ComposeRuntime:
     """Variants of fastapi/flask as the compose project's services (see module doc)."""
 
     name: str = "compose"
-    project_dir: Path = field(default_factory=repo_root)
+    project_dir: Path = field(default_factory=lab_root)
     project: str | None = None  # None: the compose file's `name:` (loadlab)
     env: dict[str, str] = field(default_factory=dict)  # extra variables (ports, images)
     pin: bool = True  # give the service its own cores (cpuset) when there are enough

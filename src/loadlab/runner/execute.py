@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loadlab.db import default_pool_size
+from loadlab.runner.database import DatabaseWatch, RunDatabase
 from loadlab.runner.leftovers import Leftovers
 from loadlab.runner.locust_driver import LocustProcess, summarise
 from loadlab.runner.options import RunSpec
@@ -41,6 +43,7 @@ def base_record(spec: RunSpec, run_id: str, server_name: str) -> dict[str, Any]:
         "workers": spec.workers, "worker_class": spec.worker_class, "threads": spec.threads,
         "users": spec.users, "spawn_rate": spec.spawn_rate or spec.users,
         "arrival_rate": spec.arrival_rate, "io_ms": spec.io_ms, "cpu_work": spec.cpu_work,
+        "db_pool_size": spec.db_pool_size or default_pool_size(spec.worker_class, spec.threads),
         "duration_s": spec.duration_s, "warmup_s": spec.warmup_s,
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "requests": 0, "failures": 0, "error_rate": None, "rps": 0.0,
@@ -56,15 +59,40 @@ def _ramp_seen(locust: LocustProcess) -> bool:
         return False
 
 
+def service_env(spec: RunSpec, database: RunDatabase | None) -> dict[str, str]:
+    """What a natively started service needs besides its ServerConfig."""
+    env = database.env() if database is not None else {}
+    if spec.db_pool_size is not None:
+        env["LOADLAB_DB_POOL_SIZE"] = str(spec.db_pool_size)
+    return env
+
+
+def saturation_warning(lab: dict[str, Any] | None) -> str | None:
+    """The locustfile's load-generator CPU warning (it samples every second in the measured
+    window; Locust's own never fires in short runs), as one line for the run, or None."""
+    if not lab or not lab.get("locust_cpu_warning"):
+        return None
+    peaks = lab.get("locust_cpu_peak_percent") or {}
+    peak = max((float(v) for v in peaks.values()), default=0.0)
+    return (f"warning: the load generator reached {peak:.0f}% CPU: it may be what limits "
+            "this measurement (fewer users per process, or more cores for Locust)")
+
+
 def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
-            tick: Tick | None = None, leftovers: Leftovers | None = None) -> dict[str, Any]:
+            tick: Tick | None = None, leftovers: Leftovers | None = None,
+            database: RunDatabase | None = None) -> dict[str, Any]:
     cfg = spec.server_config(port=0)
     record = base_record(spec, run_id, cfg.server)
     placement = runtime.placement(cfg)
+    if hasattr(runtime, "service_env"):
+        runtime.service_env = service_env(spec, database)
     endpoint = runtime.start(cfg)
     sampler: ServerSampler | None = None
     locust: LocustProcess | None = None
+    watch: DatabaseWatch | None = None
     try:
+        if database is not None:
+            watch = database.watch()
         if leftovers is not None and endpoint.pid is not None:
             leftovers.add("service", endpoint.pid)
         sampler = ServerSampler(endpoint.metrics_url, endpoint.pid, endpoint.base_url).start()
@@ -92,6 +120,8 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             warm = locust.warmup_over() if locust.own_warmup else phase_t >= spec.warmup_s
             if not marked and load_began is not None and (warm or phase_t > planned):
                 sampler.mark()
+                if watch is not None:
+                    watch.mark()
                 locust_cpu_at_mark = locust_cpu_last
                 marked = True
             if not runtime.alive():
@@ -105,10 +135,15 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
                      "measuring" if marked else "warm-up")
         if not marked:
             sampler.mark()
+            if watch is not None:
+                watch.mark()
             locust_cpu_at_mark = locust_cpu_last
         locust_cpu_at_end = locust.cpu_seconds() or locust_cpu_last
         window = sampler.window()
         sampler.stop()
+        samples = raw_dir / f"{run_id}.samples.json"
+        sampler.dump(samples, load_began)
+        record["samples"] = f"{raw_dir.name}/{samples.name}"
         alive_at_end = runtime.alive()
         locust.stop()
         if died or not alive_at_end:
@@ -149,8 +184,13 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             throttled_seconds=_rounded(window.throttled_seconds, 3),
             throttled_share=_rounded(window.throttled_share, 4),
             memory_bytes=int(window.memory_bytes) if window.memory_bytes else None,
+            requests_in_progress=_rounded(window.in_progress_mean, 2),
+            in_progress_samples=window.in_progress_samples,
             source=window.source, scrape_errors=sampler.scrape_errors,
         )
+        if watch is not None and database is not None:
+            record["database"] = {**database.info, **watch.finish(window_s)}
+            watch = None
         probes = sampler.probe_ms()
         record["probe_ms"] = {
             "count": len(probes),
@@ -178,8 +218,14 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
         }
         if isinstance(runtime, RunNotes):
             record.update(runtime.run_notes())
+        warning = saturation_warning(locust.lab_report())
+        record["load"]["saturated"] = warning is not None
+        if warning is not None:
+            record["notes"] = [*record.get("notes", ()), warning]
         return record
     finally:
+        if watch is not None:
+            watch.finish(1.0)
         if sampler is not None:
             sampler.stop()
         if locust is not None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import psutil
 
+from loadlab.paths import lab_path
 from loadlab.runner.options import RunSpec
 
 _AGGREGATED = re.compile(r"^\s+Aggregated\s+(\d+)\s+\d+\([\d.]+%\)\s*\|.*\|\s*([\d.]+)\s+[\d.]+")
@@ -33,9 +34,7 @@ def locustfile() -> Path:
     configured = os.environ.get("LOADLAB_LOCUSTFILE")
     if configured:
         return Path(configured)
-    import loadlab
-
-    return Path(loadlab.__file__).resolve().parents[2] / "locust" / "locustfile.py"
+    return lab_path("locust", "locustfile.py") / "locustfile.py"
 
 
 def locust_bin() -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import importlib.metadata
+import hashlib
 import os
 import platform
 import shlex
@@ -13,7 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import loadlab
+from loadlab import cgroup
+from loadlab.paths import LabFilesMissing, lab_path, lab_root
+from loadlab.serverinfo import package_versions
 
 PACKAGES = (
     "loadlab", "fastapi", "starlette", "uvicorn", "uvicorn-worker", "flask", "werkzeug",
@@ -22,8 +24,8 @@ PACKAGES = (
 
 
 def git_commit() -> str:
-    repo = Path(loadlab.__file__).resolve().parents[2]
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
+    with contextlib.suppress(OSError, subprocess.SubprocessError, LabFilesMissing):
+        repo = lab_root()
         out = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
             timeout=10,
@@ -37,12 +39,16 @@ def git_commit() -> str:
     return "unknown"
 
 
+def lock_sha256() -> str:
+    """SHA-256 of the uv.lock the lab was installed from (docs/install.md), or 'unknown'."""
+    with contextlib.suppress(OSError, LabFilesMissing):
+        path = lab_path(".", "uv.lock") / "uv.lock"
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    return "unknown"
+
+
 def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in PACKAGES:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            found[name] = importlib.metadata.version(name)
-    return found
+    return package_versions(PACKAGES)
 
 
 def cpu_model() -> str:
@@ -53,24 +59,15 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def cgroup_version(root: Path = Path("/sys/fs/cgroup")) -> str:
-    """'v1' or 'v2' for the cpu controller (what a CPU limit is applied through)."""
-    if (root / "cpu").is_dir() or (root / "cpu,cpuacct").is_dir():
-        return "v1"
-    with contextlib.suppress(OSError):
-        if "cpu" in (root / "cgroup.controllers").read_text().split():
-            return "v2"
-    return "none"
-
-
 def manifest(runtime: str, placement: str) -> dict[str, Any]:
     return {
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "versions": versions(),
+        "lock_sha256": lock_sha256(),
         "cpu_model": cpu_model(),
         "cores": os.cpu_count() or 1,
-        "cgroup_version": cgroup_version(),
+        "cgroup_version": cgroup.cpu_cgroup_version(),
         "runtime": runtime,
         "placement": placement,
         "command_line": shlex.join(["loadlab", *sys.argv[1:]]),

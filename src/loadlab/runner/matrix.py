@@ -12,6 +12,7 @@ threads = 1
 duration = "10s"
 warmup = "2s"
 io_ms = 100
+db_pool_size = [1, 5, 10]     # optional: connections per service process (database scenarios)
 
 [gates]                       # optional, as the run options
 max_p95_ms = 500
@@ -44,12 +45,14 @@ from loadlab.runner.options import (
 )
 from loadlab.serve import WORKER_CLASSES
 
-AXES = {"targets", "scenarios", "users", "workers", "cpus", "worker_classes", "threads"}
+AXES = {"targets", "scenarios", "users", "workers", "cpus", "worker_classes", "threads",
+        "db_pool_size"}
 SCALARS = {"duration", "warmup", "spawn_rate", "arrival_rate", "io_ms", "cpu_work", "out",
            "name", "description", "extra"}
 SETTINGS = {"users", "workers", "cpus", "threads", "duration", "warmup", "spawn_rate",
-            "arrival_rate", "io_ms", "cpu_work", "worker_class", "extra"}
-MATCH_KEYS = {"target", "scenario", "worker_class", "users", "workers", "cpus", "threads"}
+            "arrival_rate", "io_ms", "cpu_work", "worker_class", "extra", "db_pool_size"}
+MATCH_KEYS = {"target", "scenario", "worker_class", "users", "workers", "cpus", "threads",
+              "db_pool_size"}
 GATE_KEYS = {"max_p95_ms", "max_p99_ms", "max_error_rate", "min_rps"}
 
 
@@ -196,13 +199,16 @@ def parse_matrix(text: str, path: Path = Path("matrix.toml")) -> Matrix:
     targets = reader.strs(table.get("targets", list(TARGETS)), "matrix.targets", TARGETS, sec)
     if "scenarios" not in table:
         raise MatrixError(f"{path.name}: [matrix] needs scenarios = [...]")
-    from loadlab.runner.options import SCENARIOS
+    from loadlab.names import SCENARIOS
 
     scenarios = reader.strs(table["scenarios"], "matrix.scenarios", SCENARIOS, sec)
     users = reader.ints(table.get("users", 10), "matrix.users", 1, 100_000, sec)
     workers = reader.ints(table.get("workers", 1), "matrix.workers", 1, 256, sec)
     threads = reader.ints(table.get("threads", 1), "matrix.threads", 1, 1024, sec)
     cpus = reader.cpus(table.get("cpus", 0), "matrix.cpus", sec)
+    pools: list[int | None] = (
+        list(reader.ints(table["db_pool_size"], "matrix.db_pool_size", 1, 1000, sec))
+        if "db_pool_size" in table else [None])
     classes_raw = table.get("worker_classes", {})
     classes: dict[str, list[str]] = {}
     if isinstance(classes_raw, dict):
@@ -251,7 +257,7 @@ def parse_matrix(text: str, path: Path = Path("matrix.toml")) -> Matrix:
                 reader.fail(f"override.match.{key}", "unknown key (expected one of "
                             f"{', '.join(sorted(MATCH_KEYS))})", sec_o, nth)
         settings = _settings(reader, item, sec_o, nth)
-        for key in ("workers", "threads"):
+        for key in ("workers", "threads", "db_pool_size"):
             if key in item:
                 settings[key] = reader.ints(item[key], f"override.{key}", 1, 1024, sec_o, nth)[0]
         if "cpus" in item:
@@ -266,12 +272,13 @@ def parse_matrix(text: str, path: Path = Path("matrix.toml")) -> Matrix:
 
     cells: list[RunSpec] = []
     seen: set[str] = set()
-    for target, scenario, cpu, n_workers, n_threads in itertools.product(
-        targets, scenarios, cpus, workers, threads,
+    for target, scenario, cpu, n_workers, n_threads, pool in itertools.product(
+        targets, scenarios, cpus, workers, threads, pools,
     ):
         for worker_class in classes.get(target, [""]):
             base = dict(target=target, scenario=scenario, cpus=cpu, workers=n_workers,
-                        threads=n_threads, worker_class=worker_class, **common)
+                        threads=n_threads, worker_class=worker_class, db_pool_size=pool,
+                        **common)
             cell_users = users
             for match, settings, user_list in parsed_overrides:
                 probe = {**base, "worker_class": base["worker_class"] or _default(target)}

@@ -11,13 +11,10 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from loadlab.names import SCENARIOS
 from loadlab.serve import DEFAULT_WORKER_CLASS, WORKER_CLASSES, ServeError, ServerConfig
 
 TARGETS = ("fastapi", "flask")
-SCENARIOS = (
-    "json", "io", "cpu", "cpu-blocking", "cpu-process", "mixed", "upstream", "echo",
-    "request", "all",
-)
 MAX_DURATION_S = 24 * 3600.0
 MAX_USERS = 100_000
 
@@ -140,6 +137,7 @@ class RunSpec:
     threads: int = 1
     io_ms: int | None = None
     cpu_work: int | None = None
+    db_pool_size: int | None = None  # connections per service process (None: its default)
     extra: dict[str, str] = field(default_factory=dict)  # further locustfile options
     repeat: int = 0  # repetitions of one cell, alternated with the cells compared with it
 
@@ -163,6 +161,9 @@ class RunSpec:
             raise OptionError("--duration must be above 0")
         if self.warmup_s < 0:
             raise OptionError("--warmup must not be negative")
+        if self.db_pool_size is not None and not 1 <= self.db_pool_size <= 1000:
+            raise OptionError(f"--db-pool-size must be between 1 and 1000, got "
+                              f"{self.db_pool_size}")
         try:
             self.server_config(port=0)
         except ServeError as exc:
@@ -188,6 +189,8 @@ class RunSpec:
             parts.append(f"io{self.io_ms}")
         if self.cpu_work is not None:
             parts.append(f"work{self.cpu_work}")
+        if self.db_pool_size is not None:
+            parts.append(f"pool{self.db_pool_size}")
         parts += [f"{k}={v}" for k, v in sorted(self.extra.items())]
         if self.repeat:
             parts.append(f"r{self.repeat}")

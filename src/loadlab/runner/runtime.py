@@ -1,90 +1,34 @@
-"""Where a service runs: the Runtime protocol, and the native runtime (local processes).
+"""Where a service runs: the native runtime (local processes), and ``runtime_for``.
 
 A runtime starts one variant of a service and hands back its endpoint; the runner only
 talks HTTP to it. ``loadlab.runner.compose.ComposeRuntime`` implements the same protocol
-against the compose stack.
+(``runtime_base.Runtime``) against the compose stack.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
 
 import psutil
 
 from loadlab.launch import LaunchError, ServiceProcess, free_port
+from loadlab.runner.compose import ComposeRuntime
 from loadlab.runner.options import OptionError
+from loadlab.runner.runtime_base import (  # re-exported: the runner imports them from here
+    Endpoint,
+    Placement,
+    RunNotes,
+    Runtime,
+    RuntimeError_,
+    available_cores,
+)
 from loadlab.serve import ServerConfig
 
-
-class RuntimeError_(RuntimeError):
-    """A service could not be started; the message is one line (with its last log lines)."""
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Which cores the service and the load generator run on."""
-
-    server_cores: tuple[int, ...]
-    load_cores: tuple[int, ...]
-
-    @property
-    def separated(self) -> bool:
-        return not set(self.server_cores) & set(self.load_cores)
-
-    def describe(self) -> str:
-        if self.separated:
-            return f"server on cores {list(self.server_cores)}, load on {list(self.load_cores)}"
-        return (
-            f"load generator shares cores {sorted(set(self.server_cores) & set(self.load_cores))}"
-            " with the server (not enough cores to separate them)"
-        )
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    base_url: str
-    metrics_url: str
-    pid: int | None = None  # the service's root process, when it is local
-
-
-class Runtime(Protocol):
-    name: str
-
-    def start(self, cfg: ServerConfig) -> Endpoint:
-        """Start the variant; return once it answers /healthz. Raises RuntimeError_."""
-
-    def stop(self) -> None:
-        """Stop whatever start() started; safe to call twice."""
-
-    def alive(self) -> bool:
-        """Whether the service is still running (a dead one fails the run)."""
-
-    def placement(self, cfg: ServerConfig) -> Placement:
-        """Cores for the service and for the load generator."""
-
-    def log_tail(self) -> str:
-        """The service's last log lines, for error messages."""
-
-
-@runtime_checkable
-class RunNotes(Protocol):
-    """A runtime that adds what it saw around the service to each run (e.g. compose: a
-    Prometheus gap). Read just before the run's record is returned, while still started."""
-
-    def run_notes(self) -> dict[str, Any]:
-        """Fields for the run record; a ``notes`` list holds one-line remarks."""
-
-
-def available_cores() -> list[int]:
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return list(range(os.cpu_count() or 1))
+__all__ = ["Endpoint", "NativeRuntime", "Placement", "RunNotes", "Runtime", "RuntimeError_",
+           "available_cores", "plan_placement", "runtime_for"]
 
 
 def plan_placement(cpus: float, workers: int, cores: list[int] | None = None) -> Placement:
@@ -117,6 +61,8 @@ class NativeRuntime:
     name: str = "native"
     host: str = "127.0.0.1"
     port: int | None = None  # None: a free port per start
+    # Set per run by the session: the database the service uses, its pool size.
+    service_env: dict[str, str] = field(default_factory=dict)
     _service: ServiceProcess | None = field(default=None, init=False)
     _last_log: str = field(default="(no log)", init=False)
 
@@ -130,7 +76,7 @@ class NativeRuntime:
             worker_class=cfg.worker_class, threads=cfg.threads, cpus=cfg.cpus,
             loop=cfg.loop, http=cfg.http,
         )
-        service = ServiceProcess(cfg)
+        service = ServiceProcess(cfg, env={**os.environ, **self.service_env})
         self._service = service
         try:
             service.start()
@@ -159,13 +105,5 @@ def runtime_for(name: str, port: int | None = None) -> Runtime:
     if name == "native":
         return NativeRuntime(port=port)
     if name == "compose":
-        try:
-            module = importlib.import_module("loadlab.runner.compose")
-        except ImportError:
-            raise OptionError(
-                "--runtime compose needs the compose stack (loadlab.runner.compose), which this "
-                "build does not have yet; use --runtime native"
-            ) from None
-        runtime: Runtime = module.ComposeRuntime()
-        return runtime
+        return ComposeRuntime()
     raise OptionError(f"unknown runtime {name!r}: choose native or compose")

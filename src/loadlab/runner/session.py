@@ -15,6 +15,7 @@ from types import FrameType
 from typing import Any
 
 from loadlab.report.results import ResultsDir
+from loadlab.runner.database import RunDatabase, needs_database
 from loadlab.runner.execute import execute, run_id_for
 from loadlab.runner.leftovers import Leftovers
 from loadlab.runner.manifest import manifest
@@ -41,7 +42,8 @@ def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
 
 def describe(run: dict[str, Any]) -> str:
     head = (f"{run['target']} {run['worker_class']} w{run['workers']} t{run['threads']} "
-            f"cpus={run['cpus'] or '-'} {run['scenario']} u{run['users']}")
+            f"{'cpus=' + format(run['cpus'], 'g') if run['cpus'] else 'no CPU limit'} "
+            f"{run['scenario']} u{run['users']}")
     if run["status"] != "ok":
         return f"{head}: FAILED - {run.get('error')}"
     lat = run["latency_ms"]
@@ -68,9 +70,16 @@ def run_cells(specs: Sequence[RunSpec], out: Path, runtime: Runtime, *, resume: 
         progress.note(f"resuming: {len(specs) - len(todo)} of {len(specs)} cells already done")
     finished: list[dict[str, Any]] = []
     interrupted = False
+    database: RunDatabase | None = None
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     progress.begin(len(todo))
     try:
+        if runtime.name == "native" and needs_database(todo):
+            cores = runtime.placement(todo[0].server_config(port=0)).server_cores
+            database = RunDatabase().start(cores)
+            results.data["manifest"]["database"] = database.info
+            progress.note(f"database: PostgreSQL {database.info.get('version', '?')} "
+                          f"({database.info.get('source')})")
         for index, spec in enumerate(todo, start=1):
             label = (f"{spec.target}/{spec.worker_class} w{spec.workers} {spec.scenario} "
                      f"u{spec.users}")
@@ -81,7 +90,7 @@ def run_cells(specs: Sequence[RunSpec], out: Path, runtime: Runtime, *, resume: 
 
             try:
                 run = execute(spec, runtime, out / "raw", run_id_for(spec, len(results.runs)),
-                              tick=tick, leftovers=leftovers)
+                              tick=tick, leftovers=leftovers, database=database)
             except RuntimeError_ as exc:
                 raise StartError(str(exc)) from None
             results.add(run)
@@ -96,6 +105,8 @@ def run_cells(specs: Sequence[RunSpec], out: Path, runtime: Runtime, *, resume: 
     finally:
         progress.end()
         signal.signal(signal.SIGTERM, previous)
+        if database is not None:
+            database.stop()
     report = None
     if write_report and results.runs:
         from loadlab.report.html import write_report as build

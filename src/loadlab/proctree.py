@@ -1,0 +1,53 @@
+"""CPU and memory of a process tree (a server's master and its workers), through psutil.
+
+Read by the service's own collector (without a cgroup of its own) and by the runner's
+sampler alike, so both count the same way: CPU of every live process plus what each has
+reaped (exited workers, pools), memory as summed PSS (forked workers share pages).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import psutil
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """The process and its descendants; empty when it is gone."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def tree_cpu_seconds(processes: Iterable[psutil.Process]) -> float:
+    total = 0.0
+    for proc in processes:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def pss_bytes(pid: int) -> int:
+    """Proportional set size from /proc/PID/smaps_rollup (0 when unreadable)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def tree_figures(pid: int) -> tuple[float, float]:
+    """CPU seconds and summed PSS of the tree rooted at `pid`; psutil.NoSuchProcess if
+    it is gone."""
+    procs = process_tree(pid)
+    if not procs:
+        raise psutil.NoSuchProcess(pid)
+    return tree_cpu_seconds(procs), float(sum(pss_bytes(proc.pid) for proc in procs))

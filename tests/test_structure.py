@@ -1,0 +1,45 @@
+"""The package's own structure: no module imports another that imports it back (also
+through imports inside functions), so each can be read and changed on its own."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def _imports() -> dict[str, set[str]]:
+    modules: dict[str, Path] = {}
+    for path in (SRC / "loadlab").rglob("*.py"):
+        parts = list(path.relative_to(SRC).with_suffix("").parts)
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            found: list[str] = []
+            if isinstance(node, ast.Import):
+                found = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            # A submodule importing its own package is how packages work, not a cycle.
+            graph[name] |= {m for m in found if m in modules and m != name
+                            and not name.startswith(m + ".")}
+    return graph
+
+
+def test_no_import_cycles() -> None:
+    graph = _imports()
+    cycles: set[tuple[str, ...]] = set()
+
+    def walk(start: str, path: list[str]) -> None:
+        for nxt in graph[path[-1]]:
+            if nxt == start:
+                cycles.add(tuple(sorted(path)))
+            elif nxt not in path:
+                walk(start, [*path, nxt])
+
+    for name in graph:
+        walk(name, [name])
+    assert not cycles, sorted(cycles)
+    assert "loadlab.runner.compose" in graph["loadlab.runner.runtime"]  # the walk sees it
