@@ -19,24 +19,12 @@ import httpx
 import psycopg
 import pytest
 from contract_check import check
-from lab_services import VARIANTS
+from lab_services import VARIANTS, db_service
 from metrics_support import fetch, scrape, wait_for
 
 from loadlab import contract, db
 from loadlab.launch import ServiceProcess, free_port
 from loadlab.serve import ServerConfig
-
-
-def db_service(url: str, pool_size: int | None = None, timeout_s: float | None = None,
-               **options: object) -> ServiceProcess:
-    env = {**os.environ, "DATABASE_URL": url}
-    env.pop("LOADLAB_DB_POOL_SIZE", None)
-    if pool_size is not None:
-        env["LOADLAB_DB_POOL_SIZE"] = str(pool_size)
-    if timeout_s is not None:
-        env["LOADLAB_DB_POOL_TIMEOUT_S"] = str(timeout_s)
-    cfg = ServerConfig(port=free_port(), **options)  # type: ignore[arg-type]
-    return ServiceProcess(cfg, env=env)  # a context manager: started on entry
 
 
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
@@ -195,6 +183,31 @@ def test_malformed_database_url_refuses_to_start() -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "DATABASE_URL is malformed" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("name, value, reason", [
+    ("LOADLAB_DB_POOL_SIZE", "abc", "valid integer"),
+    ("LOADLAB_DB_POOL_SIZE", "0", "greater than or equal to 1"),
+    ("LOADLAB_DB_POOL_TIMEOUT_S", "-1", "greater than 0"),
+])
+def test_bad_pool_setting_refuses_to_start_in_one_line(name: str, value: str, reason: str
+                                                       ) -> None:
+    env = {**os.environ, name: value}
+    result = subprocess.run(
+        [sys.executable, "-m", "loadlab", "serve", "flask", "--port", str(free_port())],
+        env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{name}={value!r}" in lines[0] and reason in lines[0], lines
+
+
+def test_empty_pool_settings_mean_the_defaults() -> None:
+    """What compose passes when the knobs are not set: the worker class's pool size."""
+    env = {**os.environ, "LOADLAB_DB_POOL_SIZE": "", "LOADLAB_DB_POOL_TIMEOUT_S": ""}
+    cfg = ServerConfig(framework="flask", worker_class="gthread", threads=3, port=free_port())
+    with ServiceProcess(cfg, env=env) as svc, httpx.Client(base_url=svc.url) as client:
+        info = check(client.get("/info")).json()
+    assert info["db_pool_size"] == 3
 
 
 def test_without_a_database_the_endpoints_answer_503(tmp_path: object) -> None:

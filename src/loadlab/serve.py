@@ -284,9 +284,26 @@ def check_database_url() -> None:
         raise ServeError(str(exc)) from None
 
 
+def check_service_settings() -> None:
+    """A setting every worker would reject (``LOADLAB_DB_POOL_SIZE=abc``) stops the
+    service before it starts, in one line, rather than as a worker that fails to boot."""
+    from pydantic import ValidationError
+
+    from loadlab.settings import ServiceSettings, env_name
+
+    try:
+        ServiceSettings()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = env_name(field) if field in ServiceSettings.model_fields else field
+        raise ServeError(f"{name}={error.get('input')!r}: {error['msg']}") from None
+
+
 def serve(cfg: ServerConfig) -> int:
     """Run the server in the foreground until it exits or we are signalled."""
     check_port(cfg.host, cfg.port)
+    check_service_settings()
     check_database_url()
     command = build_command(cfg)  # refuses bad recycling settings before anything starts
     received: list[int] = []
