@@ -147,3 +147,15 @@ def test_make_lint_covers_every_shell_script_dockerfile_and_workflow() -> None:
     assert not missing, f"not linted by make lint: {missing}"
     assert "check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/" \
         in makefile
+
+
+def test_a_matrix_is_found_under_the_lab_root(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from loadlab.runner.commands import matrix_file
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LOADLAB_REPO", str(ROOT))
+    assert matrix_file("matrices/quick.toml") == ROOT / "matrices" / "quick.toml"
+    assert matrix_file("matrices/none.toml") == Path("matrices/none.toml")  # one line later
+    monkeypatch.setenv("LOADLAB_REPO", str(tmp_path))
+    assert matrix_file("matrices/quick.toml") == Path("matrices/quick.toml")
