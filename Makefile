@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint lock demo e2e offline-images dashboards clean
+.PHONY: install test lint lock demo screenshots e2e offline-images dashboards clean
 
 # One line (and exit 2) when $(PY) is missing, too old, has no venv module, or when uv.lock
 # no longer matches pyproject.toml; empty when all is well.
@@ -28,12 +28,14 @@ lock: install
 	$(BIN)/python scripts/lock.py
 
 SHELL_SCRIPTS := .ci/run .ci/install-compose-v2 grafana/entrypoint.sh prometheus/entrypoint.sh \
+	postgres/entrypoint.sh postgres/docker-entrypoint.sh \
 	src/loadlab/healthcheck.sh
 
 lint: install
 	$(BIN)/ruff check src services locust tests benchmarks scripts
 	$(BIN)/mypy
-	$(BIN)/hadolint --failure-threshold warning Dockerfile prometheus/Dockerfile.debian
+	$(BIN)/hadolint --failure-threshold warning Dockerfile prometheus/Dockerfile.debian \
+		postgres/Dockerfile.debian postgres/Dockerfile.exporter.debian
 	$(BIN)/shellcheck $(SHELL_SCRIPTS)
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
@@ -42,6 +44,17 @@ test: install lint
 
 demo: install
 	$(BIN)/loadlab run --target both --scenario io --users 50 --duration 20s --out results/demo
+
+# The README's and docs' pictures of the report, from the demo and the quick matrix.
+screenshots: demo
+	$(BIN)/loadlab matrix matrices/quick.toml --out results/quick
+	$(BIN)/python scripts/screenshots.py results/demo/report.html docs/report.png
+	$(BIN)/python scripts/screenshots.py --section over-time --height 900 \
+		results/demo/report.html docs/report-over-time.png
+	$(BIN)/python scripts/screenshots.py --section distribution --height 900 \
+		results/demo/report.html docs/report-distribution.png
+	$(BIN)/python scripts/screenshots.py --height 1300 results/quick/report.html \
+		docs/report-matrix.png
 
 e2e: install
 	$(BIN)/pytest -m docker tests/e2e

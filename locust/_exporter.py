@@ -1,18 +1,20 @@
 """Prometheus exposition of the swarm, served by Locust's own web app at ``/metrics``.
 
-Every process counts its requests into true histogram buckets as they complete. Workers
-ship the counts gathered since their last report inside Locust's own worker report (the
-same message that carries Locust's statistics), and the master adds them up, so the
-master's ``/metrics`` covers the whole swarm and its totals equal Locust's statistics.
+Every process records its requests into an HDR histogram per name/method as they complete
+(microseconds, three significant digits: _latency.py). Workers ship the histograms gathered
+since their last report inside Locust's own worker report (the same message that carries
+Locust's statistics), and the master adds them up, so the master's ``/metrics`` covers the
+whole swarm and its totals equal Locust's statistics. The Prometheus buckets are read from
+the histogram at scrape time, down to 100 µs.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from _latency import Latency
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -23,38 +25,44 @@ from prometheus_client.core import (
 
 from loadlab.names import LATENCY_BUCKETS_S
 
-# The services' buckets (1 ms to 30 s), so both sides of a request read alike.
-BUCKETS_S = LATENCY_BUCKETS_S
+# Below the services' buckets (1 ms to 30 s, so both sides of a request read alike), the
+# sub-millisecond range where a fast endpoint's answers fall.
+BUCKETS_S = (0.0001, 0.00025, 0.0005, *LATENCY_BUCKETS_S)
 Key = tuple[str, str]  # (name, method)
 
 
 @dataclass
 class Series:
-    """One name/method: non-cumulative bucket counts (+Inf last), sum, failures."""
+    """One name/method: its latency histogram and failures."""
 
-    buckets: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS_S) + 1))
-    sum_s: float = 0.0
+    latency: Latency = field(default_factory=Latency)
     failures: int = 0
 
     @property
     def count(self) -> int:
-        return sum(self.buckets)
+        return self.latency.total
+
+    @property
+    def sum_s(self) -> float:
+        return self.latency.sum_ms / 1000.0
 
     def add(self, seconds: float, failed: bool) -> None:
-        self.buckets[bisect.bisect_left(BUCKETS_S, seconds)] += 1
-        self.sum_s += seconds
+        self.latency.add(seconds * 1000.0)
         if failed:
             self.failures += 1
 
     def merge(self, data: list) -> None:
-        buckets, sum_s, failures = data
-        for i, n in enumerate(buckets):
-            self.buckets[i] += int(n)
-        self.sum_s += float(sum_s)
+        latency, failures = data
+        self.latency.merge(latency)
         self.failures += int(failures)
 
     def dump(self) -> list:
-        return [list(self.buckets), self.sum_s, self.failures]
+        return [self.latency.dump(), self.failures]
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """Prometheus buckets (cumulative, +Inf last) read from the histogram."""
+        counts = self.latency.count_at_or_below(BUCKETS_S)
+        return [*zip(map(str, BUCKETS_S), counts, strict=True), ("+Inf", self.count)]
 
 
 class Table:
@@ -131,11 +139,7 @@ class SwarmCollector:
         for (name, method), s in sorted(state.table.series.items()):
             requests.add_metric([name, method], s.count)
             failures.add_metric([name, method], s.failures)
-            cumulative, running = [], 0
-            for bound, n in zip((*map(str, BUCKETS_S), "+Inf"), s.buckets, strict=True):
-                running += n
-                cumulative.append((bound, running))
-            latency.add_metric([name, method], cumulative, s.sum_s)
+            latency.add_metric([name, method], s.cumulative(), s.sum_s)
         yield requests
         yield failures
         yield latency

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from _latency import Latency
 from _openmodel import OpenModelStats
 
 
@@ -26,7 +27,11 @@ class Gate:
 
 @dataclass(frozen=True)
 class Figures:
-    """The measured window's figures (after --warmup-s, if given)."""
+    """The measured window's figures (after --warmup-s, if given).
+
+    Latencies come from the lab's HDR histogram (µs, 3 significant digits, merged over the
+    workers); Locust's own whole-millisecond percentiles only when it recorded nothing.
+    """
 
     requests: int
     failures: int
@@ -36,19 +41,21 @@ class Figures:
     intended_latency_ms: dict[str, float] | None
 
     @classmethod
-    def from_stats(cls, total: Any, open_model: OpenModelStats | None) -> Figures:
+    def from_stats(cls, total: Any, open_model: OpenModelStats | None,
+                   measured: Latency | None = None) -> Figures:
         requests, failures = int(total.num_requests), int(total.num_failures)
-        latency = {
-            "p50": float(total.get_response_time_percentile(0.5) or 0),
-            "p95": float(total.get_response_time_percentile(0.95) or 0),
-            "p99": float(total.get_response_time_percentile(0.99) or 0),
-            "max": float(total.max_response_time or 0),
-        }
+        if measured is not None and measured.total:
+            latency = measured.figures()
+        else:
+            latency = {
+                "p50": float(total.get_response_time_percentile(0.5) or 0),
+                "p95": float(total.get_response_time_percentile(0.95) or 0),
+                "p99": float(total.get_response_time_percentile(0.99) or 0),
+                "max": float(total.max_response_time or 0),
+            }
         intended = None
         if open_model is not None:
-            d = open_model.intended
-            intended = {"p50": d.percentile(0.5), "p95": d.percentile(0.95),
-                        "p99": d.percentile(0.99), "max": d.max_ms}
+            intended = open_model.intended.figures()
         return cls(requests, failures, float(total.total_rps or 0),
                    failures / requests if requests else 0.0, latency, intended)
 
@@ -102,6 +109,7 @@ def report(options: Any, fig: Figures, gates: list[Gate], open_model: OpenModelS
         "error_rate": fig.error_rate,
         "rps": fig.rps,
         "latency_ms": fig.latency_ms,
+        "latency_source": "hdr" if "mean" in fig.latency_ms else "locust",
         "intended_latency_ms": fig.intended_latency_ms,
         "open_model": None if open_model is None else {
             "sent": open_model.sent, "send_rate": open_model.send_rate,

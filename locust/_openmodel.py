@@ -15,59 +15,14 @@ import math
 import time
 from dataclasses import dataclass, field
 
-
-def _round_ms(ms: float) -> int:
-    """Locust's own rounding (2 significant digits above 100 ms) keeps the digest small."""
-    if ms < 100:
-        return round(ms)
-    if ms < 1000:
-        return int(round(ms, -1))
-    if ms < 10000:
-        return int(round(ms, -2))
-    return int(round(ms, -3))
-
-
-@dataclass
-class Digest:
-    """Latency samples as counts per rounded millisecond; mergeable across processes."""
-
-    counts: dict[int, int] = field(default_factory=dict)
-    total: int = 0
-    max_ms: float = 0.0
-
-    def add(self, ms: float) -> None:
-        key = _round_ms(ms)
-        self.counts[key] = self.counts.get(key, 0) + 1
-        self.total += 1
-        self.max_ms = max(self.max_ms, ms)
-
-    def merge(self, data: dict) -> None:
-        for key, n in data.get("counts", {}).items():
-            self.counts[int(key)] = self.counts.get(int(key), 0) + int(n)
-        self.total += int(data.get("total", 0))
-        self.max_ms = max(self.max_ms, float(data.get("max_ms", 0.0)))
-
-    def dump(self) -> dict:
-        return {"counts": dict(self.counts), "total": self.total, "max_ms": self.max_ms}
-
-    def percentile(self, q: float) -> float:
-        """The smallest recorded value with at least ``q`` of the samples at or below it."""
-        if not self.total:
-            return 0.0
-        needed = q * self.total
-        seen = 0
-        for key in sorted(self.counts):
-            seen += self.counts[key]
-            if seen >= needed:
-                return float(key)
-        return self.max_ms
+from _latency import Latency
 
 
 @dataclass
 class OpenModelStats:
     """What the schedule observed; workers ship these to the master in their reports."""
 
-    intended: Digest = field(default_factory=Digest)
+    intended: Latency = field(default_factory=Latency)  # from the intended send time
     sent: int = 0
     late: int = 0
     dropped: int = 0

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from loadlab.contract import MAX_CPU_WORK, MAX_IO_MS
+from loadlab.contract import MAX_CPU_WORK, MAX_IO_MS, MAX_QUERIES
 from loadlab.names import SCENARIOS
 
 # The web-UI dropdown offers these; "host" uses Locust's own Host field / --host.
@@ -42,7 +42,10 @@ def add_arguments(parser: Any) -> None:
                        help="'host' = --host; 'fastapi'/'flask' read LOADLAB_FASTAPI_URL / "
                             "LOADLAB_FLASK_URL")
     parser.add_argument("--io-ms", type=int, default=50, help="ms the server waits (io, mixed, "
-                       "upstream)")
+                       "upstream; the database holds its connection this long in db-sleep, "
+                       "db-blocking)")
+    parser.add_argument("--queries", type=int, default=20, help="rows per request, one query "
+                       "each (queries)")
     parser.add_argument("--cpu-work", type=int, default=100, help="units of CPU work (~0.1 ms "
                        "each) for cpu* and mixed")
     parser.add_argument("--arrival-rate", type=float, default=0.0,
@@ -74,6 +77,7 @@ class Knobs:
     scenario: str
     io_ms: int
     cpu_work: int
+    queries: int
     arrival_rate: float
     late_s: float
 
@@ -83,13 +87,15 @@ class Knobs:
             scenario=str(options.scenario),
             io_ms=int(options.io_ms),
             cpu_work=int(options.cpu_work),
+            queries=int(getattr(options, "queries", 20)),
             arrival_rate=float(options.arrival_rate),
             late_s=float(options.late_ms) / 1000,
         )
 
     def min_service_s(self) -> float:
         """The least time one request of this scenario can take (the server's own wait/work)."""
-        io = self.io_ms / 1000 if self.scenario in ("io", "mixed", "upstream", "all") else 0.0
+        waits = ("io", "mixed", "upstream", "db-sleep", "db-blocking", "all")
+        io = self.io_ms / 1000 if self.scenario in waits else 0.0
         cpu = (self.cpu_work * CPU_UNIT_S
                if self.scenario.startswith("cpu") or self.scenario == "mixed" else 0.0)
         return max(io + cpu, MIN_SERVICE_S)
@@ -104,6 +110,8 @@ def problems(options: Any, users: int | None) -> list[str]:
         out.append(f"--io-ms {options.io_ms}: must be between 0 and {MAX_IO_MS}")
     if not 0 <= options.cpu_work <= MAX_CPU_WORK:
         out.append(f"--cpu-work {options.cpu_work}: must be between 0 and {MAX_CPU_WORK}")
+    if not 1 <= getattr(options, "queries", 1) <= MAX_QUERIES:
+        out.append(f"--queries {options.queries}: must be between 1 and {MAX_QUERIES}")
     if not options.arrival_rate >= 0:  # also rejects nan
         out.append(f"--arrival-rate {options.arrival_rate}: must be >= 0")
     if not options.late_ms > 0:

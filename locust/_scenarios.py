@@ -12,6 +12,7 @@ from typing import Any
 
 from _options import Knobs
 
+from loadlab.database.seed import WORLD_ROWS
 from loadlab.workloads import cpu_work
 
 # Results of cpu_work are checked exactly up to this size; above it, computing the
@@ -113,6 +114,36 @@ def upstream(client: Any, k: Knobs) -> None:
     _get_json(client, f"/upstream?ms={k.io_ms}", "/upstream", check)
 
 
+
+
+def _world_problem(row: Any) -> str | None:
+    if not isinstance(row, dict) or sorted(row) != ["id", "randomNumber"]:
+        return "not a world row"
+    if not (1 <= row["id"] <= WORLD_ROWS and 1 <= row["randomNumber"] <= WORLD_ROWS):
+        return "world row out of range"
+    return None
+
+
+def db(client: Any, k: Knobs) -> None:
+    _get_json(client, "/db", "/db", _world_problem)
+
+
+def queries(client: Any, k: Knobs) -> None:
+    def check(body: Any) -> str | None:
+        if not isinstance(body, list) or len(body) != k.queries:
+            return f"expected {k.queries} rows"
+        return next((p for p in map(_world_problem, body) if p), None)
+    _get_json(client, f"/queries?n={k.queries}", "/queries", check)
+
+
+def db_sleep(client: Any, k: Knobs) -> None:
+    _get_json(client, f"/db/sleep?ms={k.io_ms}", "/db/sleep", _slept(k.io_ms))
+
+
+def db_blocking(client: Any, k: Knobs) -> None:
+    _get_json(client, f"/db/blocking?ms={k.io_ms}", "/db/blocking", _slept(k.io_ms))
+
+
 def _echo_item() -> dict[str, Any]:
     return {
         "name": f"  item-{random.randrange(1000)} ",
@@ -157,11 +188,13 @@ def request(client: Any, k: Knobs) -> None:
             resp.failure("request description does not match what was sent")
 
 
-# Scenario name -> (request, weight). "all" is the weighted mix of every endpoint.
+# Scenario name -> (request, weight). "all" is the weighted mix of every endpoint that
+# needs no database (so that it runs against any service); the db* scenarios need one.
 SINGLE: dict[str, Request] = {
     "json": json_, "io": io, "cpu": cpu, "cpu-blocking": cpu_blocking,
     "cpu-process": cpu_process, "mixed": mixed, "upstream": upstream, "echo": echo,
-    "request": request,
+    "request": request, "db": db, "queries": queries, "db-sleep": db_sleep,
+    "db-blocking": db_blocking,
 }
 MIX_WEIGHTS: dict[str, int] = {
     "json": 4, "io": 3, "cpu": 1, "cpu-blocking": 1, "cpu-process": 1, "mixed": 1,

@@ -23,6 +23,7 @@ import gevent
 from _cpuwatch import CpuWatch
 from _exporter import SwarmState, registry_for, render
 from _gates import Figures, evaluate, report, write_atomic
+from _latency import Latency
 from _openmodel import OpenModelStats, Pacer
 from flask import Response
 from locust.env import Environment
@@ -38,6 +39,7 @@ class Lab:
 
     state = SwarmState()           # exporter: totals (master/local) or deltas (worker)
     open_model = OpenModelStats()  # open model: totals (master/local) or deltas (worker)
+    latency = Latency()            # the measured window, in µs: totals or deltas (worker)
     pacer = Pacer()
     cpu = CpuWatch("locust")
     warmup: gevent.Greenlet | None = None
@@ -65,7 +67,15 @@ def _add_options(parser: Any) -> None:
 @events.request.add_listener
 def _count(request_type: str, name: str, response_time: float, exception: Any,
            **_: Any) -> None:
-    Lab.state.table.add(name, request_type, (response_time or 0.0) / 1000, exception is not None)
+    # Locust hands over the unrounded time (ms, float): rounding happens in its statistics.
+    ms = float(response_time or 0.0)
+    Lab.state.table.add(name, request_type, ms / 1000, exception is not None)
+    Lab.latency.add(ms)
+
+
+def _in_mix(task: object) -> bool:
+    """The "all" mix: every endpoint that needs no database (MIX_WEIGHTS)."""
+    return bool(set(getattr(task, "locust_tag_set", ())) & set(_scenarios.MIX_WEIGHTS))
 
 
 def _idle(user: object) -> None:
@@ -91,8 +101,8 @@ class LabUser(FastHttpUser):
             return
         scenario = self.knobs.scenario
         cls_tasks = type(self).tasks
-        self.tasks = [t for t in cls_tasks
-                      if scenario == "all" or scenario in getattr(t, "locust_tag_set", ())]
+        self.tasks = [t for t in cls_tasks if scenario in getattr(t, "locust_tag_set", ())
+                      or (scenario == "all" and _in_mix(t))]
         if not self.tasks:
             log.error("loadlab: no task left for scenario %s (check --tags)", scenario)
             self.tasks = [_idle]
@@ -166,6 +176,27 @@ class LabUser(FastHttpUser):
     def request(self) -> None:
         self._call(_scenarios.request)
 
+    # The database scenarios: never in the "all" mix (a service may have no database).
+    @tag("db")
+    @task
+    def db(self) -> None:
+        self._call(_scenarios.db)
+
+    @tag("queries")
+    @task
+    def queries(self) -> None:
+        self._call(_scenarios.queries)
+
+    @tag("db-sleep")
+    @task
+    def db_sleep(self) -> None:
+        self._call(_scenarios.db_sleep)
+
+    @tag("db-blocking")
+    @task
+    def db_blocking(self) -> None:
+        self._call(_scenarios.db_blocking)
+
 
 # --- process roles ------------------------------------------------------------------------
 
@@ -212,6 +243,7 @@ def _reset(runner: Any) -> None:
     Lab.window[0] = time.perf_counter()
     runner.stats.reset_all()
     Lab.open_model = OpenModelStats()
+    Lab.latency = Latency()
     Lab.cpu.reset()
 
 
@@ -221,6 +253,7 @@ def _test_start(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
     Lab.pacer.reset()
     Lab.open_model = OpenModelStats()
+    Lab.latency = Latency()
     Lab.window[:] = [time.perf_counter(), 0.0]
     if options is None or runner is None or isinstance(runner, WorkerRunner):
         return
@@ -268,10 +301,12 @@ def _ship(client_id: str, data: dict[str, Any], **_: Any) -> None:
     data["loadlab"] = {
         "rows": Lab.state.table.dump_and_clear(),
         "open": Lab.open_model.dump(),
+        "latency": Lab.latency.dump(),
         "cpu": Lab.cpu.last_percent,
         "cpu_peak": Lab.cpu.peak_percent,
     }
     Lab.open_model = OpenModelStats()
+    Lab.latency = Latency()
 
 
 @events.worker_report.add_listener
@@ -286,6 +321,8 @@ def _gather(client_id: str, data: dict[str, Any], **_: Any) -> None:
     worker.cpu_percent = float(shipped.get("cpu", 0.0))
     worker.cpu_peak = max(worker.cpu_peak, float(shipped.get("cpu_peak", 0.0)))
     Lab.open_model.merge(shipped["open"])
+    if shipped.get("latency"):
+        Lab.latency.merge(shipped["latency"])
     Lab.state.late_sends += int(shipped["open"].get("late", 0))
 
 
@@ -299,14 +336,14 @@ def _quitting(environment: Environment, **_: Any) -> None:
     if open_model is not None:
         end = Lab.window[1] if Lab.window[1] > Lab.window[0] else time.perf_counter()
         open_model.window_s = end - Lab.window[0]
-    figures = Figures.from_stats(runner.stats.total, open_model)
+    figures = Figures.from_stats(runner.stats.total, open_model, Lab.latency)
     gates = evaluate(options, figures)
     for gate in gates:
         sys.stderr.write(gate.line() + "\n")
     if gates:
         environment.process_exit_code = 0 if all(g.passed for g in gates) else 1
     if open_model is not None:
-        log.info("loadlab: open model sent %d (%d late, %d dropped); intended-time p99 %.0f ms",
+        log.info("loadlab: open model sent %d (%d late, %d dropped); intended-time p99 %.3g ms",
                  open_model.sent, open_model.late, open_model.dropped,
                  figures.gate_latency()["p99"])
     peaks = {"master" if isinstance(runner, MasterRunner) else "local": Lab.cpu.peak_percent}

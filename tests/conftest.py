@@ -1,8 +1,11 @@
-"""Shared fixtures: real services on free loopback ports, one contract for both."""
+"""Shared fixtures: real services on free loopback ports, one contract for both; a real
+PostgreSQL for the database tests."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from typing import NoReturn
 
 import pytest
 import requirements_probe
@@ -32,3 +35,33 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     line = requirements_probe.summary_line()
     if line is not None:
         terminalreporter.write_line(line, yellow=True)
+
+
+def postgres_missing(reason: str) -> NoReturn:
+    """Skip with the reason and the fix; fail instead where PostgreSQL is required (CI)."""
+    requirements_probe.require("postgres", reason)
+    raise AssertionError("unreachable: require() skips or fails")
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """``DATABASE_URL`` when set (seeded if needed), else a throwaway cluster, seeded."""
+    from loadlab.database import INSTALL_HINT, PostgresCluster, PostgresUnavailable, seed
+
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        postgres_missing("psycopg is not installed: pip install 'loadlab[db]'")
+    if os.environ.get("DATABASE_URL"):
+        url = os.environ["DATABASE_URL"]
+        seed(url)
+        yield url
+        return
+    try:
+        cluster = PostgresCluster().start()
+    except PostgresUnavailable as exc:
+        postgres_missing(f"{exc}" if "apt-get" in str(exc) else f"{exc}; {INSTALL_HINT}")
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()

@@ -37,7 +37,8 @@ def schema() -> Any:
 def check(response: httpx.Response) -> httpx.Response:
     """Assert ``response`` is what the document allows for its request; return it.
 
-    The only 5xx the document lists are /upstream's 502 and 504 (the upstream's fault).
+    The only 5xx the document lists are /upstream's 502 and 504 (the upstream's fault) and
+    the database paths' 503 (the database down or the pool exhausted).
     """
     method = response.request.method.lower()
     path = response.request.url.path

@@ -6,6 +6,8 @@ directory's conftest shadows.
 
 from __future__ import annotations
 
+import os
+
 from loadlab.launch import ServiceProcess, free_port
 from loadlab.serve import ServerConfig
 
@@ -22,3 +24,16 @@ VARIANTS = {
 def start_service(**options: object) -> ServiceProcess:
     cfg = ServerConfig(port=free_port(), **options)  # type: ignore[arg-type]
     return ServiceProcess(cfg).start()
+
+
+def db_service(url: str, pool_size: int | None = None, timeout_s: float | None = None,
+               **options: object) -> ServiceProcess:
+    """A service whose database is ``url``; a context manager (started on entry)."""
+    env = {**os.environ, "DATABASE_URL": url}
+    env.pop("LOADLAB_DB_POOL_SIZE", None)
+    if pool_size is not None:
+        env["LOADLAB_DB_POOL_SIZE"] = str(pool_size)
+    if timeout_s is not None:
+        env["LOADLAB_DB_POOL_TIMEOUT_S"] = str(timeout_s)
+    cfg = ServerConfig(port=free_port(), **options)  # type: ignore[arg-type]
+    return ServiceProcess(cfg, env=env)

@@ -39,6 +39,8 @@ REQUIREMENTS: dict[str, Requirement] = {r.name: r for r in [
     Requirement("docker", "apt-get install -y docker.io, start dockerd, then "
                 "run .ci/install-compose-v2"),
     Requirement("postgres", "apt-get install -y postgresql"),
+    Requirement("postgres_exporter", "apt-get install -y prometheus-postgres-exporter",
+                ("prometheus-postgres-exporter",)),
     Requirement("cgroup", "run as root on a machine with a writable cpu cgroup "
                 "(see loadlab doctor)"),
     Requirement("wrk", "apt-get install -y wrk", ("wrk",)),

@@ -13,19 +13,20 @@ from loadlab.runner.claims import CLAIM_IDS, QUICK, judge, plan, runs_by_name
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(480)
+@pytest.mark.timeout(780)
 def test_claims_quick_end_to_end(tmp_path: Path) -> None:
     env, tag = tagged_env()
     out = tmp_path / "claims"
     try:
-        result = loadlab(["claims", "--quick", "--out", str(out)], env, timeout=420)
+        result = loadlab(["claims", "--quick", "--out", str(out)], env, timeout=720)
     finally:
         kill_tagged(tag)
     assert result.returncode == 0, result.stderr[-2000:]
     claims = json.loads((out / "claims.json").read_text())
     assert [c["id"] for c in claims] == list(CLAIM_IDS)
     for claim in claims:
-        assert set(claim) == {"id", "claim", "verdict", "evidence"}
+        assert {"id", "claim", "verdict", "evidence", "effect", "reason",
+                "more_rounds"} <= set(claim)
         assert claim["verdict"] in ("holds", "does not hold", "inconclusive")
         assert re.search(r"\d", claim["evidence"])  # measured figures, not prose
         assert claim["id"] in result.stdout
@@ -35,6 +36,7 @@ def test_claims_quick_end_to_end(tmp_path: Path) -> None:
     again = judge(runs_by_name(plan(QUICK, cores), data["runs"]), cores)
     assert [v.verdict for v in again] == [c["verdict"] for c in claims]
     assert len(data["runs"]) == len(plan(QUICK, cores))
+    assert all(len(r["rounds"]) == QUICK.repeats for r in data["runs"])
     report = (out / "report.html").read_text()
     assert "Claims" in report and "cpu-limit-caps-scaling" in report
     assert_nothing_left(tag)

@@ -37,26 +37,57 @@ def record(users: int = 4, rps: float = 100.0, mean: float = 40.0, p50: float = 
     return run
 
 
+def cell(*rounds: dict[str, Any]) -> dict[str, Any]:
+    """A run with its rounds, as the runner records it (medians on top)."""
+    return {**rounds[0], "rounds": list(rounds)}
+
+
+def twice(a: dict[str, Any], **second: Any) -> dict[str, Any]:
+    """Two rounds: ``a`` and a copy with ``second`` changed (a little noise)."""
+    b = {k: (dict(v) if isinstance(v, dict) else v) for k, v in a.items()}
+    for key, value in second.items():
+        b[key] = {**b[key], **value} if isinstance(value, dict) else value
+    return cell(a, b)
+
+
 def good_runs() -> dict[str, dict[str, Any]]:
-    runs = {
-        "async-io": record(users=200, rps=1900, mean=104, p50=102),
-        "loop-blocking": record(probe_ms={"p50": 30.0}),
-        "loop-threadpool": record(probe_ms={"p50": 3.0}),
-        "sync-2": record(users=20, rps=19.5, workers=2),
-        "gthread-2x4": record(users=20, rps=78, workers=2, threads=4, worker_class="gthread"),
-        "sync-memory": record(users=12, rps=115, mean=104, workers=12,
-                              server={"memory_bytes": 400e6}),
+    return {
+        "async-io": twice(record(users=200, rps=1900, mean=104, p50=102,
+                                 server={"requests_in_progress": 196.0}), rps=1880),
+        "loop-blocking": twice(record(probe_ms={"p50": 30.0}), probe_ms={"p50": 31.0}),
+        "loop-threadpool": twice(record(probe_ms={"p50": 3.0}), probe_ms={"p50": 3.02}),
+        "sync-2": twice(record(users=20, rps=19.5, workers=2), rps=19.6),
+        "gthread-2x4": twice(record(users=20, rps=78, workers=2, threads=4,
+                                    worker_class="gthread"), rps=77),
+        "sync-memory": twice(record(users=12, rps=115, mean=104, workers=12,
+                                    server={"memory_bytes": 400e6,
+                                            "requests_in_progress": 11.0}), rps=114),
+        "procs-1": twice(record(rps=95), rps=96),
+        "procs-n": twice(record(rps=180, workers=2), rps=182),
+        "threads-1": twice(record(rps=95), rps=96),
+        "threads-4": twice(record(rps=97, threads=4, worker_class="gthread"), rps=96),
+        "limit-1": twice(record(rps=95, cpus=1.0, requests=950,
+                                server={"cpu_seconds": 9.5, "cpu_limit": 1.0}), requests=960),
+        "limit-2": twice(record(rps=98, cpus=1.0, workers=2,
+                                server={"cpu_limit": 1.0, "throttled_share": 0.4}), rps=97),
+        **db_runs(),
     }
-    for rep in range(2):
-        runs[f"procs-1#{rep}"] = record(rps=95)
-        runs[f"procs-n#{rep}"] = record(rps=180, workers=2)
-        runs[f"threads-1#{rep}"] = record(rps=95)
-        runs[f"threads-4#{rep}"] = record(rps=97, threads=4, worker_class="gthread")
-        runs[f"limit-1#{rep}"] = record(rps=95, cpus=1.0, requests=950,
-                                        server={"cpu_seconds": 9.5, "cpu_limit": 1.0})
-        runs[f"limit-2#{rep}"] = record(rps=98, cpus=1.0, workers=2,
-                                        server={"cpu_limit": 1.0, "throttled_share": 0.4})
-    return runs
+
+
+def db_runs() -> dict[str, dict[str, Any]]:
+    db = {"connections_peak": 5, "cpu_cores_used": 0.5}
+    busy_db = {"connections_peak": 20, "cpu_cores_used": 0.8}  # 47% of service + database
+    return {
+        "db-pool": twice(record(users=50, rps=48, db_pool_size=5, database=db), rps=49),
+        "db-blocking": twice(record(io_ms=20, rps=45, probe_ms={"p50": 25.0}),
+                             probe_ms={"p50": 26.0}),
+        "db-async": twice(record(io_ms=20, rps=190, probe_ms={"p50": 2.0}),
+                          probe_ms={"p50": 2.02}),
+        "db-fastapi": twice(record(users=50, rps=1000, cpus=1.0, workers=2, db_pool_size=10,
+                                   worker_class="uvicorn", database=busy_db), rps=990),
+        "db-flask": twice(record(users=50, rps=950, cpus=1.0, workers=2, db_pool_size=10,
+                                 worker_class="gevent", database=busy_db), rps=960),
+    }
 
 
 def verdicts(runs: dict[str, dict[str, Any]], cores: int = 2) -> dict[str, str]:
@@ -68,7 +99,8 @@ def test_ids_are_the_ones_the_issue_names() -> None:
     assert CLAIM_IDS == (
         "async-io-concurrency", "event-loop-blocking", "sync-worker-per-request",
         "sync-memory-per-concurrency", "cpu-scales-with-processes",
-        "threads-not-parallel-cpu", "cpu-limit-caps-scaling",
+        "threads-not-parallel-cpu", "cpu-limit-caps-scaling", "async-db-pool-caps-concurrency",
+        "sync-driver-blocks-loop", "connections-multiply-with-workers", "db-bound-throughput",
     )
 
 
@@ -81,6 +113,15 @@ def test_nothing_measured_is_inconclusive_with_the_reason() -> None:
         assert v.verdict == UNSURE and "not measured" in v.evidence
 
 
+def _change(runs: dict[str, dict[str, Any]], name: str, fields: dict[str, Any],
+            only: int | None = None) -> None:
+    for i, rnd in enumerate(runs[name]["rounds"]):
+        if only is not None and i != only:
+            continue
+        for key, value in fields.items():
+            rnd[key] = {**rnd[key], **value} if isinstance(value, dict) else value
+
+
 @pytest.mark.parametrize(("claim", "change", "expected"), [
     ("async-io-concurrency", {"async-io": dict(rps=300, mean=104)}, FAILS),
     ("async-io-concurrency", {"async-io": dict(rps=1300, mean=104)}, UNSURE),
@@ -89,38 +130,69 @@ def test_nothing_measured_is_inconclusive_with_the_reason() -> None:
     ("sync-worker-per-request", {"sync-2": dict(rps=60)}, FAILS),
     ("sync-memory-per-concurrency",
      {"sync-memory": dict(server={"memory_bytes": 4e6})}, FAILS),
-    ("cpu-scales-with-processes", {"procs-n#0": dict(rps=96), "procs-n#1": dict(rps=97)},
-     FAILS),
+    ("cpu-scales-with-processes", {"procs-n": dict(rps=97)}, FAILS),
     ("cpu-scales-with-processes",
-     {"procs-n#0": dict(rps=96, machine={"other_cores": 1.2}), "procs-n#1": dict(rps=97)},
+     {"procs-n": dict(rps=97, machine={"other_cores": 1.2})}, UNSURE),
+    ("threads-not-parallel-cpu", {"threads-4": dict(rps=175)}, FAILS),
+    ("threads-not-parallel-cpu", {"threads-4": dict(server={"cpu_cores_used": 1.8})}, FAILS),
+    ("threads-not-parallel-cpu", {"threads-1": dict(machine={"other_cores": 1.0})}, UNSURE),
+    ("cpu-limit-caps-scaling", {"limit-2": dict(rps=190)}, FAILS),
+    ("cpu-limit-caps-scaling", {"limit-2": dict(server={"cpu_limit": 0.0})}, UNSURE),
+    ("cpu-limit-caps-scaling", {"limit-2": dict(status="failed", error="service died")},
      UNSURE),
-    ("threads-not-parallel-cpu", {"threads-4#0": dict(rps=180), "threads-4#1": dict(rps=170)},
-     FAILS),
-    ("threads-not-parallel-cpu",
-     {"threads-4#0": dict(server={"cpu_cores_used": 1.8})}, FAILS),
-    ("threads-not-parallel-cpu", {"threads-1#1": dict(machine={"other_cores": 1.0})}, UNSURE),
-    ("cpu-limit-caps-scaling", {"limit-2#0": dict(rps=190), "limit-2#1": dict(rps=185)},
-     FAILS),
-    ("cpu-limit-caps-scaling",
-     {"limit-2#0": dict(server={"cpu_limit": 0.0}),
-      "limit-2#1": dict(server={"cpu_limit": 0.0})}, UNSURE),
-    ("cpu-limit-caps-scaling", {"limit-2#0": dict(status="failed", error="service died"),
-                                "limit-2#1": dict(status="failed", error="service died")},
-     UNSURE),
+    ("async-db-pool-caps-concurrency", {"db-pool": dict(rps=400)}, FAILS),
+    ("async-db-pool-caps-concurrency", {"db-pool": dict(users=10)}, UNSURE),
+    ("sync-driver-blocks-loop", {"db-blocking": dict(probe_ms={"p50": 2.0})}, FAILS),
+    ("sync-driver-blocks-loop", {"db-blocking": dict(probe_ms={"p50": 3.0})}, UNSURE),
+    ("connections-multiply-with-workers",
+     {"db-flask": dict(database={"connections_peak": 10})}, FAILS),
+    ("connections-multiply-with-workers",
+     {"db-flask": dict(database={"connections_peak": 19})}, UNSURE),
+    ("db-bound-throughput", {"db-flask": dict(rps=300)}, FAILS),
+    ("db-bound-throughput", {"db-flask": dict(rps=300, machine={"other_cores": 1.0})}, UNSURE),
+    ("db-bound-throughput", {"db-flask": dict(database={"cpu_cores_used": None})}, UNSURE),
 ])
 def test_thresholds_decide(claim: str, change: dict[str, dict[str, Any]],
                            expected: str) -> None:
     runs = good_runs()
     for name, fields in change.items():
-        for key, value in fields.items():
-            if isinstance(value, dict):
-                runs[name][key] = {**runs[name][key], **value}
-            else:
-                runs[name][key] = value
+        _change(runs, name, fields)
+        runs[name].update(runs[name]["rounds"][0])
     found = verdicts(runs)
     assert found[claim] == expected
     others = {k: v for k, v in found.items() if k != claim}
     assert set(others.values()) <= {HOLDS}
+
+
+def test_every_verdict_states_its_effect_with_an_interval() -> None:
+    for v in judge(good_runs(), 2):
+        assert v.effect is not None, v.id
+        assert v.effect["low"] <= v.effect["value"] <= v.effect["high"], v
+        assert v.effect["rounds"] == 2 and "[95% " in v.evidence and v.reason
+
+
+def test_a_straddling_interval_is_inconclusive_and_says_how_many_more_rounds() -> None:
+    runs = good_runs()
+    _change(runs, "procs-n", dict(rps=175), only=0)
+    _change(runs, "procs-n", dict(rps=165), only=1)
+    [v] = [v for v in judge(runs, 2) if v.id == "cpu-scales-with-processes"]
+    assert v.verdict == UNSURE and "straddles 1.50" in v.reason, v
+    assert v.more_rounds is not None and v.more_rounds >= 1
+    assert v.effect is not None and v.effect["low"] < 1.5 < v.effect["high"]
+
+
+def test_one_round_has_no_interval_and_decides_nothing() -> None:
+    runs = {name: run["rounds"][0] for name, run in good_runs().items()}
+    for v in judge(runs, 2):
+        assert v.verdict == UNSURE and v.more_rounds in (1, None), v
+
+
+def test_results_from_before_rounds_are_read_as_rounds() -> None:
+    old: dict[str, dict[str, Any]] = {}
+    for name, run in good_runs().items():
+        for i, rnd in enumerate(run["rounds"]):
+            old[f"{name}#{i}"] = rnd
+    assert set(verdicts(old).values()) == {HOLDS}
 
 
 def test_one_core_cannot_show_cpu_scaling() -> None:
@@ -129,12 +201,9 @@ def test_one_core_cannot_show_cpu_scaling() -> None:
     assert found["threads-not-parallel-cpu"] == UNSURE
 
 
-def test_plan_runs_cpu_pairs_alternated_and_maps_back() -> None:
+def test_plan_maps_back_and_every_cell_is_distinct() -> None:
     cells = plan(QUICK, cores=2)
-    names = list(cells)
-    i = names.index("procs-1#0")
-    assert names[i:i + 4] == ["procs-1#0", "procs-n#0", "procs-1#1", "procs-n#1"]
-    assert len({c.key for c in cells.values()}) == len(cells)
+    assert len({c.key for c in cells.values()}) == len(cells) == 17
     recorded = [{"key": spec.key, "name": name} for name, spec in cells.items()]
     assert {n: r["name"] for n, r in runs_by_name(cells, recorded).items()} == {
         n: n for n in cells}

@@ -29,7 +29,7 @@ def test_compose_spec_shape() -> None:
     assert "version" not in COMPOSE
     assert not re.search(r"^\s*container_name:", COMPOSE_TEXT, re.M)
     assert {"fastapi", "flask", "locust-master", "locust-worker", "prometheus",
-            "grafana"} <= set(SERVICES)
+            "grafana", "postgres", "postgres-exporter"} <= set(SERVICES)
     optional = {name for name, svc in SERVICES.items() if svc.get("profiles")}
     assert optional == {"fastapi-gunicorn", "flask-gevent"}
 
@@ -42,7 +42,7 @@ def test_every_knob_is_documented_with_the_same_default() -> None:
 
 
 def test_images_pinned_and_overridable() -> None:
-    for name in ("prometheus", "grafana"):
+    for name in ("prometheus", "grafana", "postgres", "postgres-exporter"):
         image = SERVICES[name]["image"]
         match = re.fullmatch(r"\$\{\w+_IMAGE:-([\w./-]+):([\w.-]+)\}", image)
         assert match and match[2] not in ("latest", "main"), image
@@ -102,6 +102,7 @@ def test_dependencies_wait_for_health_only_where_order_matters() -> None:
             assert dep["condition"] == wanted, (name, dep_name)
     assert set(SERVICES["locust-worker"]["depends_on"]) == {"locust-master"}
     assert set(SERVICES["grafana"]["depends_on"]) == {"prometheus"}
+    assert set(SERVICES["postgres-exporter"]["depends_on"]) == {"postgres"}
 
 
 def test_hardening_and_non_root() -> None:
@@ -189,3 +190,20 @@ def test_grafana_provisioning_matches_the_mounts() -> None:
     datasource = yaml.safe_load((ROOT / "grafana" / "provisioning" / "datasources" /
                                  "prometheus.yml").read_text())["datasources"][0]
     assert datasource["url"] == "http://prometheus:9090"
+
+
+def test_database_in_compose() -> None:
+    """One seed file for both runtimes, the major version of the offline build, the
+    services pointed at it, every third-party service non-root."""
+    pg = SERVICES["postgres"]
+    assert re.fullmatch(r"\$\{POSTGRES_IMAGE:-postgres:15\.\d+-bookworm\}", pg["image"])
+    assert "./src/loadlab/database/seed.sql:/docker-entrypoint-initdb.d/10-seed.sql:ro" \
+        in pg["volumes"]
+    assert pg["healthcheck"]["test"][1] == "pg_isready"
+    assert pg["cpus"] == "${POSTGRES_CPUS:-1}" and pg["mem_limit"] == "${POSTGRES_MEMORY:-1g}"
+    assert "FROM ${BASE_IMAGE}" in (ROOT / "postgres" / "Dockerfile.debian").read_text()
+    for name in ("postgres", "postgres-exporter", "prometheus"):
+        assert not str(SERVICES[name]["user"]).startswith("0"), name
+    for name in LAB_IMAGE_SERVICES - {"locust-master", "locust-worker"}:
+        assert SERVICES[name]["environment"]["DATABASE_URL"].startswith(
+            "postgresql://loadlab:${POSTGRES_PASSWORD:-}@postgres:5432/loadlab"), name

@@ -11,6 +11,8 @@ from locustrun import ROOT
 
 
 def load_openmodel() -> ModuleType:
+    if str(ROOT / "locust") not in sys.path:  # its helper _latency.py sits beside it
+        sys.path.insert(0, str(ROOT / "locust"))
     spec = importlib.util.spec_from_file_location("_openmodel", ROOT / "locust" / "_openmodel.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -8,7 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loadlab.offline import BASE_IMAGE, PROMETHEUS_IMAGE, write_env_file
+from loadlab.offline import (
+    BASE_IMAGE,
+    POSTGRES_EXPORTER_IMAGE,
+    POSTGRES_IMAGE,
+    PROMETHEUS_IMAGE,
+    write_env_file,
+)
 
 
 def test_env_file_points_compose_at_the_offline_images(tmp_path: Path) -> None:
@@ -16,7 +22,9 @@ def test_env_file_points_compose_at_the_offline_images(tmp_path: Path) -> None:
     write_env_file(path)
     values = dict(line.split("=", 1) for line in path.read_text().splitlines()
                   if line and not line.startswith("#"))
-    assert values == {"PYTHON_IMAGE": BASE_IMAGE, "PROMETHEUS_IMAGE": PROMETHEUS_IMAGE}
+    assert values == {"PYTHON_IMAGE": BASE_IMAGE, "PROMETHEUS_IMAGE": PROMETHEUS_IMAGE,
+                      "POSTGRES_IMAGE": POSTGRES_IMAGE,
+                      "POSTGRES_EXPORTER_IMAGE": POSTGRES_EXPORTER_IMAGE}
     compose = (Path(__file__).resolve().parents[1] / "docker-compose.yml").read_text()
     for name in values:
         assert f"${{{name}:-" in compose

@@ -16,7 +16,9 @@ from contract_check import document
 from loadlab.openapi import document_path
 
 PATHS = ["/healthz", "/json", "/io", "/cpu", "/cpu/blocking", "/cpu/process", "/mixed",
-         "/upstream", "/echo", "/request", "/info", "/metrics"]
+         "/upstream", "/echo", "/request", "/info", "/metrics", "/db", "/queries", "/db/sleep",
+         "/db/blocking"]
+DB_PATHS = ["/db", "/queries", "/db/sleep", "/db/blocking"]
 
 
 def _generate(*args: str) -> subprocess.CompletedProcess[str]:
@@ -62,6 +64,8 @@ def test_errors_are_documented() -> None:
         assert _status_schema("/echo", "post", status) == "ErrorBody"
     for status in ("502", "504"):
         assert _status_schema("/upstream", "get", status) == "ErrorBody"
+    for path in DB_PATHS:
+        assert _status_schema(path, "get", "503") == "ErrorBody"
     error = document()["components"]["schemas"]["ErrorItem"]
     assert sorted(error["required"]) == ["loc", "msg", "type"]
     assert error["additionalProperties"] is False
@@ -74,4 +78,6 @@ def test_limits_come_from_the_contract() -> None:
     assert (io["minimum"], io["maximum"]) == (0, contract.MAX_IO_MS)
     cpu = document()["paths"]["/cpu"]["get"]["parameters"][0]["schema"]
     assert cpu["maximum"] == contract.MAX_CPU_WORK
+    queries = document()["paths"]["/queries"]["get"]["parameters"][0]["schema"]
+    assert (queries["minimum"], queries["maximum"]) == (1, contract.MAX_QUERIES)
     assert json.loads(document_path().read_text()) == document()

@@ -128,3 +128,15 @@ def test_shipped_full_matrix_parses_for_a_many_core_machine(
     assert {c.workers for c in matrix.cells} == {1, 2, 4, 8}
     assert all(c.threads == 8 for c in matrix.cells if c.worker_class == "gthread")
     assert 40 <= len(matrix.cells) <= 120  # about an hour at 35 s a cell
+
+
+def test_shipped_scaling_matrix_gives_the_fits_enough_points_on_two_cores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    matrix = load_matrix(ROOT / "matrices" / "scaling.toml")
+    cpus = {c.cpus for c in matrix.cells}
+    workers = {c.workers for c in matrix.cells}
+    assert len(cpus) >= 4 and min(cpus) == 0.25 and max(cpus) == 2.0  # USL needs 4 points
+    assert len(workers) >= 3 and matrix.rounds == 2

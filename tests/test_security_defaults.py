@@ -65,6 +65,37 @@ def test_grafana_starts_on_a_widened_bind_with_a_password() -> None:
     assert result.returncode == 0 and result.stdout.strip() == "started"
 
 
+POSTGRES_ENTRY = ROOT / "postgres" / "entrypoint.sh"
+
+
+def postgres_entry(bind: str, password: str | None) -> subprocess.CompletedProcess[str]:
+    # printenv stands in for the image's docker-entrypoint.sh: it shows what it would get.
+    env = {"PATH": "/usr/bin:/bin", "LOADLAB_BIND": bind, "POSTGRES_ENTRYPOINT": "printenv",
+           "LOADLAB_PARK_ON_ERROR": "0"}
+    if password is not None:
+        env["POSTGRES_PASSWORD"] = password
+    return subprocess.run(["sh", str(POSTGRES_ENTRY), "POSTGRES_HOST_AUTH_METHOD"],
+                          capture_output=True, text=True, env=env, timeout=10, check=False)
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1", "localhost", "::1"])
+def test_postgres_trusts_loopback_without_a_password(bind: str) -> None:
+    result = postgres_entry(bind, "")
+    assert result.returncode == 0 and result.stdout.strip() == "trust"
+
+
+@pytest.mark.parametrize("password", [None, ""])
+def test_postgres_refuses_a_widened_bind_without_a_password(password: str | None) -> None:
+    result = postgres_entry("0.0.0.0", password)
+    assert result.returncode == 2 and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1 and "POSTGRES_PASSWORD" in result.stderr
+
+
+def test_postgres_with_a_password_keeps_password_authentication() -> None:
+    result = postgres_entry("0.0.0.0", "s3cret-for-test")
+    assert result.returncode == 1 and result.stdout == ""  # printenv: the variable is unset
+
+
 @pytest.fixture
 def locust_ui(request: pytest.FixtureRequest) -> Iterator[tuple[int, Path]]:
     """A real Locust master UI (no users started) with the webauth module loaded."""

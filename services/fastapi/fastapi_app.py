@@ -19,14 +19,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from loadlab import contract, metrics, workloads
+from loadlab import contract, db, metrics, workloads
 from loadlab.openapi import with_contract_errors
 from loadlab.requestinfo import describe_request
 from loadlab.serverinfo import server_info
 from loadlab.settings import ServiceSettings
 
 FRAMEWORK = "fastapi"
-_PARAM_NAMES = {"ms", "work"}
+_PARAM_NAMES = {"ms", "work", "n"}
 
 
 class RequestGuard:
@@ -78,12 +78,18 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             pool = ProcessPoolExecutor(max_workers=settings.process_pool_size)
             app.state.http = client
             app.state.pool = pool
+            app.state.db = await db.AsyncDatabase(settings).open()
+            # The textbook mistake's own pool, opened by its first request: it is not part
+            # of the connections this service normally holds.
+            app.state.blocking_db = db.SyncDatabase(settings, size=1, name="loadlab-blocking")
             stop_probes = metrics.start_async_probes()
             try:
                 yield
             finally:
                 stop_probes()
                 pool.shutdown(wait=False, cancel_futures=True)
+                app.state.blocking_db.close()
+                await app.state.db.close()
 
     app = FastAPI(
         title="loadlab service",
@@ -95,7 +101,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @app.exception_handler(contract.ContractError)
     async def _contract_error(_: Request, exc: contract.ContractError) -> JSONResponse:
-        return JSONResponse(exc.body, status_code=exc.status)
+        return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -146,6 +152,39 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         await workloads.io_wait_async(params.ms)
         result = workloads.cpu_work(params.work)
         return contract.MixedResult(slept_ms=params.ms, work=params.work, result=result)
+
+    # The database answers render as JSONResponse, as /json does: validating rows the
+    # core has already shaped through the model again would cost on the hot path.
+    row = {"model": contract.World, "description": "Successful Response"}
+    rows = {"model": list[contract.World], "description": "Successful Response"}
+
+    @app.get("/db", responses={200: row})
+    async def db_(request: Request) -> JSONResponse:
+        return JSONResponse(await request.app.state.db.world())
+
+    @app.get("/queries", responses={200: rows})
+    async def queries(
+        request: Request, params: Annotated[contract.QueriesParams, Query()]
+    ) -> JSONResponse:
+        return JSONResponse(await request.app.state.db.worlds(params.n))
+
+    slept = {"model": contract.Slept, "description": "Successful Response"}
+
+    @app.get("/db/sleep", responses={200: slept})
+    async def db_sleep(
+        request: Request, params: Annotated[contract.IoParams, Query()]
+    ) -> JSONResponse:
+        await request.app.state.db.sleep(params.ms)
+        return JSONResponse({"slept_ms": params.ms})
+
+    @app.get("/db/blocking", responses={200: slept})
+    async def db_blocking(
+        request: Request, params: Annotated[contract.IoParams, Query()]
+    ) -> JSONResponse:
+        # Deliberately wrong: the sync driver inside async def holds the event loop for
+        # the whole query, as /cpu/blocking does with CPU work.
+        request.app.state.blocking_db.open().sleep(params.ms)
+        return JSONResponse({"slept_ms": params.ms})
 
     @app.get("/upstream", response_model=contract.UpstreamResult)
     async def upstream(

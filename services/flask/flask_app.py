@@ -14,7 +14,7 @@ from flask import Flask, Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from loadlab import contract, metrics, workloads
+from loadlab import contract, db, metrics, workloads
 from loadlab.requestinfo import describe_request
 from loadlab.serverinfo import server_info
 from loadlab.settings import ServiceSettings
@@ -55,6 +55,8 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
     settings = settings or ServiceSettings()
     info = server_info(FRAMEWORK, settings)
     http = _upstream_session(max(10, settings.threads))
+    # Gunicorn calls the factory in each worker, after the fork: one pool per process.
+    database = db.SyncDatabase(settings).open()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = contract.MAX_BODY_BYTES
     # The contract lists GET and POST only; FastAPI answers OPTIONS and HEAD with 405 too.
@@ -63,7 +65,7 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
 
     @app.errorhandler(contract.ContractError)
     def _contract_error(exc: contract.ContractError) -> tuple[Response, int]:
-        return jsonify(exc.body), exc.status
+        return jsonify(exc.body), exc.status, exc.headers
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(_: RequestEntityTooLarge) -> tuple[Response, int]:
@@ -107,6 +109,23 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
         result = workloads.cpu_work(params.work)
         mixed = contract.MixedResult(slept_ms=params.ms, work=params.work, result=result)
         return mixed.model_dump()
+
+    @app.get("/db")
+    def db_() -> dict[str, int]:
+        return database.world()
+
+    @app.get("/queries")
+    def queries() -> list[dict[str, int]]:
+        return database.worlds(_query(contract.QueriesParams).n)
+
+    def _db_sleep() -> dict[str, Any]:
+        params = _query(contract.IoParams)
+        database.sleep(params.ms)
+        return contract.Slept(slept_ms=params.ms).model_dump()
+
+    # A sync worker's driver blocks only its own request: the mistake has nothing to break.
+    app.add_url_rule("/db/sleep", "db_sleep", _db_sleep)
+    app.add_url_rule("/db/blocking", "db_blocking", _db_sleep)
 
     @app.get("/upstream")
     def upstream() -> dict[str, Any]:

@@ -66,6 +66,27 @@ def _register_dashboards(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.set_defaults(func=run)
 
 
+def _connections(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 10_000:
+        raise argparse.ArgumentTypeError(f"must be a whole number 1..10000: {text!r}")
+    return int(text)
+
+
+def _register_db(sub: argparse._SubParsersAction[_Parser]) -> None:
+    def run(args: argparse.Namespace) -> int:
+        from loadlab.database.command import main as db
+
+        return db(args.action, max_connections=getattr(args, "max_connections", 100))
+
+    p = sub.add_parser("db", help="a throwaway PostgreSQL for the lab (up, down, status)")
+    actions = p.add_subparsers(dest="action", required=True)
+    up = actions.add_parser("up", help="start one in the background; prints DATABASE_URL=...")
+    up.add_argument("--max-connections", type=_connections, default=100)
+    actions.add_parser("down", help="stop it and remove its files")
+    actions.add_parser("status", help="print DATABASE_URL and its settings; exit 1 if none")
+    p.set_defaults(func=run)
+
+
 def _guarded(command: str) -> Callable[[argparse.Namespace], int]:
     """A runner subcommand, imported only when used; bad input -> one line, exit 2."""
 
@@ -85,6 +106,8 @@ def _register_runner(sub: argparse._SubParsersAction[_Parser]) -> None:
         ("matrix", "run a sweep described in a TOML file"),
         ("report", "(re)build report.html from a results directory"),
         ("claims", "measure the textbook claims and print verdicts"),
+        ("compare", "current / baseline per matched run with intervals; exit 1 on a "
+                    "significant regression"),
     ):
         p = sub.add_parser(name, help=help_text)
         add_arguments(name, p)
@@ -118,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     _register_doctor(sub)
     _register_runner(sub)
     _register_dashboards(sub)
+    _register_db(sub)
     return parser
 
 

@@ -22,6 +22,9 @@ MAX_REQUEST_TARGET = 4094
 MAX_HEADER_FIELDS = 100
 MAX_HEADER_FIELD_BYTES = 8190
 DEFAULT_UPSTREAM_MS = 100
+MAX_QUERIES = 500
+# Seconds a client should wait before retrying a 503 (database down or pool exhausted).
+RETRY_AFTER_S = 1
 
 
 class QueryModel(BaseModel):
@@ -46,6 +49,10 @@ class UpstreamParams(QueryModel):
     ms: int = Field(
         default=DEFAULT_UPSTREAM_MS, ge=0, le=MAX_IO_MS, description="upstream wait in ms"
     )
+
+
+class QueriesParams(QueryModel):
+    n: int = Field(ge=1, le=MAX_QUERIES, description="rows to read, one query each")
 
 
 class Reply(BaseModel):
@@ -74,6 +81,13 @@ class MixedResult(Reply):
     slept_ms: int
     work: int
     result: int
+
+
+class World(Reply):
+    """A row of TechEmpower's ``world`` table, named as their benchmarks answer it."""
+
+    id: int
+    randomNumber: int  # the benchmark's field name
 
 
 class UpstreamResult(Reply):
@@ -128,6 +142,7 @@ class ServerInfo(Reply):
     workers: int
     threads: int
     cpu_limit_cores: float
+    db_pool_size: int
     pid: int
     versions: dict[str, str]
 
@@ -151,7 +166,7 @@ class ValidationErrorBody(Reply):
 
 
 class ErrorBody(Reply):
-    """404, 405, 413, 415, 502, 504: one sentence."""
+    """404, 405, 413, 415, 502, 503, 504: one sentence."""
 
     detail: str
 
@@ -159,10 +174,11 @@ class ErrorBody(Reply):
 class ContractError(Exception):
     """A request that breaks the contract; carries the status and the shared error body."""
 
-    def __init__(self, status: int, detail: Any) -> None:
+    def __init__(self, status: int, detail: Any, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.headers = headers or {}
 
     @property
     def body(self) -> dict[str, Any]:
@@ -234,6 +250,11 @@ def upstream_unreachable(exc: Exception) -> ContractError:
     if "Timeout" in type(exc).__name__:
         return ContractError(504, "upstream timed out")
     return ContractError(502, "upstream unreachable")
+
+
+def unavailable(detail: str) -> ContractError:
+    """503 with ``Retry-After``: a dependency down or a pool exhausted past its timeout."""
+    return ContractError(503, detail, {"Retry-After": str(RETRY_AFTER_S)})
 
 
 def upstream_result(url: str, status: int, ms: int, started: float) -> UpstreamResult:

@@ -3,11 +3,14 @@ Locust processes can read them too: the load scenarios and the latency buckets."
 
 from __future__ import annotations
 
-# The load families over the contract's endpoints (docs/locust.md); "all" mixes them.
+# The load families over the contract's endpoints (docs/locust.md); "all" mixes those
+# that need no database.
 SCENARIOS = (
     "json", "io", "cpu", "cpu-blocking", "cpu-process", "mixed", "upstream", "echo",
-    "request", "all",
+    "request", "db", "queries", "db-sleep", "db-blocking", "all",
 )
+# The scenarios whose requests need a database (the runner starts one natively if needed).
+DB_SCENARIOS = ("db", "queries", "db-sleep", "db-blocking")
 
 # Request-duration buckets in seconds, 1 ms .. 30 s, for the services' histogram and the
 # load generator's alike: /json answers in well under a millisecond, /io and /upstream in

@@ -3,8 +3,10 @@
 For air-gapped machines, proxies with their own CA, and CI machines where nothing can be
 pulled: a Python base image made from Debian packages with debootstrap, trusting this
 machine's CA bundle (so pip inside a build reaches PyPI through such a proxy); the lab's
-own images from the very same Dockerfiles with ``PYTHON_IMAGE`` pointing at that base; and
-a Prometheus image from Debian's ``prometheus`` package. Grafana has no Debian, PyPI or
+own images from the very same Dockerfiles with ``PYTHON_IMAGE`` pointing at that base;
+a Prometheus image from Debian's ``prometheus`` package; and PostgreSQL 15 and
+postgres_exporter images from Debian's ``postgresql`` and ``prometheus-postgres-exporter``
+packages, with the official images' conventions (``postgres/``). Grafana has no Debian, PyPI or
 npm package, so it is the one service this cannot provide.
 
 ``python -m loadlab.offline`` (``make offline-images``) builds them and writes
@@ -27,12 +29,15 @@ from loadlab.paths import LabFilesMissing, lab_root
 
 BASE_IMAGE = "loadlab/python-base:bookworm"
 PROMETHEUS_IMAGE = "loadlab/prometheus:debian"
+POSTGRES_IMAGE = "loadlab/postgres:debian"
+POSTGRES_EXPORTER_IMAGE = "loadlab/postgres-exporter:debian"
 SUITE = "bookworm"
 PACKAGES = ("python3", "python3-venv", "ca-certificates")
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 IMAGE_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 # Services compose can start offline: everything but Grafana.
-OFFLINE_SERVICES = ("fastapi", "flask", "locust-master", "locust-worker", "prometheus")
+OFFLINE_SERVICES = ("fastapi", "flask", "locust-master", "locust-worker", "prometheus",
+                    "postgres", "postgres-exporter")
 
 
 class OfflineError(RuntimeError):
@@ -95,17 +100,28 @@ def build_base(tag: str = BASE_IMAGE, mirror: str | None = None) -> None:
             tar.wait()
 
 
-def build_prometheus(base: str = BASE_IMAGE, tag: str = PROMETHEUS_IMAGE) -> None:
+def _build_debian(directory: str, dockerfile: str, tag: str, base: str = BASE_IMAGE) -> None:
+    """A third-party service's image from Debian packages, on the Debian base."""
     root = lab_root()
     _run([
         "docker", "build", "--build-arg", f"BASE_IMAGE={base}", "-t", tag,
-        "-f", str(root / "prometheus" / "Dockerfile.debian"), str(root / "prometheus"),
+        "-f", str(root / directory / dockerfile), str(root / directory),
     ])
+
+
+def build_prometheus(base: str = BASE_IMAGE, tag: str = PROMETHEUS_IMAGE) -> None:
+    _build_debian("prometheus", "Dockerfile.debian", tag, base)
+
+
+def build_postgres(base: str = BASE_IMAGE) -> None:
+    _build_debian("postgres", "Dockerfile.debian", POSTGRES_IMAGE, base)
+    _build_debian("postgres", "Dockerfile.exporter.debian", POSTGRES_EXPORTER_IMAGE, base)
 
 
 def compose_env(base: str = BASE_IMAGE, prometheus: str = PROMETHEUS_IMAGE) -> dict[str, str]:
     """The variables that make compose use the offline images."""
-    return {"PYTHON_IMAGE": base, "PROMETHEUS_IMAGE": prometheus}
+    return {"PYTHON_IMAGE": base, "PROMETHEUS_IMAGE": prometheus,
+            "POSTGRES_IMAGE": POSTGRES_IMAGE, "POSTGRES_EXPORTER_IMAGE": POSTGRES_EXPORTER_IMAGE}
 
 
 def build_lab_images(base: str = BASE_IMAGE) -> None:
@@ -130,6 +146,7 @@ def build_all(rebuild_base: bool = False, mirror: str | None = None) -> Path:
     if rebuild_base or not image_exists(BASE_IMAGE):
         build_base(mirror=mirror)
     build_prometheus()
+    build_postgres()
     build_lab_images()
     env_file = lab_root() / ".offline" / "images.env"
     write_env_file(env_file)

@@ -19,11 +19,13 @@ from loadlab import contract
 from loadlab.serve import services_dir
 
 _REF = "#/components/schemas/{model}"
+_DB_DOWN = "database unavailable, or its pool exhausted past the timeout (Retry-After)"
 # Errors an operation can answer besides 422, by path: the core raises them, not FastAPI.
 _EXTRA_ERRORS = {
     "/echo": {"400": "malformed (chunked) body", "413": "body over the 1 MiB limit",
               "415": "content type is not JSON"},
     "/upstream": {"502": "upstream unreachable or not 200", "504": "upstream timed out"},
+    **{path: {"503": _DB_DOWN} for path in ("/db", "/queries", "/db/sleep", "/db/blocking")},
 }
 
 

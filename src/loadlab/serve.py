@@ -274,9 +274,37 @@ def _exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+def check_database_url() -> None:
+    """A malformed DATABASE_URL stops the service before it starts, in one line."""
+    from loadlab.db import check_url  # imports the driver: never in a Gunicorn master
+
+    try:
+        check_url(os.environ.get("DATABASE_URL", ""))
+    except ValueError as exc:
+        raise ServeError(str(exc)) from None
+
+
+def check_service_settings() -> None:
+    """A setting every worker would reject (``LOADLAB_DB_POOL_SIZE=abc``) stops the
+    service before it starts, in one line, rather than as a worker that fails to boot."""
+    from pydantic import ValidationError
+
+    from loadlab.settings import ServiceSettings, env_name
+
+    try:
+        ServiceSettings()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = env_name(field) if field in ServiceSettings.model_fields else field
+        raise ServeError(f"{name}={error.get('input')!r}: {error['msg']}") from None
+
+
 def serve(cfg: ServerConfig) -> int:
     """Run the server in the foreground until it exits or we are signalled."""
     check_port(cfg.host, cfg.port)
+    check_service_settings()
+    check_database_url()
     command = build_command(cfg)  # refuses bad recycling settings before anything starts
     received: list[int] = []
     proc: subprocess.Popen[bytes] | None = None

@@ -6,12 +6,12 @@ import os
 import platform
 from importlib.metadata import PackageNotFoundError, version
 
-from loadlab import cgroup
+from loadlab import cgroup, db
 from loadlab.contract import ServerInfo
 from loadlab.settings import ServiceSettings
 
 _PACKAGES = ("loadlab", "fastapi", "starlette", "uvicorn", "flask", "werkzeug", "gunicorn",
-             "gevent", "pydantic", "prometheus-client")
+             "gevent", "pydantic", "prometheus-client", "psycopg", "psycopg-pool")
 
 
 def package_versions(names: tuple[str, ...] = _PACKAGES) -> dict[str, str]:
@@ -32,6 +32,7 @@ def server_info(framework: str, settings: ServiceSettings) -> ServerInfo:
         workers=settings.workers,
         threads=settings.threads,
         cpu_limit_cores=cgroup.own_cpu_limit(),
+        db_pool_size=db.pool_size(settings),
         pid=os.getpid(),
         versions=package_versions(),
     )

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 OFFICIAL_PYTHON = "python:3.12.8-slim-bookworm"
 LAB_IMAGES = ("fastapi", "flask", "locust")
 # Grafana has no offline image; every other service runs in the e2e.
-SERVICES = ("fastapi", "flask", "locust-master", "locust-worker", "prometheus")
+SERVICES = ("fastapi", "flask", "locust-master", "locust-worker", "prometheus", "postgres",
+            "postgres-exporter")
 # The compose file's `variants` profile, up only for the test that needs it.
 PROFILE_VARIANTS = ("fastapi-gunicorn", "flask-gevent")
 VARIANT_SERVICES = ("fastapi", "flask", *PROFILE_VARIANTS)
@@ -66,7 +67,7 @@ class Stack:
     def __post_init__(self) -> None:
         self.ports = {name: free_port() for name in (
             "FASTAPI_PORT", "FLASK_PORT", "FASTAPI_GUNICORN_PORT", "FLASK_GEVENT_PORT",
-            "LOCUST_PORT", "PROMETHEUS_PORT", "GRAFANA_PORT")}
+            "LOCUST_PORT", "PROMETHEUS_PORT", "GRAFANA_PORT", "POSTGRES_PORT")}
         self.env = {
             "COMPOSE_PROJECT_NAME": self.project, "LOADLAB_TAG": self.tag,
             # Every compose command sees the variants' services, so `down` removes them too.
@@ -75,6 +76,7 @@ class Stack:
             "LOADLAB_BIND": "127.0.0.1", "SCRAPE_INTERVAL": "2s",
             "HEALTHCHECK_INTERVAL": "2s", "LOCUST_WORKERS": "2",
             "FASTAPI_CPUS": "1", "FLASK_CPUS": "0.5", "FLASK_WORKERS": "2",
+            "POSTGRES_CPUS": "0.75",
             **{k: str(v) for k, v in self.ports.items()}, **self.env,
         }
 

@@ -8,15 +8,18 @@ against the real Prometheus instead.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from stack import PROFILE_VARIANTS, VARIANT_SERVICES, Stack
 
-from loadlab.dashboards import render
+from loadlab.dashboards import database, render
 from loadlab.dashboards.queries import queries, substitute
 
 
@@ -52,6 +55,37 @@ def test_cpu_limit_seen_inside_equals_the_configured_cpus(stack: Stack) -> None:
         stack.query("max by (service) (loadlab_cpu_limit_cores)")))
     assert limits["fastapi"] == float(stack.env["FASTAPI_CPUS"])
     assert limits["flask"] == float(stack.env["FLASK_CPUS"])
+
+
+def test_database_seeded_and_watched_by_its_exporter(stack: Stack) -> None:
+    """The postgres service is seeded by seed.sql; Prometheus has its exporter's figures,
+    connections by state, and the container's CPU under the services' names."""
+    import psycopg
+
+    url = f"postgresql://loadlab@127.0.0.1:{stack.ports['POSTGRES_PORT']}/loadlab"
+    with psycopg.connect(url, connect_timeout=10, autocommit=True) as conn:
+        counts = conn.execute("SELECT (SELECT count(*) FROM world), "
+                              "(SELECT count(*) FROM fortune)").fetchone()
+        version = conn.execute("SHOW server_version_num").fetchone()
+        # This connection, idle now, shows in the exporter's connections by state.
+        idle = stack.wait_for("an idle connection counted", lambda: stack.query(
+            'pg_stat_activity_count{service="postgres", datname="loadlab", state="idle"}'
+            ' >= 1'))
+    assert counts == (10_000, 12)
+    assert version is not None and int(version[0]) // 10_000 == 15
+    assert idle["postgres"] >= 1
+    up = stack.wait_for("the exporter scraped", lambda: stack.query(
+        'pg_up{service="postgres"} == 1'))
+    assert up == {"postgres": 1.0}
+    states = stack.prometheus("/api/v1/query", query='pg_stat_activity_count'
+                              '{service="postgres", datname="loadlab"}')["result"]
+    assert {r["metric"].get("state") for r in states} >= {"active", "idle"}, states
+    assert stack.query('pg_stat_database_xact_commit{service="postgres", '
+                       'datname="loadlab"}')["postgres"] > 0
+    cpu = stack.query('loadlab_cpu_usage_seconds_total{service="postgres"}')
+    assert cpu["postgres"] > 0, cpu
+    limit = stack.query('loadlab_cpu_limit_cores{service="postgres"}')
+    assert limit["postgres"] == float(stack.env["POSTGRES_CPUS"])
 
 
 def swarm(stack: Stack, host: str, seconds: float, **options: str) -> dict[str, int]:
@@ -116,7 +150,66 @@ def test_half_a_cpu_under_cpu_load_is_throttled(stack: Stack) -> None:
     assert share["flask"] > 0, share
 
 
-def test_every_dashboard_query_returns_data(stack: Stack) -> None:
+DB_PATHS = ("/db", "/queries?n=3", "/db/sleep?ms=20")
+
+
+@pytest.fixture(scope="module")
+def db_traffic(stack: Stack) -> float:
+    """A little database load on both services, over a few scrapes (a rate needs two
+    samples in its window): 15 rounds of 24 requests to the published loopback ports.
+    Returns when it began."""
+    began = time.time()
+    urls = [f"{stack.url(port)}{path}" for port in ("FASTAPI_PORT", "FLASK_PORT")
+            for path in DB_PATHS]
+
+    def answered(url: str) -> int:
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            reply.read()
+            return int(reply.status)
+
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(15):
+            statuses = list(pool.map(answered, urls * 4))
+            assert statuses == [200] * len(statuses), statuses
+            time.sleep(0.5)  # pacing the load over several 2 s scrapes, not a readiness wait
+    return began
+
+
+def test_database_panels_return_data(stack: Stack, db_traffic: float) -> None:
+    """Both Database rows, variables filled in as for the lab's two services: numbers,
+    not only series, once the load has been scraped."""
+    board = {name: json.loads(text) for name, text in render().items()}
+    checks = [(f"comparison {where}", substitute(expr, {"service": "fastapi|flask"},
+                                                 rate_interval="20s"))
+              for where, expr in queries(board["comparison.json"], row=database.ROW)]
+    checks += [(f"service={service} {where}",
+                substitute(expr, {"service": service}, rate_interval="20s"))
+               for service in ("fastapi", "flask")
+               for where, expr in queries(board["service.json"], row=database.ROW)]
+    assert len(checks) == 9 + 2 * 8
+
+    def empty() -> list[str]:
+        missing = []
+        for where, expr in checks:
+            data = stack.prometheus("/api/v1/query_range", query=expr,
+                                    start=f"{db_traffic}", end=f"{time.time()}", step="2")
+            values = [float(v) for series in data["result"] for _, v in series["values"]]
+            if not any(math.isfinite(v) for v in values):
+                missing.append(f"{where}: {expr}")
+        return missing
+
+    try:
+        stack.wait_for("data in every Database panel", lambda: not empty(), 30)
+    except AssertionError:
+        assert empty() == []
+        raise
+    # The pools' size as configured: fastapi 1 Uvicorn worker x 10 (+1 for /db/blocking,
+    # not used here); flask FLASK_WORKERS sync workers x 1.
+    size = stack.query("sum by (service) (loadlab_db_pool_size)")
+    assert size == {"fastapi": 10.0, "flask": float(stack.env["FLASK_WORKERS"])}, size
+
+
+def test_every_dashboard_query_returns_data(stack: Stack, db_traffic: float) -> None:
     """Each panel's, annotation's and variable's query, variables filled in, over the
     time the lab has run (Grafana sends range queries): it parses and returns data."""
     start = time.time() - 600

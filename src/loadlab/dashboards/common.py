@@ -6,6 +6,8 @@ dashboards never depend on what Grafana happened to name things.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import prometheus, timeseries
@@ -99,3 +101,23 @@ def new_dashboard(uid: str, title: str, description: str) -> db.Dashboard:
         .readonly()
         .annotation(swarm_annotation())
     )
+
+
+PanelMaker = Callable[[], timeseries.Panel]
+
+
+def with_panels(board: db.Dashboard, panels: Sequence[PanelMaker],
+                rows: Sequence[tuple[str, Sequence[PanelMaker]]] = ()) -> db.Dashboard:
+    """Panels first, then each (title, panels) under a row; ids 1, 2, ... in that order,
+    so adding a row never renumbers the panels above it."""
+    panel_id = 0
+    for make in panels:
+        panel_id += 1
+        board = board.with_panel(make().id(panel_id))
+    for title, makers in rows:
+        panel_id += 1
+        board = board.with_row(db.Row(title).id(panel_id))
+        for make in makers:
+            panel_id += 1
+            board = board.with_panel(make().id(panel_id))
+    return board

@@ -9,7 +9,14 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import timeseries
 
-from loadlab.dashboards.common import RATE, new_dashboard, service_variable, timeseries_panel
+from loadlab.dashboards import database
+from loadlab.dashboards.common import (
+    RATE,
+    new_dashboard,
+    service_variable,
+    timeseries_panel,
+    with_panels,
+)
 
 UID = "loadlab-comparison"
 SEL = 'service=~"$service"'
@@ -134,6 +141,4 @@ def build() -> db.Dashboard:
         UID, "loadlab: Comparison",
         "FastAPI on Uvicorn against Flask on Gunicorn (and any variant), side by side.",
     ).with_variable(service_variable(multi=True))
-    for panel_id, panel in enumerate(PANELS, start=1):
-        board = board.with_panel(panel().id(panel_id))
-    return board
+    return with_panels(board, PANELS, [(database.ROW, database.COMPARISON)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import timeseries
 
-from loadlab.dashboards.common import RATE, new_dashboard, timeseries_panel
+from loadlab.dashboards.common import RATE, new_dashboard, timeseries_panel, with_panels
 
 UID = "loadlab-loadgen"
 
@@ -92,6 +92,4 @@ PANELS = (
 def build() -> db.Dashboard:
     board = new_dashboard(UID, "loadlab: Load generator",
                           "Locust's side: users, rates, client-side latency, workers.")
-    for panel_id, panel in enumerate(PANELS, start=1):
-        board = board.with_panel(panel().id(panel_id))
-    return board
+    return with_panels(board, PANELS)

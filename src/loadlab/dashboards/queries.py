@@ -14,11 +14,28 @@ LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.+),\s*(?P<label>\w+)\)$
 VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 
 
-def queries(board: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """(where, expr) for every panel target, annotation and variable of a dashboard."""
+def row_panels(board: Mapping[str, Any], row: str) -> Iterator[Mapping[str, Any]]:
+    """The panels under the row titled ``row``: those after it up to the next row (an open
+    row), or the ones it holds (a collapsed row)."""
+    inside = False
     for panel in board.get("panels", []):
+        if panel.get("type") == "row":
+            inside = panel.get("title") == row
+            if inside:
+                yield from panel.get("panels", [])
+        elif inside:
+            yield panel
+
+
+def queries(board: Mapping[str, Any], row: str | None = None) -> Iterator[tuple[str, str]]:
+    """(where, expr) for every panel target, annotation and variable of a dashboard; with
+    ``row``, only the targets of that row's panels."""
+    panels = board.get("panels", []) if row is None else row_panels(board, row)
+    for panel in panels:
         for target in panel.get("targets", []):
             yield f"{panel['title']} [{target['refId']}]", target["expr"]
+    if row is not None:
+        return
     for annotation in board.get("annotations", {}).get("list", []):
         if annotation.get("expr"):
             yield f"annotation {annotation['name']}", annotation["expr"]

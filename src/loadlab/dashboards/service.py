@@ -6,12 +6,14 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import timeseries
 from grafana_foundation_sdk.models import dashboard as model
 
+from loadlab.dashboards import database
 from loadlab.dashboards.common import (
     DATASOURCE,
     RATE,
     new_dashboard,
     service_variable,
     timeseries_panel,
+    with_panels,
 )
 
 UID = "loadlab-service"
@@ -127,6 +129,4 @@ def build() -> db.Dashboard:
         .with_variable(service_variable(multi=False))
         .with_variable(handler_variable())
     )
-    for panel_id, panel in enumerate(PANELS, start=1):
-        board = board.with_panel(panel().id(panel_id))
-    return board
+    return with_panels(board, PANELS, [(database.ROW, database.SERVICE)])

@@ -22,6 +22,7 @@ import atexit
 import os
 import threading
 from bisect import bisect_left
+from collections.abc import Callable
 from typing import Any
 
 from loadlab.metrics.definitions import DURATION, DURATION_BUCKETS, IN_PROGRESS, REQUESTS
@@ -101,6 +102,39 @@ def _add_observations(child: Any, buckets: list[int], before: list[int], seconds
         child._sum.inc(seconds)
 
 
+class HistogramTally:
+    """Observations of one Histogram child, tallied as a request's duration is.
+
+    For figures observed on the request path besides the request itself (the database's
+    pool waits and queries): one uncontended lock and two additions per observation.
+    """
+
+    __slots__ = ("_bounds", "_child", "_lock", "_passed_buckets", "_passed_seconds",
+                 "buckets", "seconds")
+
+    def __init__(self, child: Any, buckets: tuple[float, ...]) -> None:
+        self._child = child
+        self._bounds = (*buckets, float("inf"))
+        self._lock = threading.Lock()
+        self.buckets = [0] * len(self._bounds)
+        self.seconds = 0.0
+        self._passed_buckets = [0] * len(self._bounds)
+        self._passed_seconds = 0.0
+        _register(self)
+
+    def observe(self, seconds: float) -> None:
+        with self._lock:
+            self.buckets[bisect_left(self._bounds, seconds)] += 1
+            self.seconds += seconds
+
+    def flush(self) -> None:
+        with self._lock:
+            buckets, seconds = list(self.buckets), self.seconds
+        _add_observations(self._child, buckets, self._passed_buckets,
+                          seconds - self._passed_seconds)
+        self._passed_buckets, self._passed_seconds = buckets, seconds
+
+
 class SeriesCache:
     """(method, handler) -> Series, created on first use; starts the flusher."""
 
@@ -119,19 +153,30 @@ class SeriesCache:
 
 
 _lock = threading.Lock()
-_all: list[Series] = []
+_all: list[Series | HistogramTally] = []
+_hooks: list[Callable[[], None]] = []
 _flusher_pid = [0]
 
 
-def _register(series: Series) -> None:
+def _register(series: Series | HistogramTally) -> None:
     with _lock:
         _all.append(series)
+    _ensure_flusher()
+
+
+def add_flush_hook(hook: Callable[[], None]) -> None:
+    """Run ``hook`` at every flush, before the tallies: gauges sampled from elsewhere (the
+    database pools' own figures) reach prometheus_client on the same beat."""
+    with _lock:
+        _hooks.append(hook)
     _ensure_flusher()
 
 
 def flush() -> None:
     """Hand every series' news to prometheus_client now (scrape, exit, the flusher)."""
     with _lock:
+        for hook in _hooks:
+            hook()
         for series in _all:
             series.flush()
 

@@ -22,6 +22,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arrival-rate", default=None, help="open model: requests per second")
     p.add_argument("--io-ms", default=None, help="the wait of io/mixed/upstream requests")
     p.add_argument("--cpu-work", default=None, help="the work units of cpu requests")
+    p.add_argument("--db-pool-size", default=None,
+                   help="database connections per service process (default: by worker class)")
     p.add_argument("--cpus", default="0", help="CPU quota of the service in cores (0: none)")
     p.add_argument("--workers", default="1")
     p.add_argument("--worker-class", default=None)
@@ -31,7 +33,16 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-p99-ms", default=None)
     p.add_argument("--max-error-rate", default=None)
     p.add_argument("--min-rps", default=None)
+    add_round_arguments(p)
     p.add_argument("--out", default="results/run")
+
+
+def add_round_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rounds", default=None,
+                   help="rounds per cell, alternated across cells, each on a fresh server")
+    p.add_argument("--until-ci", default=None, metavar="PCT",
+                   help="add rounds (up to --rounds, default 10) until every rps interval "
+                        "is within ±PCT%%")
 
 
 def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
@@ -42,12 +53,29 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--resume", action="store_true", help="skip cells already in the results")
         p.add_argument("--out", default=None, help="results directory (default: results/NAME)")
         p.add_argument("--runtime", default="native", help="native (default) or compose")
+        add_round_arguments(p)
     elif command == "report":
         p.add_argument("results_dir", help="a results directory with summary.json")
+        p.add_argument("--baseline", default=None,
+                       help="a results directory to compare with (adds a comparison section)")
+        p.add_argument("--match", default=None,
+                       help="with --baseline: the fields runs are matched on (as compare)")
+    elif command == "compare":
+        p.add_argument("baseline", help="the baseline results directory")
+        p.add_argument("current", help="the results directory to judge")
+        p.add_argument("--max-regression", default="5%",
+                       help="exit 1 when a figure is significantly worse by more (default 5%%)")
+        p.add_argument("--match", default=None,
+                       help="comma-separated fields runs are matched on (default: target, "
+                            "scenario, cpus, workers, worker_class, threads, users, "
+                            "arrival_rate, io_ms, cpu_work)")
+        p.add_argument("--out", default=None, help="where to write compare.json "
+                                                   "(default: CURRENT/compare.json)")
     elif command == "claims":
         p.add_argument("--quick", action="store_true", help="short runs (about 4 minutes)")
         p.add_argument("--out", default="results/claims")
         p.add_argument("--runtime", default="native", help="native (default) or compose")
+        add_round_arguments(p)
 
 
 def dispatch(command: str, args: argparse.Namespace) -> int:
@@ -64,9 +92,17 @@ def dispatch(command: str, args: argparse.Namespace) -> int:
 
             return matrix_command(args)
         if command == "report":
+            if args.baseline is not None:
+                from loadlab.report.compare_html import report_with_baseline
+
+                return report_with_baseline(args.results_dir, args.baseline, args.match)
             from loadlab.report.html import report_command
 
             return report_command(args.results_dir)
+        if command == "compare":
+            from loadlab.report.compare import compare_command
+
+            return compare_command(args)
         if command == "claims":
             from loadlab.runner.claims import claims_command
 

@@ -22,6 +22,7 @@ from loadlab.runner.options import (
     parse_duration,
     parse_int,
     parse_rate,
+    parse_rounds,
 )
 from loadlab.runner.runtime import runtime_for
 from loadlab.runner.session import Outcome, StartError, gate_failures, run_cells
@@ -62,6 +63,8 @@ def specs_from(args: argparse.Namespace) -> list[RunSpec]:
     io_ms = parse_int(args.io_ms, "io-ms", 0, 10_000) if args.io_ms is not None else None
     work = (parse_int(args.cpu_work, "cpu-work", 0, 10_000_000)
             if args.cpu_work is not None else None)
+    pool = (parse_int(args.db_pool_size, "db-pool-size", 1, 1000)
+            if args.db_pool_size is not None else None)
     if args.worker_class and not any(
         args.worker_class in WORKER_CLASSES[t] for t in targets
     ):
@@ -79,12 +82,16 @@ def specs_from(args: argparse.Namespace) -> list[RunSpec]:
             duration_s=duration, warmup_s=warmup, arrival_rate=arrival, cpus=cpus,
             workers=workers, worker_class=klass,
             threads=threads if (klass or "") == "gthread" else 1,
-            io_ms=io_ms, cpu_work=work,
+            io_ms=io_ms, cpu_work=work, db_pool_size=pool,
         ))
     return specs
 
 
 def finish(outcome: Outcome, gates: Gates, out: Path) -> int:
+    from loadlab.report.headline import sentences, with_locust_defaults
+
+    for line in sentences(with_locust_defaults(outcome.results.runs, out)):
+        print(line)
     if outcome.report is not None:
         print(f"report: {outcome.report}")
     print(f"results: {out / 'summary.json'}")
@@ -106,10 +113,11 @@ def run_command(args: argparse.Namespace) -> int:
     specs = specs_from(args)
     gates = gates_from(args)
     port = parse_int(args.port, "port", 1, 65535) if args.port is not None else None
+    rounds, until_ci = parse_rounds(args.rounds, args.until_ci)
     runtime = runtime_for(args.runtime, port=port)
     out = Path(args.out)
     try:
-        outcome = run_cells(specs, out, runtime, resume=False)
+        outcome = run_cells(specs, out, runtime, resume=False, rounds=rounds, until_ci=until_ci)
     except StartError as exc:
         raise OptionError(str(exc)) from None
     except ResultsError as exc:
@@ -132,9 +140,13 @@ def matrix_file(name: str) -> Path:
 def matrix_command(args: argparse.Namespace) -> int:
     matrix = load_matrix(matrix_file(args.file))
     out = Path(args.out or matrix.out or f"results/{matrix.name}")
+    rounds, until_ci = parse_rounds(
+        args.rounds if args.rounds is not None else matrix.rounds,
+        args.until_ci if args.until_ci is not None else matrix.until_ci)
     runtime = runtime_for(args.runtime)
     try:
-        outcome = run_cells(matrix.cells, out, runtime, resume=args.resume)
+        outcome = run_cells(matrix.cells, out, runtime, resume=args.resume, rounds=rounds,
+                            until_ci=until_ci)
     except (StartError, ResultsError) as exc:
         raise OptionError(str(exc)) from None
     return finish(outcome, matrix.gates, out)

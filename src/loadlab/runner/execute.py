@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loadlab.db import default_pool_size
+from loadlab.runner.database import DatabaseWatch, RunDatabase
 from loadlab.runner.leftovers import Leftovers
 from loadlab.runner.locust_driver import LocustProcess, summarise
 from loadlab.runner.options import RunSpec
@@ -23,6 +25,7 @@ from loadlab.runner.sampler import ServerSampler
 
 Tick = Callable[[float, float, float | None, float | None, str], None]
 GRACE_S = 30.0  # Locust start-up and shutdown on a busy machine
+LATENCY_DIGITS = 3  # ms to the microsecond: what the locustfile's histogram resolves
 
 
 def run_id_for(spec: RunSpec, index: int) -> str:
@@ -41,6 +44,7 @@ def base_record(spec: RunSpec, run_id: str, server_name: str) -> dict[str, Any]:
         "workers": spec.workers, "worker_class": spec.worker_class, "threads": spec.threads,
         "users": spec.users, "spawn_rate": spec.spawn_rate or spec.users,
         "arrival_rate": spec.arrival_rate, "io_ms": spec.io_ms, "cpu_work": spec.cpu_work,
+        "db_pool_size": spec.db_pool_size or default_pool_size(spec.worker_class, spec.threads),
         "duration_s": spec.duration_s, "warmup_s": spec.warmup_s,
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "requests": 0, "failures": 0, "error_rate": None, "rps": 0.0,
@@ -49,11 +53,27 @@ def base_record(spec: RunSpec, run_id: str, server_name: str) -> dict[str, Any]:
     }
 
 
+def _loadavg() -> float | None:
+    """The machine's 1-minute load average at the end of the run (other tenants included)."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _ramp_seen(locust: LocustProcess) -> bool:
     try:
         return "Ramping to" in locust.log_path.read_text(errors="replace")
     except OSError:
         return False
+
+
+def service_env(spec: RunSpec, database: RunDatabase | None) -> dict[str, str]:
+    """What a natively started service needs besides its ServerConfig."""
+    env = database.env() if database is not None else {}
+    if spec.db_pool_size is not None:
+        env["LOADLAB_DB_POOL_SIZE"] = str(spec.db_pool_size)
+    return env
 
 
 def saturation_warning(lab: dict[str, Any] | None) -> str | None:
@@ -68,14 +88,20 @@ def saturation_warning(lab: dict[str, Any] | None) -> str | None:
 
 
 def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
-            tick: Tick | None = None, leftovers: Leftovers | None = None) -> dict[str, Any]:
+            tick: Tick | None = None, leftovers: Leftovers | None = None,
+            database: RunDatabase | None = None) -> dict[str, Any]:
     cfg = spec.server_config(port=0)
     record = base_record(spec, run_id, cfg.server)
     placement = runtime.placement(cfg)
+    if hasattr(runtime, "service_env"):
+        runtime.service_env = service_env(spec, database)
     endpoint = runtime.start(cfg)
     sampler: ServerSampler | None = None
     locust: LocustProcess | None = None
+    watch: DatabaseWatch | None = None
     try:
+        if database is not None:
+            watch = database.watch()
         if leftovers is not None and endpoint.pid is not None:
             leftovers.add("service", endpoint.pid)
         sampler = ServerSampler(endpoint.metrics_url, endpoint.pid, endpoint.base_url).start()
@@ -103,6 +129,8 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             warm = locust.warmup_over() if locust.own_warmup else phase_t >= spec.warmup_s
             if not marked and load_began is not None and (warm or phase_t > planned):
                 sampler.mark()
+                if watch is not None:
+                    watch.mark()
                 locust_cpu_at_mark = locust_cpu_last
                 marked = True
             if not runtime.alive():
@@ -116,10 +144,15 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
                      "measuring" if marked else "warm-up")
         if not marked:
             sampler.mark()
+            if watch is not None:
+                watch.mark()
             locust_cpu_at_mark = locust_cpu_last
         locust_cpu_at_end = locust.cpu_seconds() or locust_cpu_last
         window = sampler.window()
         sampler.stop()
+        samples = raw_dir / f"{run_id}.samples.json"
+        sampler.dump(samples, load_began)
+        record["samples"] = f"{raw_dir.name}/{samples.name}"
         alive_at_end = runtime.alive()
         locust.stop()
         if died or not alive_at_end:
@@ -141,11 +174,18 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
                 warmup_excluded=figures.warmup_excluded,
             )
             lab = locust.lab_report()
+            record["latency_source"] = "locust"
             if lab is not None:
                 record["model"] = lab.get("model", "closed")
+                if lab.get("latency_source") == "hdr" and lab.get("latency_ms"):
+                    # The locustfile's HDR histogram: µs resolution, merged over workers.
+                    record["latency_ms"] = {
+                        k: _rounded(v, LATENCY_DIGITS) for k, v in lab["latency_ms"].items()}
+                    record["latency_source"] = "hdr"
                 if lab.get("intended_latency_ms"):
                     record["intended_latency_ms"] = {
-                        k: _rounded(v) for k, v in lab["intended_latency_ms"].items()}
+                        k: _rounded(v, LATENCY_DIGITS)
+                        for k, v in lab["intended_latency_ms"].items()}
                 if lab.get("open_model"):
                     record["open_model"] = lab["open_model"]
             if figures.requests == 0 and record["status"] == "ok":
@@ -160,8 +200,17 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             throttled_seconds=_rounded(window.throttled_seconds, 3),
             throttled_share=_rounded(window.throttled_share, 4),
             memory_bytes=int(window.memory_bytes) if window.memory_bytes else None,
+            requests_in_progress=_rounded(window.in_progress_mean, 2),
+            in_progress_samples=window.in_progress_samples,
             source=window.source, scrape_errors=sampler.scrape_errors,
         )
+        # CPU per request: the figure a change in the code moves, whatever the load.
+        record["server"]["cpu_per_request_ms"] = (
+            _rounded(window.cpu_seconds * 1000.0 / record["requests"], 4)
+            if window.cpu_seconds is not None and record["requests"] else None)
+        if watch is not None and database is not None:
+            record["database"] = {**database.info, **watch.finish(window_s)}
+            watch = None
         probes = sampler.probe_ms()
         record["probe_ms"] = {
             "count": len(probes),
@@ -180,6 +229,7 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             "other_cores": round(max(window.machine_busy_cores - server_cores - load_cores, 0.0),
                                  3),
             "load_generator_cores": round(load_cores, 3),
+            "loadavg_1m": _loadavg(),
         }
         record["load"] = {
             "peak_cpu_percent": round(locust.peak_cpu_percent, 1),
@@ -195,6 +245,8 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             record["notes"] = [*record.get("notes", ()), warning]
         return record
     finally:
+        if watch is not None:
+            watch.finish(1.0)
         if sampler is not None:
             sampler.stop()
         if locust is not None:

@@ -12,6 +12,9 @@ threads = 1
 duration = "10s"
 warmup = "2s"
 io_ms = 100
+db_pool_size = [1, 5, 10]     # optional: connections per service process (database scenarios)
+rounds = 3                    # optional: rounds per cell, alternated (A B A B ...)
+until_ci = 5                  # optional: stop adding rounds once rps is within ±5%
 
 [gates]                       # optional, as the run options
 max_p95_ms = 500
@@ -40,16 +43,19 @@ from loadlab.runner.options import (
     RunSpec,
     parse_cpus,
     parse_duration,
+    parse_pct,
     parse_rate,
 )
 from loadlab.serve import WORKER_CLASSES
 
-AXES = {"targets", "scenarios", "users", "workers", "cpus", "worker_classes", "threads"}
+AXES = {"targets", "scenarios", "users", "workers", "cpus", "worker_classes", "threads",
+        "db_pool_size"}
 SCALARS = {"duration", "warmup", "spawn_rate", "arrival_rate", "io_ms", "cpu_work", "out",
-           "name", "description", "extra"}
+           "name", "description", "extra", "rounds", "until_ci"}
 SETTINGS = {"users", "workers", "cpus", "threads", "duration", "warmup", "spawn_rate",
-            "arrival_rate", "io_ms", "cpu_work", "worker_class", "extra"}
-MATCH_KEYS = {"target", "scenario", "worker_class", "users", "workers", "cpus", "threads"}
+            "arrival_rate", "io_ms", "cpu_work", "worker_class", "extra", "db_pool_size"}
+MATCH_KEYS = {"target", "scenario", "worker_class", "users", "workers", "cpus", "threads",
+              "db_pool_size"}
 GATE_KEYS = {"max_p95_ms", "max_p99_ms", "max_error_rate", "min_rps"}
 
 
@@ -63,6 +69,8 @@ class Matrix:
     cells: list[RunSpec]
     gates: Gates
     out: str | None
+    rounds: int | None = None
+    until_ci: float | None = None
 
 
 def _line_of(text: str, key: str, section: str | None = None, nth: int = 0) -> int | None:
@@ -203,6 +211,9 @@ def parse_matrix(text: str, path: Path = Path("matrix.toml")) -> Matrix:
     workers = reader.ints(table.get("workers", 1), "matrix.workers", 1, 256, sec)
     threads = reader.ints(table.get("threads", 1), "matrix.threads", 1, 1024, sec)
     cpus = reader.cpus(table.get("cpus", 0), "matrix.cpus", sec)
+    pools: list[int | None] = (
+        list(reader.ints(table["db_pool_size"], "matrix.db_pool_size", 1, 1000, sec))
+        if "db_pool_size" in table else [None])
     classes_raw = table.get("worker_classes", {})
     classes: dict[str, list[str]] = {}
     if isinstance(classes_raw, dict):
@@ -251,7 +262,7 @@ def parse_matrix(text: str, path: Path = Path("matrix.toml")) -> Matrix:
                 reader.fail(f"override.match.{key}", "unknown key (expected one of "
                             f"{', '.join(sorted(MATCH_KEYS))})", sec_o, nth)
         settings = _settings(reader, item, sec_o, nth)
-        for key in ("workers", "threads"):
+        for key in ("workers", "threads", "db_pool_size"):
             if key in item:
                 settings[key] = reader.ints(item[key], f"override.{key}", 1, 1024, sec_o, nth)[0]
         if "cpus" in item:
@@ -266,12 +277,13 @@ def parse_matrix(text: str, path: Path = Path("matrix.toml")) -> Matrix:
 
     cells: list[RunSpec] = []
     seen: set[str] = set()
-    for target, scenario, cpu, n_workers, n_threads in itertools.product(
-        targets, scenarios, cpus, workers, threads,
+    for target, scenario, cpu, n_workers, n_threads, pool in itertools.product(
+        targets, scenarios, cpus, workers, threads, pools,
     ):
         for worker_class in classes.get(target, [""]):
             base = dict(target=target, scenario=scenario, cpus=cpu, workers=n_workers,
-                        threads=n_threads, worker_class=worker_class, **common)
+                        threads=n_threads, worker_class=worker_class, db_pool_size=pool,
+                        **common)
             cell_users = users
             for match, settings, user_list in parsed_overrides:
                 probe = {**base, "worker_class": base["worker_class"] or _default(target)}
@@ -294,7 +306,20 @@ def parse_matrix(text: str, path: Path = Path("matrix.toml")) -> Matrix:
     if not cells:
         raise MatrixError(f"{path.name}: the matrix has no cells")
     name = str(table.get("name") or path.stem)
-    return Matrix(name=name, cells=cells, gates=gates, out=out)
+    rounds = (reader.ints(table["rounds"], "matrix.rounds", 1, 100, sec)[0]
+              if "rounds" in table else None)
+    until_ci = None
+    if "until_ci" in table:
+        value = table["until_ci"]
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            reader.fail("matrix.until_ci", f"expected a percentage such as 5, got {value!r}",
+                        sec)
+        try:
+            until_ci = parse_pct(value, "until_ci")
+        except OptionError as exc:
+            reader.fail("matrix.until_ci", str(exc).split(": ", 1)[-1], sec)
+    return Matrix(name=name, cells=cells, gates=gates, out=out, rounds=rounds,
+                  until_ci=until_ci)
 
 
 def _default(target: str) -> str:

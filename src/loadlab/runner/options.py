@@ -85,6 +85,33 @@ def parse_int(text: str | int, name: str, low: int, high: int) -> int:
     return value
 
 
+MAX_ROUNDS = 100
+
+
+def parse_pct(text: str | float, name: str) -> float:
+    """``5``, ``5%``, ``2.5%`` -> 5.0, 2.5 (percent, above 0 and below 100)."""
+    raw = str(text).strip().rstrip("%").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise OptionError(f"--{name}: cannot read {text!r} as a percentage (examples: 5, 5%)"
+                          ) from None
+    if not math.isfinite(value) or not 0 < value < 100:
+        raise OptionError(f"--{name}: {text!r} must be above 0% and below 100%")
+    return value
+
+
+def parse_rounds(rounds: str | int | None, until_ci: str | float | None,
+                 ) -> tuple[int, float | None]:
+    """--rounds N and --until-ci PCT: without --rounds, --until-ci may add up to 10."""
+    pct = parse_pct(until_ci, "until-ci") if until_ci is not None else None
+    default = 10 if pct is not None else 1
+    n = parse_int(rounds, "rounds", 1, MAX_ROUNDS) if rounds is not None else default
+    if pct is not None and n < 3:
+        raise OptionError(f"--until-ci needs --rounds 3 or more (judged from 3 rounds), got {n}")
+    return n, pct
+
+
 @dataclass(frozen=True)
 class Gates:
     """Thresholds that fail the command (exit 1) when a run misses them."""
@@ -137,6 +164,7 @@ class RunSpec:
     threads: int = 1
     io_ms: int | None = None
     cpu_work: int | None = None
+    db_pool_size: int | None = None  # connections per service process (None: its default)
     extra: dict[str, str] = field(default_factory=dict)  # further locustfile options
     repeat: int = 0  # repetitions of one cell, alternated with the cells compared with it
 
@@ -160,6 +188,9 @@ class RunSpec:
             raise OptionError("--duration must be above 0")
         if self.warmup_s < 0:
             raise OptionError("--warmup must not be negative")
+        if self.db_pool_size is not None and not 1 <= self.db_pool_size <= 1000:
+            raise OptionError(f"--db-pool-size must be between 1 and 1000, got "
+                              f"{self.db_pool_size}")
         try:
             self.server_config(port=0)
         except ServeError as exc:
@@ -185,6 +216,8 @@ class RunSpec:
             parts.append(f"io{self.io_ms}")
         if self.cpu_work is not None:
             parts.append(f"work{self.cpu_work}")
+        if self.db_pool_size is not None:
+            parts.append(f"pool{self.db_pool_size}")
         parts += [f"{k}={v}" for k, v in sorted(self.extra.items())]
         if self.repeat:
             parts.append(f"r{self.repeat}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from dataclasses import dataclass, field
 
 import psutil
@@ -60,6 +61,8 @@ class NativeRuntime:
     name: str = "native"
     host: str = "127.0.0.1"
     port: int | None = None  # None: a free port per start
+    # Set per run by the session: the database the service uses, its pool size.
+    service_env: dict[str, str] = field(default_factory=dict)
     _service: ServiceProcess | None = field(default=None, init=False)
     _last_log: str = field(default="(no log)", init=False)
 
@@ -73,7 +76,7 @@ class NativeRuntime:
             worker_class=cfg.worker_class, threads=cfg.threads, cpus=cfg.cpus,
             loop=cfg.loop, http=cfg.http,
         )
-        service = ServiceProcess(cfg)
+        service = ServiceProcess(cfg, env={**os.environ, **self.service_env})
         self._service = service
         try:
             service.start()

@@ -10,11 +10,14 @@ histogram deltas.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,6 +25,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from loadlab.proctree import tree_figures
 
 IGNORED_HANDLERS = {"/metrics", "/healthz"}
+SAMPLES_FORMAT = "loadlab-samples/1"
+# A sync worker answers the scrape only after the requests queued ahead of it (50 users
+# at 50 ms each: 2.5 s); a shorter timeout would lose every sample of exactly that case.
+SCRAPE_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -38,6 +45,13 @@ class Scrape:
     tree_cpu_seconds: float | None = None
     tree_pss_bytes: float | None = None
     machine_busy_seconds: float = 0.0  # all cores, everyone's work but this runner's
+    ok: bool = True  # the service answered the scrape
+    in_progress: float | None = None  # http_requests_in_progress, the scrape left out
+    loop_lag_buckets: dict[float, float] = field(default_factory=dict)
+    threadpool_busy: float | None = None
+    threadpool_size: float | None = None
+    db_pool_in_use: float | None = None
+    db_pool_size: float | None = None
 
 
 def parse_metrics(text: str, t: float) -> Scrape:
@@ -49,6 +63,11 @@ def parse_metrics(text: str, t: float) -> Scrape:
         "loadlab_cpu_throttled_periods": "throttled_periods",
         "loadlab_memory_bytes": "memory_bytes",
         "loadlab_cpu_limit_cores": "cpu_limit",
+        "http_requests_in_progress": "in_progress",
+        "loadlab_threadpool_busy": "threadpool_busy",
+        "loadlab_threadpool_size": "threadpool_size",
+        "loadlab_db_pool_in_use": "db_pool_in_use",
+        "loadlab_db_pool_size": "db_pool_size",
     }
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -59,6 +78,9 @@ def parse_metrics(text: str, t: float) -> Scrape:
             elif sample.name == "http_request_duration_seconds_bucket":
                 le = float(sample.labels["le"])
                 scrape.buckets[le] = scrape.buckets.get(le, 0.0) + sample.value
+            elif sample.name == "loadlab_event_loop_lag_seconds_bucket":
+                le = float(sample.labels["le"])
+                scrape.loop_lag_buckets[le] = scrape.loop_lag_buckets.get(le, 0.0) + sample.value
             else:
                 base = sample.name.removesuffix("_total")
                 if base in singles:
@@ -98,6 +120,8 @@ class Window:
     source: str
     seconds: float
     machine_busy_cores: float
+    in_progress_mean: float | None  # the server's gauge averaged over the window's scrapes
+    in_progress_samples: int
 
 
 class ServerSampler:
@@ -134,13 +158,14 @@ class ServerSampler:
             thread.join(timeout=5)
 
     def scrape(self) -> Scrape:
-        now = time.monotonic()
         try:
-            with urllib.request.urlopen(self.metrics_url, timeout=2) as reply:
-                scrape = parse_metrics(reply.read().decode("utf-8", "replace"), now)
+            with urllib.request.urlopen(self.metrics_url, timeout=SCRAPE_TIMEOUT_S) as reply:
+                text = reply.read().decode("utf-8", "replace")
+            # Stamped when the answer came: a queued scrape reads the server as it is then.
+            scrape = parse_metrics(text, time.monotonic())
         except Exception:  # a service under load or gone: count it, keep sampling
             self.scrape_errors += 1
-            scrape = Scrape(t=now)
+            scrape = Scrape(t=time.monotonic(), ok=False)
         if self.pid is not None:
             with contextlib.suppress(psutil.Error):
                 scrape.tree_cpu_seconds, scrape.tree_pss_bytes = tree_figures(self.pid)
@@ -212,6 +237,8 @@ class ServerSampler:
             memories = [s.memory_bytes for s in window if s.memory_bytes]
             memory_source = "metrics"
         limits = [s.cpu_limit for s in window if s.cpu_limit is not None]
+        # The last scrape comes after Locust has gone and reads an idle server: left out.
+        gauge = [s.in_progress for s in window[:-1] if s.ok and s.in_progress is not None]
         return Window(
             cpu_seconds=cpu, throttled_seconds=throttled, throttled_share=share,
             memory_bytes=max(memories) if memories else None,
@@ -220,4 +247,33 @@ class ServerSampler:
             seconds=max(last.t - first.t, 1e-6),
             machine_busy_cores=(last.machine_busy_seconds - first.machine_busy_seconds)
             / max(last.t - first.t, 1e-6),
+            in_progress_mean=sum(gauge) / len(gauge) if gauge else None,
+            in_progress_samples=len(gauge),
         )
+
+    def dump(self, path: Path, load_began: float | None) -> None:
+        """The scrapes as taken (cumulative counters), for the report's figures over time."""
+        scrapes = list(self.scrapes)  # a late scrape may still be appending
+        t0 = scrapes[0].t if scrapes else 0.0
+
+        def rel(t: float | None) -> float | None:
+            return None if t is None else round(t - t0, 3)
+
+        def row(s: Scrape) -> dict[str, Any]:
+            data = asdict(s)
+            data.pop("machine_busy_seconds")
+            data["t"] = rel(s.t)
+            for key in ("buckets", "loop_lag_buckets"):
+                data[key] = {str(le): n for le, n in sorted(s.__dict__[key].items())}
+            return {k: v for k, v in data.items() if v is not None and v != {}}
+
+        mark = scrapes[self._mark].t if len(scrapes) > self._mark else None
+        payload = {
+            "format": SAMPLES_FORMAT, "interval_s": self.interval_s,
+            # Locust counts per wall-clock second; this lines its counts up with the scrapes.
+            "t0_unix": round(time.time() - (time.monotonic() - t0), 3),
+            "load_began_s": rel(load_began), "measured_from_s": rel(mark),
+            "scrapes": [row(s) for s in scrapes],
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, separators=(",", ":")) + "\n")

@@ -15,11 +15,13 @@ from types import FrameType
 from typing import Any
 
 from loadlab.report.results import ResultsDir
+from loadlab.runner.database import RunDatabase, needs_database
 from loadlab.runner.execute import execute, run_id_for
 from loadlab.runner.leftovers import Leftovers
 from loadlab.runner.manifest import manifest
 from loadlab.runner.options import Gates, RunSpec
 from loadlab.runner.progress import Progress
+from loadlab.runner.rounds import combine, precise_enough
 from loadlab.runner.runtime import Runtime, RuntimeError_
 
 
@@ -41,7 +43,8 @@ def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
 
 def describe(run: dict[str, Any]) -> str:
     head = (f"{run['target']} {run['worker_class']} w{run['workers']} t{run['threads']} "
-            f"cpus={run['cpus'] or '-'} {run['scenario']} u{run['users']}")
+            f"{'cpus=' + format(run['cpus'], 'g') if run['cpus'] else 'no CPU limit'} "
+            f"{run['scenario']} u{run['users']}")
     if run["status"] != "ok":
         return f"{head}: FAILED - {run.get('error')}"
     lat = run["latency_ms"]
@@ -53,8 +56,17 @@ def describe(run: dict[str, Any]) -> str:
     return text
 
 
+MIN_ROUNDS_FOR_CI = 3  # --until-ci judges from this many rounds on (2 give a 50% interval)
+
+
 def run_cells(specs: Sequence[RunSpec], out: Path, runtime: Runtime, *, resume: bool = False,
-              progress: Progress | None = None, write_report: bool = True) -> Outcome:
+              progress: Progress | None = None, write_report: bool = True, rounds: int = 1,
+              until_ci: float | None = None) -> Outcome:
+    """Run every cell ``rounds`` times, alternating (A B A B ...), each on a fresh server.
+
+    With ``until_ci``, stops adding rounds once every cell's rps interval is within
+    ±until_ci % of its median (from MIN_ROUNDS_FOR_CI rounds on), or at ``rounds``.
+    """
     progress = progress or Progress()
     leftovers = Leftovers(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -62,40 +74,73 @@ def run_cells(specs: Sequence[RunSpec], out: Path, runtime: Runtime, *, resume: 
         progress.note(f"ended {ended} left running by an earlier runner")
     placement = runtime.placement(specs[0].server_config(port=0)).describe() if specs else ""
     results = ResultsDir(out, manifest(runtime.name, placement), resume=resume)
-    done = results.done_keys() if resume else set()
+    # A cell is done when it has all its rounds (or its precision); fewer start again.
+    done = {r["key"] for r in results.runs if r.get("key") in results.done_keys() and (
+        len(r.get("rounds") or [r]) >= rounds
+        or (until_ci is not None and precise_enough(r, until_ci, MIN_ROUNDS_FOR_CI)))
+    } if resume else set()
     todo = [s for s in specs if s.key not in done]
     if resume and len(todo) < len(specs):
         progress.note(f"resuming: {len(specs) - len(todo)} of {len(specs)} cells already done")
-    finished: list[dict[str, Any]] = []
+    by_key: dict[str, list[dict[str, Any]]] = {s.key: [] for s in todo}
+    ids = {s.key: run_id_for(s, len(results.runs) + i) for i, s in enumerate(todo)}
     interrupted = False
+    database: RunDatabase | None = None
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    progress.begin(len(todo))
+    progress.begin(len(todo) * rounds)
+    index = 0
     try:
-        for index, spec in enumerate(todo, start=1):
-            label = (f"{spec.target}/{spec.worker_class} w{spec.workers} {spec.scenario} "
-                     f"u{spec.users}")
+        if runtime.name == "native" and needs_database(todo):
+            cores = runtime.placement(todo[0].server_config(port=0)).server_cores
+            database = RunDatabase().start(cores)
+            results.data["manifest"]["database"] = database.info
+            progress.note(f"database: PostgreSQL {database.info.get('version', '?')} "
+                          f"({database.info.get('source')})")
+        for round_no in range(1, rounds + 1):
+            for spec in todo:
+                index += 1
+                label = (f"{spec.target}/{spec.worker_class} w{spec.workers} {spec.scenario} "
+                         f"u{spec.users}" + (f" round {round_no}" if rounds > 1 else ""))
 
-            def tick(elapsed: float, planned: float, rps: float | None, p95: float | None,
-                     phase: str, index: int = index, label: str = label) -> None:
-                progress.update(index, label, elapsed, planned, rps, p95, phase)
+                def tick(elapsed: float, planned: float, rps: float | None,
+                         p95: float | None, phase: str, index: int = index,
+                         label: str = label) -> None:
+                    progress.update(index, label, elapsed, planned, rps, p95, phase)
 
-            try:
-                run = execute(spec, runtime, out / "raw", run_id_for(spec, len(results.runs)),
-                              tick=tick, leftovers=leftovers)
-            except RuntimeError_ as exc:
-                raise StartError(str(exc)) from None
-            results.add(run)
-            finished.append(run)
-            progress.done(index, describe(run))
-            for line in run.get("notes", ()):
-                progress.note(f"    note: {line}")
+                run_id = ids[spec.key] + (f"-r{round_no}" if rounds > 1 else "")
+                try:
+                    run = execute(spec, runtime, out / "raw", run_id, tick=tick,
+                                  leftovers=leftovers, database=database)
+                except RuntimeError_ as exc:
+                    raise StartError(str(exc)) from None
+                by_key[spec.key].append(run)
+                results.add(combine(by_key[spec.key], until_ci if rounds > 1 else None))
+                progress.done(index, describe(run))
+                for line in run.get("notes", ()):
+                    progress.note(f"    note: {line}")
+            if until_ci is not None and round_no < rounds and all(
+                precise_enough(r, until_ci, MIN_ROUNDS_FOR_CI)
+                for r in results.runs if r.get("key") in by_key
+            ):
+                progress.note(f"every interval within ±{until_ci:g}% after {round_no} rounds")
+                break
+        else:
+            if until_ci is not None:
+                widest = max((float((r.get("precision") or {}).get("half_width_pct") or 0)
+                              for r in results.runs if r.get("key") in by_key), default=0.0)
+                progress.note(f"--until-ci {until_ci:g}%: stopped at {rounds} rounds, widest "
+                              f"rps interval ±{widest:.1f}%")
     except KeyboardInterrupt:
         interrupted = True
         progress.end()
-        progress.note(f"interrupted: kept {len(finished)} finished run(s) in {out}")
+        progress.note(f"interrupted: kept {sum(map(len, by_key.values()))} finished round(s) "
+                      f"in {out}")
     finally:
         progress.end()
         signal.signal(signal.SIGTERM, previous)
+        if database is not None:
+            database.stop()
+    finished = [r for r in results.runs if r.get("key") in by_key and by_key[r["key"]]]
     report = None
     if write_report and results.runs:
         from loadlab.report.html import write_report as build

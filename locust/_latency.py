@@ -1,0 +1,82 @@
+"""Latency at the resolution it happens: an HDR histogram in microseconds, mergeable.
+
+Locust's own statistics round response times to whole milliseconds (two significant
+digits above 100 ms), so a sub-millisecond endpoint reads p95 = 0 and a gate below 1 ms
+can never fail. Every Locust process records each request here in microseconds with
+three significant digits (HdrHistogram: values within 0.1% of each other share a
+bucket); workers ship the encoded histogram to the master, which adds them up.
+Imports nothing from Locust, so it can be tested on its own.
+"""
+
+from __future__ import annotations
+
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 3600 * 1_000_000  # one hour: anything slower is clamped (and shows as max)
+SIGNIFICANT_DIGITS = 3
+
+
+class Latency:
+    """Response times (ms in, ms out) recorded in whole microseconds."""
+
+    def __init__(self) -> None:
+        self.hist = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+        self.sum_ms = 0.0  # exact, not the histogram's bucket midpoints
+
+    @property
+    def total(self) -> int:
+        return int(self.hist.get_total_count())
+
+    @property
+    def max_ms(self) -> float:
+        return self.hist.get_max_value() / 1000.0 if self.total else 0.0
+
+    @property
+    def mean_ms(self) -> float:
+        return self.sum_ms / self.total if self.total else 0.0
+
+    def add(self, ms: float) -> None:
+        us = min(max(round(ms * 1000.0), LOWEST_US), HIGHEST_US)
+        self.hist.record_value(us)
+        self.sum_ms += ms
+
+    def percentile(self, q: float) -> float:
+        """The value at quantile ``q`` (0..1) in ms; 0 when nothing was recorded."""
+        if not self.total:
+            return 0.0
+        return self.hist.get_value_at_percentile(q * 100.0) / 1000.0
+
+    def figures(self) -> dict[str, float]:
+        return {"p50": self.percentile(0.5), "p95": self.percentile(0.95),
+                "p99": self.percentile(0.99), "max": self.max_ms, "mean": self.mean_ms}
+
+    def count_at_or_below(self, bounds_s: tuple[float, ...]) -> list[int]:
+        """Cumulative counts at or below each bound (seconds): Prometheus buckets.
+
+        A value sits in a bucket of its equivalent range; the range's top decides, so a
+        bound splits at most one HDR bucket (0.1% wide) the wrong way.
+        """
+        out = [0] * len(bounds_s)
+        limits = [round(b * 1_000_000) for b in bounds_s]
+        for item in self.hist.get_recorded_iterator():
+            value = item.value_iterated_to
+            n = item.count_added_in_this_iter_step
+            for i, limit in enumerate(limits):
+                if value <= limit:
+                    out[i] += n
+        return out
+
+    def dump(self) -> dict[str, object]:
+        encoded = self.hist.encode() if self.total else b""
+        return {"hdr": encoded.decode("ascii"), "sum_ms": self.sum_ms}
+
+    def merge(self, data: dict[str, object]) -> None:
+        encoded = str(data.get("hdr") or "")
+        if encoded:
+            self.hist.decode_and_add(encoded.encode("ascii"))
+        self.sum_ms += float(data.get("sum_ms") or 0.0)  # type: ignore[arg-type]
+
+    def merge_latency(self, other: Latency) -> None:
+        self.hist.add(other.hist)
+        self.sum_ms += other.sum_ms

@@ -1,0 +1,32 @@
+"""The PostgreSQL the lab starts natively: binaries found, a throwaway cluster, its seed."""
+
+from loadlab.database.binaries import (
+    INSTALL_HINT,
+    Binaries,
+    PostgresUnavailable,
+    find_binaries,
+)
+from loadlab.database.cluster import (
+    LAB_SETTINGS,
+    ClusterError,
+    PostgresCluster,
+    describe_server,
+    sweep_stale_clusters,
+)
+from loadlab.database.seed import FORTUNE_ROWS, WORLD_ROWS, seed, seed_sql
+
+__all__ = [
+    "FORTUNE_ROWS",
+    "INSTALL_HINT",
+    "LAB_SETTINGS",
+    "WORLD_ROWS",
+    "Binaries",
+    "ClusterError",
+    "PostgresCluster",
+    "PostgresUnavailable",
+    "describe_server",
+    "find_binaries",
+    "seed",
+    "seed_sql",
+    "sweep_stale_clusters",
+]

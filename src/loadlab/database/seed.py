@@ -1,0 +1,20 @@
+"""Apply the lab's seed data (``seed.sql``, the one copy, shared with compose) to a server."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+WORLD_ROWS = 10_000
+FORTUNE_ROWS = 12
+
+
+def seed_sql() -> str:
+    return files("loadlab.database").joinpath("seed.sql").read_text(encoding="utf-8")
+
+
+def seed(url: str, timeout_s: float = 30.0) -> None:
+    """Create and fill ``world`` and ``fortune`` unless they are already there."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout_s))) as conn:
+        conn.execute(seed_sql().encode())  # no parameters: one simple-protocol batch

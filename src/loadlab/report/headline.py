@@ -1,0 +1,152 @@
+"""The comparison in a sentence or two, written from the figures.
+
+Shared by the report's first paragraph and the last lines ``run`` and ``matrix`` print.
+Runs that put the same load on different stacks are compared (the best of each stack);
+a lone run is described; failed runs are named.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+Run = dict[str, Any]
+NAMES = {"fastapi": "FastAPI", "flask": "Flask"}
+# The lab locustfile's defaults, for runs that did not set them (docs/locust.md).
+DEFAULT_IO_MS, DEFAULT_CPU_WORK = 50, 100
+MAX_SENTENCES = 3
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"one {one}" if n == 1 else f"{n} {many}"
+
+
+def stack(run: Run) -> str:
+    """FastAPI on one Uvicorn process; Flask on 2 Gunicorn gthread workers × 4 threads."""
+    name = NAMES.get(run["target"], run["target"])
+    klass, n = run.get("worker_class") or "", int(run.get("workers") or 1)
+    if klass == "uvicorn":
+        where = _count(n, "Uvicorn process", "Uvicorn processes")
+    elif klass == "uvicorn-worker":
+        where = _count(n, "Gunicorn Uvicorn worker", "Gunicorn Uvicorn workers")
+    else:
+        where = _count(n, f"Gunicorn {klass} worker", f"Gunicorn {klass} workers")
+        if int(run.get("threads") or 1) > 1:
+            where += f" × {run['threads']} threads"
+    limit = run.get("cpus")
+    tail = f" limited to {limit:g} CPU" if limit else ""
+    return f"{name} on {where}{tail}"
+
+
+def _wait(run: Run) -> int:
+    return int(run["io_ms"]) if run.get("io_ms") is not None else DEFAULT_IO_MS
+
+
+def _work(run: Run) -> int:
+    return int(run["cpu_work"]) if run.get("cpu_work") is not None else DEFAULT_CPU_WORK
+
+
+def load(run: Run) -> str:
+    """The load, in words: 50 users each waiting 50 ms; 200 requests/s offered."""
+    scenario = run.get("scenario", "")
+    if run.get("arrival_rate"):
+        who = f"{run['arrival_rate']:g} requests/s offered by up to {run['users']} users"
+    else:
+        who = f"{run['users']} users"
+    if scenario == "io":
+        return f"{who} each waiting {_wait(run)} ms" if not run.get("arrival_rate") else (
+            f"{who}, each request waiting {_wait(run)} ms")
+    if scenario in ("cpu", "cpu-blocking", "cpu-process"):
+        return f"{who} asking for {_work(run)} units of CPU work ({scenario})"
+    if scenario == "mixed":
+        return f"{who} each waiting {_wait(run)} ms then working {_work(run)} units"
+    return f"{who} on the {scenario} scenario"
+
+
+def ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1000:.2g} s" if value >= 1000 else f"{value:.3g} ms"
+
+
+def ratio(a: float, b: float) -> str:
+    r = a / b if b > 0 else float("inf")
+    return f"{r:,.0f}×" if r >= 10 else f"{r:.2g}×"
+
+
+def _rps(run: Run) -> str:
+    return f"{run['rps']:,.0f} req/s" if run["rps"] >= 100 else f"{run['rps']:.3g} req/s"
+
+
+def load_key(run: Run) -> tuple[Any, ...]:
+    return (run.get("scenario"), run.get("users"), run.get("arrival_rate"), _wait(run),
+            _work(run), run.get("cpus") or 0.0)
+
+
+def _ok(run: Run) -> bool:
+    return run.get("status") == "ok" and bool(run.get("rps"))
+
+
+def _compare(best: Run, other: Run) -> str:
+    lb, lo = best.get("latency_ms") or {}, other.get("latency_ms") or {}
+    return (f"{stack(best)} served {_rps(best)}, {ratio(best['rps'], other['rps'])} "
+            f"{stack(other)}, for the same {load(best)}; p50 {ms(lb.get('p50'))} against "
+            f"{ms(lo.get('p50'))}, p99 {ms(lb.get('p99'))} against {ms(lo.get('p99'))}.")
+
+
+def _describe(run: Run) -> str:
+    lat = run.get("latency_ms") or {}
+    return (f"{stack(run)} served {_rps(run)} for {load(run)}; p50 {ms(lat.get('p50'))}, "
+            f"p99 {ms(lat.get('p99'))}.")
+
+
+def sentences(runs: list[Run]) -> list[str]:
+    ok = [r for r in runs if _ok(r)]
+    out: list[str] = []
+    groups: dict[tuple[Any, ...], list[Run]] = defaultdict(list)
+    for run in ok:
+        groups[load_key(run)].append(run)
+    # The loads that most stacks shared first: those are the comparisons people came for.
+    ordered = sorted(groups.values(), key=lambda g: (-len({r["target"] for r in g}), -len(g)))
+    for group in ordered:
+        if len(out) >= MAX_SENTENCES:
+            break
+        best: dict[str, Run] = {}
+        for run in group:
+            if run["rps"] > best.get(run["target"], {"rps": -1})["rps"]:
+                best[run["target"]] = run
+        if len(best) >= 2:
+            first, second = sorted(best.values(), key=lambda r: -r["rps"])[:2]
+            out.append(_compare(first, second))
+        elif len(group) >= 2:
+            fast, slow = max(group, key=lambda r: r["rps"]), min(group, key=lambda r: r["rps"])
+            out.append(_compare(fast, slow))
+        else:
+            out.append(_describe(group[0]))
+    if len(groups) > MAX_SENTENCES:
+        out.append(f"{len(ok)} runs under {len(groups)} different loads in all; "
+                   "the figures below show every one.")
+    failed = [r for r in runs if r.get("status") != "ok"]
+    if failed:
+        names = ", ".join(f"{NAMES.get(r.get('target', ''), r.get('target'))} "
+                          f"{r.get('scenario')}" for r in failed[:3])
+        more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
+        reason = str(failed[0].get("error") or "no reason recorded")
+        out.append(f"{_count(len(failed), 'run', 'runs')} failed ({names}{more}): "
+                   f"{reason[:160]}.")
+    return out
+
+
+def with_locust_defaults(runs: list[Run], directory: Path) -> list[Run]:
+    """Runs whose unset wait or work is taken from what their locustfile reported."""
+    from loadlab.report.rundata import lab_report
+
+    filled = []
+    for run in runs:
+        if run.get("io_ms") is None or run.get("cpu_work") is None:
+            lab = lab_report(directory, run) or {}
+            run = {**run, **{k: lab.get(k) for k in ("io_ms", "cpu_work")
+                             if run.get(k) is None and lab.get(k) is not None}}
+        filled.append(run)
+    return filled

@@ -1,0 +1,143 @@
+"""loadlab compare: synthetic results with known answers, then real runs of real services."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _runner_util import kill_tagged, loadlab, tagged_env
+
+from loadlab.report.compare import SAME, SLOWER, UNSURE, compare
+from loadlab.report.compare_html import comparison_section
+
+MANIFEST = {"cpu_model": "Test CPU", "cores": 2, "cgroup_version": "v1",
+            "versions": {"python": "3.11.2", "uvicorn": "0.41.0"}}
+
+
+def _run(rps: list[float], target: str = "fastapi", **extra: Any) -> dict[str, Any]:
+    rounds = [{"status": "ok", "requests": int(x * 5), "rps": x,
+               "latency_ms": {"p50": 500 / x, "p95": 1500 / x, "p99": 3000 / x},
+               "server": {"cpu_seconds": 4.0, "cpu_per_request_ms": 800 / x}} for x in rps]
+    run = {"key": target, "status": "ok", "target": target, "scenario": "cpu", "cpus": 0.0,
+           "workers": 1, "worker_class": "uvicorn", "threads": 1, "users": 4,
+           "arrival_rate": None, "io_ms": None, "cpu_work": 50, **rounds[0], "rounds": rounds}
+    run.update(extra)
+    return run
+
+
+def _summary(*runs: dict[str, Any], manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"manifest": manifest or MANIFEST, "runs": list(runs)}
+
+
+def _write(directory: Path, summary: dict[str, Any]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "summary.json").write_text(json.dumps(summary))
+    return directory
+
+
+def _rps(rng: np.random.Generator, n: int, scale: float = 1.0) -> list[float]:
+    return list(scale * 1000.0 * np.exp(rng.normal(0, 0.03, n)))
+
+
+def test_finds_a_20_percent_regression_and_gates_it(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    base = _write(tmp_path / "base", _summary(_run(_rps(rng, 3))))
+    cur = _write(tmp_path / "cur", _summary(_run(_rps(rng, 3, 0.8))))
+    env, _ = tagged_env()
+    done = loadlab(["compare", str(base), str(cur), "--max-regression", "5%"], env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "regression: fastapi uvicorn w1 t1 cpus=- cpu u4 work=50: rps" in done.stderr
+    data = json.loads((cur / "compare.json").read_text())
+    figures = {f["figure"]: f for f in data["matches"][0]["figures"]}
+    assert figures["rps"]["verdict"] == SLOWER and figures["rps"]["regression"]
+    assert 0.7 < figures["rps"]["ratio"] < 0.9 and figures["rps"]["high"] < 0.95
+    assert figures["p95"]["verdict"] == SLOWER  # latency up: worse
+    # Above the threshold: reported, not gated.
+    done = loadlab(["compare", str(base), str(cur), "--max-regression", "40%"], env)
+    assert done.returncode == 0, done.stderr
+
+
+def test_two_samples_of_one_distribution_show_no_regression() -> None:
+    rng = np.random.default_rng(12)
+    slower = 0
+    for _ in range(200):
+        result = compare(_summary(_run(_rps(rng, 3))), _summary(_run(_rps(rng, 3))))
+        rps = result.matches[0].figures[0]
+        assert rps.figure == "rps"
+        slower += rps.verdict == SLOWER
+    assert slower / 200 <= 0.06  # a 95% interval: about 2.5% on the slower side
+
+
+def test_old_summaries_without_rounds_compare_as_inconclusive(tmp_path: Path) -> None:
+    old = _run([1000.0])
+    del old["rounds"]
+    result = compare(_summary(old), _summary(dict(old, rps=900.0)))
+    assert [f.verdict for f in result.matches[0].figures] == [UNSURE] * 5
+    assert not result.regressions
+
+
+def test_warns_when_the_machines_or_software_differ() -> None:
+    other = {**MANIFEST, "cpu_model": "Other CPU", "cores": 8,
+             "versions": {"python": "3.12.1", "uvicorn": "0.41.0"}, "lock_hash": "abc"}
+    result = compare(_summary(_run([1000, 1010])), _summary(_run([1000, 990]),
+                                                             manifest=other))
+    text = " | ".join(result.warnings)
+    assert "CPU model differs" in text and "core count differs: 2 (baseline) vs 8" in text
+    assert "package versions differ: python 3.11.2 -> 3.12.1" in text
+    assert "lock file hash differs" in text and "uvicorn" not in text
+    assert result.matches[0].figures[0].verdict == SAME
+    html = comparison_section(result)
+    assert html.startswith("<h2>Comparison") and "<svg" in html and "CPU model" in html
+
+
+def test_nothing_matched_or_unreadable_is_one_line_exit_2(tmp_path: Path) -> None:
+    base = _write(tmp_path / "base", _summary(_run([1000, 1010])))
+    cur = _write(tmp_path / "cur", _summary(_run([1000, 1010], target="flask")))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "summary.json").write_text("{not json")
+    env, _ = tagged_env()
+    for args in ([str(base), str(cur)], [str(base), str(tmp_path / "missing")],
+                 [str(base), str(tmp_path / "bad")], [str(base), str(base), "--match", "x"]):
+        done = loadlab(["compare", *args], env)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("loadlab compare: error:"), lines
+    # Matched on fewer fields, the two targets do compare.
+    done = loadlab(["compare", str(base), str(cur), "--match", "scenario,users"], env)
+    assert done.returncode == 0, done.stderr
+
+
+def _real_run(out: Path, work: int, env: dict[str, str]) -> None:
+    done = loadlab(["run", "--target", "flask", "--scenario", "cpu", "--cpu-work", str(work),
+                    "--users", "2", "--duration", "3s", "--warmup", "1s", "--rounds", "2",
+                    "--out", str(out)], env, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
+def test_real_runs_same_config_no_regression_and_a_real_slowdown_gated(tmp_path: Path) -> None:
+    env, tag = tagged_env()
+    try:
+        _real_run(tmp_path / "base", 20, env)
+        _real_run(tmp_path / "same", 20, env)
+        _real_run(tmp_path / "slow", 80, env)
+    finally:
+        kill_tagged(tag)
+    same = loadlab(["compare", str(tmp_path / "base"), str(tmp_path / "same")], env)
+    assert same.returncode == 0, same.stdout + same.stderr
+    figures = json.loads((tmp_path / "same" / "compare.json").read_text())["matches"][0]
+    verdicts = {f["figure"]: f["verdict"] for f in figures["figures"]}
+    assert verdicts["cpu_per_request_ms"] != SLOWER, figures
+    # Four times the work per request: matched without cpu_work, found and gated.
+    match = "target,scenario,cpus,workers,worker_class,threads,users"
+    slow = loadlab(["compare", str(tmp_path / "base"), str(tmp_path / "slow"),
+                    "--match", match], env)
+    assert slow.returncode == 1, slow.stdout + slow.stderr
+    assert "regression: flask sync w1 t1 cpus=- cpu u2 work=80: " in slow.stderr
+    data = json.loads((tmp_path / "slow" / "compare.json").read_text())
+    assert any(r.endswith(": cpu_per_request_ms") for r in data["regressions"]), data
+    report = loadlab(["report", str(tmp_path / "slow"), "--baseline", str(tmp_path / "base")],
+                     env)
+    assert report.returncode == 0, report.stderr
+    assert "Comparison with" in (tmp_path / "slow" / "report.html").read_text()
