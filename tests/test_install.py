@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from requirements_probe import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFLIGHT = ROOT / "scripts" / "preflight.py"
@@ -123,8 +124,9 @@ def test_a_non_editable_install_finds_the_lab_from_its_root(tmp_path: Path) -> N
 
 def test_the_docs_cite_only_the_projects_own_files() -> None:
     outside = "DESIGN" + ".md"  # a contract page users do not have; docs/design.md is ours
-    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True,
-                            text=True, timeout=30, check=False).stdout.split()
+    listed = subprocess.run([require_tool("git"), "-C", str(ROOT), "ls-files"],
+                            capture_output=True, text=True, timeout=30,
+                            check=False).stdout.split()
     if not listed:
         pytest.skip("not a git checkout")
     citing = [name for name in listed if (ROOT / name).is_file()
@@ -134,8 +136,9 @@ def test_the_docs_cite_only_the_projects_own_files() -> None:
 
 def test_make_lint_covers_every_shell_script_dockerfile_and_workflow() -> None:
     makefile = (ROOT / "Makefile").read_text()
-    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True,
-                            text=True, timeout=30, check=False).stdout.split()
+    listed = subprocess.run([require_tool("git"), "-C", str(ROOT), "ls-files"],
+                            capture_output=True, text=True, timeout=30,
+                            check=False).stdout.split()
     if not listed:
         pytest.skip("not a git checkout")
     scripts = [name for name in listed if (ROOT / name).is_file() and (
@@ -147,3 +150,15 @@ def test_make_lint_covers_every_shell_script_dockerfile_and_workflow() -> None:
     assert not missing, f"not linted by make lint: {missing}"
     assert "check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/" \
         in makefile
+
+
+def test_a_matrix_is_found_under_the_lab_root(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from loadlab.runner.commands import matrix_file
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LOADLAB_REPO", str(ROOT))
+    assert matrix_file("matrices/quick.toml") == ROOT / "matrices" / "quick.toml"
+    assert matrix_file("matrices/none.toml") == Path("matrices/none.toml")  # one line later
+    monkeypatch.setenv("LOADLAB_REPO", str(tmp_path))
+    assert matrix_file("matrices/quick.toml") == Path("matrices/quick.toml")

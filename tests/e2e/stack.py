@@ -27,6 +27,9 @@ LAB_IMAGES = ("fastapi", "flask", "locust")
 # Grafana has no offline image; every other service runs in the e2e.
 SERVICES = ("fastapi", "flask", "locust-master", "locust-worker", "prometheus", "postgres",
             "postgres-exporter")
+# The compose file's `variants` profile, up only for the test that needs it.
+PROFILE_VARIANTS = ("fastapi-gunicorn", "flask-gevent")
+VARIANT_SERVICES = ("fastapi", "flask", *PROFILE_VARIANTS)
 
 
 def engine_problem() -> str | None:
@@ -67,6 +70,9 @@ class Stack:
             "LOCUST_PORT", "PROMETHEUS_PORT", "GRAFANA_PORT", "POSTGRES_PORT")}
         self.env = {
             "COMPOSE_PROJECT_NAME": self.project, "LOADLAB_TAG": self.tag,
+            # Every compose command sees the variants' services, so `down` removes them too.
+            "COMPOSE_PROFILES": "variants",
+            "FASTAPI_GUNICORN_CPUS": "0.5", "FLASK_GEVENT_CPUS": "0.5",
             "LOADLAB_BIND": "127.0.0.1", "SCRAPE_INTERVAL": "2s",
             "HEALTHCHECK_INTERVAL": "2s", "LOCUST_WORKERS": "2",
             "FASTAPI_CPUS": "1", "FLASK_CPUS": "0.5", "FLASK_WORKERS": "2",
@@ -101,7 +107,7 @@ class Stack:
 
     def up(self) -> None:
         started = time.monotonic()
-        services = SERVICES if self.offline else ()
+        services = SERVICES if self.offline else (*SERVICES, "grafana")
         self.compose("up", "--detach", "--wait", *services, timeout=300)
         self.up_seconds = time.monotonic() - started
 

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from stack import Stack
+from stack import PROFILE_VARIANTS, VARIANT_SERVICES, Stack
 
 from loadlab.dashboards import database, render
 from loadlab.dashboards.queries import queries, substitute
@@ -226,6 +226,43 @@ def test_every_dashboard_query_returns_data(stack: Stack, db_traffic: float) -> 
             if not data["result"]:
                 empty.append(f"{name} {where}: {filled}")
     assert empty == []
+
+
+# Figures only some servers have: the event loop's lag (asyncio), the thread pool.
+KIND_SPECIFIC = ("loadlab_event_loop_lag", "loadlab_threadpool")
+
+
+def test_the_variants_profile_is_in_every_dashboard_query(stack: Stack) -> None:
+    """With the `variants` profile up, each panel that shows FastAPI or Flask shows all
+    four services (Gunicorn + uvicorn-worker and gevent too), after a little load on each.
+    The profile's services stop again at the end: the later tests keep the machine's
+    cores."""
+    stack.compose("up", "--detach", "--wait", *PROFILE_VARIANTS, timeout=300)
+    try:
+        _every_panel_shows_the_four(stack)
+    finally:
+        stack.compose("rm", "--stop", "--force", *PROFILE_VARIANTS, timeout=120)
+
+
+def _every_panel_shows_the_four(stack: Stack) -> None:
+    for service in VARIANT_SERVICES:
+        counts = swarm(stack, f"http://{service}:8000", 3, scenario="json")
+        assert counts.get("/json", 0) > 0, (service, counts)
+    scrape_settle()
+    start = time.time() - 600
+    values = {"service": "|".join(VARIANT_SERVICES), "handler": ".*"}
+    missing, checked = [], 0
+    for name in ("comparison.json", "service.json"):
+        for where, expr in queries(json.loads(render()[name])):
+            data = stack.prometheus("/api/v1/query_range", query=substitute(expr, values),
+                                    start=f"{start}", end=f"{time.time()}", step="2")
+            seen = {series["metric"].get("service") for series in data["result"]}
+            if not {"fastapi", "flask"} & seen or any(k in expr for k in KIND_SPECIFIC):
+                continue
+            checked += 1
+            if lacking := sorted(set(VARIANT_SERVICES) - seen):
+                missing.append(f"{name} {where}: no {', '.join(lacking)}")
+    assert checked >= 5 and missing == []
 
 
 def test_loadlab_run_with_the_compose_runtime(stack: Stack, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from loadlab.paths import LabFilesMissing, lab_path
 from loadlab.report.results import ResultsError
 from loadlab.runner.matrix import load_matrix
 from loadlab.runner.options import (
@@ -124,8 +125,20 @@ def run_command(args: argparse.Namespace) -> int:
     return finish(outcome, gates, out)
 
 
+def matrix_file(name: str) -> Path:
+    """The file as given, else under the lab's root (docs/install.md), so that
+    `loadlab --repo DIR matrix matrices/quick.toml` works from anywhere."""
+    path = Path(name)
+    if path.exists() or path.is_absolute():
+        return path
+    try:
+        return lab_path(str(path.parent), path.name) / path.name
+    except LabFilesMissing:
+        return path  # load_matrix says it cannot be read, in one line
+
+
 def matrix_command(args: argparse.Namespace) -> int:
-    matrix = load_matrix(Path(args.file))
+    matrix = load_matrix(matrix_file(args.file))
     out = Path(args.out or matrix.out or f"results/{matrix.name}")
     rounds, until_ci = parse_rounds(
         args.rounds if args.rounds is not None else matrix.rounds,
