@@ -100,6 +100,9 @@ class ComposeRuntime:
     project: str | None = None  # None: the compose file's `name:` (loadlab)
     env: dict[str, str] = field(default_factory=dict)  # extra variables (ports, images)
     pin: bool = True  # give the service its own cores (cpuset) when there are enough
+    # Set per run by the runner (the pool size: LOADLAB_DB_POOL_SIZE), read by the compose
+    # file's ${...} defaults; the services' DATABASE_URL is the compose file's own.
+    service_env: dict[str, str] = field(default_factory=dict)
     _service: str | None = field(default=None, init=False)
     _last_log: str = field(default="(no log)", init=False)
     _watch: PrometheusWatch | None = field(default=None, init=False)
@@ -139,7 +142,8 @@ class ComposeRuntime:
         cpuset = ",".join(map(str, placement.server_cores)) if placement.separated else ""
         self._service = service
         up = self.compose("up", "--detach", "--wait", "--force-recreate", "--no-deps", service,
-                          extra_env=variant_env(cfg, cpuset), timeout=UP_TIMEOUT_S)
+                          extra_env={**variant_env(cfg, cpuset), **self.service_env},
+                          timeout=UP_TIMEOUT_S)
         if up.returncode != 0:
             raise RuntimeError_(f"{service} did not become healthy: {_first_line(up.stderr)}; "
                                 f"its log: {self.log_tail()}")
