@@ -80,13 +80,13 @@ def test_old_summaries_without_rounds_compare_as_inconclusive(tmp_path: Path) ->
 
 def test_warns_when_the_machines_or_software_differ() -> None:
     other = {**MANIFEST, "cpu_model": "Other CPU", "cores": 8,
-             "versions": {"python": "3.12.1", "uvicorn": "0.41.0"}, "lock_hash": "abc"}
+             "versions": {"python": "3.12.1", "uvicorn": "0.41.0"}, "lock_sha256": "abc"}
     result = compare(_summary(_run([1000, 1010])), _summary(_run([1000, 990]),
                                                              manifest=other))
     text = " | ".join(result.warnings)
     assert "CPU model differs" in text and "core count differs: 2 (baseline) vs 8" in text
     assert "package versions differ: python 3.11.2 -> 3.12.1" in text
-    assert "lock file hash differs" in text and "uvicorn" not in text
+    assert "lock file (uv.lock) hash differs" in text and "uvicorn" not in text
     assert result.matches[0].figures[0].verdict == SAME
     html = comparison_section(result)
     assert html.startswith("<h2>Comparison") and "<svg" in html and "CPU model" in html
@@ -141,3 +141,11 @@ def test_real_runs_same_config_no_regression_and_a_real_slowdown_gated(tmp_path:
                      env)
     assert report.returncode == 0, report.stderr
     assert "Comparison with" in (tmp_path / "slow" / "report.html").read_text()
+
+
+def test_the_lock_hash_compared_is_the_one_the_runner_records() -> None:
+    from loadlab.report.compare import MANIFEST_CHECKS
+    from loadlab.runner.manifest import manifest
+
+    recorded = manifest("native", "")
+    assert all(key in recorded for key, _ in MANIFEST_CHECKS)

@@ -36,7 +36,7 @@ FIGURES: dict[str, tuple[str, bool]] = {
 FASTER, SLOWER, SAME, UNSURE = "faster", "slower", "no significant difference", "inconclusive"
 MANIFEST_CHECKS = (("cpu_model", "CPU model"), ("cores", "core count"),
                    ("cgroup_version", "cgroup version"), ("runtime", "runtime"),
-                   ("lock_hash", "lock file hash"))
+                   ("lock_sha256", "lock file (uv.lock) hash"))
 
 
 class CompareError(ValueError):
