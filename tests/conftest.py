@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import NoReturn
 
 import pytest
 import requirements_probe
@@ -37,12 +36,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(line, yellow=True)
 
 
-def postgres_missing(reason: str) -> NoReturn:
-    """Skip with the reason and the fix; fail instead where PostgreSQL is required (CI)."""
-    requirements_probe.require("postgres", reason)
-    raise AssertionError("unreachable: require() skips or fails")
-
-
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """``DATABASE_URL`` when set (seeded if needed), else a throwaway cluster, seeded."""
@@ -51,7 +44,7 @@ def database_url() -> Iterator[str]:
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        postgres_missing("psycopg is not installed: pip install 'loadlab[db]'")
+        requirements_probe.postgres_missing("psycopg is not installed: pip install 'loadlab[db]'")
     if os.environ.get("DATABASE_URL"):
         url = os.environ["DATABASE_URL"]
         seed(url)
@@ -60,7 +53,8 @@ def database_url() -> Iterator[str]:
     try:
         cluster = PostgresCluster().start()
     except PostgresUnavailable as exc:
-        postgres_missing(f"{exc}" if "apt-get" in str(exc) else f"{exc}; {INSTALL_HINT}")
+        reason = f"{exc}" if "apt-get" in str(exc) else f"{exc}; {INSTALL_HINT}"
+        requirements_probe.postgres_missing(reason)
     try:
         yield cluster.url
     finally:

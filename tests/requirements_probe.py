@@ -17,6 +17,7 @@ import os
 import shutil
 from collections import Counter
 from dataclasses import dataclass
+from typing import NoReturn
 
 import pytest
 
@@ -99,3 +100,9 @@ def summary_line() -> str | None:
     parts = [f"{name} ({count} test{'s' if count > 1 else ''}: {REASONS[name]}; "
              f"{REQUIREMENTS[name].install})" for name, count in sorted(SKIPPED.items())]
     return "skipped for missing system tools: " + "; ".join(parts)
+
+
+def postgres_missing(reason: str) -> NoReturn:
+    """The database tests' skip (or, where PostgreSQL is required, failure) with the fix."""
+    require("postgres", reason)
+    raise AssertionError("unreachable: require() skips or fails")

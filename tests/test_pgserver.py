@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import postgres_missing
+from requirements_probe import postgres_missing
 
 from loadlab.database import (
     FORTUNE_ROWS,
