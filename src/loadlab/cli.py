@@ -64,6 +64,28 @@ def _register_dashboards(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.set_defaults(func=run)
 
 
+def _register_stack(sub: argparse._SubParsersAction[_Parser]) -> None:
+    def run(args: argparse.Namespace) -> int:
+        from loadlab.stack import StackError
+        from loadlab.stack import main as stack
+
+        try:
+            return stack(args.action, args.name, args.services, args.placement)
+        except StackError as exc:
+            print(f"loadlab stack: error: {exc}", file=sys.stderr)
+            return 2
+
+    p = sub.add_parser("stack", help="the lab as a Docker Swarm stack (docs/swarm.md)")
+    p.add_argument("action", choices=["deploy", "rm", "render"])
+    p.add_argument("services", nargs="*", help="services to deploy (default: all but "
+                   "the compose profiles')")
+    p.add_argument("--name", default="loadlab", help="stack name (default: loadlab)")
+    p.add_argument("--placement", default="auto", choices=["auto", "labels", "any"],
+                   help="auto: by the loadlab.role node labels where a node carries them; "
+                   "labels: demand them; any: ignore them")
+    p.set_defaults(func=run)
+
+
 def _guarded(command: str) -> Callable[[argparse.Namespace], int]:
     """A runner subcommand, imported only when used; bad input -> one line, exit 2."""
 
@@ -112,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     _register_doctor(sub)
     _register_runner(sub)
     _register_dashboards(sub)
+    _register_stack(sub)
     return parser
 
 
