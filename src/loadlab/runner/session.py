@@ -20,7 +20,7 @@ from loadlab.runner.leftovers import Leftovers
 from loadlab.runner.manifest import manifest
 from loadlab.runner.options import Gates, RunSpec
 from loadlab.runner.progress import Progress
-from loadlab.runner.runtime import Runtime, RuntimeError_
+from loadlab.runner.runtime import ManifestNotes, Runtime, RuntimeError_
 
 
 class StartError(RuntimeError):
@@ -61,7 +61,10 @@ def run_cells(specs: Sequence[RunSpec], out: Path, runtime: Runtime, *, resume: 
     for ended in leftovers.reap():
         progress.note(f"ended {ended} left running by an earlier runner")
     placement = runtime.placement(specs[0].server_config(port=0)).describe() if specs else ""
-    results = ResultsDir(out, manifest(runtime.name, placement), resume=resume)
+    about = manifest(runtime.name, placement)
+    if isinstance(runtime, ManifestNotes):
+        about.update(runtime.manifest_notes())
+    results = ResultsDir(out, about, resume=resume)
     done = results.done_keys() if resume else set()
     todo = [s for s in specs if s.key not in done]
     if resume and len(todo) < len(specs):
