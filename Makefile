@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint demo e2e offline-images dashboards clean
+.PHONY: install test lint demo e2e swarm-e2e offline-images dashboards clean
 
 $(BIN)/loadlab: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: install
 
 e2e: install
 	$(BIN)/pytest -m docker tests/e2e
+
+# A one-node swarm made and left by the test (refused on an engine already in a swarm).
+swarm-e2e: install
+	$(BIN)/pytest -m swarm tests/swarm
 
 offline-images: install
 	$(BIN)/python -m loadlab.offline

@@ -405,6 +405,7 @@ class Stack:
         volumes = _run(["docker", "volume", "ls", "-q", "--filter", label]).stdout.split()
         if volumes:
             _run(["docker", "volume", "rm", "--force", *volumes], timeout=60)
+        (self.root / ".swarm" / f"{self.name}.json").unlink(missing_ok=True)
 
     def leftovers(self) -> dict[str, list[str]]:
         label = f"label=com.docker.stack.namespace={self.name}"

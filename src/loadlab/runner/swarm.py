@@ -34,6 +34,7 @@ from loadlab.stack import Node, Stack, StackError, last_line, nodes
 CONTAINER_PORT, MASTER_WEB_PORT, PROMETHEUS_PORT = 8000, 8089, 9090
 UPDATE_TIMEOUT_S = 240.0
 STOP_TIMEOUT_S = 60.0
+REPORT_SETTLE_S = 4.0  # longer than Locust's worker report interval (3 s)
 
 
 class SwarmUnavailable(OptionError):
@@ -369,15 +370,18 @@ class MasterSwarm(LocustProcess):
             self.call("/stop", {})
         try:
             self._wait_stopped()
-            final, previous = self.stats(), -1
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:  # a worker reports every 3 s, and at its stop
-                total = _aggregated(final).get("num_requests", 0)
-                if total == previous:
-                    break
-                previous = total
-                time.sleep(1.5)
+            # A worker reports every 3 s: its last rows can reach the master after the stop.
+            # Read until the count has held for longer than one report interval.
+            final = self.stats()
+            held_since, previous = time.monotonic(), _aggregated(final).get("num_requests")
+            deadline = held_since + 30
+            while time.monotonic() - held_since < REPORT_SETTLE_S and \
+                    time.monotonic() < deadline:
+                time.sleep(0.5)
                 final = self.stats()
+                total = _aggregated(final).get("num_requests")
+                if total != previous:
+                    held_since, previous = time.monotonic(), total
         except RuntimeError_ as exc:
             self._log(str(exc))
             return
