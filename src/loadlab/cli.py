@@ -57,7 +57,8 @@ def _register_dashboards(sub: argparse._SubParsersAction[_Parser]) -> None:
 
         return dashboards(args.out, check=args.check)
 
-    p = sub.add_parser("dashboards", help="regenerate grafana/dashboards/*.json from code")
+    p = sub.add_parser("dashboards", help="regenerate grafana/dashboards/*.json and the "
+                       "Kubernetes ConfigMaps from code")
     p.add_argument("--out", default=None, help="directory (default: grafana/dashboards)")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 when the files differ from the code")
