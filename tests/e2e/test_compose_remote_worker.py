@@ -37,6 +37,10 @@ def settled(stack: Stack, hold_s: float = 4.0) -> dict[str, Any]:
 def test_a_native_worker_joins_through_the_published_port(stack: Stack,
                                                           tmp_path: Path) -> None:
     port = stack.ports["LOCUST_MASTER_PORT"]
+    # An earlier test's `loadlab run --runtime compose` stops the service after its run.
+    stack.compose("up", "--detach", "--wait", "--no-deps", "fastapi", timeout=180)
+    stack.wait_for("fastapi scraped", lambda: stack.query(
+        'up{job="services", service="fastapi"} == 1'), 60)
     stack.compose("stop", "--timeout", "5", "locust-worker")  # only the outside worker
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
@@ -57,8 +61,9 @@ def test_a_native_worker_joins_through_the_published_port(stack: Stack,
         stack.wait_for("the swarm to stop",
                        lambda: stack.locust("/stats/requests")["state"] == "stopped", 60)
         stats = settled(stack)
-        sent = {s["name"]: int(s["num_requests"]) for s in stats["stats"]}["/json"]
-        assert sent > 50, sent
+        rows = {s["name"]: s for s in stats["stats"]}
+        sent = int(rows["/json"]["num_requests"])
+        assert sent > 50 and rows["/json"]["num_failures"] == 0, rows["/json"]
         (native,) = [w["id"] for w in stats["workers"]]
         # The exporter counts it as a worker like the others: all the requests are its own.
         mine = f'locust_worker_requests_total{{worker="{native}"}}'
