@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint lock demo screenshots e2e offline-images dashboards clean
+.PHONY: install test lint lock demo screenshots e2e swarm-e2e offline-images dashboards clean
 
 # One line (and exit 2) when $(PY) is missing, too old, has no venv module, or when uv.lock
 # no longer matches pyproject.toml; empty when all is well.
@@ -58,6 +58,10 @@ screenshots: demo
 
 e2e: install
 	$(BIN)/pytest -m docker tests/e2e
+
+# A one-node swarm made and left by the test (refused on an engine already in a swarm).
+swarm-e2e: install
+	$(BIN)/pytest -m swarm tests/swarm
 
 offline-images: install
 	$(BIN)/python -m loadlab.offline

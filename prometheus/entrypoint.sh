@@ -13,7 +13,17 @@ case "$interval" in
         while :; do sleep 3600 & wait $!; done ;;
 esac
 rendered="$data_dir/prometheus.yml"
-sed "s/[0-9a-z]* # SCRAPE_INTERVAL/$interval/" "$config_dir/prometheus.yml" >"$rendered"
+prefix="${DNS_SD_PREFIX:-}"
+case "$prefix" in
+    *[!a-z0-9.-]*)
+        echo "prometheus: DNS_SD_PREFIX=$prefix is not a DNS name prefix like tasks." >&2
+        trap 'exit 2' TERM INT
+        while :; do sleep 3600 & wait $!; done ;;
+esac
+# In a swarm (DNS_SD_PREFIX=tasks.) each service name becomes tasks.NAME: every task.
+sed -e "s/[0-9a-z]* # SCRAPE_INTERVAL/$interval/" \
+    -e "/# DNS_SD_PREFIX/ s/\([[,]\) */\1 $prefix/g" \
+    "$config_dir/prometheus.yml" >"$rendered"
 # Rule files are found relative to the config file.
 ln -sfn "$config_dir/rules" "$data_dir/rules"
 exec prometheus --config.file="$rendered" "$@"

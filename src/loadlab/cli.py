@@ -59,7 +59,8 @@ def _register_dashboards(sub: argparse._SubParsersAction[_Parser]) -> None:
 
         return dashboards(args.out, check=args.check)
 
-    p = sub.add_parser("dashboards", help="regenerate grafana/dashboards/*.json from code")
+    p = sub.add_parser("dashboards", help="regenerate grafana/dashboards/*.json and the "
+                       "Kubernetes ConfigMaps from code")
     p.add_argument("--out", default=None, help="directory (default: grafana/dashboards)")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 when the files differ from the code")
@@ -84,6 +85,28 @@ def _register_db(sub: argparse._SubParsersAction[_Parser]) -> None:
     up.add_argument("--max-connections", type=_connections, default=100)
     actions.add_parser("down", help="stop it and remove its files")
     actions.add_parser("status", help="print DATABASE_URL and its settings; exit 1 if none")
+    p.set_defaults(func=run)
+
+
+def _register_stack(sub: argparse._SubParsersAction[_Parser]) -> None:
+    def run(args: argparse.Namespace) -> int:
+        from loadlab.stack import StackError
+        from loadlab.stack import main as stack
+
+        try:
+            return stack(args.action, args.name, args.services, args.placement)
+        except StackError as exc:
+            print(f"loadlab stack: error: {exc}", file=sys.stderr)
+            return 2
+
+    p = sub.add_parser("stack", help="the lab as a Docker Swarm stack (docs/swarm.md)")
+    p.add_argument("action", choices=["deploy", "rm", "render"])
+    p.add_argument("services", nargs="*", help="services to deploy (default: all but "
+                   "the compose profiles')")
+    p.add_argument("--name", default="loadlab", help="stack name (default: loadlab)")
+    p.add_argument("--placement", default="auto", choices=["auto", "labels", "any"],
+                   help="auto: by the loadlab.role node labels where a node carries them; "
+                   "labels: demand them; any: ignore them")
     p.set_defaults(func=run)
 
 
@@ -142,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     _register_runner(sub)
     _register_dashboards(sub)
     _register_db(sub)
+    _register_stack(sub)
     return parser
 
 

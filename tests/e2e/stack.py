@@ -67,7 +67,8 @@ class Stack:
     def __post_init__(self) -> None:
         self.ports = {name: free_port() for name in (
             "FASTAPI_PORT", "FLASK_PORT", "FASTAPI_GUNICORN_PORT", "FLASK_GEVENT_PORT",
-            "LOCUST_PORT", "PROMETHEUS_PORT", "GRAFANA_PORT", "POSTGRES_PORT")}
+            "LOCUST_PORT", "LOCUST_MASTER_PORT", "PROMETHEUS_PORT", "GRAFANA_PORT",
+            "POSTGRES_PORT")}
         self.env = {
             "COMPOSE_PROJECT_NAME": self.project, "LOADLAB_TAG": self.tag,
             # Every compose command sees the variants' services, so `down` removes them too.

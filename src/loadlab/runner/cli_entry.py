@@ -12,7 +12,7 @@ from loadlab.names import SCENARIOS
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runtime", default="native", help="native (default) or compose")
+    p.add_argument("--runtime", default="native", help="native (default), compose or swarm")
     p.add_argument("--target", default="both", help="fastapi, flask or both")
     p.add_argument("--scenario", required=True, help=", ".join(SCENARIOS))
     p.add_argument("--users", default="10")
@@ -52,7 +52,7 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("file", help="the matrix file (TOML)")
         p.add_argument("--resume", action="store_true", help="skip cells already in the results")
         p.add_argument("--out", default=None, help="results directory (default: results/NAME)")
-        p.add_argument("--runtime", default="native", help="native (default) or compose")
+        p.add_argument("--runtime", default="native", help="native (default), compose or swarm")
         add_round_arguments(p)
     elif command == "report":
         p.add_argument("results_dir", help="a results directory with summary.json")
@@ -74,7 +74,7 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     elif command == "claims":
         p.add_argument("--quick", action="store_true", help="short runs (about 4 minutes)")
         p.add_argument("--out", default="results/claims")
-        p.add_argument("--runtime", default="native", help="native (default) or compose")
+        p.add_argument("--runtime", default="native", help="native (default), compose or swarm")
         add_round_arguments(p)
 
 

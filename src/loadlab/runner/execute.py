@@ -18,9 +18,9 @@ from typing import Any
 from loadlab.db import default_pool_size
 from loadlab.runner.database import DatabaseWatch, RunDatabase
 from loadlab.runner.leftovers import Leftovers
-from loadlab.runner.locust_driver import LocustProcess, summarise
+from loadlab.runner.locust_driver import LocustProcess
 from loadlab.runner.options import RunSpec
-from loadlab.runner.runtime import RunNotes, Runtime
+from loadlab.runner.runtime import RemoteLoad, RunNotes, Runtime
 from loadlab.runner.sampler import ServerSampler
 
 Tick = Callable[[float, float, float | None, float | None, str], None]
@@ -105,8 +105,11 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
         if leftovers is not None and endpoint.pid is not None:
             leftovers.add("service", endpoint.pid)
         sampler = ServerSampler(endpoint.metrics_url, endpoint.pid, endpoint.base_url).start()
-        locust = LocustProcess(spec, endpoint.base_url, raw_dir / run_id,
-                               cores=placement.load_cores).start()
+        if isinstance(runtime, RemoteLoad):  # the load comes from the runtime's own Locust
+            locust = runtime.load_generator(spec, raw_dir / run_id).start()
+        else:
+            locust = LocustProcess(spec, endpoint.base_url, raw_dir / run_id,
+                                   cores=placement.load_cores).start()
         if leftovers is not None and locust.proc is not None:
             leftovers.add("locust", locust.proc.pid)
         planned = spec.warmup_s + spec.duration_s
@@ -159,12 +162,11 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             record.update(status="failed", error=(
                 "the service exited during the run: " + runtime.log_tail()
             ))
-        entries = locust.report()
-        if entries is None and record["status"] == "ok":
+        figures = locust.figures()
+        if figures is None and record["status"] == "ok":
             record.update(status="failed",
                           error=f"Locust wrote no report: {locust.log_tail()}")
-        if entries is not None:
-            figures = summarise(entries, spec.warmup_s, spec.duration_s, locust.own_warmup)
+        if figures is not None:
             lat = {k: _rounded(v) for k, v in figures.latency_ms.items()}
             record.update(
                 requests=figures.requests, failures=figures.failures,

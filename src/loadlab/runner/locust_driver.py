@@ -261,6 +261,13 @@ class LocustProcess:
         except OSError:
             return False
 
+    def figures(self) -> LoadFigures | None:
+        """The run's figures from Locust's JSON report, the warm-up left out; None without one."""
+        entries = self.report()
+        if entries is None:
+            return None
+        return summarise(entries, self.spec.warmup_s, self.spec.duration_s, self.own_warmup)
+
     def report(self) -> list[dict[str, Any]] | None:
         try:
             data = json.loads(self.json_path.read_text())

@@ -19,7 +19,9 @@ from loadlab.runner.compose import ComposeRuntime
 from loadlab.runner.options import OptionError
 from loadlab.runner.runtime_base import (  # re-exported: the runner imports them from here
     Endpoint,
+    ManifestNotes,
     Placement,
+    RemoteLoad,
     RunNotes,
     Runtime,
     RuntimeError_,
@@ -27,8 +29,8 @@ from loadlab.runner.runtime_base import (  # re-exported: the runner imports the
 )
 from loadlab.serve import ServerConfig
 
-__all__ = ["Endpoint", "NativeRuntime", "Placement", "RunNotes", "Runtime", "RuntimeError_",
-           "available_cores", "plan_placement", "runtime_for"]
+__all__ = ["Endpoint", "ManifestNotes", "NativeRuntime", "Placement", "RemoteLoad", "RunNotes",
+           "Runtime", "RuntimeError_", "available_cores", "plan_placement", "runtime_for"]
 
 
 def plan_placement(cpus: float, workers: int, cores: list[int] | None = None) -> Placement:
@@ -106,4 +108,8 @@ def runtime_for(name: str, port: int | None = None) -> Runtime:
         return NativeRuntime(port=port)
     if name == "compose":
         return ComposeRuntime()
-    raise OptionError(f"unknown runtime {name!r}: choose native or compose")
+    if name == "swarm":
+        from loadlab.runner.swarm import SwarmRuntime
+
+        return SwarmRuntime()
+    raise OptionError(f"unknown runtime {name!r}: choose native, compose or swarm")

@@ -73,6 +73,23 @@ class RunNotes(Protocol):
         """Fields for the run record; a ``notes`` list holds one-line remarks."""
 
 
+@runtime_checkable
+class RemoteLoad(Protocol):
+    """A runtime whose load generator runs elsewhere (swarm: the stack's Locust master and
+    workers); its driver behaves as the local Locust process does."""
+
+    def load_generator(self, spec: Any, out_prefix: Any) -> Any:
+        """A ``LocustProcess``-like driver, not yet started."""
+
+
+@runtime_checkable
+class ManifestNotes(Protocol):
+    """A runtime that adds what it knows about where it runs to the results' manifest."""
+
+    def manifest_notes(self) -> dict[str, Any]:
+        """Fields for the manifest (swarm: nodes, their CPUs, the tasks' placement)."""
+
+
 def available_cores() -> list[int]:
     try:
         return sorted(os.sched_getaffinity(0))

@@ -22,7 +22,7 @@ from loadlab.runner.manifest import manifest
 from loadlab.runner.options import Gates, RunSpec
 from loadlab.runner.progress import Progress
 from loadlab.runner.rounds import combine, precise_enough
-from loadlab.runner.runtime import Runtime, RuntimeError_
+from loadlab.runner.runtime import ManifestNotes, Runtime, RuntimeError_
 
 
 class StartError(RuntimeError):
@@ -73,7 +73,10 @@ def run_cells(specs: Sequence[RunSpec], out: Path, runtime: Runtime, *, resume: 
     for ended in leftovers.reap():
         progress.note(f"ended {ended} left running by an earlier runner")
     placement = runtime.placement(specs[0].server_config(port=0)).describe() if specs else ""
-    results = ResultsDir(out, manifest(runtime.name, placement), resume=resume)
+    about = manifest(runtime.name, placement)
+    if isinstance(runtime, ManifestNotes):
+        about.update(runtime.manifest_notes())
+    results = ResultsDir(out, about, resume=resume)
     # A cell is done when it has all its rounds (or its precision); fewer start again.
     done = {r["key"] for r in results.runs if r.get("key") in results.done_keys() and (
         len(r.get("rounds") or [r]) >= rounds

@@ -1,0 +1,90 @@
+"""A Locust worker from outside the lab (here a native process on this machine, as on
+another host) joins the compose lab's master through its published port 5557."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from stack import ROOT, Stack
+
+from loadlab.runner.locust_driver import locust_bin
+
+
+def worker_count(stack: Stack) -> int:
+    return int(stack.locust("/stats/requests").get("worker_count", 0))
+
+
+def settled(stack: Stack, hold_s: float = 4.0) -> dict[str, Any]:
+    """The master's statistics once they held longer than a worker's report interval
+    (3 s): a worker's last rows can arrive after the stop."""
+    stats = stack.locust("/stats/requests")
+    held = time.monotonic()
+    deadline = held + 30
+    while time.monotonic() - held < hold_s and time.monotonic() < deadline:
+        time.sleep(0.5)
+        again = stack.locust("/stats/requests")
+        if again["stats"] != stats["stats"]:
+            stats, held = again, time.monotonic()
+    return stats
+
+
+def test_a_native_worker_joins_through_the_published_port(stack: Stack,
+                                                          tmp_path: Path) -> None:
+    port = stack.ports["LOCUST_MASTER_PORT"]
+    # An earlier test's `loadlab run --runtime compose` stops the service after its run.
+    stack.compose("up", "--detach", "--wait", "--no-deps", "fastapi", timeout=180)
+    stack.wait_for("fastapi scraped", lambda: stack.query(
+        'up{job="services", service="fastapi"} == 1'), 60)
+    stack.compose("stop", "--timeout", "5", "locust-worker")  # only the outside worker
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [locust_bin(), "-f", str(ROOT / "locust" / "locustfile.py"), "--worker",
+         "--master-host", "127.0.0.1", "--master-port", str(port)],
+        cwd=str(ROOT / "locust"), stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    try:
+        stack.wait_for("the compose workers to leave and the native one to join",
+                       lambda: worker_count(stack) == 1, 60)
+        served = 'sum(http_requests_total{service="fastapi", handler="/json"})'
+        before = sum(stack.query(served).values())
+        # The address the outside worker reaches the service by: its published port.
+        stack.locust("/swarm", {"user_count": "4", "spawn_rate": "4", "scenario": "json",
+                                "host": stack.url("FASTAPI_PORT")})
+        time.sleep(5)
+        stack.locust("/stop", {})
+        stack.wait_for("the swarm to stop",
+                       lambda: stack.locust("/stats/requests")["state"] == "stopped", 60)
+        stats = settled(stack)
+        rows = {s["name"]: s for s in stats["stats"]}
+        sent = int(rows["/json"]["num_requests"])
+        assert sent > 50 and rows["/json"]["num_failures"] == 0, rows["/json"]
+        (native,) = [w["id"] for w in stats["workers"]]
+        # The exporter counts it as a worker like the others: all the requests are its own.
+        mine = f'locust_worker_requests_total{{worker="{native}"}}'
+        deadline = time.monotonic() + 30
+        while (exported := sum(stack.query(mine).values())) != sent:
+            assert time.monotonic() < deadline, (native, sent, exported, stack.prometheus(
+                "/api/v1/query", query="locust_worker_requests_total"))
+            time.sleep(1)
+        stack.wait_for("the exporter to count the worker's requests", lambda: (
+            sum(stack.query('sum(locust_requests_total{name="/json"})').values())
+            >= sent), 30)
+        stack.wait_for("the service to count them", lambda: (
+            sum(stack.query(served).values()) - before >= sent), 30)
+        assert sent <= sum(stack.query(served).values()) - before <= sent + 4
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+        log.close()
+        stack.compose("up", "--detach", "--wait", "--no-deps", "locust-worker", timeout=180)
