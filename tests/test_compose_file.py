@@ -202,7 +202,8 @@ def test_database_in_compose() -> None:
     assert "./src/loadlab/database/seed.sql:/docker-entrypoint-initdb.d/10-seed.sql:ro" \
         in pg["volumes"]
     assert pg["healthcheck"]["test"][1] == "pg_isready"
-    assert pg["cpus"] == "${POSTGRES_CPUS:-1}" and pg["mem_limit"] == "${POSTGRES_MEMORY:-1g}"
+    assert pg["deploy"]["resources"]["limits"] == {"cpus": "${POSTGRES_CPUS:-1}",
+                                                   "memory": "${POSTGRES_MEMORY:-1g}"}
     assert "FROM ${BASE_IMAGE}" in (ROOT / "postgres" / "Dockerfile.debian").read_text()
     for name in ("postgres", "postgres-exporter", "prometheus"):
         assert not str(SERVICES[name]["user"]).startswith("0"), name

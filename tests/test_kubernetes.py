@@ -177,9 +177,17 @@ def test_prometheus_mounts_every_generated_file_where_compose_has_it() -> None:
     (config,) = [v for v in pod["volumes"] if v["name"] == "config"]
     items = {i["key"]: i["path"] for i in config["configMap"]["items"]}
     assert items == kube.PROMETHEUS_FILES
-    (generated,) = generated_configmaps(KUBE)
-    assert set(generated["data"]) == set(items) and config["configMap"]["name"] == \
-        generated["metadata"]["name"]
+    generated = {c["metadata"]["name"]: c for c in generated_configmaps(KUBE)}
+    assert set(generated["prometheus-config"]["data"]) == set(items)
+    assert config["configMap"]["name"] == "prometheus-config"
+    # The database's seed is the one seed.sql, mounted where compose mounts it.
+    assert set(generated["postgres-seed"]["data"]) == {"10-seed.sql"}
+    pg = by_kind("Deployment")["postgres"]["spec"]["template"]["spec"]
+    (seed,) = [v for v in pg["volumes"] if v["name"] == "seed"]
+    assert seed["configMap"]["name"] == "postgres-seed"
+    assert "/docker-entrypoint-initdb.d/10-seed.sql" in " ".join(
+        compose()["postgres"]["volumes"][i]["target"]
+        for i in range(len(compose()["postgres"]["volumes"])))
     # Headless Services: `fastapi` resolves to every pod, as the lab's dns_sd_configs need.
     for name in ("fastapi", "flask"):
         assert by_kind("Service")[name]["spec"]["clusterIP"] == "None"

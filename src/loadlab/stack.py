@@ -26,7 +26,8 @@ from typing import Any
 
 STACK = "loadlab"
 ROLE_LABEL = "loadlab.role"
-SUT_SERVICES = ("fastapi", "flask", "fastapi-gunicorn", "flask-gevent")
+# The database is part of what is measured: it goes with the services, not with the load.
+SUT_SERVICES = ("fastapi", "flask", "fastapi-gunicorn", "flask-gevent", "postgres")
 LOAD_SERVICES = ("locust-worker",)
 # Keys swarm does not have, or that the stack file spells differently (handled below).
 COMPOSE_ONLY = ("build", "depends_on", "cpuset", "security_opt", "restart", "networks",
@@ -39,7 +40,9 @@ class StackError(RuntimeError):
 
 
 def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+    from loadlab.paths import lab_root  # the lab's checkout (--repo, the cwd, the source)
+
+    return lab_root()
 
 
 def _run(cmd: list[str], timeout: float = 120, env: Mapping[str, str] | None = None,
@@ -288,6 +291,12 @@ class Stack:
             raise StackError(
                 "in a swarm the Locust master's port answers on every interface of its node: "
                 "set LOCUST_WEB_PASSWORD (in .env or the environment) before deploying")
+        database = stack["services"].get("postgres")
+        if database is not None and not database.get("environment", {}).get(
+                "POSTGRES_PASSWORD"):
+            raise StackError(
+                "in a swarm the database's port answers on every interface of its node: "
+                "set POSTGRES_PASSWORD (in .env or the environment) before deploying")
 
     def deploy(self, services: Iterable[str] | None = None, placement: str = "auto",
                wait_s: float = DEPLOY_TIMEOUT_S) -> float:

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LAB_IMAGES = ("fastapi", "flask", "locust")
 OFFLINE_SERVICES = ["fastapi", "flask", "locust-master", "locust-worker", "prometheus"]
 PORTS = ("FASTAPI_PORT", "FLASK_PORT", "LOCUST_PORT", "LOCUST_MASTER_PORT",
-         "PROMETHEUS_PORT", "GRAFANA_PORT")
+         "PROMETHEUS_PORT", "GRAFANA_PORT", "POSTGRES_PORT")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -77,6 +77,7 @@ def swarm_lab() -> Iterator[SwarmLab]:
     tag = f"swarm-{os.getpid()}"
     ports = {name: free_port() for name in PORTS}
     env = {"LOADLAB_TAG": tag, "LOCUST_WEB_PASSWORD": secrets.token_urlsafe(12),
+           "POSTGRES_PASSWORD": secrets.token_urlsafe(12),
            "LOCUST_WORKERS": "1", "HEALTHCHECK_INTERVAL": "2s", "SCRAPE_INTERVAL": "2s",
            "FASTAPI_CPUS": "1", "FLASK_CPUS": "0.5", **{k: str(v) for k, v in ports.items()}}
     offline = not registry_answers()

@@ -1,6 +1,7 @@
 """The generated files of the Kubernetes manifests (deploy/kubernetes): the dashboards as
-ConfigMaps for Grafana's dashboard sidecar, and copies of the lab's Prometheus files for
-the base's configMapGenerator (kustomize reads files only from inside its directory).
+ConfigMaps for Grafana's dashboard sidecar, and copies of the lab's Prometheus files and
+of the database's seed.sql for the base's configMapGenerator (kustomize reads files only
+from inside its directory).
 
 Written and checked by ``loadlab dashboards`` with the dashboard JSON, so neither can
 drift from the code or from ``prometheus/``.
@@ -19,7 +20,9 @@ HEADER = ("# Written by `loadlab dashboards` from src/loadlab/dashboards/: never
 
 
 def repo_root() -> Path:
-    return Path(__file__).resolve().parents[3]
+    from loadlab.paths import lab_root  # the lab's checkout (--repo, the cwd, the source)
+
+    return lab_root()
 
 
 def dashboard_configmaps() -> str:
@@ -41,6 +44,9 @@ def render_files(root: Path | None = None) -> dict[Path, str]:
     files = {kube / "operator" / "dashboards.yaml": dashboard_configmaps()}
     for copy, source in PROMETHEUS_FILES.items():
         files[kube / "prometheus" / copy] = (root / "prometheus" / source).read_text()
+    # The database's seed, the one seed.sql (compose mounts the same file).
+    files[kube / "postgres" / "10-seed.sql"] = (
+        root / "src" / "loadlab" / "database" / "seed.sql").read_text()
     return files
 
 
