@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loadlab.names import DB_SCENARIOS
+from loadlab.proctree import tree_figures
 from loadlab.runner.options import OptionError, RunSpec
 from loadlab.runner.runtime import pin_tree
-from loadlab.runner.sampler import tree_figures
 
 WATCH_INTERVAL_S = 0.5
 CONNECTIONS_SQL = ("SELECT count(*) FROM pg_stat_activity "
