@@ -11,6 +11,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from _cpuwatch import WARN_PERCENT
+
 from loadlab.contract import MAX_CPU_WORK, MAX_IO_MS, MAX_QUERIES
 from loadlab.names import SCENARIOS
 
@@ -63,7 +65,7 @@ def add_arguments(parser: Any) -> None:
                        help="gate: fail (exit 1) if failures/requests exceeds this (0..1)")
     parser.add_argument("--min-rps", type=float, default=None, include_in_web_ui=False,
                        help="gate: fail (exit 1) if requests/s falls below this")
-    parser.add_argument("--cpu-warn-percent", type=float, default=90.0,
+    parser.add_argument("--cpu-warn-percent", type=float, default=WARN_PERCENT,
                         include_in_web_ui=False,
                         help="warn when a Locust process uses more CPU than this (of one core)")
     parser.add_argument("--loadlab-report", default="", include_in_web_ui=False,
