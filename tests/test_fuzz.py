@@ -1,7 +1,7 @@
 """Fuzz every path of both services from the committed OpenAPI document.
 
-Schemathesis runs as a real HTTP client (its CLI, in a subprocess) against each variant of
-the ``service`` fixture, in positive and negative modes, with bounded examples and a
+Schemathesis runs as a real HTTP client (its CLI, in a subprocess) against each variant,
+behind a real database, in positive and negative modes, with bounded examples and a
 request timeout: no 5xx, no hang, every answer as documented, invalid input refused.
 The seed is fixed so CI is repeatable; set LOADLAB_FUZZ_SEED to explore further.
 """
@@ -12,10 +12,12 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from contract_check import document
+from lab_services import VARIANTS, db_service
 
 from loadlab.launch import ServiceProcess
 from loadlab.openapi import document_path
@@ -24,6 +26,13 @@ CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conform
           "response_schema_conformance", "negative_data_rejection")
 MAX_EXAMPLES = 10
 REQUEST_TIMEOUT_S = 10
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def service(request: pytest.FixtureRequest, database_url: str) -> Iterator[ServiceProcess]:
+    """Every variant behind a real database: its paths answer rows, not 503s."""
+    with db_service(database_url, **VARIANTS[request.param]) as proc:
+        yield proc
 
 
 @pytest.mark.slow
