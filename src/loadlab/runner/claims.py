@@ -660,8 +660,8 @@ def print_table(verdicts: list[Verdict]) -> None:
     from rich.table import Table
 
     table = Table(title="loadlab claims", show_lines=True)
-    table.add_column("claim")
-    table.add_column("verdict")
+    table.add_column("claim", no_wrap=True)  # ids whole: CI and users grep for them
+    table.add_column("verdict", no_wrap=True)
     table.add_column("effect [95%]")
     table.add_column("evidence")
     colour = {HOLDS: "green", FAILS: "red", UNSURE: "yellow"}

@@ -27,7 +27,7 @@ from typing import Any
 from loadlab.runner.locust_driver import LoadFigures, LocustProcess
 from loadlab.runner.options import OptionError, RunSpec
 from loadlab.runner.prometheus_watch import PrometheusWatch
-from loadlab.runner.runtime import Endpoint, Placement, RuntimeError_
+from loadlab.runner.runtime_base import Endpoint, Placement, RuntimeError_
 from loadlab.serve import ServerConfig
 from loadlab.stack import Node, Stack, StackError, last_line, nodes
 
