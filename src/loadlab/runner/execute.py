@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from loadlab.db import default_pool_size
+from loadlab.names import DB_SCENARIOS
 from loadlab.runner.database import DatabaseWatch, RunDatabase
 from loadlab.runner.leftovers import Leftovers
 from loadlab.runner.locust_driver import LocustProcess
@@ -70,7 +71,8 @@ def _ramp_seen(locust: LocustProcess) -> bool:
 
 def service_env(spec: RunSpec, database: RunDatabase | None) -> dict[str, str]:
     """What a natively started service needs besides its ServerConfig."""
-    env = database.env() if database is not None else {}
+    # Only the database scenarios' services get it: the others run as they would alone.
+    env = database.env() if database is not None and spec.scenario in DB_SCENARIOS else {}
     if spec.db_pool_size is not None:
         env["LOADLAB_DB_POOL_SIZE"] = str(spec.db_pool_size)
     return env
@@ -100,7 +102,7 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
     locust: LocustProcess | None = None
     watch: DatabaseWatch | None = None
     try:
-        if database is not None:
+        if database is not None and spec.scenario in DB_SCENARIOS:
             watch = database.watch()
         if leftovers is not None and endpoint.pid is not None:
             leftovers.add("service", endpoint.pid)
