@@ -12,7 +12,7 @@ from typing import Any
 
 from _options import Knobs
 
-from loadlab.database.seed import WORLD_ROWS
+from loadlab.names import WORLD_ROWS
 from loadlab.workloads import cpu_work
 
 # Results of cpu_work are checked exactly up to this size; above it, computing the

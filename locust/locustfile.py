@@ -202,6 +202,9 @@ class LabUser(FastHttpUser):
 
 @events.init.add_listener
 def _init(environment: Environment, runner: Any, web_ui: Any, **_: Any) -> None:
+    # The hub's clock is cached: after a slow start-up (imports on a busy machine) it lags,
+    # and Locust's --run-time timer, set from it next, would fire seconds early.
+    gevent.get_hub().loop.update_now()
     options = environment.parsed_options
     worker = isinstance(runner, WorkerRunner)
     if options is not None and not worker:

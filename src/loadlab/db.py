@@ -26,9 +26,9 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from loadlab import contract
-from loadlab.database.seed import WORLD_ROWS
 from loadlab.metrics import tally
 from loadlab.metrics.definitions import DB_BUCKETS, db_errors, db_histograms, db_pool_gauges
+from loadlab.names import WORLD_ROWS
 from loadlab.settings import ServiceSettings
 
 if TYPE_CHECKING:

@@ -9,6 +9,8 @@ SCENARIOS = (
     "json", "io", "cpu", "cpu-blocking", "cpu-process", "mixed", "upstream", "echo",
     "request", "db", "queries", "db-sleep", "db-blocking", "all",
 )
+# Rows of the seeded `world` table (TechEmpower's): ids and randomnumber run 1..WORLD_ROWS.
+WORLD_ROWS = 10_000
 # The scenarios whose requests need a database (the runner starts one natively if needed).
 DB_SCENARIOS = ("db", "queries", "db-sleep", "db-blocking")
 

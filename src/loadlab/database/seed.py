@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-WORLD_ROWS = 10_000
+from loadlab.names import WORLD_ROWS
+
+__all__ = ["FORTUNE_ROWS", "WORLD_ROWS", "seed", "seed_sql"]
 FORTUNE_ROWS = 12
 
 
