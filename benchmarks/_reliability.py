@@ -13,9 +13,12 @@ import itertools
 import json
 import math
 import os
+import signal
+import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +58,35 @@ def pinned_service(options: dict[str, Any],
         yield service
     finally:
         service.stop()
+
+
+@contextlib.contextmanager
+def process_group(argv: list[str], env: dict[str, str], ready_url: str, what: str,
+                  ready_s: float = 30.0) -> Iterator[subprocess.Popen[bytes]]:
+    """A server started in a process group of its own, ready once ``ready_url`` answers;
+    ended by its group (SIGTERM, then SIGKILL), also when the caller fails."""
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + ready_s
+        while True:
+            try:
+                with urllib.request.urlopen(ready_url, timeout=5):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{what} did not start") from None
+                time.sleep(0.1)
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def percentile(values: list[float], q: float) -> float:

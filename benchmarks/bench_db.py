@@ -31,20 +31,26 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
-from _reliability import LOAD_CPU, SERVER_CPU, can_pin, load_average, pinned_service, wait_idle
+from _reliability import (
+    LOAD_CPU,
+    SERVER_CPU,
+    can_pin,
+    load_average,
+    pinned_service,
+    process_group,
+    wait_idle,
+)
 
 from loadlab.database import PostgresCluster
 from loadlab.db import default_pool_size
@@ -236,31 +242,11 @@ def bare_service(cluster: PostgresCluster, variant: Variant, app: str, pool: int
     env.update(LOADLAB_BIND=f"127.0.0.1:{port}", LOADLAB_WORKERS=str(variant.workers),
                LOADLAB_THREADS=str(variant.threads),
                LOADLAB_GUNICORN_WORKER_CLASS=GUNICORN_CLASS.get(variant.worker_class, "sync"))
-    proc = subprocess.Popen(["taskset", "-c", str(SERVER_CPU), *bare_argv(variant, port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + READY_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/db", timeout=5):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"bare {variant.name} did not start") from None
-                time.sleep(0.1)
+    argv = ["taskset", "-c", str(SERVER_CPU), *bare_argv(variant, port)]
+    with process_group(argv, env, f"{url}/db", f"bare {variant.name}", READY_S) as proc:
         wait_connections(conn, app, pool * variant.workers, lambda: proc.poll() is None)
         yield Served(app, url, proc.pid)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 # -- the load --------------------------------------------------------------------------------

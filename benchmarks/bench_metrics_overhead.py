@@ -28,19 +28,17 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+from _reliability import process_group
 
 from loadlab.launch import free_port, serve_argv
 from loadlab.serve import GUNICORN_CLASS, ServerConfig
@@ -122,29 +120,12 @@ def running(variant: Variant, app: str) -> Iterator[Server]:
         if app == "metrics" and variant.config.multiprocess:
             metrics_dir = tempfile.mkdtemp(prefix="loadlab-bench-")
             env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    proc = subprocess.Popen(["taskset", "-c", SERVER_CORE, *argv], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
     url = f"http://127.0.0.1:{port}/json"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{variant.name} {app} did not start") from None
-                time.sleep(0.1)
-        yield Server(url, proc.pid)
+        with process_group(["taskset", "-c", SERVER_CORE, *argv], env, url,
+                           f"{variant.name} {app}") as proc:
+            yield Server(url, proc.pid)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
