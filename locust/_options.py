@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -70,6 +73,9 @@ def add_arguments(parser: Any) -> None:
                         help="warn when a Locust process uses more CPU than this (of one core)")
     parser.add_argument("--loadlab-report", default="", include_in_web_ui=False,
                        help="write the lab's extra figures (JSON) to this file at exit")
+    parser.add_argument("--wait-ready-s", type=float, default=0.0, include_in_web_ui=False,
+                        help="before the test starts, wait up to this long for the target's "
+                        "/healthz (a load generator started beside its service)")
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,8 @@ def problems(options: Any, users: int | None) -> list[str]:
         out.append(f"--cpu-warn-percent {options.cpu_warn_percent}: must be > 0")
     if not options.warmup_s >= 0:
         out.append(f"--warmup-s {options.warmup_s}: must be >= 0")
+    if not options.wait_ready_s >= 0:
+        out.append(f"--wait-ready-s {options.wait_ready_s}: must be >= 0")
     for name in ("max_p95_ms", "max_p99_ms", "min_rps"):
         value = getattr(options, name)
         if value is not None and not value >= 0:
@@ -146,3 +154,28 @@ def target_url(options: Any) -> str | None:
     if options is None or getattr(options, "target", "host") == "host":
         return None
     return os.environ.get(TARGET_ENV[options.target]) or None
+
+
+def wait_ready(base_url: str, within_s: float) -> str | None:
+    """Poll ``base_url``/healthz until it answers 200; None then, else why not (one line).
+
+    Lets the runner start Locust beside the service it loads: Locust's own start-up (its
+    imports take about a second) overlaps the service's instead of following it.
+    """
+    deadline = time.monotonic() + within_s
+    delay = 0.02
+    last = "no answer"
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base_url.rstrip('/')}/healthz", timeout=2) as reply:
+                if reply.status == 200:
+                    return None
+                last = f"HTTP {reply.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}"
+        except (OSError, ValueError) as exc:
+            last = str(exc) or type(exc).__name__
+        if time.monotonic() + delay > deadline:
+            return f"{base_url} not ready after {within_s:g}s ({last})"
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.2)

@@ -202,9 +202,6 @@ class LabUser(FastHttpUser):
 
 @events.init.add_listener
 def _init(environment: Environment, runner: Any, web_ui: Any, **_: Any) -> None:
-    # The hub's clock is cached: after a slow start-up (imports on a busy machine) it lags,
-    # and Locust's --run-time timer, set from it next, would fire seconds early.
-    gevent.get_hub().loop.update_now()
     options = environment.parsed_options
     worker = isinstance(runner, WorkerRunner)
     if options is not None and not worker:
@@ -212,6 +209,14 @@ def _init(environment: Environment, runner: Any, web_ui: Any, **_: Any) -> None:
         problems = _options.problems(options, users)
         if problems:
             _options.fail(problems[0])
+        target = _options.target_url(options) or environment.host
+        if options.wait_ready_s > 0 and target:
+            not_ready = _options.wait_ready(target, options.wait_ready_s)
+            if not_ready:
+                _options.fail(f"--wait-ready-s: {not_ready}")
+    # The hub's clock is cached: after a slow start-up (imports on a busy machine, or the
+    # wait above) it lags, and Locust's --run-time timer, set from it next, would fire early.
+    gevent.get_hub().loop.update_now()
     Lab.state.runner = runner
     Lab.cpu.label = "locust worker" if worker else "locust"
     if options is not None:

@@ -54,6 +54,16 @@ class ServiceProcess:
         return f"http://{host}:{self.cfg.port}"
 
     def start(self) -> ServiceProcess:
+        self.spawn()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def spawn(self) -> ServiceProcess:
+        """Start the process without waiting for it (``wait_ready`` waits)."""
         if port_in_use(self.cfg.host, self.cfg.port):
             raise LaunchError(f"port {self.cfg.port} on {self.cfg.host} is already in use")
         fd, name = tempfile.mkstemp(prefix=f"loadlab-{self.cfg.framework}-", suffix=".log")
@@ -66,11 +76,6 @@ class ServiceProcess:
             start_new_session=True,
         )
         os.close(fd)
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
         return self
 
     def wait_ready(self) -> None:

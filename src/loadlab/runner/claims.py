@@ -245,7 +245,6 @@ def plan(sizes: Sizes, cores: int) -> dict[str, RunSpec]:
         "procs-n": dict(worker_class="sync", workers=max(cores, 2), cpus=all_cores),
         "threads-1": dict(worker_class="gthread", workers=1, threads=1, cpus=all_cores),
         "threads-4": dict(worker_class="gthread", workers=1, threads=4, cpus=all_cores),
-        "limit-1": dict(worker_class="sync", workers=1, cpus=1.0),
         "limit-2": dict(worker_class="sync", workers=2, cpus=1.0),
     }
     for name, fields in pairs.items():
@@ -472,12 +471,13 @@ def threads_not_parallel(runs: Runs, cores: int) -> Verdict:
 def limit_caps(runs: Runs, cores: int) -> Verdict:
     cid, text = "cpu-limit-caps-scaling", (
         "more workers than the CPU limit buys nothing and shows throttling")
-    if (v := _missing(cid, text, ["limit-1", "limit-2"], runs)) is not None:
+    if (v := _missing(cid, text, ["procs-1", "limit-2"], runs)) is not None:
         return v
-    one, two = _pair(runs, "limit-1", "limit-2")
+    one, two = _pair(runs, "procs-1", "limit-2")
     limit = float(two[0]["cpus"])
     seen = (two[0].get("server") or {}).get("cpu_limit")
-    # The ceiling the limit allows: limit / CPU cost of one request (measured with 1 worker).
+    # The ceiling the limit allows: limit / CPU cost of one request, measured with 1 worker
+    # (the cpu-scales cell: one sync worker uses one core at most, with or without a limit).
     ceilings = [limit * r["requests"] / r["server"]["cpu_seconds"] for r in one
                 if (r.get("server") or {}).get("cpu_seconds") and r["requests"]]
     shares = [s for r in two if (s := (r.get("server") or {}).get("throttled_share"))
@@ -487,8 +487,9 @@ def limit_caps(runs: Runs, cores: int) -> Verdict:
                           _rps(two)) if ceilings else None
     ceiling_text = f"{_med(ceilings):,.1f}" if ceilings else "unknown"
     share_text = "unknown" if share is None else f"{share:.0%}"
-    evidence = (f"Gunicorn sync under a {limit:g}-CPU limit: 1 worker {_rps_list(one)} req/s, "
-                f"{two[0]['workers']} workers {_rps_list(two)} req/s; the limit allows "
+    evidence = (f"Gunicorn sync: 1 worker (no limit) {_rps_list(one)} req/s, "
+                f"{two[0]['workers']} workers under a {limit:g}-CPU limit {_rps_list(two)} "
+                "req/s; the limit allows "
                 f"{ceiling_text} req/s at the CPU cost measured with 1 worker; "
                 f"{two[0]['workers']} workers throttled in {share_text} of periods; limit seen "
                 f"by the service: {seen if seen is not None else 'unknown'} (holds: ratio to "

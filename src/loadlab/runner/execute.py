@@ -19,13 +19,14 @@ from loadlab.db import default_pool_size
 from loadlab.names import DB_SCENARIOS
 from loadlab.runner.database import DatabaseWatch, RunDatabase
 from loadlab.runner.leftovers import Leftovers
-from loadlab.runner.locust_driver import LocustProcess
+from loadlab.runner.locust_driver import LocustProcess, locustfile, waits_ready
 from loadlab.runner.options import RunSpec
-from loadlab.runner.runtime import RemoteLoad, RunNotes, Runtime
+from loadlab.runner.runtime import EarlyLoad, RemoteLoad, RunNotes, Runtime
 from loadlab.runner.sampler import ServerSampler
 
 Tick = Callable[[float, float, float | None, float | None, str], None]
 GRACE_S = 30.0  # Locust start-up and shutdown on a busy machine
+READY_WAIT_S = 60.0  # Locust started beside its service waits this long for it (> its own)
 LATENCY_DIGITS = 3  # ms to the microsecond: what the locustfile's histogram resolves
 
 
@@ -89,6 +90,11 @@ def saturation_warning(lab: dict[str, Any] | None) -> str | None:
             "this measurement (fewer users per process, or more cores for Locust)")
 
 
+def _track(locust: LocustProcess, leftovers: Leftovers | None) -> None:
+    if leftovers is not None and locust.proc is not None:
+        leftovers.add("locust", locust.proc.pid)
+
+
 def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             tick: Tick | None = None, leftovers: Leftovers | None = None,
             database: RunDatabase | None = None) -> dict[str, Any]:
@@ -97,23 +103,31 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
     placement = runtime.placement(cfg)
     if hasattr(runtime, "service_env"):
         runtime.service_env = service_env(spec, database)
-    endpoint = runtime.start(cfg)
+    # Locust's start-up (about a second) overlaps the service's when both can wait.
+    early = (runtime if isinstance(runtime, EarlyLoad) and not isinstance(runtime, RemoteLoad)
+             and waits_ready(locustfile()) else None)
+    endpoint = early.launch(cfg) if early is not None else runtime.start(cfg)
     sampler: ServerSampler | None = None
     locust: LocustProcess | None = None
     watch: DatabaseWatch | None = None
     try:
-        if database is not None and spec.scenario in DB_SCENARIOS:
-            watch = database.watch()
         if leftovers is not None and endpoint.pid is not None:
             leftovers.add("service", endpoint.pid)
-        sampler = ServerSampler(endpoint.metrics_url, endpoint.pid, endpoint.base_url).start()
-        if isinstance(runtime, RemoteLoad):  # the load comes from the runtime's own Locust
-            locust = runtime.load_generator(spec, raw_dir / run_id).start()
-        else:
+        if early is not None:
             locust = LocustProcess(spec, endpoint.base_url, raw_dir / run_id,
-                                   cores=placement.load_cores).start()
-        if leftovers is not None and locust.proc is not None:
-            leftovers.add("locust", locust.proc.pid)
+                                   cores=placement.load_cores, wait_ready_s=READY_WAIT_S)
+            _track(locust.start(), leftovers)
+            early.wait_ready()
+        if database is not None and spec.scenario in DB_SCENARIOS:
+            watch = database.watch()
+        sampler = ServerSampler(endpoint.metrics_url, endpoint.pid, endpoint.base_url).start()
+        if locust is None:
+            if isinstance(runtime, RemoteLoad):  # the load comes from the runtime's own Locust
+                locust = runtime.load_generator(spec, raw_dir / run_id)
+            else:
+                locust = LocustProcess(spec, endpoint.base_url, raw_dir / run_id,
+                                       cores=placement.load_cores)
+            _track(locust.start(), leftovers)
         planned = spec.warmup_s + spec.duration_s
         began = time.monotonic()
         load_began: float | None = None

@@ -61,8 +61,17 @@ def lab_report_path(json_prefix: Path) -> Path:
     return json_prefix.parent / f"{json_prefix.name}.loadlab.json"
 
 
-def build_argv(spec: RunSpec, host: str, json_prefix: Path, path: Path) -> tuple[list[str], bool]:
-    """The Locust command; the flag says whether the locustfile drops the warm-up itself."""
+def waits_ready(path: Path) -> bool:
+    """Whether the locustfile can wait for its target's /healthz (``--wait-ready-s``)."""
+    return "--wait-ready-s" in locustfile_options(str(path))
+
+
+def build_argv(spec: RunSpec, host: str, json_prefix: Path, path: Path,
+               wait_ready_s: float = 0.0) -> tuple[list[str], bool]:
+    """The Locust command; the flag says whether the locustfile drops the warm-up itself.
+
+    ``wait_ready_s`` > 0: the service is still starting; the locustfile waits for it.
+    """
     known = locustfile_options(str(path))
     spawn_rate = spec.spawn_rate or float(spec.users)
     argv = [
@@ -87,6 +96,10 @@ def build_argv(spec: RunSpec, host: str, json_prefix: Path, path: Path) -> tuple
         argv += ["--warmup-s", f"{spec.warmup_s:g}"]
     if "--loadlab-report" in known:
         argv += ["--loadlab-report", str(lab_report_path(json_prefix))]
+    if wait_ready_s > 0:
+        if "--wait-ready-s" not in known:
+            raise ValueError(f"{path} cannot wait for its target (no --wait-ready-s)")
+        argv += ["--wait-ready-s", f"{wait_ready_s:g}"]
     return argv, own_warmup
 
 
@@ -166,12 +179,13 @@ class LocustProcess:
     """One headless Locust run in its own process group."""
 
     def __init__(self, spec: RunSpec, host: str, out_prefix: Path,
-                 cores: tuple[int, ...] | None = None) -> None:
+                 cores: tuple[int, ...] | None = None, wait_ready_s: float = 0.0) -> None:
         self.spec = spec
         out_prefix = out_prefix.resolve()  # Locust runs in the locustfile's directory
         self.json_prefix = out_prefix
         self.log_path = out_prefix.with_suffix(".locust.log")
-        self.argv, self.own_warmup = build_argv(spec, host, out_prefix, locustfile())
+        self.argv, self.own_warmup = build_argv(spec, host, out_prefix, locustfile(),
+                                                wait_ready_s)
         self.cores = cores
         self.proc: subprocess.Popen[bytes] | None = None
         self.peak_cpu_percent = 0.0

@@ -18,6 +18,7 @@ from loadlab.launch import LaunchError, ServiceProcess, free_port
 from loadlab.runner.compose import ComposeRuntime
 from loadlab.runner.options import OptionError
 from loadlab.runner.runtime_base import (  # re-exported: the runner imports them from here
+    EarlyLoad,
     Endpoint,
     ManifestNotes,
     Placement,
@@ -29,8 +30,9 @@ from loadlab.runner.runtime_base import (  # re-exported: the runner imports the
 )
 from loadlab.serve import ServerConfig
 
-__all__ = ["Endpoint", "ManifestNotes", "NativeRuntime", "Placement", "RemoteLoad", "RunNotes",
-           "Runtime", "RuntimeError_", "available_cores", "plan_placement", "runtime_for"]
+__all__ = ["EarlyLoad", "Endpoint", "ManifestNotes", "NativeRuntime", "Placement", "RemoteLoad",
+           "RunNotes", "Runtime", "RuntimeError_", "available_cores", "plan_placement",
+           "runtime_for"]
 
 
 def plan_placement(cpus: float, workers: int, cores: list[int] | None = None) -> Placement:
@@ -72,6 +74,11 @@ class NativeRuntime:
         return plan_placement(cfg.cpus, cfg.workers)
 
     def start(self, cfg: ServerConfig) -> Endpoint:
+        endpoint = self.launch(cfg)
+        self.wait_ready()
+        return endpoint
+
+    def launch(self, cfg: ServerConfig) -> Endpoint:
         port = self.port if self.port is not None else free_port(self.host)
         cfg = ServerConfig(
             framework=cfg.framework, host=self.host, port=port, workers=cfg.workers,
@@ -79,14 +86,22 @@ class NativeRuntime:
             loop=cfg.loop, http=cfg.http,
         )
         service = ServiceProcess(cfg, env={**os.environ, **self.service_env})
-        self._service = service
         try:
-            service.start()
+            service.spawn()
         except LaunchError as exc:
-            self._service = None
             raise RuntimeError_(f"{cfg.framework} did not start: {exc}") from None
-        pin_tree(service.pid, self.placement(cfg).server_cores)
+        self._service = service
         return Endpoint(service.url, f"{service.url}/metrics", pid=service.pid)
+
+    def wait_ready(self) -> None:
+        service = self._service
+        assert service is not None, "wait_ready() before launch()"
+        try:
+            service.wait_ready()
+        except LaunchError as exc:
+            self.stop()
+            raise RuntimeError_(f"{service.cfg.framework} did not start: {exc}") from None
+        pin_tree(service.pid, self.placement(service.cfg).server_cores)
 
     def alive(self) -> bool:
         return bool(self._service and self._service.proc and self._service.proc.poll() is None)

@@ -74,6 +74,19 @@ class RunNotes(Protocol):
 
 
 @runtime_checkable
+class EarlyLoad(Protocol):
+    """A runtime that can hand back the endpoint before the service answers, so that the
+    load generator starts beside the service (each start-up takes about a second) and
+    waits for /healthz itself; ``wait_ready`` then waits here too."""
+
+    def launch(self, cfg: ServerConfig) -> Endpoint:
+        """Start the variant without waiting for it. Raises RuntimeError_."""
+
+    def wait_ready(self) -> None:
+        """Return once the launched service answers /healthz; else stop it, RuntimeError_."""
+
+
+@runtime_checkable
 class RemoteLoad(Protocol):
     """A runtime whose load generator runs elsewhere (swarm: the stack's Locust master and
     workers); its driver behaves as the local Locust process does."""
