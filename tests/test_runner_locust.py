@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from loadlab.runner.locust_driver import build_argv, percentile, summarise
+from loadlab.launch import free_port
+from loadlab.runner.locust_driver import (
+    LocustProcess,
+    build_argv,
+    percentile,
+    summarise,
+    waits_ready,
+)
 from loadlab.runner.options import RunSpec
 
 
@@ -60,3 +67,34 @@ def test_argv_uses_the_lab_options_the_locustfile_declares(tmp_path: Path) -> No
     plain.write_text("# no lab options\n")
     argv, own = build_argv(spec, "http://127.0.0.1:1", tmp_path / "out", plain)
     assert not own and "--warmup-s" not in argv
+
+
+def test_argv_asks_the_locustfile_to_wait_for_a_service_still_starting(tmp_path: Path) -> None:
+    lf = tmp_path / "locustfile.py"
+    lf.write_text('parser.add_argument("--wait-ready-s", type=float)\n')
+    spec = RunSpec(target="flask", scenario="io", users=5, duration_s=10)
+    argv, _ = build_argv(spec, "http://127.0.0.1:1", tmp_path / "out", lf, wait_ready_s=60)
+    assert " ".join(argv).endswith("--wait-ready-s 60")
+    assert waits_ready(lf)
+    plain = tmp_path / "plain" / "locustfile.py"
+    plain.parent.mkdir()
+    plain.write_text("# no lab options\n")
+    assert not waits_ready(plain)
+    with pytest.raises(ValueError, match="cannot wait"):
+        build_argv(spec, "http://127.0.0.1:1", tmp_path / "out", plain, wait_ready_s=60)
+
+
+def test_a_service_that_never_answers_ends_the_waiting_locust_in_one_line(
+        tmp_path: Path) -> None:
+    # A real Locust, told to wait for a port where nothing listens: exit 2, one line, no load.
+    spec = RunSpec(target="flask", scenario="json", users=1, duration_s=2)
+    locust = LocustProcess(spec, f"http://127.0.0.1:{free_port('127.0.0.1')}",
+                           tmp_path / "never", wait_ready_s=1.5)
+    try:
+        assert locust.start().wait(60) == 2
+    finally:
+        locust.stop()
+    errors = [line for line in locust.log_path.read_text().splitlines() if "error" in line]
+    assert errors == [errors[0]] and "--wait-ready-s" in errors[0]
+    assert "not ready after 1.5s" in errors[0] and "Traceback" not in locust.log_path.read_text()
+    assert locust.report() is None or all(e["num_requests"] == 0 for e in locust.report() or [])

@@ -103,9 +103,11 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
     placement = runtime.placement(cfg)
     if hasattr(runtime, "service_env"):
         runtime.service_env = service_env(spec, database)
-    # Locust's start-up (about a second) overlaps the service's when both can wait.
+    # Locust's start-up (about a second) overlaps the service's when both can wait. Only for
+    # one process: /healthz answers once the first worker is up, and keep-alive users that
+    # connected before the others booted would all stay on it (seen: gthread 2x4 at 54%).
     early = (runtime if isinstance(runtime, EarlyLoad) and not isinstance(runtime, RemoteLoad)
-             and waits_ready(locustfile()) else None)
+             and spec.workers == 1 and waits_ready(locustfile()) else None)
     endpoint = early.launch(cfg) if early is not None else runtime.start(cfg)
     sampler: ServerSampler | None = None
     locust: LocustProcess | None = None
