@@ -91,6 +91,15 @@ def running(out: Path) -> list[dict[str, Any]]:
         return []
 
 
+def under_load(out: Path) -> bool:
+    """Service and Locust both listed, and Locust's first statistics printed (about 2 s into
+    the load): Locust is started beside a one-process service that may still be starting,
+    so the list alone is not enough, and the runner sees the service answer within 0.5 s."""
+    return len(running(out)) == 2 and any(
+        "Aggregated" in log.read_text(errors="replace")
+        for log in (out / "raw").glob("*.locust.log"))
+
+
 def two_cell_matrix(path: Path, duration: str = "3s") -> Path:
     path.write_text(
         "[matrix]\n"

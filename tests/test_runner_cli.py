@@ -22,6 +22,7 @@ from _runner_util import (
     summary,
     tagged_env,
     two_cell_matrix,
+    under_load,
     wait_for,
 )
 
@@ -209,7 +210,7 @@ def test_service_killed_mid_run_fails_that_run_and_the_matrix_goes_on(
     proc = spawn(["matrix", str(two_cell_matrix(tmp_path / "m.toml", "4s")), "--out", str(out)],
                  env[0])
     try:
-        wait_for(lambda: len(running(out)) == 2, 60, "the first run under load")
+        wait_for(lambda: under_load(out), 60, "the first run under load")
         service = next(e for e in running(out) if e["role"] == "service")
         os.killpg(service["pid"], signal.SIGKILL)
         _, stderr = proc.communicate(timeout=120)

@@ -26,8 +26,8 @@ class CountingRuntime(NativeRuntime):
     served: float | None = None
     _url: str = ""
 
-    def start(self, cfg: ServerConfig) -> Endpoint:
-        endpoint = super().start(cfg)
+    def launch(self, cfg: ServerConfig) -> Endpoint:  # start() calls it too
+        endpoint = super().launch(cfg)
         self._url = endpoint.base_url
         return endpoint
 
