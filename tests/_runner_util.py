@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -92,11 +93,11 @@ def running(out: Path) -> list[dict[str, Any]]:
 
 
 def under_load(out: Path) -> bool:
-    """Service and Locust both listed, and Locust's first statistics printed (about 2 s into
-    the load): Locust is started beside a one-process service that may still be starting,
-    so the list alone is not enough, and the runner sees the service answer within 0.5 s."""
+    """Service and Locust both listed, and Locust's statistics show requests served (its
+    periodic table, every 2 s): Locust is started beside a one-process service that may
+    still be starting, so the list alone is not enough."""
     return len(running(out)) == 2 and any(
-        "Aggregated" in log.read_text(errors="replace")
+        re.search(r"Aggregated\s+[1-9]\d*\s", log.read_text(errors="replace"))
         for log in (out / "raw").glob("*.locust.log"))
 
 
