@@ -33,31 +33,30 @@ Key = tuple[str, str]  # (name, method)
 
 @dataclass
 class Series:
-    """One name/method: its latency histogram and failures."""
+    """One name/method: its latency histogram, which counts its failures too."""
 
     latency: Latency = field(default_factory=Latency)
-    failures: int = 0
 
     @property
     def count(self) -> int:
         return self.latency.total
 
     @property
+    def failures(self) -> int:
+        return self.latency.failures
+
+    @property
     def sum_s(self) -> float:
         return self.latency.sum_ms / 1000.0
 
     def add(self, seconds: float, failed: bool) -> None:
-        self.latency.add(seconds * 1000.0)
-        if failed:
-            self.failures += 1
+        self.latency.add(seconds * 1000.0, failed)
 
-    def merge(self, data: list) -> None:
-        latency, failures = data
-        self.latency.merge(latency)
-        self.failures += int(failures)
+    def merge(self, data: dict[str, object]) -> None:
+        self.latency.merge(data)
 
-    def dump(self) -> list:
-        return [self.latency.dump(), self.failures]
+    def dump(self) -> dict[str, object]:
+        return self.latency.dump()
 
     def cumulative(self) -> list[tuple[str, int]]:
         """Prometheus buckets (cumulative, +Inf last) read from the histogram."""

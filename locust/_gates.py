@@ -39,11 +39,19 @@ class Figures:
     error_rate: float
     latency_ms: dict[str, float]
     intended_latency_ms: dict[str, float] | None
+    # What completed inside the measured window (from the warm-up's end to the stop being
+    # asked for): requests, failures, seconds. Locust's totals above also count what the
+    # server finished after the stop (--stop-timeout).
+    window: dict[str, float] | None = None
 
     @classmethod
     def from_stats(cls, total: Any, open_model: OpenModelStats | None,
-                   measured: Latency | None = None) -> Figures:
+                   measured: Latency | None = None, window_s: float = 0.0) -> Figures:
         requests, failures = int(total.num_requests), int(total.num_failures)
+        window = None
+        if measured is not None and window_s > 0:
+            window = {"requests": measured.total, "failures": measured.failures,
+                      "seconds": round(window_s, 4)}
         if measured is not None and measured.total:
             latency = measured.figures()
         else:
@@ -56,8 +64,12 @@ class Figures:
         intended = None
         if open_model is not None:
             intended = open_model.intended.figures()
-        return cls(requests, failures, float(total.total_rps or 0),
-                   failures / requests if requests else 0.0, latency, intended)
+        rps = float(total.total_rps or 0)
+        error_rate = failures / requests if requests else 0.0
+        if window is not None and window["requests"]:
+            rps = window["requests"] / window["seconds"]
+            error_rate = window["failures"] / window["requests"]
+        return cls(requests, failures, rps, error_rate, latency, intended, window)
 
     def gate_latency(self) -> dict[str, float]:
         """Latency gates judge what users see: from the intended send time in the open model."""
@@ -108,6 +120,7 @@ def report(options: Any, fig: Figures, gates: list[Gate], open_model: OpenModelS
         "failures": fig.failures,
         "error_rate": fig.error_rate,
         "rps": fig.rps,
+        "window": fig.window,
         "latency_ms": fig.latency_ms,
         "latency_source": "hdr" if "mean" in fig.latency_ms else "locust",
         "intended_latency_ms": fig.intended_latency_ms,

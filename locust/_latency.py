@@ -18,11 +18,12 @@ SIGNIFICANT_DIGITS = 3
 
 
 class Latency:
-    """Response times (ms in, ms out) recorded in whole microseconds."""
+    """Response times (ms in, ms out) recorded in whole microseconds, and the failures."""
 
     def __init__(self) -> None:
         self.hist = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
         self.sum_ms = 0.0  # exact, not the histogram's bucket midpoints
+        self.failures = 0
 
     @property
     def total(self) -> int:
@@ -36,10 +37,11 @@ class Latency:
     def mean_ms(self) -> float:
         return self.sum_ms / self.total if self.total else 0.0
 
-    def add(self, ms: float) -> None:
+    def add(self, ms: float, failed: bool = False) -> None:
         us = min(max(round(ms * 1000.0), LOWEST_US), HIGHEST_US)
         self.hist.record_value(us)
         self.sum_ms += ms
+        self.failures += failed
 
     def percentile(self, q: float) -> float:
         """The value at quantile ``q`` (0..1) in ms; 0 when nothing was recorded."""
@@ -69,14 +71,12 @@ class Latency:
 
     def dump(self) -> dict[str, object]:
         encoded = self.hist.encode() if self.total else b""
-        return {"hdr": encoded.decode("ascii"), "sum_ms": self.sum_ms}
+        return {"hdr": encoded.decode("ascii"), "sum_ms": self.sum_ms,
+                "failures": self.failures}
 
     def merge(self, data: dict[str, object]) -> None:
         encoded = str(data.get("hdr") or "")
         if encoded:
             self.hist.decode_and_add(encoded.encode("ascii"))
         self.sum_ms += float(data.get("sum_ms") or 0.0)  # type: ignore[arg-type]
-
-    def merge_latency(self, other: Latency) -> None:
-        self.hist.add(other.hist)
-        self.sum_ms += other.sum_ms
+        self.failures += int(data.get("failures") or 0)  # type: ignore[call-overload]

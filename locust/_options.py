@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -76,6 +73,9 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--wait-ready-s", type=float, default=0.0, include_in_web_ui=False,
                         help="before the test starts, wait up to this long for the target's "
                         "/healthz (a load generator started beside its service)")
+    parser.add_argument("--wait-workers", type=int, default=1, include_in_web_ui=False,
+                        help="with --wait-ready-s: also wait until the target's /metrics "
+                        "counts this many workers up (loadlab_workers)")
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,8 @@ def problems(options: Any, users: int | None) -> list[str]:
         out.append(f"--warmup-s {options.warmup_s}: must be >= 0")
     if not options.wait_ready_s >= 0:
         out.append(f"--wait-ready-s {options.wait_ready_s}: must be >= 0")
+    if not options.wait_workers >= 1:
+        out.append(f"--wait-workers {options.wait_workers}: must be >= 1")
     for name in ("max_p95_ms", "max_p99_ms", "min_rps"):
         value = getattr(options, name)
         if value is not None and not value >= 0:
@@ -154,28 +156,3 @@ def target_url(options: Any) -> str | None:
     if options is None or getattr(options, "target", "host") == "host":
         return None
     return os.environ.get(TARGET_ENV[options.target]) or None
-
-
-def wait_ready(base_url: str, within_s: float) -> str | None:
-    """Poll ``base_url``/healthz until it answers 200; None then, else why not (one line).
-
-    Lets the runner start Locust beside the service it loads: Locust's own start-up (its
-    imports take about a second) overlaps the service's instead of following it.
-    """
-    deadline = time.monotonic() + within_s
-    delay = 0.02
-    last = "no answer"
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base_url.rstrip('/')}/healthz", timeout=2) as reply:
-                if reply.status == 200:
-                    return None
-                last = f"HTTP {reply.status}"
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}"
-        except (OSError, ValueError) as exc:
-            last = str(exc) or type(exc).__name__
-        if time.monotonic() + delay > deadline:
-            return f"{base_url} not ready after {within_s:g}s ({last})"
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.2)

@@ -29,6 +29,7 @@ from flask import Response
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from loadlab.readiness import wait_ready
 from locust import FastHttpUser, events, tag, task
 
 log = logging.getLogger("loadlab")
@@ -69,8 +70,13 @@ def _count(request_type: str, name: str, response_time: float, exception: Any,
            **_: Any) -> None:
     # Locust hands over the unrounded time (ms, float): rounding happens in its statistics.
     ms = float(response_time or 0.0)
-    Lab.state.table.add(name, request_type, ms / 1000, exception is not None)
-    Lab.latency.add(ms)
+    failed = exception is not None
+    Lab.state.table.add(name, request_type, ms / 1000, failed)
+    if Lab.window[1] <= Lab.window[0]:
+        # The measured window ends when the stop is asked for. Requests still queued at the
+        # server then finish during --stop-timeout: counting them would credit the window
+        # with work it did not do (a sync worker's backlog read as 118% of its capacity).
+        Lab.latency.add(ms, failed)
 
 
 def _in_mix(task: object) -> bool:
@@ -211,9 +217,9 @@ def _init(environment: Environment, runner: Any, web_ui: Any, **_: Any) -> None:
             _options.fail(problems[0])
         target = _options.target_url(options) or environment.host
         if options.wait_ready_s > 0 and target:
-            not_ready = _options.wait_ready(target, options.wait_ready_s)
+            not_ready = wait_ready(target, options.wait_ready_s, options.wait_workers)
             if not_ready:
-                _options.fail(f"--wait-ready-s: {not_ready}")
+                _options.fail(f"--wait-ready-s: {target} {not_ready}")
     # The hub's clock is cached: after a slow start-up (imports on a busy machine, or the
     # wait above) it lags, and Locust's --run-time timer, set from it next, would fire early.
     gevent.get_hub().loop.update_now()
@@ -341,10 +347,11 @@ def _quitting(environment: Environment, **_: Any) -> None:
     if options is None or isinstance(runner, WorkerRunner) or runner is None:
         return
     open_model = Lab.open_model if options.arrival_rate > 0 else None
+    end = Lab.window[1] if Lab.window[1] > Lab.window[0] else time.perf_counter()
+    window_s = end - Lab.window[0]
     if open_model is not None:
-        end = Lab.window[1] if Lab.window[1] > Lab.window[0] else time.perf_counter()
-        open_model.window_s = end - Lab.window[0]
-    figures = Figures.from_stats(runner.stats.total, open_model, Lab.latency)
+        open_model.window_s = window_s
+    figures = Figures.from_stats(runner.stats.total, open_model, Lab.latency, window_s)
     gates = evaluate(options, figures)
     for gate in gates:
         sys.stderr.write(gate.line() + "\n")

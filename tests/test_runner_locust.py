@@ -10,6 +10,7 @@ from loadlab.launch import free_port
 from loadlab.runner.locust_driver import (
     LocustProcess,
     build_argv,
+    locustfile_options,
     percentile,
     summarise,
     waits_ready,
@@ -75,7 +76,16 @@ def test_argv_asks_the_locustfile_to_wait_for_a_service_still_starting(tmp_path:
     spec = RunSpec(target="flask", scenario="io", users=5, duration_s=10)
     argv, _ = build_argv(spec, "http://127.0.0.1:1", tmp_path / "out", lf, wait_ready_s=60)
     assert " ".join(argv).endswith("--wait-ready-s 60")
-    assert waits_ready(lf)
+    assert waits_ready(lf) and not waits_ready(lf, workers=3)  # cannot count the workers
+    with pytest.raises(ValueError, match="cannot wait"):
+        build_argv(RunSpec(target="flask", scenario="io", workers=3), "http://127.0.0.1:1",
+                   tmp_path / "out", lf, wait_ready_s=60)
+    lf.write_text('parser.add_argument("--wait-ready-s", type=float)\n'
+                  'parser.add_argument("--wait-workers", type=int)\n')
+    locustfile_options.cache_clear()
+    argv, _ = build_argv(RunSpec(target="flask", scenario="io", workers=3), "http://127.0.0.1:1",
+                         tmp_path / "out", lf, wait_ready_s=60)
+    assert " ".join(argv).endswith("--wait-ready-s 60 --wait-workers 3")
     plain = tmp_path / "plain" / "locustfile.py"
     plain.parent.mkdir()
     plain.write_text("# no lab options\n")

@@ -1,7 +1,8 @@
 """Start ``loadlab serve`` as a child process group, wait until it answers, stop it.
 
 Used by the runner and by the tests: everything it starts it ends by process group,
-never by name, and it never waits on a sleep when it can wait on ``/healthz``.
+never by name, and it never waits on a sleep when it can wait on ``/healthz``
+(and, with several workers, on their count: loadlab.readiness).
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from loadlab.readiness import wait_ready
 from loadlab.serve import ServerConfig, serve_argv
 
 
@@ -79,24 +78,16 @@ class ServiceProcess:
         return self
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout_s
-        delay = 0.05
-        while time.monotonic() < deadline:
+        """Until /healthz answers and every worker has loaded the app (loadlab.readiness)."""
+
+        def exited() -> str | None:
             if self.proc is not None and self.proc.poll() is not None:
-                raise LaunchError(
-                    f"{self.cfg.framework} exited with {self.proc.returncode}: {self.log_tail()}"
-                )
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as reply:
-                    if reply.status == 200:
-                        return
-            except (OSError, urllib.error.URLError):
-                pass
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
-        raise LaunchError(
-            f"{self.cfg.framework} not ready after {self.ready_timeout_s:.0f}s: {self.log_tail()}"
-        )
+                return f"exited with {self.proc.returncode}"
+            return None
+
+        reason = wait_ready(self.url, self.ready_timeout_s, self.cfg.workers, exited)
+        if reason is not None:
+            raise LaunchError(f"{self.cfg.framework} {reason}: {self.log_tail()}")
 
     def log_tail(self, lines: int = 5) -> str:
         if self.log_path is None or not self.log_path.exists():

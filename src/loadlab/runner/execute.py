@@ -103,11 +103,15 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
     placement = runtime.placement(cfg)
     if hasattr(runtime, "service_env"):
         runtime.service_env = service_env(spec, database)
-    # Locust's start-up (about a second) overlaps the service's when both can wait. Only for
-    # one process: /healthz answers once the first worker is up, and keep-alive users that
-    # connected before the others booted would all stay on it (seen: gthread 2x4 at 54%).
+    # Locust's start-up (about a second) overlaps the service's when both can wait: the
+    # locustfile waits until /healthz answers and every worker is up (loadlab.readiness).
+    # Not where connections are kept alive across workers: users that connect the moment
+    # the last worker is up are mostly accepted by the workers already polling, and stay
+    # there (seen: gthread 2x4 served 58-68 req/s of 80 this way, 77-78 a second later).
+    # Gunicorn's sync workers close each connection, so every request is placed anew.
     early = (runtime if isinstance(runtime, EarlyLoad) and not isinstance(runtime, RemoteLoad)
-             and spec.workers == 1 and waits_ready(locustfile()) else None)
+             and (spec.workers == 1 or spec.worker_class == "sync")
+             and waits_ready(locustfile(), spec.workers) else None)
     endpoint = early.launch(cfg) if early is not None else runtime.start(cfg)
     sampler: ServerSampler | None = None
     locust: LocustProcess | None = None
@@ -138,7 +142,7 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
         locust_cpu_at_mark: float | None = None
         locust_cpu_last: float | None = None
         while locust.poll() is None:
-            time.sleep(0.25)
+            locust.pause(0.25)
             now = time.monotonic()
             if load_began is not None:  # Locust's own start-up would dominate the peak
                 locust.sample_cpu()
@@ -197,6 +201,15 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             record["latency_source"] = "locust"
             if lab is not None:
                 record["model"] = lab.get("model", "closed")
+                inside = lab.get("window") or {}
+                if inside.get("requests") and float(inside.get("seconds") or 0) > 0:
+                    # What completed inside the measured window: Locust's totals also count
+                    # the requests a server finished after the stop, from its queue.
+                    served, seconds = int(inside["requests"]), float(inside["seconds"])
+                    record.update(
+                        requests=served, failures=int(inside["failures"]),
+                        error_rate=_rounded(int(inside["failures"]) / served, 5),
+                        rps=round(served / seconds, 2), measured_s=round(seconds, 3))
                 if lab.get("latency_source") == "hdr" and lab.get("latency_ms"):
                     # The locustfile's HDR histogram: µs resolution, merged over workers.
                     record["latency_ms"] = {

@@ -61,9 +61,11 @@ def lab_report_path(json_prefix: Path) -> Path:
     return json_prefix.parent / f"{json_prefix.name}.loadlab.json"
 
 
-def waits_ready(path: Path) -> bool:
-    """Whether the locustfile can wait for its target's /healthz (``--wait-ready-s``)."""
-    return "--wait-ready-s" in locustfile_options(str(path))
+def waits_ready(path: Path, workers: int = 1) -> bool:
+    """Whether the locustfile can wait for its target to be ready (``--wait-ready-s``), and
+    for all of its ``workers`` (``--wait-workers``)."""
+    known = locustfile_options(str(path))
+    return "--wait-ready-s" in known and (workers <= 1 or "--wait-workers" in known)
 
 
 def build_argv(spec: RunSpec, host: str, json_prefix: Path, path: Path,
@@ -97,9 +99,12 @@ def build_argv(spec: RunSpec, host: str, json_prefix: Path, path: Path,
     if "--loadlab-report" in known:
         argv += ["--loadlab-report", str(lab_report_path(json_prefix))]
     if wait_ready_s > 0:
-        if "--wait-ready-s" not in known:
-            raise ValueError(f"{path} cannot wait for its target (no --wait-ready-s)")
+        if not waits_ready(path, spec.workers):
+            raise ValueError(f"{path} cannot wait for its target (no --wait-ready-s, or no "
+                             "--wait-workers for a service of several workers)")
         argv += ["--wait-ready-s", f"{wait_ready_s:g}"]
+        if spec.workers > 1:
+            argv += ["--wait-workers", str(spec.workers)]
     return argv, own_warmup
 
 
@@ -210,6 +215,15 @@ class LocustProcess:
     def poll(self) -> int | None:
         assert self.proc is not None
         return self.proc.poll()
+
+    def pause(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, less if Locust exits meanwhile (its end is not waited on
+        for up to a poll interval)."""
+        if self.proc is None:
+            time.sleep(seconds)
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=seconds)
 
     def sample_cpu(self) -> None:
         """Track the generator's peak CPU (Locust's own warning comes too late in short runs)."""
