@@ -1,12 +1,15 @@
-"""Real short runs through the runner's execute(): the warm-up is out of every figure, and
-a saturated load generator is said in the run's record and on the terminal."""
+"""Real short runs through the runner's execute(): the warm-up is out of every figure, a
+saturated load generator is said in the run's record and on the terminal, and a service
+stopped behind (while the next starts) is gone before the next is ready."""
 
 from __future__ import annotations
 
 import json
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 from _runner_util import loadlab, summary, tagged_env
 from metrics_support import scrape
 
@@ -82,3 +85,21 @@ def test_a_saturated_load_generator_is_recorded_and_printed(tmp_path: Path) -> N
     assert "note: warning: the load generator reached" in done.stderr  # on the terminal
     lab = json.loads(next((out / "raw").glob("*.loadlab.json")).read_text())
     assert lab["locust_cpu_warning"] is True  # where the record's flag comes from
+
+
+def test_a_service_stopped_behind_is_gone_once_the_next_one_is_ready() -> None:
+    runtime = NativeRuntime()
+    first = runtime.start(ServerConfig(framework="flask", worker_class="sync", workers=3))
+    assert first.pid is not None
+    old = psutil.Process(first.pid)
+    tree = [old, *old.children(recursive=True)]
+    runtime.stop_behind()  # SIGTERM sent; its exit overlaps the next start
+    second = runtime.launch(ServerConfig(framework="fastapi"))
+    try:
+        runtime.wait_ready()  # settles first: nothing of the old service is left to sample
+        assert not any(p.is_running() for p in tree), tree
+        with urllib.request.urlopen(f"{second.base_url}/healthz", timeout=5) as reply:
+            assert reply.status == 200
+    finally:
+        runtime.stop()
+    assert second.pid is not None and not psutil.pid_exists(second.pid)

@@ -213,7 +213,7 @@ class Sizes:
     db_users: int = 50  # more users than the pool, so that the pool is the limit
 
 
-QUICK = Sizes(duration_s=5, warmup_s=1, async_users=200, sync_workers=12, repeats=2)
+QUICK = Sizes(duration_s=4, warmup_s=1, async_users=200, sync_workers=12, repeats=2)
 FULL = Sizes(duration_s=20, warmup_s=5, async_users=1000, sync_workers=32, repeats=3)
 BUSY_CORES = 0.5  # other work on the machine beyond this spoils a CPU-bound comparison
 

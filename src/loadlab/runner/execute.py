@@ -2,7 +2,8 @@
 
 A run whose service dies, or whose Locust writes no report, comes back as ``failed`` with
 the reason; a service that will not start raises (the command exits 2). Whatever happens,
-the service and Locust are stopped before this returns or raises.
+the service and Locust are stopped before this returns or raises (with ``stop_behind``,
+the service is signalled and the caller's next start or ``settle`` waits for its end).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from loadlab.runner.database import DatabaseWatch, RunDatabase
 from loadlab.runner.leftovers import Leftovers
 from loadlab.runner.locust_driver import LocustProcess, locustfile, waits_ready
 from loadlab.runner.options import RunSpec
-from loadlab.runner.runtime import EarlyLoad, RemoteLoad, RunNotes, Runtime
+from loadlab.runner.runtime import EarlyLoad, RemoteLoad, RunNotes, Runtime, StopsBehind
 from loadlab.runner.sampler import ServerSampler
 
 Tick = Callable[[float, float, float | None, float | None, str], None]
@@ -97,7 +98,7 @@ def _track(locust: LocustProcess, leftovers: Leftovers | None) -> None:
 
 def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             tick: Tick | None = None, leftovers: Leftovers | None = None,
-            database: RunDatabase | None = None) -> dict[str, Any]:
+            database: RunDatabase | None = None, stop_behind: bool = False) -> dict[str, Any]:
     cfg = spec.server_config(port=0)
     record = base_record(spec, run_id, cfg.server)
     placement = runtime.placement(cfg)
@@ -284,6 +285,9 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             sampler.stop()
         if locust is not None:
             locust.stop()
-        runtime.stop()
+        if stop_behind and isinstance(runtime, StopsBehind):
+            runtime.stop_behind()  # the caller settles (the next start does too)
+        else:
+            runtime.stop()
         if leftovers is not None:
             leftovers.clear()

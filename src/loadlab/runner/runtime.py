@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 
 import psutil
@@ -26,13 +27,14 @@ from loadlab.runner.runtime_base import (  # re-exported: the runner imports the
     RunNotes,
     Runtime,
     RuntimeError_,
+    StopsBehind,
     available_cores,
 )
 from loadlab.serve import ServerConfig
 
 __all__ = ["EarlyLoad", "Endpoint", "ManifestNotes", "NativeRuntime", "Placement", "RemoteLoad",
-           "RunNotes", "Runtime", "RuntimeError_", "available_cores", "plan_placement",
-           "runtime_for"]
+           "RunNotes", "Runtime", "RuntimeError_", "StopsBehind", "available_cores",
+           "plan_placement", "runtime_for"]
 
 
 def plan_placement(cpus: float, workers: int, cores: list[int] | None = None) -> Placement:
@@ -69,6 +71,7 @@ class NativeRuntime:
     service_env: dict[str, str] = field(default_factory=dict)
     _service: ServiceProcess | None = field(default=None, init=False)
     _last_log: str = field(default="(no log)", init=False)
+    _stopping: list[threading.Thread] = field(default_factory=list, init=False)
 
     def placement(self, cfg: ServerConfig) -> Placement:
         return plan_placement(cfg.cpus, cfg.workers)
@@ -79,6 +82,8 @@ class NativeRuntime:
         return endpoint
 
     def launch(self, cfg: ServerConfig) -> Endpoint:
+        if self.port is not None:
+            self.settle()  # the one port is still held by the service stopping behind
         port = self.port if self.port is not None else free_port(self.host)
         cfg = ServerConfig(
             framework=cfg.framework, host=self.host, port=port, workers=cfg.workers,
@@ -101,6 +106,8 @@ class NativeRuntime:
         except LaunchError as exc:
             self.stop()
             raise RuntimeError_(f"{service.cfg.framework} did not start: {exc}") from None
+        # The previous service may still be exiting: it is gone before any sampling starts.
+        self.settle()
         pin_tree(service.pid, self.placement(service.cfg).server_cores)
 
     def alive(self) -> bool:
@@ -112,10 +119,22 @@ class NativeRuntime:
         return self._last_log
 
     def stop(self) -> None:
+        self.stop_behind()
+        self.settle()
+
+    def stop_behind(self) -> None:
+        """SIGTERM the service now; its exit finishes on a thread (settle() waits)."""
         service, self._service = self._service, None
-        if service is not None:
-            self._last_log = service.log_tail()
-            service.stop()
+        if service is None:
+            return
+        self._last_log = service.log_tail()
+        stopping = threading.Thread(target=service.stop, name=f"stop-{service.pid}")
+        stopping.start()
+        self._stopping.append(stopping)
+
+    def settle(self) -> None:
+        while self._stopping:
+            self._stopping.pop().join()
 
 
 def runtime_for(name: str, port: int | None = None) -> Runtime:

@@ -87,6 +87,19 @@ class EarlyLoad(Protocol):
 
 
 @runtime_checkable
+class StopsBehind(Protocol):
+    """A runtime whose service can finish exiting while the next one starts (a Gunicorn
+    stop takes 0.3-1.6 s here); ``settle`` waits for every stop still under way, and the
+    next service's ``wait_ready`` settles before it returns."""
+
+    def stop_behind(self) -> None:
+        """Stop the service without waiting for it to end."""
+
+    def settle(self) -> None:
+        """Return once every service stopped behind has ended."""
+
+
+@runtime_checkable
 class RemoteLoad(Protocol):
     """A runtime whose load generator runs elsewhere (swarm: the stack's Locust master and
     workers); its driver behaves as the local Locust process does."""

@@ -22,7 +22,7 @@ from loadlab.runner.manifest import manifest
 from loadlab.runner.options import Gates, RunSpec
 from loadlab.runner.progress import Progress
 from loadlab.runner.rounds import combine, precise_enough
-from loadlab.runner.runtime import ManifestNotes, Runtime, RuntimeError_
+from loadlab.runner.runtime import ManifestNotes, Runtime, RuntimeError_, StopsBehind
 
 
 class StartError(RuntimeError):
@@ -112,8 +112,9 @@ def run_cells(specs: Sequence[RunSpec], out: Path, runtime: Runtime, *, resume: 
 
                 run_id = ids[spec.key] + (f"-r{round_no}" if rounds > 1 else "")
                 try:
+                    # Each service finishes exiting while the next one starts.
                     run = execute(spec, runtime, out / "raw", run_id, tick=tick,
-                                  leftovers=leftovers, database=database)
+                                  leftovers=leftovers, database=database, stop_behind=True)
                 except RuntimeError_ as exc:
                     raise StartError(str(exc)) from None
                 by_key[spec.key].append(run)
@@ -140,6 +141,8 @@ def run_cells(specs: Sequence[RunSpec], out: Path, runtime: Runtime, *, resume: 
                       f"in {out}")
     finally:
         progress.end()
+        if isinstance(runtime, StopsBehind):
+            runtime.settle()
         signal.signal(signal.SIGTERM, previous)
         if database is not None:
             database.stop()
