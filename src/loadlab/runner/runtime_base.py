@@ -77,13 +77,14 @@ class RunNotes(Protocol):
 class EarlyLoad(Protocol):
     """A runtime that can hand back the endpoint before the service answers, so that the
     load generator starts beside the service (each start-up takes about a second) and
-    waits for /healthz itself; ``wait_ready`` then waits here too."""
+    waits for it itself (loadlab.readiness); ``wait_ready`` then waits here too."""
 
     def launch(self, cfg: ServerConfig) -> Endpoint:
         """Start the variant without waiting for it. Raises RuntimeError_."""
 
     def wait_ready(self) -> None:
-        """Return once the launched service answers /healthz; else stop it, RuntimeError_."""
+        """Return once the launched service is ready (/healthz, every worker up); else stop
+        it and raise RuntimeError_."""
 
 
 @runtime_checkable
