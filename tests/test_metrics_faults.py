@@ -8,6 +8,7 @@ returns to the configured count, and counting stays exact afterwards.
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import json
 import os
@@ -77,14 +78,14 @@ class Load:
             try:
                 if fetch(self.url, "/json", timeout_s=10)[0] == 200:
                     self.ok_at.append(time.monotonic())
-            except OSError:
+            except (OSError, http.client.HTTPException):  # IncompleteRead: cut by the kill
                 self.failed += 1
 
 
 def _slow(url: str) -> int:
     try:
         return fetch(url, f"/io?ms={SLOW_MS}")[0]
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return -1  # the connection died with its worker
 
 
