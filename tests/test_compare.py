@@ -124,7 +124,11 @@ def test_real_runs_same_config_no_regression_and_a_real_slowdown_gated(tmp_path:
         _real_run(tmp_path / "slow", 80, env)
     finally:
         kill_tagged(tag)
-    same = loadlab(["compare", str(tmp_path / "base"), str(tmp_path / "same")], env)
+    # Two runs a minute apart on this shared host differ for real in their tails (seen: p99
+    # 45 -> 61 ms, ratio 1.35 [1.06, 1.72], same code and machine): no figure of the same
+    # configuration may read as a regression beyond 50%, and CPU per request never "slower".
+    same = loadlab(["compare", str(tmp_path / "base"), str(tmp_path / "same"),
+                    "--max-regression", "50%"], env)
     assert same.returncode == 0, same.stdout + same.stderr
     figures = json.loads((tmp_path / "same" / "compare.json").read_text())["matches"][0]
     verdicts = {f["figure"]: f["verdict"] for f in figures["figures"]}
