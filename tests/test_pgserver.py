@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from loadlab.database import (
     seed,
     sweep_stale_clusters,
 )
+from loadlab.database.cluster import DIR_PREFIX, ClusterError, clusters_root, run_user
 from loadlab.metrics.multiprocess import is_alive
 
 psycopg = pytest.importorskip("psycopg")
@@ -257,3 +259,138 @@ def test_db_command_bad_usage(args: list[str]) -> None:
     done = _db(*args, env=dict(os.environ))
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def _refused(url: str) -> str:
+    with pytest.raises(psycopg.OperationalError) as refused:
+        psycopg.connect(url, connect_timeout=10).close()
+    return str(refused.value)
+
+
+def test_a_password_is_needed_and_only_the_url_has_it(cluster: PostgresCluster) -> None:
+    """No `trust`: without the cluster's own random password nobody connects."""
+    assert cluster.directory is not None
+    assert len(cluster.password) >= 24 and f"loadlab:{cluster.password}@" in cluster.url
+    assert _counts(cluster.url)[3] == 12  # the URL the lab passes on works
+    bare = f"postgresql://loadlab@127.0.0.1:{cluster.port}/loadlab"
+    assert "password" in _refused(bare + "?connect_timeout=10")
+    assert "password authentication failed" in _refused(
+        f"postgresql://loadlab:{cluster.password}x@127.0.0.1:{cluster.port}/loadlab")
+    assert os.stat(cluster.socket_dir).st_mode & 0o777 == 0o700
+    assert os.stat(cluster.directory).st_mode & 0o077 == 0
+    with psycopg.connect(cluster.url) as conn:
+        rules = conn.execute("SELECT DISTINCT auth_method FROM pg_hba_file_rules").fetchall()
+    assert {rule for (rule,) in rules} == {"scram-sha-256"}
+    assert PostgresCluster(binaries=cluster.binaries).password != cluster.password
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runuser") is None
+                    or shutil.which("psql") is None,
+                    reason="needs root, runuser and psql to act as a second local account")
+def test_a_second_local_account_is_refused(cluster: PostgresCluster) -> None:
+    """`nobody` (or `postgres` when the cluster runs as nobody) gets in neither over TCP
+    without the password nor through the socket directory."""
+    owner = run_user()
+    other = "postgres" if owner is not None and owner.pw_name == "nobody" else "nobody"
+    env = {"PATH": os.environ["PATH"], "PGCONNECT_TIMEOUT": "10", "LC_ALL": "C"}
+    targets = [f"postgresql://loadlab@127.0.0.1:{cluster.port}/loadlab",
+               f"host={cluster.socket_dir} port={cluster.port} user=loadlab dbname=loadlab"]
+    for target in targets:
+        done = subprocess.run(["runuser", "-u", other, "--", "psql", "-w", target, "-c",
+                               "COPY (SELECT 1) TO PROGRAM 'true'"], env=env, cwd="/",
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode != 0, (target, done.stdout)
+        assert "password" in done.stderr or "Permission denied" in done.stderr, done.stderr
+
+
+def test_clusters_live_in_a_private_directory_of_ours(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    root = clusters_root()
+    assert root.parent == tmp_path and root.name == f"loadlab-pg.{os.getuid()}"
+    info = os.lstat(root)
+    assert info.st_uid == os.getuid() and info.st_mode & 0o777 in (0o700, 0o710)
+    assert info.st_mode & 0o007 == 0
+    root.rmdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    root.symlink_to(elsewhere)  # planted by someone else before our first start
+    with pytest.raises(ClusterError, match="set TMPDIR"):
+        clusters_root()
+    assert sweep_stale_clusters() == []
+
+
+def _dead_pid() -> int:
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    return gone.pid
+
+
+def _victim(directory: Path, started: float | None = None) -> subprocess.Popen[str]:
+    """A process that is none of ours, waiting in ``directory`` beside a postmaster.pid
+    naming it (with its true start time unless ``started`` says otherwise)."""
+    directory.mkdir(parents=True)
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                            cwd=directory, stdin=subprocess.PIPE, text=True)
+    when = psutil.Process(proc.pid).create_time() if started is None else started
+    (directory / "postmaster.pid").write_text(f"{proc.pid}\n{directory}\n{int(when)}\n")
+    return proc
+
+
+def test_the_sweep_follows_no_link_and_signals_no_stranger(tmp_path: Path) -> None:
+    root = tmp_path / "clusters"
+    root.mkdir(mode=0o700)
+    outside = tmp_path / "outside"
+    linked_data = _victim(outside / "a")        # reached through a planted data -> link
+    linked_whole = _victim(outside / "b" / "data")  # through a planted cluster -> link
+    stranger = _victim(root / f"{DIR_PREFIX}{_dead_pid()}-stranger" / "data",
+                       started=time.time() - 3600)  # a pid file of a process since reused
+    victims = (linked_data, linked_whole, stranger)
+    try:
+        planted = root / f"{DIR_PREFIX}{_dead_pid()}-planted"
+        planted.mkdir()
+        (planted / "data").symlink_to(outside / "a")
+        (root / f"{DIR_PREFIX}{_dead_pid()}-whole").symlink_to(outside / "b")
+        removed = sweep_stale_clusters(root)
+        for victim in victims:
+            assert victim.poll() is None, "the sweep signalled a process that is not ours"
+        assert (outside / "a" / "postmaster.pid").exists()  # nothing deleted through a link
+        assert (outside / "b" / "data" / "postmaster.pid").exists()
+        assert planted in removed and not planted.exists()
+        assert (root / f"{DIR_PREFIX}{_dead_pid()}-whole") not in removed
+    finally:
+        for victim in victims:
+            victim.kill()
+            victim.wait()
+
+
+def test_the_wheel_runs_from_a_checkout_in_a_private_directory(tmp_path: Path) -> None:
+    """As root the cluster runs as another account, which cannot enter a 0700 directory
+    such as /root: a venv there (with the pgserver wheel) must still give a database."""
+    if os.geteuid() != 0:
+        pytest.skip("only root hands the cluster to another account")
+    try:
+        wheel = find_binaries("pgserver")
+    except PostgresUnavailable:
+        pytest.skip("the pgserver wheel is not installed (pip install 'loadlab[db]')")
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chmod(home, 0o700)
+    site = home / "checkout" / ".venv" / "site-packages"
+
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    package = wheel.bindir.parent.parent  # pgserver/, and pgserver.libs/ beside it
+    for part in (package, package.parent / f"{package.name}.libs"):
+        if part.is_dir():
+            shutil.copytree(part, site / part.name, symlinks=True, copy_function=link_or_copy)
+    private = Binaries(site / package.name / "pginstall" / "bin", "pgserver", wheel.version)
+    with PostgresCluster(binaries=private, seed_data=False) as cluster:
+        assert cluster.describe()["version_num"] >= 160000
+        assert cluster.runs is not None and cluster.runs.bindir != private.bindir
+        with psycopg.connect(cluster.url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
