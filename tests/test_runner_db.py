@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from lab_services import VARIANTS
 from locustrun import headless
 from test_db import db_service
 
+from loadlab.database.cluster import clusters_root
 from loadlab.launch import ServiceProcess
 from loadlab.runner.matrix import parse_matrix
 
@@ -38,7 +38,7 @@ def test_every_database_scenario_runs_clean(service: ServiceProcess) -> None:
 
 
 def _clusters_of(pid: int) -> list[Path]:
-    return list(Path(tempfile.gettempdir()).glob(f"loadlab-pg-{pid}-*"))
+    return list(clusters_root().glob(f"loadlab-pg-{pid}-*"))
 
 
 @pytest.mark.slow
@@ -66,7 +66,7 @@ def test_run_starts_its_database_and_records_it(tmp_path: Path, database_url: st
         assert seen["connections_peak"] == 2 * 3, run["target"]
         # Measured (whole clock ticks: a 2 s window of a light load may read 0.0).
         assert seen["cpu_seconds"] is not None and seen["cpu_seconds"] >= 0
-    assert not [p for p in Path(tempfile.gettempdir()).glob("loadlab-pg-*")
+    assert not [p for p in clusters_root().glob("loadlab-pg-*")
                 if str(out) in p.name], "the cluster's directory is gone"
     assert_nothing_left(tag)
 

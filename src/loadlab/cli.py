@@ -142,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"loadlab {__version__}")
     parser.add_argument("--repo", default=None, metavar="DIR",
                         help="the lab's checkout (services/, locust/, grafana/, compose file); "
-                             f"default: ${REPO_ENV}, the current directory, an editable "
-                             "install's source")
+                             f"default: ${REPO_ENV}, else the checkout loadlab is installed "
+                             "from (never any other current directory)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="start a service (FastAPI or Flask) natively")

@@ -2,9 +2,13 @@
 
 They are not Python modules, so an installed package finds them under one root, the first
 of: `loadlab --repo DIR` (which sets LOADLAB_REPO, so the processes it starts agree), the
-LOADLAB_REPO variable, the current directory, and the source tree of an editable install
-(as pip recorded it). Containers name single directories instead (LOADLAB_SERVICES_DIR,
-LOADLAB_LOCUSTFILE). Nothing is found by counting parent directories of this file.
+LOADLAB_REPO variable, and the checkout loadlab runs from (the source tree of an editable
+install as pip recorded it, or the current directory when the running package is installed
+inside it). Any other current directory is never searched: the services and the
+locustfile are code the lab runs, and running loadlab from /tmp or a downloaded folder
+must not run that folder's files. Containers name single directories instead
+(LOADLAB_SERVICES_DIR, LOADLAB_LOCUSTFILE). Nothing is found by counting parent
+directories of this file.
 """
 
 from __future__ import annotations
@@ -37,15 +41,27 @@ def editable_source() -> Path | None:
     return Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
 
 
+def holds_this_install(directory: Path) -> bool:
+    """Whether the running loadlab package lies inside ``directory`` (its own checkout:
+    ``src/`` on the path, or a venv made inside the checkout)."""
+    try:
+        return Path(__file__).resolve().is_relative_to(directory.resolve())
+    except OSError:
+        return False
+
+
 def roots() -> list[Path]:
     """Where to look, in order; an explicit root is the only one."""
     configured = os.environ.get(REPO_ENV)
     if configured:
         return [Path(configured)]
-    found = [Path.cwd()]
+    found = []
     source = editable_source()
-    if source is not None and source not in found:
+    if source is not None:
         found.append(source)
+    cwd = Path.cwd()
+    if cwd not in found and holds_this_install(cwd):
+        found.append(cwd)
     return found
 
 
@@ -55,7 +71,7 @@ def lab_path(relative: str, probe: str = "") -> Path:
     for root in candidates:
         if (root / relative / probe).exists():
             return root / relative
-    where = " or ".join(str(root) for root in candidates)
+    where = " or ".join(str(root) for root in candidates) or "no checkout"
     hint = (f"check {REPO_ENV}" if os.environ.get(REPO_ENV)
             else "run loadlab from the lab's checkout or pass --repo DIR")
     raise LabFilesMissing(f"{Path(relative, probe)} not found in {where}: {hint}")
