@@ -9,9 +9,13 @@ point at the other before either is up.
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
+import pytest
 from contract_check import check
 
 from loadlab.launch import ServiceProcess, free_port
@@ -86,3 +90,60 @@ def test_cross_calls_and_failures() -> None:
             assert (wrong.status_code, wrong.json()) == (502, {"detail": "upstream answered 404"})
             fastapi.stop()
             _unreachable(flask)
+
+
+class _Canary(BaseHTTPRequestHandler):
+    """Answers 404 at once and records who came: a port /upstream must never reach."""
+
+    seen: list[str]
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def canary() -> Iterator[tuple[int, list[str]]]:
+    seen: list[str] = []
+    handler = type("Canary", (_Canary,), {"seen": seen})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_the_host_header_never_picks_the_upstream(service: ServiceProcess,
+                                                  canary: tuple[int, list[str]]) -> None:
+    """A client naming another loopback port in `Host:` does not make the service call it:
+    without UPSTREAM_URL the upstream is the service's own bound address."""
+    port, seen = canary
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+        answer = check(httpx.get(f"{service.url}/upstream", params={"ms": 1},
+                                 headers={"Host": host}, timeout=20))
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["upstream"] == f"{service.url}/io"
+    assert seen == [], f"/upstream reached the port the Host header named: {seen}"
+
+
+@pytest.mark.parametrize(("bind", "url"), [
+    ("127.0.0.1:8000", "http://127.0.0.1:8000/io"),
+    ("0.0.0.0:8001", "http://127.0.0.1:8001/io"),
+    ("[::]:8002", "http://[::1]:8002/io"),
+    ("[::1]:8003", "http://[::1]:8003/io"),
+    ("fastapi:8000", "http://fastapi:8000/io"),
+    ("", None), ("127.0.0.1", None), ("unix:/tmp/x.sock", None),
+])
+def test_the_own_address_comes_from_the_bind(bind: str, url: str | None) -> None:
+    from loadlab.settings import own_io_url
+
+    assert own_io_url(bind) == url

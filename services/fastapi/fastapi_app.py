@@ -23,7 +23,7 @@ from loadlab import contract, db, metrics, workloads
 from loadlab.openapi import with_contract_errors
 from loadlab.requestinfo import describe_request
 from loadlab.serverinfo import server_info
-from loadlab.settings import ServiceSettings
+from loadlab.settings import ServiceSettings, upstream_target
 
 FRAMEWORK = "fastapi"
 _PARAM_NAMES = {"ms", "work", "n"}
@@ -190,7 +190,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def upstream(
         request: Request, params: Annotated[contract.UpstreamParams, Query()]
     ) -> contract.UpstreamResult:
-        url = settings.upstream_url or f"{str(request.base_url).rstrip('/')}/io"
+        # The server's own address (the local end of this connection), never the Host header.
+        server = request.scope.get("server")
+        url = upstream_target(settings, (str(server[0]), int(server[1])) if server else None)
+        if url is None:
+            raise contract.unavailable("no upstream: set UPSTREAM_URL")
         started = time.perf_counter()
         try:
             reply = await request.app.state.http.get(url, params={"ms": params.ms})

@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from loadlab import contract, db, metrics, workloads
 from loadlab.requestinfo import describe_request
 from loadlab.serverinfo import server_info
-from loadlab.settings import ServiceSettings
+from loadlab.settings import ServiceSettings, upstream_target
 
 FRAMEWORK = "flask"
 
@@ -49,6 +49,17 @@ def _upstream_session(pool_size: int) -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+def _local_address() -> tuple[str, int] | None:
+    """The local end of this request's connection as the server reports it (Gunicorn's
+    socket). Not SERVER_NAME: Gunicorn fills that from the client's Host header."""
+    sock = request.environ.get("gunicorn.socket")
+    try:
+        host, port = sock.getsockname()[:2] if sock is not None else (None, None)
+    except (OSError, ValueError, TypeError):
+        return None
+    return (str(host), int(port)) if host is not None else None
 
 
 def create_app(settings: ServiceSettings | None = None) -> Flask:
@@ -130,7 +141,9 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
     @app.get("/upstream")
     def upstream() -> dict[str, Any]:
         params = _query(contract.UpstreamParams)
-        url = settings.upstream_url or f"{request.host_url.rstrip('/')}/io"
+        url = upstream_target(settings, None if settings.bind else _local_address())
+        if url is None:
+            raise contract.unavailable("no upstream: set UPSTREAM_URL")
         started = time.perf_counter()
         try:
             reply = http.get(url, params={"ms": params.ms}, timeout=settings.upstream_timeout_s)
