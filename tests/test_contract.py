@@ -113,6 +113,31 @@ def test_request_reports_and_masks(client: httpx.Client) -> None:
     assert (body["content_type"], body["content_length"]) == (None, None)
 
 
+def test_request_masks_credentials_by_the_shape_of_their_name(client: httpx.Client) -> None:
+    secret = "s3cr3t-v4lue"
+    names = ["X-Auth-Token", "X-Amz-Security-Token", "Api-Key", "X-Vault-Token", "X-Api-Key",
+             "X-CSRF-Token", "X-Session-Id", "X-Client-Secret", "X-Password", "Set-Cookie"]
+    query = ["access_token", "api_key", "X-Amz-Signature", "X-Amz-Credential", "password",
+             "sessionid", "client_secret", "apiKey", "auth"]
+    reply = get(client, "/request?" + "&".join(f"{name}={secret}" for name in query)
+                + "&page=2", headers={**{name: secret for name in names}, "X-Probe": "hello"})
+    assert secret not in reply.text
+    body = reply.json()
+    assert {name.lower(): body["headers"][name.lower()] for name in names} == {
+        name.lower(): "***" for name in names}
+    assert body["query"] == {**{name: ["***"] for name in query}, "page": ["2"]}
+    assert body["headers"]["x-probe"] == "hello"
+
+
+def test_request_reports_the_peer_not_what_a_header_claims(client: httpx.Client) -> None:
+    """A client on loopback cannot pass itself off as another address: no server trusts
+    X-Forwarded-For (Uvicorn did from 127.0.0.1) unless FORWARDED_ALLOW_IPS names a proxy."""
+    body = get(client, "/request", headers={"X-Forwarded-For": "6.6.6.6",
+                                             "Forwarded": "for=6.6.6.6",
+                                             "X-Forwarded-Proto": "https"}).json()
+    assert body["client"]["host"] == "127.0.0.1"
+
+
 def test_request_reports_body_headers(client: httpx.Client) -> None:
     reply = check(client.request("GET", "/request", content=b"abc",
                                  headers={"content-type": "text/plain", "Authorization": "opaque"}))

@@ -185,6 +185,33 @@ def test_malformed_database_url_refuses_to_start() -> None:
     assert len(lines) == 1 and "DATABASE_URL is malformed" in lines[0], result.stderr
 
 
+@pytest.mark.parametrize("url", [
+    "postgresql://loadlab:S3cretPW@[::1:5432/loadlab",
+    "postgresql://loadlab:my S3cretPW@127.0.0.1/loadlab",
+    "postgresql://loadlab:S3cretPW%zz@127.0.0.1/loadlab",
+    "postgresql://loadlab@127.0.0.1/loadlab?password=S3cretPW%zz",
+    "host=127.0.0.1 password='my S3cretPW' bogus=1",
+    "postgresql://loadlab:S3cretPW@127.0.0.1/loadlab?bogus=1",
+])
+def test_a_malformed_database_url_never_prints_its_password(url: str) -> None:
+    from loadlab.db import check_url
+
+    with pytest.raises(ValueError, match="DATABASE_URL is malformed") as refused:
+        check_url(url)
+    assert "S3cretPW" not in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_serve_with_a_malformed_database_url_hides_the_password() -> None:
+    env = {**os.environ, "DATABASE_URL": "postgresql://loadlab:S3cretPW@[::1:5432/loadlab"}
+    result = subprocess.run(
+        [sys.executable, "-m", "loadlab", "serve", "fastapi", "--port", str(free_port())],
+        env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "DATABASE_URL is malformed" in line and "loadlab:***@" in line
+    assert "S3cretPW" not in result.stderr
+
+
 @pytest.mark.parametrize("name, value, reason", [
     ("LOADLAB_DB_POOL_SIZE", "abc", "valid integer"),
     ("LOADLAB_DB_POOL_SIZE", "0", "greater than or equal to 1"),

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import atexit
 import random
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote
 
 from loadlab import contract
 from loadlab.metrics import tally
@@ -65,8 +67,34 @@ def pool_size(settings: ServiceSettings) -> int:
     return settings.db_pool_size or default_pool_size(settings.worker_class, settings.threads)
 
 
+_USERINFO = re.compile(r"(://[^:/@\s\"']*):[^@\s\"']*@")
+_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def _passwords(url: str) -> list[str]:
+    """Every form of the password ``url`` may carry, as libpq may quote it back."""
+    found = []
+    userinfo = re.match(r"\s*[a-z]+://([^/?#]*)@", url, re.IGNORECASE)
+    if userinfo and ":" in userinfo.group(1):
+        found.append(userinfo.group(1).split(":", 1)[1])
+    found += [m.group(2).strip("'") for m in _KEYWORD_PASSWORD.finditer(url)]
+    found += [m.split("=", 1)[1] for m in re.findall(r"[?&]password=[^&#]*", url)]
+    forms = {form for secret in found for form in (secret, unquote(secret)) if form}
+    forms |= {part for form in list(forms) for part in form.split() if len(part) >= 3}
+    return sorted(forms, key=len, reverse=True)
+
+
+def redact(text: str, url: str) -> str:
+    """``text`` (a driver's message about ``url``) without the password ``url`` carries."""
+    for secret in _passwords(url):
+        text = text.replace(secret, "***")
+    text = _USERINFO.sub(r"\1:***@", text)
+    return _KEYWORD_PASSWORD.sub(r"\1***", text)
+
+
 def check_url(url: str) -> None:
-    """Raise ValueError with one line when ``DATABASE_URL`` cannot be parsed."""
+    """Raise ValueError with one line when ``DATABASE_URL`` cannot be parsed; the line
+    never carries the password (libpq quotes the URL, or the part it choked on)."""
     if not url:
         return
     import psycopg.conninfo
@@ -75,7 +103,7 @@ def check_url(url: str) -> None:
         params = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"DATABASE_URL is malformed: {reason}") from None
+        raise ValueError(f"DATABASE_URL is malformed: {redact(reason, url)}") from None
     # libpq reads the port only when it connects: a word there would fail every request.
     ports = str(params.get("port") or "").split(",")
     if any(port and not port.isdigit() for port in ports):

@@ -177,6 +177,7 @@ def build_env(cfg: ServerConfig, metrics_dir: Path | None) -> dict[str, str]:
             p for p in (str(services_dir() / cfg.framework), env.get("PYTHONPATH")) if p
         ),
     )
+    env.setdefault("FORWARDED_ALLOW_IPS", "")  # trust no X-Forwarded-For unless a proxy is named
     if cfg.server == "gunicorn":
         env["LOADLAB_GUNICORN_WORKER_CLASS"] = GUNICORN_CLASS[cfg.worker_class]
     if metrics_dir is not None:

@@ -60,8 +60,10 @@ class RunDatabase:
         except (PostgresUnavailable, ClusterError) as exc:
             raise OptionError(f"the database scenarios need PostgreSQL: {exc}") from None
         except Exception as exc:  # psycopg's errors: the given server cannot be reached
+            from loadlab.db import redact  # libpq may quote the URL, password and all
+
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise OptionError(f"DATABASE_URL cannot be used: {first}") from None
+            raise OptionError(f"DATABASE_URL cannot be used: {redact(first, given)}") from None
         self.url, self.pid = self._cluster.url, self._cluster.pid
         described = self._cluster.describe()
         self.info = {k: described[k] for k in
