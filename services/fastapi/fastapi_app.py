@@ -9,6 +9,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -17,6 +18,7 @@ import httpx
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loadlab import contract, db, metrics, workloads
@@ -75,9 +77,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
         async with httpx.AsyncClient(limits=limits, timeout=settings.upstream_timeout_s) as client:
-            pool = ProcessPoolExecutor(max_workers=settings.process_pool_size)
             app.state.http = client
-            app.state.pool = pool
+            app.state.pool = ProcessPoolExecutor(max_workers=settings.process_pool_size)
             app.state.db = await db.AsyncDatabase(settings).open()
             # The textbook mistake's own pool, opened by its first request: it is not part
             # of the connections this service normally holds.
@@ -87,7 +88,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 yield
             finally:
                 stop_probes()
-                pool.shutdown(wait=False, cancel_futures=True)
+                app.state.pool.shutdown(wait=False, cancel_futures=True)
                 app.state.blocking_db.close()
                 await app.state.db.close()
 
@@ -143,14 +144,27 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def cpu_process(
         request: Request, params: Annotated[contract.CpuParams, Query()]
     ) -> contract.CpuResult:
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(request.app.state.pool, workloads.cpu_work, params.work)
+        pool = request.app.state.pool
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(
+                pool, workloads.cpu_work, params.work)
+        except BrokenProcessPool:
+            # A pool process died (OOM kill, segfault): the executor is unusable for good.
+            # Replace it once (concurrent failures see it replaced already) and answer 503;
+            # the next request runs on the new pool.
+            if request.app.state.pool is pool:
+                request.app.state.pool = ProcessPoolExecutor(
+                    max_workers=settings.process_pool_size)
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise contract.unavailable("process pool restarting") from None
         return contract.CpuResult(work=params.work, result=result)
 
     @app.get("/mixed", response_model=contract.MixedResult)
     async def mixed(params: Annotated[contract.MixedParams, Query()]) -> contract.MixedResult:
+        # The wait on the event loop, then the work in the thread pool as /cpu's: CPU work
+        # on the loop would stall every other request (that mistake is /cpu/blocking's).
         await workloads.io_wait_async(params.ms)
-        result = workloads.cpu_work(params.work)
+        result = await run_in_threadpool(workloads.cpu_work, params.work)
         return contract.MixedResult(slept_ms=params.ms, work=params.work, result=result)
 
     # The database answers render as JSONResponse, as /json does: validating rows the

@@ -1,6 +1,6 @@
 """The contract's OpenAPI document: FastAPI's own, plus the errors the core raises.
 
-FastAPI cannot see the 413/415/422/502/504 answers that ``loadlab.contract`` raises, so
+FastAPI cannot see the 413/415/422/502/503/504 answers that ``loadlab.contract`` raises, so
 they are added here. ``python -m loadlab.openapi`` writes ``services/openapi.json``;
 ``--check`` exits 1 when the committed file is not what the app generates.
 """
@@ -25,6 +25,7 @@ _EXTRA_ERRORS = {
     "/echo": {"400": "malformed (chunked) body", "413": "body over the 1 MiB limit",
               "415": "content type is not JSON"},
     "/upstream": {"502": "upstream unreachable or not 200", "504": "upstream timed out"},
+    "/cpu/process": {"503": "a pool process died: the pool is being replaced (Retry-After)"},
     **{path: {"503": _DB_DOWN} for path in ("/db", "/queries", "/db/sleep", "/db/blocking")},
 }
 
