@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from contract_check import document
 from lab_services import VARIANTS, db_service
+from metrics_support import fetch
 
 from loadlab.launch import ServiceProcess
 from loadlab.openapi import document_path
@@ -30,8 +31,11 @@ REQUEST_TIMEOUT_S = 10
 
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
 def service(request: pytest.FixtureRequest, database_url: str) -> Iterator[ServiceProcess]:
-    """Every variant behind a real database: its paths answer rows, not 503s."""
+    """Every variant behind a real database: its paths answer rows, not 503s (the fuzz's
+    not_a_server_error check then holds the database paths to real answers)."""
     with db_service(database_url, **VARIANTS[request.param]) as proc:
+        for path in ("/db", "/queries?n=2", "/db/sleep?ms=1"):
+            assert fetch(proc.url, path)[0] == 200, path
         yield proc
 
 
