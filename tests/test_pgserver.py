@@ -239,6 +239,8 @@ def test_db_command_up_status_down(tmp_path: Path) -> None:
         assert _counts(url)[0::3] == (10_000, 12)
         state = json.loads((tmp_path / "db.json").read_text())
         assert state["max_connections"] == 30 and state["url"] == url
+        for private in ("db.json", "db.log"):  # both hold the password
+            assert (tmp_path / private).stat().st_mode & 0o077 == 0, private
         again = _db("up", env=env)  # idempotent: the same database
         assert again.returncode == 0 and again.stdout.strip() == line
         status = _db("status", env=env)

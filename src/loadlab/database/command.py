@@ -78,7 +78,9 @@ def up(max_connections: int = 100, timeout_s: float = 120.0) -> int:
     path = state_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     log = path.with_suffix(".log")
-    with log.open("wb") as out:
+    log.unlink(missing_ok=True)  # made afresh, 0600: the keeper prints the password there
+    with os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600),
+                   "wb") as out:
         keeper = subprocess.Popen(
             [sys.executable, "-m", "loadlab.database.keeper", str(path),
              "--max-connections", str(max_connections)],
