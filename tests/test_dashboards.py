@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -14,11 +16,12 @@ from typing import Any
 import httpx
 import prometheus_native as prom
 import pytest
+import yaml
 from lab_services import db_service
 
 from loadlab.cli import main as cli_main
 from loadlab.dashboards import BOARDS, database, default_dir, render, stale
-from loadlab.dashboards.common import DATASOURCE_UID
+from loadlab.dashboards.common import DATASOURCE_UID, SCHEMA_VERSION, SERVICE_COLORS
 from loadlab.dashboards.queries import queries, row_panels, substitute
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,9 +78,11 @@ def test_datasource_by_the_provisioned_uid_everywhere() -> None:
 
 def test_comparison_has_the_panels_the_lab_needs() -> None:
     titles = " / ".join(p["title"].lower() for p in _panels(BOARD_JSON["comparison.json"]))
-    for needed in ("requests per second", "p50", "p95", "p99", "error", "in-flight",
-                   "cpu used vs limit", "throttled", "memory", "event-loop lag",
-                   "thread pool", "locust users", "locust requests"):
+    for needed in ("summary", "requests per second", "requests per cpu-second",
+                   "client latency p50 / p95 / p99", "server latency p50 / p95 / p99",
+                   "waiting before the application", "little's law", "accept queue",
+                   "failures: client and server 5xx", "cpu used vs limit", "throttled",
+                   "memory", "event-loop lag", "thread pool", "locust users"):
         assert needed in titles, needed
     board = BOARD_JSON["comparison.json"]
     in_row = " / ".join(p["title"].lower() for p in row_panels(board, database.ROW))
@@ -87,6 +92,184 @@ def test_comparison_has_the_panels_the_lab_needs() -> None:
     service = board["templating"]["list"][0]
     assert service["name"] == "service" and service["multi"] and service["includeAll"]
     assert any(a.get("expr") for a in board["annotations"]["list"]), "no load-run annotation"
+
+
+def _exprs(board: dict[str, Any], title: str) -> list[str]:
+    panel = next(p for p in _panels(board) if p["title"].startswith(title))
+    return [t["expr"] for t in panel["targets"]]
+
+
+def test_comparison_joins_the_client_to_the_server_by_service() -> None:
+    """Client-side series come from Locust by its `target` label, renamed `service` so the
+    waiting time and queue are client minus server for the same service (Little's law)."""
+    board = BOARD_JSON["comparison.json"]
+    client = _exprs(board, "Client latency")
+    assert all("locust_response_time_seconds_bucket{target=~\"$service\"}" in e
+               and '"service", "$1", "target", "(.*)"' in e for e in client)
+    waiting = _exprs(board, "Time waiting before")[0]
+    assert waiting.count("locust_response_time_seconds_") == 2  # client sum / count
+    assert waiting.count("http_request_duration_seconds_") == 2  # server sum / count
+    assert "- on (service)" in waiting
+    in_flight = _exprs(board, "Requests in flight")
+    assert "- on (service)" in in_flight[2]
+    assert "loadlab_accept_queue_connections" in _exprs(board, "Accept queue")[0]
+    per_cpu = _exprs(board, "Requests per CPU-second")[0]
+    assert "http_requests_total" in per_cpu and "loadlab_cpu_usage_seconds_total" in per_cpu
+
+
+def test_limit_lines_only_where_there_is_one() -> None:
+    for board in BOARD_JSON.values():
+        for panel in _panels(board):
+            for target in panel["targets"]:
+                if "loadlab_cpu_limit_cores" in target["expr"]:
+                    assert target["expr"].endswith("> 0"), (panel["title"], target["expr"])
+
+
+def _js_regex(pattern: str) -> re.Pattern[str]:
+    """Grafana's stringToJsRegex: ``/re/flags`` as written, anything else anchored."""
+    if pattern.startswith("/"):
+        body, _, flags = pattern[1:].rpartition("/")
+        return re.compile(body, re.I if "i" in flags else 0)
+    return re.compile(f"^{pattern}$")
+
+
+def _series_style(panel: dict[str, Any], name: str) -> dict[str, Any]:
+    """The properties a series named ``name`` gets from the panel's overrides, in order
+    (later overrides win, as in Grafana)."""
+    style: dict[str, Any] = {}
+    for override in panel["fieldConfig"]["overrides"]:
+        matcher = override["matcher"]
+        hit = ((matcher["id"] == "byRegexp" and _js_regex(matcher["options"]).search(name))
+               or (matcher["id"] == "byName" and matcher["options"] == name))
+        if hit:
+            style.update({p["id"]: p["value"] for p in override["properties"]})
+    return style
+
+
+def _all_panels(board: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for panel in board["panels"]:
+        found.extend(panel.get("panels", []) if panel["type"] == "row" else [panel])
+    return found
+
+
+SERIES = ("{s}", "{s} p99", "{s} client in flight", "{s} limit", "{s} used")
+
+
+def test_every_panel_gives_each_service_the_same_colour() -> None:
+    """Whatever the panel and whatever a series of a service shows, its colour is the
+    service's; `flask` never takes `flask-gevent`'s series (nor fastapi the gunicorn one)."""
+    colours: dict[str, set[str]] = {name: set() for name in SERVICE_COLORS}
+    for name, board in BOARD_JSON.items():
+        for panel in _all_panels(board):
+            if panel["type"] == "table":
+                mappings = _series_style(panel, "service")["mappings"][0]["options"]
+                for service in SERVICE_COLORS:
+                    colours[service].add(mappings[service]["color"])
+                continue
+            for service in SERVICE_COLORS:
+                for form in SERIES:
+                    style = _series_style(panel, form.format(s=service))
+                    assert style.get("color", {}).get("mode") == "fixed", (name, panel["title"])
+                    colours[service].add(style["color"]["fixedColor"])
+    assert all(len(found) == 1 for found in colours.values()), colours
+    assert len({next(iter(c)) for c in colours.values()}) == len(SERVICE_COLORS)  # distinct
+
+
+def test_limits_and_p99_are_dashed_and_the_rest_solid() -> None:
+    for board in BOARD_JSON.values():
+        for panel in _all_panels(board):
+            if panel["type"] != "timeseries":
+                continue
+            for series in ("fastapi p99", "flask limit", "p99", "max_connections",
+                           "flask-gevent size"):
+                style = _series_style(panel, series)
+                assert style.get("custom.lineStyle", {}).get("fill") == "dash", series
+            for series in ("fastapi", "flask p95", "fastapi client in flight", "p50"):
+                assert "custom.lineStyle" not in _series_style(panel, series), series
+
+
+def test_tooltips_show_every_series_and_legends_no_mean() -> None:
+    for board in BOARD_JSON.values():
+        assert board["graphTooltip"] == 1  # shared crosshair
+        for panel in _all_panels(board):
+            if panel["type"] != "timeseries":
+                continue
+            assert panel["options"]["tooltip"] == {"mode": "multi", "sort": "desc"}
+            assert "mean" not in panel["options"]["legend"]["calcs"], panel["title"]
+
+
+def test_links_keep_the_time_range() -> None:
+    uids = {board["uid"] for board in BOARD_JSON.values()}
+    for board in BOARD_JSON.values():
+        assert board["links"] and all(link["keepTime"] and link["tags"] == ["loadlab"]
+                                      for link in board["links"])
+    comparison = BOARD_JSON["comparison.json"]
+    linked = 0
+    for panel in _all_panels(comparison):
+        legends = [t.get("legendFormat", "") for t in panel["targets"]]
+        if panel["type"] == "table":
+            links = _series_style(panel, "service")["links"]
+        elif any(legend.startswith("{{service}}") for legend in legends):
+            links = panel["fieldConfig"]["defaults"]["links"]
+        else:
+            continue
+        linked += 1
+        for link in links:
+            path, _, query = link["url"].partition("?")
+            assert path.removeprefix("/d/") in uids
+            assert "var-service=" in query and "${__url_time_range}" in query
+    assert linked >= 15
+
+
+def _seconds(duration: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", duration)
+    assert match, duration
+    return float(match[1]) * units[match[2]]
+
+
+def test_load_run_annotation_shades_within_a_scrape_interval() -> None:
+    scrape = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    interval = _seconds(scrape["global"]["scrape_interval"])
+    for board in BOARD_JSON.values():
+        (annotation,) = [a for a in board["annotations"]["list"] if a.get("expr")]
+        assert _seconds(annotation["step"]) <= interval
+        assert _seconds(annotation["target"]["interval"]) <= interval
+        assert annotation["target"]["expr"] == annotation["expr"]
+        assert "locust_run_info" in annotation["expr"]
+        text = annotation["titleFormat"] + annotation["textFormat"]
+        for label in ("{{target}}", "{{users}}", "{{scenario}}"):
+            assert label in text, label
+
+
+def _datasources(node: Any) -> Iterator[Any]:
+    """Every datasource reference anywhere in a board's JSON."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "datasource":
+                yield value
+            else:
+                yield from _datasources(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _datasources(item)
+
+
+def test_every_datasource_reference_resolves() -> None:
+    provisioned = yaml.safe_load(PROVISIONED_DS.read_text())["datasources"]
+    known = {(ds["type"], ds["uid"]) for ds in provisioned}
+    for name, board in BOARD_JSON.items():
+        refs = list(_datasources(board))
+        assert len(refs) > 20, name
+        for ref in refs:
+            assert isinstance(ref, dict) and (ref["type"], ref["uid"]) in known, (name, ref)
+
+
+def test_boards_are_written_in_the_pinned_grafanas_model() -> None:
+    for board in BOARD_JSON.values():
+        assert board["schemaVersion"] == SCHEMA_VERSION
+        assert "style" not in board
 
 
 @pytest.mark.requires("prometheus")

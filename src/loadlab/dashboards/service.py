@@ -83,9 +83,10 @@ def in_flight_by_handler() -> timeseries.Panel:
 def cpu_and_throttling() -> timeseries.Panel:
     return timeseries_panel(
         "CPU used, limit, throttled", "short",
-        "Cores used, the limit, and seconds per second spent throttled.",
+        "Cores used, the limit (drawn only where there is one), and seconds per second "
+        "spent throttled.",
         (f"sum(rate(loadlab_cpu_usage_seconds_total{{{SVC}}}[{RATE}]))", "used"),
-        (f"max(loadlab_cpu_limit_cores{{{SVC}}})", "limit"),
+        (f"max(loadlab_cpu_limit_cores{{{SVC}}}) > 0", "limit"),
         (f"sum(rate(loadlab_cpu_throttled_seconds_total{{{SVC}}}[{RATE}]))", "throttled"),
     )
 
