@@ -17,12 +17,14 @@ import httpx
 import prometheus_native as prom
 import pytest
 import yaml
-from lab_services import db_service
+from lab_services import db_service, start_service
+from locustrun import Locust
 
 from loadlab.cli import main as cli_main
 from loadlab.dashboards import BOARDS, database, default_dir, render, stale
 from loadlab.dashboards.common import DATASOURCE_UID, SCHEMA_VERSION, SERVICE_COLORS
 from loadlab.dashboards.queries import queries, row_panels, substitute
+from loadlab.launch import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "grafana" / "dashboards"
@@ -379,3 +381,112 @@ def test_database_rows_return_data_natively(tmp_path: Path, database_url: str) -
                 empty = _empty(port, checks, start)
             assert empty == [], f"no data after {rounds} rounds of load:\n" + "\n".join(empty)
             print(f"\nDatabase rows: data after {rounds} rounds of {len(urls) * 4} requests")
+
+
+# --- Every other query of every board against real services, a real Locust swarm (one
+# distributed, one local, each loading its own service) and Prometheus -------------------
+SWARM_USERS = "4"
+
+
+def _board_queries() -> list[tuple[str, str]]:
+    """(where, expr) of every query outside the Database rows (the test above holds those
+    to data with a real PostgreSQL), variables filled in as Grafana would."""
+    found = []
+    for name, board in BOARD_JSON.items():
+        in_row = set(queries(board, row=database.ROW))
+        services = list(NATIVE_SERVICES) if name == "service.json" else ["fastapi|flask"]
+        for service in services:
+            for where, expr in queries(board):
+                if (where, expr) in in_row:
+                    continue
+                filled = substitute(expr, {"service": service, "handler": ".*"},
+                                    rate_interval=RATE)
+                found.append((f"{name} service={service} {where}", filled))
+    return found
+
+
+def _no_limit_is_absent(port: int, empty: list[str], start: float) -> list[str]:
+    """A limit line is drawn only where there is one (``... > 0``): natively there is none,
+    so such a query counts as answered when the limit's own series exists (reads 0)."""
+    left = []
+    for entry in empty:
+        where, expr = entry.split(": ", 1)
+        if expr.endswith(" > 0") and "limit" in expr:
+            bare = expr.removesuffix(" > 0")
+            if not _empty(port, [(where, bare)], start):
+                continue
+        left.append(entry)
+    return left
+
+
+def _drill_down_answered_once(empty: list[str]) -> list[str]:
+    """The drill-down shows one service: a panel for one kind of server (event-loop lag:
+    async servers only) has data for one of the two, which shows its series exist."""
+    def key(entry: str) -> tuple[str, str] | None:
+        match = re.match(r"service\.json service=(\S+) (.*?): ", entry)
+        return (match[1], match[2]) if match else None
+
+    missing = {k for entry in empty if (k := key(entry))}
+    return [entry for entry in empty
+            if (k := key(entry)) is None
+            or all((service, k[1]) in missing for service in NATIVE_SERVICES)]
+
+
+def _swarm(target: str, url: str, web_port: int, *extra: str) -> Locust:
+    """Locust's web UI on loopback, loading ``target`` through its LOADLAB_*_URL (as the
+    compose lab does) until stopped."""
+    env = {"LOADLAB_FASTAPI_URL": url} if target == "fastapi" else {"LOADLAB_FLASK_URL": url}
+    return Locust([
+        "--host", url, "--target", target, "--scenario", "io", "--io-ms", "10",
+        "-u", SWARM_USERS, "-r", "20", "-t", "120s", "--autostart", "--autoquit", "5",
+        "--web-host", "127.0.0.1", "--web-port", str(web_port), *extra,
+    ], env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.requires("prometheus")
+def test_every_query_returns_data_natively(tmp_path: Path) -> None:
+    """FastAPI loaded by a distributed swarm (master and one worker), Flask by a local one,
+    both scraped with the lab's jobs and rules: every query of every board (Database rows
+    aside) returns numbers, so each names series that exist with the labels it uses."""
+    checks = _board_queries()
+    fastapi = start_service(**NATIVE_SERVICES["fastapi"])
+    flask = start_service(**NATIVE_SERVICES["flask"])
+    master_web, master_port, local_web = free_port(), free_port(), free_port()
+    swarms = [
+        _swarm("fastapi", fastapi.url, master_web, "--master", "--expect-workers", "1",
+               "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port)),
+        Locust(["--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)],
+               env={"LOADLAB_FASTAPI_URL": fastapi.url}),
+        _swarm("flask", flask.url, local_web),
+    ]
+    try:
+        for swarm in swarms:
+            swarm.start()
+        config = prom.lab_config(tmp_path / "config", {
+            "services": {"fastapi": f"127.0.0.1:{fastapi.cfg.port}",
+                         "flask": f"127.0.0.1:{flask.cfg.port}"},
+            "locust": {"locust-master": f"127.0.0.1:{master_web}",
+                       "locust-local": f"127.0.0.1:{local_web}"},
+        })
+        data = tmp_path / "data"
+        data.mkdir()
+        with prom.running(data, scrape_interval=SCRAPE, config_dir=config) as port:
+            start = time.time()
+            wait_until_scraped(port, [("locust", "locust-local"), ("locust", "locust-master"),
+                                      ("services", "fastapi"), ("services", "flask")])
+            deadline = time.monotonic() + 90
+            empty = _no_limit_is_absent(port, _empty(port, checks, start), start)
+            while empty and time.monotonic() < deadline:
+                time.sleep(1)  # the swarms keep loading; the next scrape may fill the rest
+                empty = _no_limit_is_absent(port, _empty(port, checks, start), start)
+            empty = _drill_down_answered_once(empty)
+            assert empty == [], f"{len(empty)} of {len(checks)} queries without data:\n" + \
+                "\n".join(empty)
+    finally:
+        for swarm in swarms:
+            swarm.terminate()
+        for swarm in swarms:
+            swarm.finish(timeout_s=30)
+        fastapi.stop()
+        flask.stop()

@@ -14,8 +14,7 @@ from typing import Any
 
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as db
-from grafana_foundation_sdk.builders import prometheus, timeseries
-from grafana_foundation_sdk.cog.builder import Builder
+from grafana_foundation_sdk.builders import prometheus, table, timeseries
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
@@ -149,7 +148,7 @@ def new_dashboard(uid: str, title: str, description: str) -> db.Dashboard:
     )
 
 
-PanelMaker = Callable[[], Builder[Any]]
+PanelMaker = Callable[[], timeseries.Panel | table.Panel]
 
 
 def with_panels(board: db.Dashboard, panels: Sequence[PanelMaker],

@@ -267,12 +267,13 @@ def cpu_used_vs_limit() -> timeseries.Panel:
 
 
 def throttled_share() -> timeseries.Panel:
+    periods = f"sum by (service) (rate(loadlab_cpu_periods_total{{{SEL}}}[{RATE}]))"
     return timeseries_panel(
         "CFS throttled share", "percentunit",
-        "Share of scheduler periods in which the service hit its CPU quota.",
+        "Share of scheduler periods in which the service hit its CPU quota; 0 for a "
+        "service without a quota (it has no periods to count).",
         (f"sum by (service) (rate(loadlab_cpu_throttled_periods_total{{{SEL}}}[{RATE}]))"
-         f" / sum by (service) (rate(loadlab_cpu_periods_total{{{SEL}}}[{RATE}]))",
-         "{{service}}"),
+         f" / ({periods} > 0) or {periods} * 0", "{{service}}"),
     )
 
 
