@@ -201,6 +201,9 @@ def _style_panel(panel: dict[str, Any]) -> None:
                for t in panel.get("targets", [])):
             config["defaults"]["links"] = [copy.deepcopy(SERVICE_LINK)]
     config["overrides"] = shared + own  # the panel's own (table columns) after the colours
+    if panel["type"] == "table" and not panel.get("options"):
+        panel["options"] = {"showHeader": True, "cellHeight": "sm",
+                            "sortBy": [{"displayName": "Service", "desc": False}]}
     for key in ("repeatDirection", "transparent"):  # SDK leftovers Grafana does not need
         panel.pop(key, None)
 
@@ -234,6 +237,11 @@ def finish(board: dict[str, Any]) -> dict[str, Any]:
                 _style_panel(inner)
         else:
             _style_panel(panel)
+    for variable in board.get("templating", {}).get("list", []):
+        for key in ("id", "auto", "auto_count", "auto_min"):  # interval-variable leftovers
+            variable.pop(key, None)
+        if variable.get("includeAll"):
+            variable["current"] = {"text": "All", "value": "$__all"}
     for annotation in board.get("annotations", {}).get("list", []):
         if annotation.get("expr"):
             _annotation(annotation)
