@@ -8,6 +8,7 @@ import json
 import math
 import re
 import time
+import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,7 +25,7 @@ from loadlab.cli import main as cli_main
 from loadlab.dashboards import BOARDS, database, default_dir, render, stale
 from loadlab.dashboards.common import DATASOURCE_UID, SCHEMA_VERSION, SERVICE_COLORS
 from loadlab.dashboards.queries import queries, row_panels, substitute
-from loadlab.launch import free_port
+from loadlab.launch import ServiceProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "grafana" / "dashboards"
@@ -432,6 +433,13 @@ def _drill_down_answered_once(empty: list[str]) -> list[str]:
             or all((service, k[1]) in missing for service in NATIVE_SERVICES)]
 
 
+def _scraped_at(service: ServiceProcess) -> str:
+    """Where Prometheus scrapes a service, as in compose: the supervisor's side port, which
+    answers while every worker is busy (the service's own /metrics waits in its queue)."""
+    url = getattr(service, "metrics_url", None) or f"{service.url}/metrics"
+    return urllib.parse.urlsplit(str(url)).netloc
+
+
 def _swarm(target: str, url: str, web_port: int, *extra: str) -> Locust:
     """Locust's web UI on loopback, loading ``target`` through its LOADLAB_*_URL (as the
     compose lab does) until stopped."""
@@ -464,8 +472,7 @@ def test_every_query_returns_data_natively(tmp_path: Path) -> None:
         for swarm in swarms:
             swarm.start()
         config = prom.lab_config(tmp_path / "config", {
-            "services": {"fastapi": f"127.0.0.1:{fastapi.cfg.port}",
-                         "flask": f"127.0.0.1:{flask.cfg.port}"},
+            "services": {"fastapi": _scraped_at(fastapi), "flask": _scraped_at(flask)},
             "locust": {"locust-master": f"127.0.0.1:{master_web}",
                        "locust-local": f"127.0.0.1:{local_web}"},
         })
@@ -490,3 +497,81 @@ def test_every_query_returns_data_natively(tmp_path: Path) -> None:
             swarm.finish(timeout_s=30)
         fastapi.stop()
         flask.stop()
+
+
+# --- The wait a saturated sync worker puts in front of the application: a line on the board
+QUEUE_USERS = "25"  # a `both` run of 50 users split evenly
+
+
+def _panel_expr(title: str, legend: str) -> str:
+    board = BOARD_JSON["comparison.json"]
+    panel = next(p for p in _panels(board) if p["title"].startswith(title))
+    expr = next(t["expr"] for t in panel["targets"] if t["legendFormat"] == legend)
+    return substitute(expr, {"service": "fastapi|flask"}, rate_interval=RATE)
+
+
+def _by_service(port: int, expr: str) -> dict[str, float]:
+    reply = prom.get(port, "/api/v1/query", query=expr)
+    assert reply["status"] == "success", reply
+    return {r["metric"]["service"]: float(r["value"][1]) for r in reply["data"]["result"]
+            if math.isfinite(float(r["value"][1]))}
+
+
+@pytest.mark.slow
+@pytest.mark.requires("prometheus")
+def test_one_sync_workers_queue_is_a_line_on_the_comparison_board(tmp_path: Path) -> None:
+    """Flask on one Gunicorn sync worker and FastAPI on Uvicorn, 25 users each waiting 50 ms
+    per request: the board's "time waiting before the application" for Flask is at least
+    10x its own server-side p50 (the requests queue in the kernel's backlog, which the
+    server's histogram cannot see), FastAPI's stays a tenth of that at most (Locust's own
+    overhead on a busy machine, no queue), and Flask's requests
+    waiting (Little's law) and accept queue show the queue as a count."""
+    flask = start_service(framework="flask", worker_class="sync", workers=1)
+    fastapi = start_service(framework="fastapi", worker_class="uvicorn", workers=1)
+    flask_web, fastapi_web = free_port(), free_port()
+    swarms = []
+    for target, svc, web in (("flask", flask, flask_web), ("fastapi", fastapi, fastapi_web)):
+        swarm = _swarm(target, svc.url, web)
+        swarm.args[swarm.args.index("--io-ms") + 1] = "50"
+        swarm.args[swarm.args.index("-u") + 1] = QUEUE_USERS
+        swarms.append(swarm)
+    waiting = _panel_expr("Time waiting before", "{{service}} waiting")
+    p50 = _panel_expr("Server latency", "{{service}} p50")
+    in_queue = _panel_expr("Requests in flight", "{{service}} waiting")
+    accept = _panel_expr("Accept queue", "{{service}}")
+    try:
+        for swarm in swarms:
+            swarm.start()
+        config = prom.lab_config(tmp_path / "config", {
+            "services": {"fastapi": _scraped_at(fastapi), "flask": _scraped_at(flask)},
+            "locust": {"locust-flask": f"127.0.0.1:{flask_web}",
+                       "locust-fastapi": f"127.0.0.1:{fastapi_web}"},
+        })
+        data = tmp_path / "data"
+        data.mkdir()
+        with prom.running(data, scrape_interval=SCRAPE, config_dir=config) as port:
+            wait_until_scraped(port, [("locust", "locust-fastapi"), ("locust", "locust-flask"),
+                                      ("services", "fastapi"), ("services", "flask")])
+
+            def queued() -> bool:
+                wait, served = _by_service(port, waiting), _by_service(port, p50)
+                return ("flask" in wait and "flask" in served
+                        and wait["flask"] >= 10 * served["flask"])
+
+            deadline = time.monotonic() + 90
+            while not queued() and time.monotonic() < deadline:
+                time.sleep(1)  # the queue builds up over the first rate windows
+            wait, served = _by_service(port, waiting), _by_service(port, p50)
+            print(f"\nwaiting {wait}, server p50 {served}, requests waiting "
+                  f"{_by_service(port, in_queue)}, accept queue {_by_service(port, accept)}")
+            assert wait.get("flask", 0) >= 10 * served["flask"], (wait, served)
+            assert wait["fastapi"] < wait["flask"] / 10, (wait, served)  # no queue there
+            assert _by_service(port, in_queue)["flask"] >= 5
+            assert _by_service(port, accept)["flask"] >= 5
+    finally:
+        for swarm in swarms:
+            swarm.terminate()
+        for swarm in swarms:
+            swarm.finish(timeout_s=30)
+        flask.stop()
+        fastapi.stop()
