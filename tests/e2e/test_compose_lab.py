@@ -114,7 +114,7 @@ def test_request_counts_agree_with_locust(stack: Stack) -> None:
     served = 'sum(http_requests_total{service="fastapi", handler="/json"})'
     sent = 'sum(locust_requests_total{name="/json"})'
     before_served, before_sent = counter(stack, served), counter(stack, sent)
-    counts = swarm(stack, "http://fastapi:8000", 8, scenario="json")
+    counts = swarm(stack, "http://fastapi:8000", 8, scenario="json", target="fastapi")
     assert counts.get("/json", 0) > 100, counts
     scrape_settle()
     # Locust's exporter (scraped by Prometheus) counts exactly what Locust's stats count.
@@ -141,7 +141,8 @@ def test_request_counts_agree_with_locust(stack: Stack) -> None:
 def test_half_a_cpu_under_cpu_load_is_throttled(stack: Stack) -> None:
     throttled = 'sum(loadlab_cpu_throttled_periods_total{service="flask"})'
     before = counter(stack, throttled)
-    counts = swarm(stack, "http://flask:8000", 8, scenario="cpu", cpu_work="200")
+    counts = swarm(stack, "http://flask:8000", 8, scenario="cpu", cpu_work="200",
+                   target="flask")
     assert counts.get("/cpu", 0) > 0, counts
     scrape_settle()
     assert counter(stack, throttled) > before
@@ -246,7 +247,8 @@ def test_the_variants_profile_is_in_every_dashboard_query(stack: Stack) -> None:
 
 def _every_panel_shows_the_four(stack: Stack) -> None:
     for service in VARIANT_SERVICES:
-        counts = swarm(stack, f"http://{service}:8000", 3, scenario="json")
+        # By the form's Target: the boards' client-side series carry it as `target`.
+        counts = swarm(stack, f"http://{service}:8000", 3, scenario="json", target=service)
         assert counts.get("/json", 0) > 0, (service, counts)
     scrape_settle()
     start = time.time() - 600

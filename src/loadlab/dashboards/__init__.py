@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
 from loadlab.dashboards import comparison, loadgen, service
+from loadlab.dashboards.common import finish
 from loadlab.paths import lab_path
 
 BOARDS: dict[str, Callable[[], db.Dashboard]] = {
@@ -27,10 +29,15 @@ def default_dir() -> Path:
     return lab_path("grafana/dashboards")
 
 
+def model(build: Callable[[], db.Dashboard]) -> dict[str, Any]:
+    """The board's JSON model: the SDK's, with the look every board shares."""
+    return finish(json.loads(json.dumps(build().build(), cls=JSONEncoder)))
+
+
 def render() -> dict[str, str]:
     """File name -> JSON text, exactly as committed."""
     return {
-        name: json.dumps(build().build(), cls=JSONEncoder, sort_keys=True, indent=2) + "\n"
+        name: json.dumps(model(build), sort_keys=True, indent=2) + "\n"
         for name, build in BOARDS.items()
     }
 

@@ -50,9 +50,10 @@ def connections_by_state() -> timeseries.Panel:
 def database_cpu() -> timeseries.Panel:
     return timeseries_panel(
         "Database CPU vs the services", "short",
-        "Cores the database uses against its limit (0: none), next to the services' cores.",
+        "Cores the database uses against its limit (drawn only where there is one), next "
+        "to the services' cores.",
         (f"sum(rate(loadlab_cpu_usage_seconds_total{{{DATABASE}}}[{RATE}]))", "postgres used"),
-        (f"max(loadlab_cpu_limit_cores{{{DATABASE}}})", "postgres limit"),
+        (f"max(loadlab_cpu_limit_cores{{{DATABASE}}}) > 0", "postgres limit"),
         (f"sum by (service) (rate(loadlab_cpu_usage_seconds_total{{{COMPARE}}}[{RATE}]))",
          "{{service}} used"),
     )

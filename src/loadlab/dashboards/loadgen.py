@@ -1,4 +1,6 @@
-"""Load generator: Locust's side of the runs, and its workers."""
+"""Load generator: Locust's side of the runs, by the service each request went to (Locust's
+``target`` label: the compose service names, or ``host`` for the form's free Host field),
+and its workers."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ UID = "loadlab-loadgen"
 
 def users() -> timeseries.Panel:
     return timeseries_panel(
-        "Users", "short", "Simulated users, whole swarm and per worker.",
+        "Users", "short", "Simulated users: whole swarm, by Target choice, and per worker.",
         ("sum(locust_users)", "swarm"),
+        ("sum by (target) (locust_run_info)", "{{target}}"),
         ("sum by (worker) (locust_worker_users)", "{{worker}}"),
     )
 
@@ -34,17 +37,27 @@ def failures_by_name() -> timeseries.Panel:
     )
 
 
+def requests_by_target() -> timeseries.Panel:
+    return timeseries_panel(
+        "Requests and failures per second by target", "reqps",
+        "Completed requests by the service they went to, and the failed ones among them.",
+        (f"sum by (target) (rate(locust_requests_total[{RATE}]))", "{{target}}"),
+        (f"sum by (target) (rate(locust_failures_total[{RATE}])) or "
+         f"sum by (target) (rate(locust_requests_total[{RATE}])) * 0", "{{target}} failures"),
+    )
+
+
 def response_time_percentiles() -> timeseries.Panel:
     def quantile(q: str) -> tuple[str, str]:
         return (
-            f"histogram_quantile({q}, sum by (le) "
+            f"histogram_quantile({q}, sum by (target, le) "
             f"(rate(locust_response_time_seconds_bucket[{RATE}])))",
-            f"p{q[2:]}",
+            f"{{{{target}}}} p{q[2:]}",
         )
 
     return timeseries_panel(
-        "Response time p50 / p95 / p99 (client side)", "s",
-        "What the users saw, queueing and network included.",
+        "Response time p50 / p95 / p99 by target (client side)", "s",
+        "What the users saw, queueing and network included, by the service they loaded.",
         quantile("0.50"), quantile("0.95"), quantile("0.99"),
     )
 
@@ -52,10 +65,11 @@ def response_time_percentiles() -> timeseries.Panel:
 def client_vs_server_rate() -> timeseries.Panel:
     return timeseries_panel(
         "Locust vs services: requests per second", "reqps",
-        "Both sides of the same requests; a gap means requests lost or still queued.",
-        (f"sum(rate(locust_requests_total[{RATE}]))", "locust"),
-        (f'sum(rate(http_requests_total{{job="services", handler!="/metrics"}}[{RATE}]))',
-         "services"),
+        "Both sides of the same requests, per service; a gap means requests lost or still "
+        "queued.",
+        (f"sum by (target) (rate(locust_requests_total[{RATE}]))", "{{target}} locust"),
+        (f'sum by (service) (rate(http_requests_total{{job="services", handler!="/metrics"}}'
+         f"[{RATE}]))", "{{service}} service"),
     )
 
 
@@ -84,7 +98,7 @@ def workers_by_state() -> timeseries.Panel:
 
 
 PANELS = (
-    users, requests_by_name, failures_by_name, response_time_percentiles,
+    users, requests_by_target, requests_by_name, failures_by_name, response_time_percentiles,
     client_vs_server_rate, requests_by_worker, worker_cpu, workers_by_state,
 )
 

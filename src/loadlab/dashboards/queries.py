@@ -57,6 +57,8 @@ def substitute(expr: str, values: Mapping[str, str], rate_interval: str = "20s")
         name = match.group(1) or match.group(2)
         if name in builtins:
             return builtins[name]
+        if name.isdigit():  # label_replace's "$1": no Grafana variable has that name
+            return match.group(0)
         if name not in values:
             raise KeyError(f"no value for ${name} in {expr!r}")
         return values[name]

@@ -73,6 +73,47 @@ def mean_latency_by_handler() -> timeseries.Panel:
     )
 
 
+def client_vs_server() -> timeseries.Panel:
+    """The Comparison board's question for this one service: what its users saw (Locust,
+    by `target`) against what it measured, and the wait in between."""
+    def client(metric: str) -> str:
+        return f'rate({metric}{{target="$service"}}[{RATE}])'
+
+    def client_quantile(q: str) -> str:
+        return (f"histogram_quantile({q}, sum by (le) "
+                f"({client('locust_response_time_seconds_bucket')}))")
+
+    client_mean = (f"(sum({client('locust_response_time_seconds_sum')}) / "
+                   f"sum({client('locust_response_time_seconds_count')}))")
+    server_mean = (f"(sum(rate(http_request_duration_seconds_sum{{{SVC}}}[{RATE}])) / "
+                   f"sum(rate(http_request_duration_seconds_count{{{SVC}}}[{RATE}])))")
+    return timeseries_panel(
+        "Client vs server latency, and the wait in between", "s",
+        "Locust's response times for this service (from the send) against the service's own "
+        "(from the moment the application got the request); waiting = client mean - server "
+        "mean, the time spent queued in front of the application.",
+        (client_quantile("0.50"), "client p50"),
+        (client_quantile("0.99"), "client p99"),
+        (f"histogram_quantile(0.50, sum by (le) "
+         f"(rate(http_request_duration_seconds_bucket{{{SVC}}}[{RATE}])))", "server p50"),
+        (f"histogram_quantile(0.99, sum by (le) "
+         f"(rate(http_request_duration_seconds_bucket{{{SVC}}}[{RATE}])))", "server p99"),
+        (f"{client_mean} - {server_mean}", "waiting"),
+        min_zero=False,
+    )
+
+
+def accept_queue() -> timeseries.Panel:
+    return timeseries_panel(
+        "Accept queue (kernel backlog)", "short",
+        "Connections completed by the kernel that the server has not accepted yet, against "
+        "the listening socket's backlog. Keep-alive connections queue inside a worker, "
+        "where the kernel cannot see them.",
+        (f"sum(loadlab_accept_queue_connections{{{SVC}}})", "queued"),
+        (f"max(loadlab_accept_queue_limit{{{SVC}}})", "limit"),
+    )
+
+
 def in_flight_by_handler() -> timeseries.Panel:
     return timeseries_panel(
         "In-flight by handler", "short", "Requests being handled now.",
@@ -83,9 +124,10 @@ def in_flight_by_handler() -> timeseries.Panel:
 def cpu_and_throttling() -> timeseries.Panel:
     return timeseries_panel(
         "CPU used, limit, throttled", "short",
-        "Cores used, the limit, and seconds per second spent throttled.",
+        "Cores used, the limit (drawn only where there is one), and seconds per second "
+        "spent throttled.",
         (f"sum(rate(loadlab_cpu_usage_seconds_total{{{SVC}}}[{RATE}]))", "used"),
-        (f"max(loadlab_cpu_limit_cores{{{SVC}}})", "limit"),
+        (f"max(loadlab_cpu_limit_cores{{{SVC}}}) > 0", "limit"),
         (f"sum(rate(loadlab_cpu_throttled_seconds_total{{{SVC}}}[{RATE}]))", "throttled"),
     )
 
@@ -117,7 +159,8 @@ def thread_pool() -> timeseries.Panel:
 
 
 PANELS = (
-    requests_by_handler, status_codes, latency_p95_by_handler, latency_p99_by_handler,
+    requests_by_handler, status_codes, client_vs_server, accept_queue,
+    latency_p95_by_handler, latency_p99_by_handler,
     mean_latency_by_handler, in_flight_by_handler, cpu_and_throttling, memory_and_workers,
     event_loop_lag, thread_pool,
 )
