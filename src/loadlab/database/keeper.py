@@ -19,7 +19,7 @@ from types import FrameType
 import psutil
 
 from loadlab.database.cluster import PostgresCluster
-from loadlab.report.results import atomic_write
+from loadlab.fileio import atomic_write
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from loadlab import stats
-from loadlab.report.results import ResultsError, atomic_write, load_summary
+from loadlab.errors import UserError
+from loadlab.fileio import atomic_write
+from loadlab.report.results import ResultsError, load_summary
 from loadlab.runner.rounds import get, run_rounds
 
 MATCH_FIELDS = ("target", "scenario", "cpus", "workers", "worker_class", "threads", "users",
@@ -39,7 +41,7 @@ MANIFEST_CHECKS = (("cpu_model", "CPU model"), ("cores", "core count"),
                    ("lock_sha256", "lock file (uv.lock) hash"))
 
 
-class CompareError(ValueError):
+class CompareError(UserError, ValueError):
     """Nothing to compare; one line for the user (exit 2)."""
 
 

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from loadlab.fileio import atomic_write
 from loadlab.report.compare import (
     FASTER,
     MATCH_DEFAULT,
@@ -21,7 +22,7 @@ from loadlab.report.compare import (
     compare_dirs,
     parse_match,
 )
-from loadlab.report.results import ResultsError, atomic_write
+from loadlab.report.results import ResultsError
 
 COLOURS = {FASTER: "#047857", SLOWER: "#b91c1c"}
 

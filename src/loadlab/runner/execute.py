@@ -187,8 +187,11 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             ))
         figures = locust.figures()
         if figures is None and record["status"] == "ok":
-            record.update(status="failed",
-                          error=f"Locust wrote no report: {locust.log_tail()}")
+            proc = getattr(locust, "proc", None)
+            code = proc.returncode if proc is not None else None
+            how = (f"Locust ended by signal {-code}" if code is not None and code < 0
+                   else "Locust wrote no report")
+            record.update(status="failed", error=f"{how}: {locust.log_tail()}")
         if figures is not None:
             lat = {k: _rounded(v) for k, v in figures.latency_ms.items()}
             record.update(
