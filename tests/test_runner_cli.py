@@ -117,7 +117,7 @@ def test_run_both_writes_results_and_passes_gates(tmp_path: Path,
         assert run["server"]["cpu_seconds"] > 0 and run["server"]["memory_bytes"] > 1e6
         assert (out / run["locust_json"]).is_file()
         assert run["machine"]["load_generator_cores"] > 0  # Locust's CPU in the window
-        assert run["machine"]["busy_cores"] >= run["machine"]["other_cores"] >= 0
+        assert run["machine"]["busy_cores"] > 0  # the service and Locust worked in the window
     manifest = data["manifest"]
     for key in ("git_commit", "versions", "lock_sha256", "cpu_model", "cores",
                 "cgroup_version", "limits_applied", "load_generator_peak_cpu_percent",
