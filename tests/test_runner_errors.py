@@ -181,3 +181,19 @@ def test_other_cores_is_what_neither_the_service_nor_locust_used() -> None:
     assert figures["load_generator_cores"] == 0.25
     # Sampling noise can put the parts above the whole: never a negative tenant.
     assert machine_figures(0.5, 0.4, 0.3)["other_cores"] == 0.0
+
+
+def test_a_full_disk_is_a_user_error_not_a_traceback(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from loadlab.report import results
+
+    kept = results.ResultsDir(tmp_path, {"command_line": "loadlab run"})
+
+    def full(path: Path, text: str, mode: int | None = None) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(results, "atomic_write", full)
+    with pytest.raises(results.ResultsError, match="No space left on device"):
+        kept.add(dict(GOOD_RUN))
