@@ -283,16 +283,13 @@ def compare_dirs(baseline: Path, current: Path, match: tuple[str, ...] = MATCH_D
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    try:
-        match = parse_match(args.match)
-        threshold = parse_regression(args.max_regression)
-        result = compare_dirs(Path(args.baseline), Path(args.current), match, threshold)
-        if not result.matches:
-            raise CompareError(f"no run of {args.current} matches one of {args.baseline} on "
-                               f"{', '.join(match)} (try --match with fewer fields)")
-    except CompareError as exc:
-        print(f"loadlab compare: error: {exc}", file=sys.stderr)
-        return 2
+    """Bad input raises CompareError or ResultsError (user errors: loadlab.cli.main)."""
+    match = parse_match(args.match)
+    threshold = parse_regression(args.max_regression)
+    result = compare_dirs(Path(args.baseline), Path(args.current), match, threshold)
+    if not result.matches:
+        raise CompareError(f"no run of {args.current} matches one of {args.baseline} on "
+                           f"{', '.join(match)} (try --match with fewer fields)")
     out = Path(args.out) if args.out else Path(args.current) / "compare.json"
     atomic_write(out, json.dumps(result.to_json(), indent=2) + "\n")
     print_table(result)

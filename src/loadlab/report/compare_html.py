@@ -17,12 +17,10 @@ from loadlab.report.compare import (
     FASTER,
     MATCH_DEFAULT,
     SLOWER,
-    CompareError,
     Comparison,
     compare_dirs,
     parse_match,
 )
-from loadlab.report.results import ResultsError
 
 COLOURS = {FASTER: "#047857", SLOWER: "#b91c1c"}
 
@@ -111,11 +109,8 @@ def report_with_baseline(results_dir: str, baseline: str, match: str | None = No
     from loadlab.report.html import write_report
 
     directory = Path(results_dir)
-    try:
-        fields = parse_match(match) if match else MATCH_DEFAULT
-        result = compare_dirs(Path(baseline), directory, fields)
-    except CompareError as exc:
-        raise ResultsError(str(exc)) from None
+    fields = parse_match(match) if match else MATCH_DEFAULT
+    result = compare_dirs(Path(baseline), directory, fields)
     out = write_report(directory)
     page = out.read_text()
     section = comparison_section(result)

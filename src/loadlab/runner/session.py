@@ -113,6 +113,9 @@ def prepare(out: Path, progress: Progress, *, resume: bool | None,
                    if resume is not None else "--replace to start over"))
         if replace:
             clear_results(out)
+    except OSError as exc:
+        lock.release()
+        raise ResultsError(f"--out {out}: {exc.strerror or exc}") from None
     except BaseException:
         lock.release()
         raise
