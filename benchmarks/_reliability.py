@@ -13,9 +13,7 @@ import itertools
 import json
 import math
 import os
-import signal
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.request
@@ -24,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadlab.fileio import atomic_write
 from loadlab.launch import ServiceProcess, free_port
+from loadlab.procs import kill_group
 from loadlab.serve import ServerConfig
 
 SERVER_CPU, LOAD_CPU = 0, 1
@@ -79,14 +79,7 @@ def process_group(argv: list[str], env: dict[str, str], ready_url: str, what: st
                 time.sleep(0.1)
         yield proc
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_group(proc.pid, timeout_s=15, proc=proc)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -203,13 +196,4 @@ def load_average() -> str:
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=True, default=str)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")

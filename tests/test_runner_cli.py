@@ -117,7 +117,7 @@ def test_run_both_writes_results_and_passes_gates(tmp_path: Path,
         assert run["server"]["cpu_seconds"] > 0 and run["server"]["memory_bytes"] > 1e6
         assert (out / run["locust_json"]).is_file()
         assert run["machine"]["load_generator_cores"] > 0  # Locust's CPU in the window
-        assert run["machine"]["busy_cores"] >= run["machine"]["other_cores"] >= 0
+        assert run["machine"]["busy_cores"] > 0  # the service and Locust worked in the window
     manifest = data["manifest"]
     for key in ("git_commit", "versions", "lock_sha256", "cpu_model", "cores",
                 "cgroup_version", "limits_applied", "load_generator_peak_cpu_percent",
@@ -195,10 +195,11 @@ def test_runner_killed_mid_matrix_then_resume_finishes(tmp_path: Path,
         if proc.poll() is None:
             proc.kill()
     assert len(summary(out)["runs"]) == 1  # valid JSON, the finished run kept
+    # Its service and Locust end with it (test_runner_safety); the lock dies with it too.
+    assert_nothing_left(env[1])
     resumed = loadlab(["matrix", str(matrix), "--out", str(out), "--resume"], env[0])
     assert resumed.returncode == 0, resumed.stderr
     assert "1 of 2 cells already done" in resumed.stderr
-    assert "left running by an earlier runner" in resumed.stderr
     assert [r["users"] for r in summary(out)["runs"]] == [2, 4]
     assert_nothing_left(env[1])
 

@@ -1,6 +1,7 @@
 """The ``loadlab`` command: parses arguments, hands a typed config to the module that acts.
 
 Usage errors exit 2 with a one-line reason (argparse's convention), gates that fail exit 1.
+Every error meant for the user is a ``loadlab.errors.UserError``, caught once in ``main``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from loadlab import __version__
-from loadlab.paths import REPO_ENV, LabFilesMissing
-from loadlab.serve import ServeError, ServerConfig, serve
+from loadlab.errors import UserError
+from loadlab.paths import REPO_ENV
+from loadlab.serve import ServerConfig, serve
 
 
 class _Parser(argparse.ArgumentParser):
@@ -90,14 +92,9 @@ def _register_db(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 def _register_stack(sub: argparse._SubParsersAction[_Parser]) -> None:
     def run(args: argparse.Namespace) -> int:
-        from loadlab.stack import StackError
         from loadlab.stack import main as stack
 
-        try:
-            return stack(args.action, args.name, args.services, args.placement)
-        except StackError as exc:
-            print(f"loadlab stack: error: {exc}", file=sys.stderr)
-            return 2
+        return stack(args.action, args.name, args.services, args.placement)
 
     p = sub.add_parser("stack", help="the lab as a Docker Swarm stack (docs/swarm.md)")
     p.add_argument("action", choices=["deploy", "rm", "render"])
@@ -176,8 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[REPO_ENV] = os.path.abspath(args.repo)
     try:
         return int(args.func(args))
-    except (ServeError, LabFilesMissing) as exc:
+    except UserError as exc:  # every "one line for the user" error, caught here only
         print(f"loadlab {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130

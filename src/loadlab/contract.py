@@ -23,6 +23,13 @@ MAX_HEADER_FIELDS = 100
 MAX_HEADER_FIELD_BYTES = 8190
 DEFAULT_UPSTREAM_MS = 100
 MAX_QUERIES = 500
+# Bounds of a variant and of a load, read by every parser (serve, run, matrix, Locust,
+# Gunicorn's settings): one place, so a value one accepts the next cannot refuse.
+MAX_WORKERS = 256
+MAX_THREADS = 1024
+MAX_USERS = 100_000
+MAX_DB_POOL_SIZE = 1000
+MAX_WORKER_CONNECTIONS = 10_000
 # Seconds a client should wait before retrying a 503 (database down or pool exhausted).
 RETRY_AFTER_S = 1
 

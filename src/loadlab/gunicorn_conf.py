@@ -5,14 +5,27 @@ The variant itself (bind, workers, worker class, threads) comes from LOADLAB_* v
 set by ``loadlab serve``, so the one file serves natively and in containers.
 """
 import os
+import sys
 
+from loadlab.contract import MAX_THREADS, MAX_WORKER_CONNECTIONS, MAX_WORKERS
 from loadlab.serve import recycling
 
+
+def _whole(name: str, default: str, top: int) -> int:
+    """A LOADLAB_* whole number 1..top; anything else is one line and exit 2 (not Gunicorn's
+    traceback and exit 1, which a container would restart for ever)."""
+    text = os.environ.get(name, default).strip()
+    if not text.isdigit() or not 1 <= int(text) <= top:
+        print(f"loadlab: {name}={text!r}: must be a whole number 1..{top}", file=sys.stderr)
+        raise SystemExit(2)  # not an Exception: Gunicorn's config loader lets it through
+    return int(text)
+
+
 bind = os.environ.get("LOADLAB_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("LOADLAB_WORKERS", "1"))
+workers = _whole("LOADLAB_WORKERS", "1", MAX_WORKERS)
 worker_class = os.environ.get("LOADLAB_GUNICORN_WORKER_CLASS", "sync")
-threads = int(os.environ.get("LOADLAB_THREADS", "1"))
-worker_connections = int(os.environ.get("LOADLAB_WORKER_CONNECTIONS", "1000"))
+threads = _whole("LOADLAB_THREADS", "1", MAX_THREADS)
+worker_connections = _whole("LOADLAB_WORKER_CONNECTIONS", "1000", MAX_WORKER_CONNECTIONS)
 backlog = 2048
 keepalive = 5
 timeout = 60

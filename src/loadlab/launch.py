@@ -7,10 +7,8 @@ never by name, and it never waits on a sleep when it can wait on ``/healthz``
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 from collections import deque
@@ -18,23 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from loadlab.errors import UserError
+from loadlab.procs import free_port, kill_group, port_in_use, tie_to_parent
 from loadlab.readiness import wait_ready
 from loadlab.serve import ServerConfig, serve_argv
 
+__all__ = ["LaunchError", "ServiceProcess", "free_port", "port_in_use", "serve_argv"]
 
-class LaunchError(RuntimeError):
+
+class LaunchError(UserError, RuntimeError):
     """The service did not come up; the message carries its last log lines."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        return sock.connect_ex((host, port)) == 0
 
 
 @dataclass
@@ -70,9 +61,10 @@ class ServiceProcess:
         env = dict(os.environ if self.env is None else self.env)
         # Each service gets its own multiprocess directory, made and wiped by serve.
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        # SIGTERM when this process dies, even by SIGKILL: no service outlives its runner.
         self.proc = subprocess.Popen(
             serve_argv(self.cfg), stdout=fd, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=tie_to_parent(signal.SIGTERM),
         )
         os.close(fd)
         return self
@@ -105,14 +97,7 @@ class ServiceProcess:
         """SIGTERM the process group, then SIGKILL whatever is left."""
         if self.proc is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=timeout_s)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        if self.proc.poll() is None:
-            self.proc.wait()
+        kill_group(self.proc.pid, timeout_s, proc=self.proc)
         if self.log_path is not None:
             self.log_path.unlink(missing_ok=True)
 

@@ -25,6 +25,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from loadlab.errors import UserError
 from loadlab.paths import LabFilesMissing, lab_root
 
 BASE_IMAGE = "loadlab/python-base:bookworm"
@@ -40,8 +41,10 @@ OFFLINE_SERVICES = ("fastapi", "flask", "locust-master", "locust-worker", "prome
                     "postgres", "postgres-exporter")
 
 
-class OfflineError(RuntimeError):
+class OfflineError(UserError, RuntimeError):
     """A missing tool or a failed step; the message is one line for the user."""
+
+    exit_code = 1  # a build that failed, not bad input
 
 
 def _need(tool: str, hint: str) -> None:

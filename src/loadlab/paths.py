@@ -19,10 +19,12 @@ import urllib.parse
 from importlib import metadata
 from pathlib import Path
 
+from loadlab.errors import UserError
+
 REPO_ENV = "LOADLAB_REPO"
 
 
-class LabFilesMissing(ValueError):
+class LabFilesMissing(UserError, ValueError):
     """The lab's files are not under any root; the message is one line for the user."""
 
 

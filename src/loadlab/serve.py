@@ -7,8 +7,6 @@ code with the same settings. The server runs as a child in serve's process group
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import math
 import os
 import shutil
@@ -24,8 +22,11 @@ from types import FrameType
 from typing import Literal
 
 from loadlab import cgroup, cpulimit
+from loadlab.contract import MAX_THREADS, MAX_WORKERS
+from loadlab.errors import UserError
 from loadlab.metrics.multiprocess import is_alive
 from loadlab.paths import lab_path
+from loadlab.procs import set_death_signal
 
 Framework = Literal["fastapi", "flask"]
 
@@ -45,7 +46,7 @@ LOOPS = ("auto", "asyncio", "uvloop")
 HTTPS = ("auto", "h11", "httptools")
 
 
-class ServeError(ValueError):
+class ServeError(UserError, ValueError):
     """A server configuration that cannot run; the message is one line for the user."""
 
 
@@ -72,10 +73,10 @@ class ServerConfig:
                 f"--worker-class {self.worker_class!r} does not fit {self.framework}: "
                 f"choose one of {', '.join(allowed)}"
             )
-        if not 1 <= self.workers <= 256:
-            raise ServeError(f"--workers must be 1-256, got {self.workers}")
-        if not 1 <= self.threads <= 1024:
-            raise ServeError(f"--threads must be 1-1024, got {self.threads}")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ServeError(f"--workers must be 1-{MAX_WORKERS}, got {self.workers}")
+        if not 1 <= self.threads <= MAX_THREADS:
+            raise ServeError(f"--threads must be 1-{MAX_THREADS}, got {self.threads}")
         if self.threads > 1 and self.worker_class != "gthread":
             raise ServeError("--threads > 1 needs --worker-class gthread")
         if not 0 <= self.port <= 65535:
@@ -256,13 +257,9 @@ def worker_warnings(cfg: ServerConfig, limit: cpulimit.CpuLimit,
     return warnings
 
 
-_PR_SET_PDEATHSIG = 1
-
-
 def _end_with_parent() -> None:
     """Linux: SIGTERM the server when serve dies, even by SIGKILL (no orphaned servers)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    set_death_signal(signal.SIGTERM)
 
 
 def _in_child(limit: cpulimit.CpuLimit) -> None:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadlab.errors import UserError
+
 STACK = "loadlab"
 ROLE_LABEL = "loadlab.role"
 # The database is part of what is measured: it goes with the services, not with the load.
@@ -35,7 +37,7 @@ COMPOSE_ONLY = ("build", "depends_on", "cpuset", "security_opt", "restart", "net
 DEPLOY_TIMEOUT_S = 300.0
 
 
-class StackError(RuntimeError):
+class StackError(UserError, RuntimeError):
     """What is missing or wrong, in one line, with how to get it."""
 
 

@@ -16,11 +16,13 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from loadlab.errors import UserError
+
 INSTALL_HINT = "apt-get install postgresql (or: pip install 'loadlab[db]' for the pgserver wheel)"
 SOURCES = ("system", "pgserver")
 
 
-class PostgresUnavailable(RuntimeError):
+class PostgresUnavailable(UserError, RuntimeError):
     """No usable PostgreSQL binaries (or no driver) on this machine."""
 
 

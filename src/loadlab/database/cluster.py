@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import os
 import pwd
 import secrets
@@ -43,8 +42,8 @@ import psutil
 
 from loadlab.database.binaries import Binaries, PostgresUnavailable, find_binaries
 from loadlab.database.seed import seed
-from loadlab.launch import free_port
-from loadlab.metrics.multiprocess import is_alive
+from loadlab.errors import UserError
+from loadlab.procs import free_port, is_alive, tie_to_parent
 
 DIR_PREFIX = "loadlab-pg-"
 # A lab database is thrown away: durability buys nothing and costs fsyncs on a shared disk.
@@ -53,33 +52,10 @@ LAB_SETTINGS: dict[str, str] = {
     "synchronous_commit": "off",
     "full_page_writes": "off",
 }
-_PR_SET_PDEATHSIG = 1
-_LIBC: Any = None
 
 
-class ClusterError(RuntimeError):
+class ClusterError(UserError, RuntimeError):
     """The cluster did not initialise or start; the message carries its log's last lines."""
-
-
-def _libc() -> Any:
-    global _LIBC
-    if _LIBC is None:
-        _LIBC = ctypes.CDLL(None, use_errno=True)
-    return _LIBC
-
-
-def _tied_to(parent: int, libc: Any) -> Any:
-    """A preexec function: SIGINT (fast shutdown) when ``parent`` ends.
-
-    Runs after Popen's setgid/setuid, which would clear the death signal if it came first.
-    """
-
-    def preexec() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
-        if os.getppid() != parent:  # the owner died before the signal was armed
-            os._exit(1)
-
-    return preexec
 
 
 def run_user() -> pwd.struct_passwd | None:
@@ -468,7 +444,9 @@ class PostgresCluster:
                 "-c", "listen_addresses=127.0.0.1"]
         for name, value in self.server_settings().items():
             argv += ["-c", f"{name}={value}"]
-        preexec = _tied_to(os.getpid(), _libc()) if self.die_with_owner else None
+        # SIGINT (fast shutdown) when the owner ends. A preexec_fn runs after Popen's
+        # setgid/setuid, which would clear the death signal if it came first.
+        preexec = tie_to_parent(signal.SIGINT) if self.die_with_owner else None
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

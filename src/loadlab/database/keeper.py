@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
-import tempfile
 from pathlib import Path
 from types import FrameType
 
 import psutil
 
 from loadlab.database.cluster import PostgresCluster
+from loadlab.fileio import atomic_write
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
@@ -33,22 +32,6 @@ def _raise_stop(_signum: int, _frame: FrameType | None) -> None:
     for sig in _STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)  # one stop at a time
     raise _Stop
-
-
-def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` atomically with a file only its owner reads: it holds the password."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
-    try:
-        with os.fdopen(fd, "w") as fh:
-            os.fchmod(fh.fileno(), 0o600)
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         state = {"keeper_pid": me.pid, "keeper_created": me.create_time(),
                  "url": cluster.url, "directory": str(cluster.directory),
                  "log": str(cluster.log_path), **cluster.describe()}
-        write_private(args.state_file, json.dumps(state, indent=2))
+        atomic_write(args.state_file, json.dumps(state, indent=2), mode=0o600)  # holds the password
         print(f"DATABASE_URL={cluster.url}", flush=True)
         assert cluster.proc is not None
         code = cluster.proc.wait()  # a stop signal interrupts this with _Stop

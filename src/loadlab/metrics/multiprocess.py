@@ -31,6 +31,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from loadlab.procs import is_alive
+
 ARCHIVE = "archive"  # <type>_archive.db holds the merged samples of dead workers
 ARCHIVED_TYPES = ("counter", "histogram", "summary")
 LOCK_FILE = ".lock"
@@ -77,21 +79,6 @@ def file_pid(name: str) -> int | None:
 
 def pids_with_files(path: Path) -> set[int]:
     return {pid for entry in os.scandir(path) if (pid := file_pid(entry.name)) is not None}
-
-
-def is_alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie, dead but not yet reaped, counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
-    except OSError:
-        return False
 
 
 def _write_samples(target: Path, metrics: Iterable[Metric]) -> None:

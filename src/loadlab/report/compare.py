@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from loadlab import stats
-from loadlab.report.results import ResultsError, atomic_write, load_summary
+from loadlab.errors import UserError
+from loadlab.fileio import atomic_write
+from loadlab.report.results import ResultsError, load_summary
 from loadlab.runner.rounds import get, run_rounds
 
 MATCH_FIELDS = ("target", "scenario", "cpus", "workers", "worker_class", "threads", "users",
@@ -39,7 +41,7 @@ MANIFEST_CHECKS = (("cpu_model", "CPU model"), ("cores", "core count"),
                    ("lock_sha256", "lock file (uv.lock) hash"))
 
 
-class CompareError(ValueError):
+class CompareError(UserError, ValueError):
     """Nothing to compare; one line for the user (exit 2)."""
 
 
@@ -281,16 +283,13 @@ def compare_dirs(baseline: Path, current: Path, match: tuple[str, ...] = MATCH_D
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    try:
-        match = parse_match(args.match)
-        threshold = parse_regression(args.max_regression)
-        result = compare_dirs(Path(args.baseline), Path(args.current), match, threshold)
-        if not result.matches:
-            raise CompareError(f"no run of {args.current} matches one of {args.baseline} on "
-                               f"{', '.join(match)} (try --match with fewer fields)")
-    except CompareError as exc:
-        print(f"loadlab compare: error: {exc}", file=sys.stderr)
-        return 2
+    """Bad input raises CompareError or ResultsError (user errors: loadlab.cli.main)."""
+    match = parse_match(args.match)
+    threshold = parse_regression(args.max_regression)
+    result = compare_dirs(Path(args.baseline), Path(args.current), match, threshold)
+    if not result.matches:
+        raise CompareError(f"no run of {args.current} matches one of {args.baseline} on "
+                           f"{', '.join(match)} (try --match with fewer fields)")
     out = Path(args.out) if args.out else Path(args.current) / "compare.json"
     atomic_write(out, json.dumps(result.to_json(), indent=2) + "\n")
     print_table(result)

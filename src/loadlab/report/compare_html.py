@@ -12,16 +12,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from loadlab.fileio import atomic_write
 from loadlab.report.compare import (
     FASTER,
     MATCH_DEFAULT,
     SLOWER,
-    CompareError,
     Comparison,
     compare_dirs,
     parse_match,
 )
-from loadlab.report.results import ResultsError, atomic_write
 
 COLOURS = {FASTER: "#047857", SLOWER: "#b91c1c"}
 
@@ -110,11 +109,8 @@ def report_with_baseline(results_dir: str, baseline: str, match: str | None = No
     from loadlab.report.html import write_report
 
     directory = Path(results_dir)
-    try:
-        fields = parse_match(match) if match else MATCH_DEFAULT
-        result = compare_dirs(Path(baseline), directory, fields)
-    except CompareError as exc:
-        raise ResultsError(str(exc)) from None
+    fields = parse_match(match) if match else MATCH_DEFAULT
+    result = compare_dirs(Path(baseline), directory, fields)
     out = write_report(directory)
     page = out.read_text()
     section = comparison_section(result)

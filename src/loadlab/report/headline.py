@@ -16,6 +16,9 @@ NAMES = {"fastapi": "FastAPI", "flask": "Flask"}
 # The lab locustfile's defaults, for runs that did not set them (docs/locust.md).
 DEFAULT_IO_MS, DEFAULT_CPU_WORK = 50, 100
 MAX_SENTENCES = 3
+# How the first lines name a run that is not "ok" (docs/runner.md, "Statuses").
+VERBS = {"failed": "failed", "errors": "had too many failed requests to be a measurement",
+         "broken": "had a broken measured window"}
 
 
 def _count(n: int, one: str, many: str) -> str:
@@ -133,7 +136,9 @@ def sentences(runs: list[Run]) -> list[str]:
                           f"{r.get('scenario')}" for r in failed[:3])
         more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
         reason = str(failed[0].get("error") or "no reason recorded")
-        out.append(f"{_count(len(failed), 'run', 'runs')} failed ({names}{more}): "
+        verbs = {VERBS.get(str(r.get("status")), "failed") for r in failed}
+        verb = verbs.pop() if len(verbs) == 1 else "failed or are not measurements"
+        out.append(f"{_count(len(failed), 'run', 'runs')} {verb} ({names}{more}): "
                    f"{reason[:160]}.")
     return out
 

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loadlab.fileio import atomic_write
 from loadlab.report import distribution, figures, headline, timeline
 from loadlab.report.concurrency import memory_per_request, served
 from loadlab.report.fitplot import scaling_section
-from loadlab.report.results import ResultsError, atomic_write, load_summary
+from loadlab.report.results import ResultsError, load_summary
 from loadlab.report.rundata import timeline as load_timeline
 
 CSS = """
@@ -204,7 +205,7 @@ def _runs_table(data: ReportData) -> Section:
                  f"{mem / 1e6:,.0f}" if mem else None,
                  f"{held:.3g}" if held is not None else None,
                  f"{per / 1e6:.3g}" if per is not None else None,
-                 r["status"] if r["status"] == "ok" else f"failed: {r.get('error')}")
+                 r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('error')}")
         body.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
     return Section("runs", "Runs", "<table><tr>" + "".join(f"<th>{h}</th>" for h in head)
                    + "</tr>" + "".join(body) + "</table>")

@@ -9,12 +9,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from loadlab import __version__
+from loadlab.errors import UserError
+from loadlab.fileio import atomic_write
 
 FORMAT = "loadlab-results/1"
 SUMMARY = "summary.json"
@@ -26,22 +26,40 @@ CSV_FIELDS = (
 )
 
 
-class ResultsError(ValueError):
+class ResultsError(UserError, ValueError):
     """A results directory that cannot be used; one line for the user."""
 
 
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+def held_runs(directory: Path) -> str | None:
+    """What the directory holds that a new session would replace, in words; None when it
+    holds no results (no summary.json, or one with no runs)."""
+    path = directory / SUMMARY
+    if not path.exists():
+        return None
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return f"an unreadable {SUMMARY}"
+    runs = data.get("runs") if isinstance(data, dict) else None
+    if isinstance(runs, list):
+        return f"{len(runs)} run(s) in {SUMMARY}" if runs else None
+    return f"a {SUMMARY} that is not a loadlab summary"
+
+
+# What a session writes in a results directory (``--replace`` removes these, nothing else).
+WRITTEN = (SUMMARY, "runs.csv", "report.html", "compare.json", "compare.html", "claims.json")
+
+
+def clear_results(directory: Path) -> None:
+    """Remove the results a session wrote (summary, CSV, report and the raw/ files), and
+    nothing else the directory holds."""
+    for name in WRITTEN:
+        (directory / name).unlink(missing_ok=True)
+    raw = directory / "raw"
+    if raw.is_dir() and not raw.is_symlink():
+        for entry in raw.iterdir():
+            if entry.is_file() or entry.is_symlink():
+                entry.unlink(missing_ok=True)
 
 
 def load_summary(directory: Path) -> dict[str, Any]:
@@ -54,7 +72,48 @@ def load_summary(directory: Path) -> dict[str, Any]:
         raise ResultsError(f"{path} is not readable JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
         raise ResultsError(f"{path} is not a loadlab summary (no 'runs' list)")
+    if not isinstance(data.get("manifest", {}), dict):
+        raise ResultsError(f"{path} is not a loadlab summary ('manifest' is not a table)")
+    for n, run in enumerate(data["runs"], start=1):
+        problem = run_problem(run)
+        if problem is not None:
+            raise ResultsError(f"{path}: run {n} {problem}")
     return data
+
+
+# The fields every run the lab has written carries, and their types: what the readers
+# (report, compare, headline) rely on without checking again.
+_TEXT_FIELDS = ("target", "scenario", "status", "worker_class")
+_WHOLE_FIELDS = ("workers", "threads", "users")
+_NUMBER_FIELDS = ("rps", "cpus")
+_OPTIONAL_NUMBERS = ("io_ms", "cpu_work", "arrival_rate", "requests", "failures", "duration_s")
+_OPTIONAL_TABLES = ("latency_ms", "server", "load", "machine")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def run_problem(run: Any) -> str | None:
+    """Why a run record cannot be read (one phrase), or None when it can."""
+    if not isinstance(run, dict):
+        return f"is not a table: {str(run)[:40]!r}"
+    for key in _TEXT_FIELDS:
+        if not isinstance(run.get(key), str):
+            return f"has no text {key!r}"
+    for key in _WHOLE_FIELDS:
+        if not isinstance(run.get(key), int) or isinstance(run.get(key), bool):
+            return f"has no whole number {key!r}"
+    for key in _NUMBER_FIELDS:
+        if not _number(run.get(key)):
+            return f"has no number {key!r}"
+    for key in _OPTIONAL_NUMBERS:
+        if run.get(key) is not None and not _number(run[key]):
+            return f"has a {key!r} that is not a number: {str(run[key])[:40]!r}"
+    for key in _OPTIONAL_TABLES:
+        if run.get(key) is not None and not isinstance(run[key], dict):
+            return f"has a {key!r} that is not a table"
+    return None
 
 
 def csv_row(run: dict[str, Any]) -> dict[str, Any]:
@@ -128,10 +187,14 @@ class ResultsDir:
         self.save()
 
     def save(self) -> None:
-        atomic_write(self.path, json.dumps(self.data, indent=2, sort_keys=False) + "\n")
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
         for run in self.runs:
             writer.writerow(csv_row(run))
-        atomic_write(self.directory / "runs.csv", buffer.getvalue())
+        try:
+            atomic_write(self.path, json.dumps(self.data, indent=2, sort_keys=False) + "\n")
+            atomic_write(self.directory / "runs.csv", buffer.getvalue())
+        except OSError as exc:
+            raise ResultsError(f"cannot write the results in {self.directory}: "
+                               f"{exc.strerror or exc}") from None

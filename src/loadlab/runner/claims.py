@@ -677,8 +677,8 @@ def print_table(verdicts: list[Verdict]) -> None:
 
 
 def claims_command(args: argparse.Namespace) -> int:
+    from loadlab.fileio import atomic_write
     from loadlab.report.html import write_report
-    from loadlab.report.results import atomic_write
     from loadlab.runner.options import OptionError, parse_rounds
     from loadlab.runner.runtime import available_cores, runtime_for
     from loadlab.runner.session import StartError, run_cells
@@ -692,8 +692,9 @@ def claims_command(args: argparse.Namespace) -> int:
     out = Path(args.out)
     runtime = runtime_for(args.runtime)
     try:
-        outcome = run_cells(list(cells.values()), out, runtime, resume=False, write_report=False,
-                            rounds=rounds, until_ci=until_ci)
+        # Claims start over each time (their verdicts judge errors themselves).
+        outcome = run_cells(list(cells.values()), out, runtime, resume=None, replace=True,
+                            write_report=False, rounds=rounds, until_ci=until_ci)
     except StartError as exc:
         raise OptionError(str(exc)) from None
     verdicts = judge(runs_by_name(cells, outcome.results.runs), cores)

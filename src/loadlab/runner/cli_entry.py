@@ -1,4 +1,4 @@
-"""Arguments of run / matrix / report / claims, and the one place their errors become exit 2.
+"""Arguments of run / matrix / report / claims, and their dispatch.
 
 Kept light (argparse only) because ``loadlab --help`` builds every parser.
 """
@@ -6,7 +6,6 @@ Kept light (argparse only) because ``loadlab --help`` builds every parser.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from loadlab.names import SCENARIOS
 
@@ -34,7 +33,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-error-rate", default=None)
     p.add_argument("--min-rps", default=None)
     add_round_arguments(p)
-    p.add_argument("--out", default="results/run")
+    p.add_argument("--out", default="results/run",
+                   help="results directory; one holding results is refused unless --replace")
+    p.add_argument("--replace", action="store_true",
+                   help="start over in an --out that holds results (they are removed)")
 
 
 def add_round_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,6 +53,8 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     elif command == "matrix":
         p.add_argument("file", help="the matrix file (TOML)")
         p.add_argument("--resume", action="store_true", help="skip cells already in the results")
+        p.add_argument("--replace", action="store_true",
+                       help="start over in an --out that holds results (they are removed)")
         p.add_argument("--out", default=None, help="results directory (default: results/NAME)")
         p.add_argument("--runtime", default="native", help="native (default), compose or swarm")
         add_round_arguments(p)
@@ -79,35 +83,29 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
 
 
 def dispatch(command: str, args: argparse.Namespace) -> int:
-    from loadlab.report.results import ResultsError
-    from loadlab.runner.options import OptionError
+    """Bad input raises a ``loadlab.errors.UserError``: ``loadlab.cli.main`` makes it one line."""
+    if command == "run":
+        from loadlab.runner.commands import run_command
 
-    try:
-        if command == "run":
-            from loadlab.runner.commands import run_command
+        return run_command(args)
+    if command == "matrix":
+        from loadlab.runner.commands import matrix_command
 
-            return run_command(args)
-        if command == "matrix":
-            from loadlab.runner.commands import matrix_command
+        return matrix_command(args)
+    if command == "report":
+        if args.baseline is not None:
+            from loadlab.report.compare_html import report_with_baseline
 
-            return matrix_command(args)
-        if command == "report":
-            if args.baseline is not None:
-                from loadlab.report.compare_html import report_with_baseline
+            return report_with_baseline(args.results_dir, args.baseline, args.match)
+        from loadlab.report.html import report_command
 
-                return report_with_baseline(args.results_dir, args.baseline, args.match)
-            from loadlab.report.html import report_command
+        return report_command(args.results_dir)
+    if command == "compare":
+        from loadlab.report.compare import compare_command
 
-            return report_command(args.results_dir)
-        if command == "compare":
-            from loadlab.report.compare import compare_command
+        return compare_command(args)
+    if command == "claims":
+        from loadlab.runner.claims import claims_command
 
-            return compare_command(args)
-        if command == "claims":
-            from loadlab.runner.claims import claims_command
-
-            return claims_command(args)
-    except (OptionError, ResultsError) as exc:
-        print(f"loadlab {command}: error: {exc}", file=sys.stderr)
-        return 2
+        return claims_command(args)
     raise AssertionError(command)

@@ -1,7 +1,8 @@
 """``loadlab run`` and ``loadlab matrix``: options in, cells run, exit code out.
 
-Exit codes: 0 all good; 1 a gate missed or a run failed; 2 bad input or a service that
-would not start (one line, nothing left running); 130 interrupted.
+Exit codes: 0 all good; 1 a gate missed or a run not ``ok`` (failed, too many errors, a
+broken window); 2 bad input, a results directory in use or holding results, or a service
+that would not start (one line, nothing left running); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -10,8 +11,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from loadlab.contract import (
+    MAX_CPU_WORK,
+    MAX_DB_POOL_SIZE,
+    MAX_IO_MS,
+    MAX_THREADS,
+    MAX_USERS,
+    MAX_WORKERS,
+)
 from loadlab.paths import LabFilesMissing, lab_path
-from loadlab.report.results import ResultsError
 from loadlab.runner.matrix import load_matrix
 from loadlab.runner.options import (
     Gates,
@@ -25,7 +33,7 @@ from loadlab.runner.options import (
     parse_rounds,
 )
 from loadlab.runner.runtime import runtime_for
-from loadlab.runner.session import Outcome, StartError, gate_failures, run_cells
+from loadlab.runner.session import DEFAULT_MAX_ERROR_RATE, Outcome, gate_failures, run_cells
 from loadlab.serve import WORKER_CLASSES
 
 
@@ -38,6 +46,8 @@ def _float_or_none(value: str | None, name: str) -> float | None:
         raise OptionError(f"--{name}: cannot read {value!r} as a number") from None
     if not number >= 0:
         raise OptionError(f"--{name}: must be 0 or more, got {value!r}")
+    if name == "max-error-rate" and number > 1:
+        raise OptionError(f"--{name}: a share of the requests, 0..1 (0.01 is 1%), got {value!r}")
     return number
 
 
@@ -57,13 +67,13 @@ def specs_from(args: argparse.Namespace) -> list[RunSpec]:
     spawn = parse_rate(args.spawn_rate, "spawn-rate") if args.spawn_rate else 0.0
     arrival = parse_rate(args.arrival_rate, "arrival-rate") if args.arrival_rate else None
     cpus = parse_cpus(args.cpus, "cpus")
-    users = parse_int(args.users, "users", 1, 100_000)
-    workers = parse_int(args.workers, "workers", 1, 256)
-    threads = parse_int(args.threads, "threads", 1, 1024)
-    io_ms = parse_int(args.io_ms, "io-ms", 0, 10_000) if args.io_ms is not None else None
-    work = (parse_int(args.cpu_work, "cpu-work", 0, 10_000_000)
+    users = parse_int(args.users, "users", 1, MAX_USERS)
+    workers = parse_int(args.workers, "workers", 1, MAX_WORKERS)
+    threads = parse_int(args.threads, "threads", 1, MAX_THREADS)
+    io_ms = parse_int(args.io_ms, "io-ms", 0, MAX_IO_MS) if args.io_ms is not None else None
+    work = (parse_int(args.cpu_work, "cpu-work", 0, MAX_CPU_WORK)
             if args.cpu_work is not None else None)
-    pool = (parse_int(args.db_pool_size, "db-pool-size", 1, 1000)
+    pool = (parse_int(args.db_pool_size, "db-pool-size", 1, MAX_DB_POOL_SIZE)
             if args.db_pool_size is not None else None)
     if args.worker_class and not any(
         args.worker_class in WORKER_CLASSES[t] for t in targets
@@ -73,6 +83,9 @@ def specs_from(args: argparse.Namespace) -> list[RunSpec]:
             f"unknown worker class {args.worker_class!r} for {args.target}: choose one of "
             f"{', '.join(every)}"
         )
+    if threads > 1 and args.worker_class != "gthread":
+        raise OptionError(f"--threads {threads} needs --worker-class gthread (threads mean "
+                          "nothing to the other worker classes)")
     specs = []
     for target in targets:
         # With --target both, a worker class applies to the framework it belongs to.
@@ -109,6 +122,11 @@ def finish(outcome: Outcome, gates: Gates, out: Path) -> int:
     return 1 if missed else 0
 
 
+def error_limit(gates: Gates) -> float:
+    """The error rate above which a run is recorded ``errors``: the gate, else the default."""
+    return gates.max_error_rate if gates.max_error_rate is not None else DEFAULT_MAX_ERROR_RATE
+
+
 def run_command(args: argparse.Namespace) -> int:
     specs = specs_from(args)
     gates = gates_from(args)
@@ -116,12 +134,8 @@ def run_command(args: argparse.Namespace) -> int:
     rounds, until_ci = parse_rounds(args.rounds, args.until_ci)
     runtime = runtime_for(args.runtime, port=port)
     out = Path(args.out)
-    try:
-        outcome = run_cells(specs, out, runtime, resume=False, rounds=rounds, until_ci=until_ci)
-    except StartError as exc:
-        raise OptionError(str(exc)) from None
-    except ResultsError as exc:
-        raise OptionError(str(exc)) from None
+    outcome = run_cells(specs, out, runtime, resume=None, replace=args.replace, rounds=rounds,
+                        until_ci=until_ci, max_error_rate=error_limit(gates))
     return finish(outcome, gates, out)
 
 
@@ -143,10 +157,10 @@ def matrix_command(args: argparse.Namespace) -> int:
     rounds, until_ci = parse_rounds(
         args.rounds if args.rounds is not None else matrix.rounds,
         args.until_ci if args.until_ci is not None else matrix.until_ci)
+    if args.resume and args.replace:
+        raise OptionError("--resume keeps the results, --replace starts over: choose one")
     runtime = runtime_for(args.runtime)
-    try:
-        outcome = run_cells(matrix.cells, out, runtime, resume=args.resume, rounds=rounds,
-                            until_ci=until_ci)
-    except (StartError, ResultsError) as exc:
-        raise OptionError(str(exc)) from None
+    outcome = run_cells(matrix.cells, out, runtime, resume=args.resume, replace=args.replace,
+                        rounds=rounds, until_ci=until_ci,
+                        max_error_rate=error_limit(matrix.gates))
     return finish(outcome, matrix.gates, out)

@@ -91,6 +91,18 @@ def saturation_warning(lab: dict[str, Any] | None) -> str | None:
             "this measurement (fewer users per process, or more cores for Locust)")
 
 
+def machine_figures(busy_cores: float, server_cores: float, load_cores: float,
+                    ) -> dict[str, float | None]:
+    """The machine in the window: ``other_cores`` is the work that is neither the service
+    nor Locust (other tenants, which spoil CPU-bound comparisons; the claims read it)."""
+    return {
+        "busy_cores": round(busy_cores, 3),
+        "other_cores": round(max(busy_cores - server_cores - load_cores, 0.0), 3),
+        "load_generator_cores": round(load_cores, 3),
+        "loadavg_1m": _loadavg(),
+    }
+
+
 def _track(locust: LocustProcess, leftovers: Leftovers | None) -> None:
     if leftovers is not None and locust.proc is not None:
         leftovers.add("locust", locust.proc.pid)
@@ -187,8 +199,11 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             ))
         figures = locust.figures()
         if figures is None and record["status"] == "ok":
-            record.update(status="failed",
-                          error=f"Locust wrote no report: {locust.log_tail()}")
+            proc = getattr(locust, "proc", None)
+            code = proc.returncode if proc is not None else None
+            how = (f"Locust ended by signal {-code}" if code is not None and code < 0
+                   else "Locust wrote no report")
+            record.update(status="failed", error=f"{how}: {locust.log_tail()}")
         if figures is not None:
             lat = {k: _rounded(v) for k, v in figures.latency_ms.items()}
             record.update(
@@ -256,15 +271,7 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             if locust_cpu_at_end is not None and locust_cpu_at_mark is not None else 0.0
         )
         server_cores = (window.cpu_seconds or 0.0) / window.seconds
-        # Work on the machine that is neither the service nor Locust: other tenants, which
-        # spoil CPU-bound comparisons (the claims read this).
-        record["machine"] = {
-            "busy_cores": round(window.machine_busy_cores, 3),
-            "other_cores": round(max(window.machine_busy_cores - server_cores - load_cores, 0.0),
-                                 3),
-            "load_generator_cores": round(load_cores, 3),
-            "loadavg_1m": _loadavg(),
-        }
+        record["machine"] = machine_figures(window.machine_busy_cores, server_cores, load_cores)
         record["load"] = {
             "peak_cpu_percent": round(locust.peak_cpu_percent, 1),
             "server_cores": list(placement.server_cores),

@@ -25,6 +25,7 @@ from typing import Any
 import psutil
 
 from loadlab.paths import lab_path
+from loadlab.procs import kill_group, tie_to_parent
 from loadlab.runner.options import RunSpec
 
 _AGGREGATED = re.compile(r"^\s+Aggregated\s+(\d+)\s+\d+\([\d.]+%\)\s*\|.*\|\s*([\d.]+)\s+[\d.]+")
@@ -200,9 +201,11 @@ class LocustProcess:
     def start(self) -> LocustProcess:
         self.json_prefix.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
+            # SIGTERM (Locust writes its report and exits) when the runner dies, even by
+            # SIGKILL: no load outlives its runner.
             self.proc = subprocess.Popen(
                 self.argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                cwd=str(locustfile().parent),
+                cwd=str(locustfile().parent), preexec_fn=tie_to_parent(signal.SIGTERM),
             )
         self.started = time.monotonic()
         with contextlib.suppress(psutil.Error, OSError):
@@ -254,14 +257,9 @@ class LocustProcess:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=timeout_s)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        if self.proc.poll() is None:
-            self.proc.wait()
+            kill_group(self.proc.pid, timeout_s, proc=self.proc)
+        else:  # the leader is gone: whatever it left in its group goes too
+            kill_group(self.proc.pid, 0.0, sig=signal.SIGKILL, proc=self.proc)
 
     def wait(self, timeout_s: float) -> int:
         assert self.proc is not None

@@ -36,6 +36,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loadlab.contract import (
+    MAX_CPU_WORK,
+    MAX_DB_POOL_SIZE,
+    MAX_IO_MS,
+    MAX_THREADS,
+    MAX_USERS,
+    MAX_WORKERS,
+)
 from loadlab.runner.options import (
     TARGETS,
     Gates,
@@ -171,7 +179,8 @@ def _settings(reader: _Reader, table: dict[str, Any], section: str, nth: int = 0
         elif name == "arrival_rate":
             out["arrival_rate"] = reader.rate(value, key, section, nth)
         elif name in ("io_ms", "cpu_work"):
-            out[name] = reader.ints(value, key, 0, 10_000_000, section, nth)[0]
+            top = MAX_IO_MS if name == "io_ms" else MAX_CPU_WORK
+            out[name] = reader.ints(value, key, 0, top, section, nth)[0]
             if isinstance(value, list):
                 reader.fail(key, "expected one whole number, not a list", section, nth)
         elif name == "extra":
@@ -207,12 +216,12 @@ def parse_matrix(text: str, path: Path = Path("matrix.toml")) -> Matrix:
     from loadlab.names import SCENARIOS
 
     scenarios = reader.strs(table["scenarios"], "matrix.scenarios", SCENARIOS, sec)
-    users = reader.ints(table.get("users", 10), "matrix.users", 1, 100_000, sec)
-    workers = reader.ints(table.get("workers", 1), "matrix.workers", 1, 256, sec)
-    threads = reader.ints(table.get("threads", 1), "matrix.threads", 1, 1024, sec)
+    users = reader.ints(table.get("users", 10), "matrix.users", 1, MAX_USERS, sec)
+    workers = reader.ints(table.get("workers", 1), "matrix.workers", 1, MAX_WORKERS, sec)
+    threads = reader.ints(table.get("threads", 1), "matrix.threads", 1, MAX_THREADS, sec)
     cpus = reader.cpus(table.get("cpus", 0), "matrix.cpus", sec)
     pools: list[int | None] = (
-        list(reader.ints(table["db_pool_size"], "matrix.db_pool_size", 1, 1000, sec))
+        list(reader.ints(table["db_pool_size"], "matrix.db_pool_size", 1, MAX_DB_POOL_SIZE, sec))
         if "db_pool_size" in table else [None])
     classes_raw = table.get("worker_classes", {})
     classes: dict[str, list[str]] = {}
@@ -239,8 +248,10 @@ def parse_matrix(text: str, path: Path = Path("matrix.toml")) -> Matrix:
         if key not in GATE_KEYS:
             reader.fail(f"gates.{key}", f"unknown gate (expected {', '.join(sorted(GATE_KEYS))})",
                         "gates")
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
             reader.fail(f"gates.{key}", f"expected a number >= 0, got {value!r}", "gates")
+        if key == "max_error_rate" and value > 1:
+            reader.fail(f"gates.{key}", f"expected a share 0..1, got {value!r}", "gates")
     gates = Gates(**{k: float(v) for k, v in gates_table.items()})
 
     overrides = data.get("override", [])
@@ -249,6 +260,9 @@ def parse_matrix(text: str, path: Path = Path("matrix.toml")) -> Matrix:
     parsed_overrides: list[tuple[dict[str, Any], dict[str, Any], list[int] | None]] = []
     for nth, item in enumerate(overrides):
         sec_o = "override"
+        if not isinstance(item, dict):
+            raise MatrixError(f"{path.name}: override must be [[override]] tables, "
+                              f"found {item!r}")
         for key in item:
             if key not in SETTINGS | {"match"}:
                 reader.fail(f"override.{key}", "unknown key (expected match or one of "
@@ -262,16 +276,17 @@ def parse_matrix(text: str, path: Path = Path("matrix.toml")) -> Matrix:
                 reader.fail(f"override.match.{key}", "unknown key (expected one of "
                             f"{', '.join(sorted(MATCH_KEYS))})", sec_o, nth)
         settings = _settings(reader, item, sec_o, nth)
-        for key in ("workers", "threads", "db_pool_size"):
+        for key, top in (("workers", MAX_WORKERS), ("threads", MAX_THREADS),
+                         ("db_pool_size", MAX_DB_POOL_SIZE)):
             if key in item:
-                settings[key] = reader.ints(item[key], f"override.{key}", 1, 1024, sec_o, nth)[0]
+                settings[key] = reader.ints(item[key], f"override.{key}", 1, top, sec_o, nth)[0]
         if "cpus" in item:
             settings["cpus"] = reader.cpus(item["cpus"], "override.cpus", sec_o, nth)[0]
         if "worker_class" in item:
             if not isinstance(item["worker_class"], str):
                 reader.fail("override.worker_class", "expected a string", sec_o, nth)
             settings["worker_class"] = item["worker_class"]
-        user_list = (reader.ints(item["users"], "override.users", 1, 100_000, sec_o, nth)
+        user_list = (reader.ints(item["users"], "override.users", 1, MAX_USERS, sec_o, nth)
                      if "users" in item else None)
         parsed_overrides.append((match, settings, user_list))
 
@@ -330,7 +345,9 @@ def _default(target: str) -> str:
 
 def load_matrix(path: Path) -> Matrix:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise MatrixError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise MatrixError(f"cannot read {path}: not UTF-8 text (byte {exc.start})") from None
     return parse_matrix(text, path)

@@ -11,18 +11,19 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from loadlab.contract import MAX_USERS
+from loadlab.errors import UserError
 from loadlab.names import SCENARIOS
 from loadlab.serve import DEFAULT_WORKER_CLASS, WORKER_CLASSES, ServeError, ServerConfig
 
 TARGETS = ("fastapi", "flask")
 MAX_DURATION_S = 24 * 3600.0
-MAX_USERS = 100_000
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-class OptionError(ValueError):
+class OptionError(UserError, ValueError):
     """A bad option value; the message is one line for the user."""
 
 

@@ -11,10 +11,11 @@ import os
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from loadlab.errors import UserError
 from loadlab.serve import ServerConfig
 
 
-class RuntimeError_(RuntimeError):
+class RuntimeError_(UserError, RuntimeError):
     """A service could not be started; the message is one line (with its last log lines)."""
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadlab.fileio import atomic_write
 from loadlab.proctree import tree_figures
 
 IGNORED_HANDLERS = {"/metrics", "/healthz"}
@@ -275,5 +276,4 @@ class ServerSampler:
             "load_began_s": rel(load_began), "measured_from_s": rel(mark),
             "scrapes": [row(s) for s in scrapes],
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, separators=(",", ":")) + "\n")
+        atomic_write(path, json.dumps(payload, separators=(",", ":")) + "\n")

@@ -1,0 +1,222 @@
+"""Nothing lost: a results directory is never emptied unless asked, one runner per directory,
+nothing outlives a runner killed with SIGKILL, and a ^C always ends the runner with 130."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from _runner_util import (
+    SHORT,
+    kill_tagged,
+    loadlab,
+    running,
+    runs_done,
+    summary,
+    tagged,
+    tagged_env,
+    two_cell_matrix,
+    under_load,
+    wait_for,
+)
+
+from loadlab.procs import is_alive
+from loadlab.runner.leftovers import DirectoryBusy, DirectoryLock, Leftovers
+
+
+@pytest.fixture
+def env() -> Iterator[tuple[dict[str, str], str]]:
+    environment, tag = tagged_env()
+    try:
+        yield environment, tag
+    finally:
+        kill_tagged(tag)
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def _held(out: Path, runs: int = 1) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"format": "loadlab-results/1", "manifest": {},
+                       "runs": [{"run_id": str(n)} for n in range(runs)]})
+    (out / "summary.json").write_text(text)
+    return text
+
+
+def test_run_refuses_an_out_that_holds_results(tmp_path: Path,
+                                               env: tuple[dict[str, str], str]) -> None:
+    out = tmp_path / "kept"
+    before = _held(out)
+    # A port in use: on main the summary was emptied before the start failed (1 run -> 0).
+    result = loadlab(["run", "--target", "fastapi", "--scenario", "json", *SHORT,
+                      "--out", str(out)], env[0])
+    assert result.returncode == 2
+    assert "already holds results (1 run(s)" in one_line(result) and "--replace" in result.stderr
+    assert (out / "summary.json").read_text() == before
+    assert not tagged(env[1])
+    matrix = loadlab(["matrix", str(two_cell_matrix(tmp_path / "m.toml")), "--out", str(out)],
+                     env[0])
+    assert matrix.returncode == 2 and "--resume" in one_line(matrix)
+    assert (out / "summary.json").read_text() == before
+
+
+def test_replace_starts_over(tmp_path: Path, env: tuple[dict[str, str], str]) -> None:
+    out = tmp_path / "again"
+    _held(out, runs=3)
+    (out / "raw").mkdir()
+    (out / "raw" / "000-old.json").write_text("[]")
+    (out / "notes.txt").write_text("the user's own file")
+    result = loadlab(["run", "--target", "fastapi", "--scenario", "json", "--users", "2",
+                      *SHORT, "--out", str(out), "--replace"], env[0])
+    assert result.returncode == 0, result.stderr
+    assert len(summary(out)["runs"]) == 1
+    assert not (out / "raw" / "000-old.json").exists()
+    assert (out / "notes.txt").read_text() == "the user's own file"  # not the lab's to remove
+
+
+def test_a_second_runner_on_the_same_out_refuses(tmp_path: Path,
+                                                 env: tuple[dict[str, str], str]) -> None:
+    out = tmp_path / "busy"
+    out.mkdir()
+    first = DirectoryLock(out).acquire()  # the first runner, mid-session
+    try:
+        (out / ".running.json").write_text("[]")
+        result = loadlab(["run", "--target", "fastapi", "--scenario", "json", *SHORT,
+                          "--out", str(out)], env[0])
+        assert result.returncode == 2
+        assert f"in use by another runner (pid {os.getpid()})" in one_line(result)
+        assert not tagged(env[1])
+        with pytest.raises(DirectoryBusy):
+            DirectoryLock(out).acquire()
+    finally:
+        first.release()
+    DirectoryLock(out).acquire().release()  # free again once the holder lets go
+
+
+_RUNNER = """
+import subprocess, sys
+from pathlib import Path
+from loadlab.runner.leftovers import Leftovers
+left = Leftovers(Path(sys.argv[1]))
+child = subprocess.Popen(["sleep", "300"], start_new_session=True,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+left.add("service", child.pid)
+print(child.pid, flush=True)
+sys.stdin.read()  # alive until the test closes stdin
+"""
+
+
+def _fake_runner(out: Path) -> tuple[subprocess.Popen[str], int]:
+    runner = subprocess.Popen([sys.executable, "-c", _RUNNER, str(out)], text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert runner.stdout is not None
+    return runner, int(runner.stdout.readline())
+
+
+def test_leftovers_of_a_live_runner_are_left_alone_and_a_dead_ones_reaped(
+    tmp_path: Path,
+) -> None:
+    runner, child = _fake_runner(tmp_path)
+    try:
+        assert Leftovers(tmp_path).reap() == []  # its runner lives: not ours to end
+        assert is_alive(child) and len(running(tmp_path)) == 1
+        runner.communicate("", timeout=30)  # the runner ends without its clean-up
+        assert is_alive(child)
+        assert Leftovers(tmp_path).reap() == [f"service (pid {child})"]
+        wait_for(lambda: not is_alive(child), 10, "the leftover to end")
+        assert not (tmp_path / ".running.json").exists()
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        if is_alive(child):
+            os.killpg(child, signal.SIGKILL)
+
+
+def test_sigkill_of_the_runner_leaves_nothing_running(tmp_path: Path,
+                                                      env: tuple[dict[str, str], str]) -> None:
+    out = tmp_path / "k"
+    proc = subprocess.Popen([sys.executable, "-m", "loadlab", "run", "--target", "fastapi",
+                             "--scenario", "json", "--users", "2", "--duration", "60s",
+                             "--warmup", "1s", "--out", str(out)], env=env[0], text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: under_load(out), 90, "the run under load")
+        started = [e["pid"] for e in running(out)]
+        proc.kill()  # SIGKILL: the runner cleans nothing up
+        proc.wait(timeout=30)
+        # The service (with its server) and Locust end with their runner, by themselves.
+        wait_for(lambda: not tagged(env[1]), 20, "the service and Locust to end")
+        assert not any(is_alive(pid) for pid in started)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _sigint_ignored() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what `cmd &` in a script gives its child
+
+
+def test_ctrl_c_ends_a_runner_that_inherited_sigint_ignored(
+    tmp_path: Path, env: tuple[dict[str, str], str],
+) -> None:
+    """Seen in CI: ^C during the last run, exit 0 and both runs recorded. A runner started in
+    the background by a shell inherits SIGINT ignored, and Python keeps it ignored."""
+    out = tmp_path / "c"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadlab", "matrix", str(two_cell_matrix(tmp_path / "m.toml",
+                                                                         "6s")),
+         "--out", str(out)], env=env[0], text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, preexec_fn=_sigint_ignored)
+    try:
+        wait_for(lambda: runs_done(out) == 1 and len(running(out)) == 2, 90, "the last run")
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted: kept 1" in stderr
+    assert len(summary(out)["runs"]) == 1
+    wait_for(lambda: not tagged(env[1]), 10, "nothing left running")
+
+
+@pytest.mark.slow
+def test_a_database_lost_mid_run_is_not_recorded_ok(tmp_path: Path,
+                                                    database_url: str) -> None:
+    del database_url  # the same skip (or CI failure) when PostgreSQL is missing
+    from loadlab.database import PostgresCluster, seed
+
+    cluster = PostgresCluster().start()
+    env, tag = tagged_env(DATABASE_URL=cluster.url)
+    out = tmp_path / "db"
+    try:
+        seed(cluster.url)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "loadlab", "run", "--target", "fastapi", "--scenario", "db",
+             "--users", "4", "--duration", "12s", "--warmup", "1s", "--out", str(out)],
+            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            wait_for(lambda: under_load(out), 90, "the run under load")
+            cluster.stop()  # the database goes away mid-run
+            stdout, stderr = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    finally:
+        cluster.stop()
+        kill_tagged(tag)
+    assert proc.returncode == 1, stderr
+    run = summary(out)["runs"][0]
+    assert run["status"] == "errors" and "error rate" in run["error"], run
+    assert "ERRORS - error rate" in stderr
+    assert "too many failed requests" in stdout  # the headline says so
