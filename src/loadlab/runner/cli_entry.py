@@ -105,7 +105,7 @@ def dispatch(command: str, args: argparse.Namespace) -> int:
 
         return compare_command(args)
     if command == "claims":
-        from loadlab.runner.claims import claims_command
+        from loadlab.claims.command import claims_command
 
         return claims_command(args)
     raise AssertionError(command)

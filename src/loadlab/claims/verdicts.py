@@ -1,0 +1,214 @@
+"""How a measured effect becomes a verdict: ``holds``, ``does not hold`` or ``inconclusive``.
+
+Every verdict states its effect size with a 95% interval over the rounds: ``holds`` only
+when the interval clears the holding threshold, ``does not hold`` when it clears the other
+threshold the other way, ``inconclusive`` when it straddles one (or a figure is missing, or
+the machine was busy), with the reason and how many rounds would likely decide it.
+
+For judges: ``cell_rounds`` (a cell's rounds), ``ratio_effect`` and ``mean_effect`` (an
+``Effect`` with its interval), ``decide`` (an effect against its thresholds -> a
+``Decision``), ``all_of`` (several decisions that must all hold), ``verdict`` (a ``Verdict``
+from a decision) and the small readers of recorded rounds (``rps_of``, ``other_work``...).
+Nothing here knows any particular claim.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from loadlab import stats
+from loadlab.runner.rounds import run_rounds
+
+HOLDS, FAILS, UNSURE = "holds", "does not hold", "inconclusive"
+Runs = dict[str, dict[str, Any]]  # recorded runs by cell name
+MAX_MORE_ROUNDS = 50  # beyond this, "more rounds" is not a useful answer
+BUSY_CORES = 0.5  # other work on the machine beyond this spoils a CPU-bound comparison
+
+
+@dataclass(frozen=True)
+class Effect:
+    """An effect size with its 95% interval over rounds (None: one round, no interval)."""
+
+    name: str
+    value: float
+    low: float | None
+    high: float | None
+    rounds: int
+    unit: str = "x"
+    method: str = ""
+
+    def text(self) -> str:
+        fmt = (lambda v: f"{v:.2f}") if self.unit == "x" else (lambda v: f"{v:.0%}")
+        if self.low is None or self.high is None:
+            return f"{self.name} {fmt(self.value)} (one round: no interval)"
+        return (f"{self.name} {fmt(self.value)} [95% {fmt(self.low)}, {fmt(self.high)}] over "
+                f"{self.rounds} rounds")
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: str
+    reason: str
+    more_rounds: int | None = None  # extra rounds likely to decide it; None: rounds won't
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One entry of ``claims.json`` (its fields are the file's fields)."""
+
+    id: str
+    claim: str
+    verdict: str
+    evidence: str
+    effect: dict[str, Any] | None = None
+    reason: str = ""
+    more_rounds: int | None = None
+
+
+def ok(run: dict[str, Any] | None) -> bool:
+    return bool(run) and run.get("status") == "ok" and bool(run.get("requests"))  # type: ignore[union-attr]
+
+
+def cell_rounds(runs: Runs, name: str) -> list[dict[str, Any]]:
+    """The rounds of a cell that ran well, in order.
+
+    A run with rounds gives them; results from before rounds existed kept repetitions as
+    cells named ``name#0``, ``name#1``: those are read as its rounds.
+    """
+    if name in runs:
+        return [r for r in run_rounds(runs[name]) if ok(r)]
+    reps = [r for key, r in sorted(runs.items()) if key.split("#")[0] == name]
+    return [r for run in reps for r in run_rounds(run) if ok(r)]
+
+
+def ratio_effect(name: str, base: Sequence[float], cur: Sequence[float]) -> Effect:
+    """cur / base of two cells' per-round figures (geometric means, Welch on the logs)."""
+    r = stats.ratio_ci(list(base), list(cur))
+    rounds = min(len(base), len(cur))
+    method = "ratio of geometric means, Welch t on the logs"
+    if r is None or rounds < 2:
+        value = (statistics.median(cur) / statistics.median(base)
+                 if base and cur and statistics.median(base) else math.nan)
+        return Effect(name, value, None, None, rounds, method=method)
+    return Effect(name, r.ratio, r.low, r.high, rounds, method=method)
+
+
+def mean_effect(name: str, values: Sequence[float], unit: str = "x") -> Effect:
+    """A figure measured once per round: its mean with Student's t interval."""
+    ci = stats.mean_ci(list(values))
+    if ci is None:
+        value = values[0] if values else math.nan
+        return Effect(name, value, None, None, len(values), unit, "mean, Student t")
+    return Effect(name, ci[0], ci[1], ci[2], len(values), unit, "mean, Student t")
+
+
+def more_rounds(effect: Effect, threshold: float) -> int | None:
+    """Rounds likely needed for the interval to clear ``threshold``.
+
+    The half width shrinks as t(n-1)/sqrt(n) with n rounds (the spread staying as seen):
+    the first n where it falls below the distance from the effect to the threshold.
+    """
+    from scipy.stats import t as student_t
+
+    if effect.low is None or effect.high is None:
+        return 1 if effect.rounds < 2 else None
+    if effect.unit == "x" and min(effect.low, effect.value, threshold) > 0:
+        # A ratio's interval is symmetric on the log scale (Welch on the logs).
+        half = (math.log(effect.high) - math.log(effect.low)) / 2.0
+        distance = abs(math.log(effect.value) - math.log(threshold))
+    else:
+        half = (effect.high - effect.low) / 2.0
+        distance = abs(effect.value - threshold)
+    n = effect.rounds
+    if distance <= 0 or half <= 0 or n < 2:
+        return None
+    now = float(student_t.ppf(0.975, n - 1)) / math.sqrt(n)
+    for more in range(1, MAX_MORE_ROUNDS + 1):
+        m = n + more
+        if half * float(student_t.ppf(0.975, m - 1)) / math.sqrt(m) / now < distance:
+            return more
+    return None
+
+
+def decide(effect: Effect, holds_at: float, fails_at: float | None = None,
+           higher: bool = True) -> Decision:
+    """The claim says the effect is large (``higher``) or small; the interval decides.
+
+    higher: holds when low >= holds_at; does not hold when high < fails_at.
+    not higher: holds when high <= holds_at; does not hold when low > fails_at.
+    ``fails_at`` defaults to ``holds_at`` (one threshold); None for no failing side.
+    """
+    fails = holds_at if fails_at is None else fails_at
+    f = (lambda v: f"{v:.2f}") if effect.unit == "x" else (lambda v: f"{v:.0%}")
+    side = ">=" if higher else "<="
+    if math.isnan(effect.value):
+        return Decision(UNSURE, f"{effect.name} not measured")
+    if effect.low is None or effect.high is None:
+        return Decision(UNSURE, f"{effect.name}: one round, no interval to judge", 1)
+    lo, hi = effect.low, effect.high
+    if (lo >= holds_at) if higher else (hi <= holds_at):
+        return Decision(HOLDS, f"the interval clears {side} {f(holds_at)}")
+    if (hi < fails) if higher else (lo > fails):
+        return Decision(FAILS, f"the interval clears the other side of {f(fails)}")
+    # Straddling: which threshold is the interval across, and would more rounds settle it?
+    target = holds_at if abs(effect.value - holds_at) <= abs(effect.value - fails) else fails
+    between = (fails <= effect.value < holds_at) if higher else (holds_at < effect.value <= fails)
+    if between and fails != holds_at:
+        return Decision(UNSURE, f"{effect.name} {f(effect.value)} lies between the thresholds "
+                        f"{f(fails)} and {f(holds_at)}", None)
+    more = more_rounds(effect, target)
+    hint = (f"; about {more} more round(s) would likely decide it" if more is not None
+            else "; more rounds are unlikely to decide it")
+    return Decision(UNSURE, f"the interval [{f(lo)}, {f(hi)}] straddles {f(target)}{hint}",
+                    more)
+
+
+def all_of(*decisions: Decision) -> Decision:
+    """Holds when every part holds; does not hold when one does not; else inconclusive."""
+    for d in decisions:
+        if d.verdict == FAILS:
+            return d
+    unsure = [d for d in decisions if d.verdict != HOLDS]
+    if not unsure:
+        return Decision(HOLDS, "; ".join(dict.fromkeys(d.reason for d in decisions)))
+    # The part furthest from deciding speaks for all (None: more rounds will not do it).
+    hardest = max(unsure, key=lambda d: math.inf if d.more_rounds is None else d.more_rounds)
+    return Decision(UNSURE, hardest.reason, hardest.more_rounds)
+
+
+def verdict(cid: str, text: str, decision: Decision, evidence: str,
+            effect: Effect | None = None, verdict_override: str | None = None,
+            why: str = "") -> Verdict:
+    """A Verdict from a decision; ``verdict_override`` (with ``why``) for a busy machine."""
+    final = verdict_override or decision.verdict
+    reason = why or decision.reason
+    if why and decision.verdict == UNSURE and final == UNSURE:
+        reason = f"{why}; {decision.reason}"
+    more = decision.more_rounds if final == UNSURE else None
+    shown = evidence + (f"; {effect.text()}" if effect is not None else "")
+    shown += f"; {final}: {reason}"
+    return Verdict(cid, text, final, shown, asdict(effect) if effect is not None else None,
+                   reason, more)
+
+
+def other_work(*groups: list[dict[str, Any]]) -> float:
+    """The most work other than the service and Locust seen during these runs, in cores."""
+    return max((float((r.get("machine") or {}).get("other_cores") or 0.0)
+                for g in groups for r in g), default=0.0)
+
+
+def rps_of(runs: list[dict[str, Any]]) -> list[float]:
+    return [float(r["rps"]) for r in runs]
+
+
+def rps_text(runs: list[dict[str, Any]]) -> str:
+    """Each round's rate, as ``88.2/89.0``."""
+    return "/".join(f"{r['rps']:,.1f}" for r in runs)
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else math.nan
