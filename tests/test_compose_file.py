@@ -386,3 +386,26 @@ def test_every_compiled_dependency_installs_on_amd64_and_arm64() -> None:
                         continue
                     missing.append(f"{target}: {name} on cp{python[0]}{python[1]} {arch}")
     assert not missing, missing
+
+
+def test_no_trust_and_one_password_in_force() -> None:
+    """The database never trusts a TCP client: the services and the exporter read the
+    password in force (POSTGRES_PASSWORD, or the generated one) from the auth volume."""
+    pg = SERVICES["postgres"]
+    assert "POSTGRES_HOST_AUTH_METHOD" not in pg["environment"]
+    assert "trust" not in (ROOT / "postgres" / "entrypoint.sh").read_text().split(
+        "unset POSTGRES_HOST_AUTH_METHOD")[1].split("\n")[0]
+    assert "postgres-auth:/run/loadlab/postgres" in pg["volumes"]
+    auth = COMPOSE["volumes"]["postgres-auth"]["driver_opts"]
+    assert auth["type"] == "tmpfs" and "uid=999" in auth["o"]  # in memory, the db's own
+    for name in LAB_IMAGE_SERVICES - {"locust-master", "locust-worker"}:
+        svc = SERVICES[name]
+        assert "postgres-auth:/run/loadlab/postgres:ro" in svc["volumes"], name
+        assert svc["environment"]["LOADLAB_DB_PASSWORD_FILE"] == \
+            "/run/loadlab/postgres/password", name
+    exporter = SERVICES["postgres-exporter"]
+    assert "DATA_SOURCE_NAME" not in exporter["environment"]
+    assert exporter["environment"]["DATA_SOURCE_PASS_FILE"] == "/run/loadlab/postgres/password"
+    assert "postgres-auth:/run/loadlab/postgres:ro" in exporter["volumes"]
+    for name in ("locust-master", "locust-worker", "prometheus", "grafana"):
+        assert not any("postgres-auth" in v for v in SERVICES[name].get("volumes", [])), name

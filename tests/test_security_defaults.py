@@ -372,3 +372,25 @@ def test_plain_locust_ui_listens_on_loopback_by_default(
     finally:
         lo.terminate()
         lo.finish(timeout_s=30)
+
+
+@pytest.mark.requires("postgres")
+def test_the_services_connect_with_the_generated_password(
+        volume: Volume, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compose gives the services a DATABASE_URL without a password and the file the
+    database keeps its generated one in: they read it at each connection, so a password
+    that appears or changes after they started is used (docker-compose.yml)."""
+    from loadlab.db import SyncDatabase
+    from loadlab.settings import ServiceSettings
+
+    monkeypatch.setenv("LOADLAB_DB_PASSWORD_FILE", str(volume.auth / "password"))
+    settings = ServiceSettings(
+        database_url=f"postgresql://loadlab:@127.0.0.1:{volume.port}/loadlab",
+        db_pool_size=1, db_pool_timeout_s=30)
+    server = volume.start(volume.env("127.0.0.1", None))
+    database = SyncDatabase(settings).open()
+    try:
+        database.sleep(1)
+    finally:
+        database.close()
+        volume.stop(server)
