@@ -409,3 +409,38 @@ def test_no_trust_and_one_password_in_force() -> None:
     assert "postgres-auth:/run/loadlab/postgres:ro" in exporter["volumes"]
     for name in ("locust-master", "locust-worker", "prometheus", "grafana"):
         assert not any("postgres-auth" in v for v in SERVICES[name].get("volumes", [])), name
+
+
+def _fake_engine(tmp: Path) -> dict[str, str]:
+    """A `docker` whose `info` answers once the fake `dockerd` runs; that daemon records
+    its PID and waits to be stopped."""
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(f'#!/bin/sh\n[ "$1" = info ] && [ -e {tmp}/up ]\n')
+    (bin_dir / "dockerd").write_text(
+        f"#!/bin/sh\necho $$ > {tmp}/pid\ntouch {tmp}/up\nexec sleep 300\n")
+    for name in ("docker", "dockerd"):
+        (bin_dir / name).chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOADLAB_DOCKERD_LOG": str(tmp / "log")}
+
+
+def test_ci_stops_the_engine_it_started(tmp_path: Path) -> None:
+    """`.ci/run` starts dockerd when none answers; it must not leave it running (with its
+    iptables rules and bridges) when it ends, however it ends."""
+    import psutil
+
+    env = _fake_engine(tmp_path)
+    for outcome in ("true", "false"):  # the tests passed / failed
+        (tmp_path / "up").unlink(missing_ok=True)
+        done = subprocess.run(["bash", "-c", f"set -e; . .ci/engine.sh; start_engine; {outcome}"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+                              check=False)
+        assert done.returncode == (0 if outcome == "true" else 1), done.stderr
+        pid = int((tmp_path / "pid").read_text())
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie", outcome
+    # An engine that already answers is not started, and not stopped.
+    (tmp_path / "pid").unlink()
+    (tmp_path / "up").touch()
+    done = subprocess.run(["bash", "-c", ". .ci/engine.sh; start_engine"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0 and not (tmp_path / "pid").exists()
