@@ -174,7 +174,8 @@ class Volume:
         try:
             with psycopg.connect(host="127.0.0.1", port=self.port, user="loadlab",
                                  dbname="loadlab", password=password or "",
-                                 passfile=str(self.data.parent / "no-passfile"), connect_timeout=10) as conn:
+                                 passfile=str(self.data.parent / "no-passfile"),
+                                 connect_timeout=10) as conn:
                 return conn.execute("SELECT 1").fetchone() == (1,)
         except psycopg.OperationalError as exc:
             assert "password authentication failed" in str(exc) or \
