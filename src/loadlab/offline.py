@@ -178,8 +178,8 @@ def build_arm64(rebuild_base: bool = False, mirror: str | None = None) -> list[s
     # What each image runs is arm64 code: the interpreter and every compiled module load.
     probe = ("import platform, importlib; "
              "[importlib.import_module(m) for m in MODULES]; print(platform.machine())")
-    modules = {"fastapi": ["uvloop", "httptools", "pydantic_core", "psycopg_binary"],
-               "flask": ["gevent", "psycopg_binary", "greenlet"],
+    modules = {"fastapi": ["uvloop", "httptools", "pydantic_core", "psycopg", "psycopg_binary"],
+               "flask": ["gevent", "greenlet", "psycopg", "psycopg_binary"],
                "locust": ["pyhdrh", "gevent", "zmq", "msgpack"]}
     for target, tag in zip(LAB_TARGETS, tags, strict=True):
         code = probe.replace("MODULES", repr(modules[target]))
