@@ -3,7 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint lock demo screenshots e2e swarm-e2e offline-images dashboards clean
+.PHONY: install test lint lock demo screenshots e2e swarm-e2e offline-images arm64-images \
+	dashboards clean
 
 # One line (and exit 2) when $(PY) is missing, too old, has no venv module, or when uv.lock
 # no longer matches pyproject.toml; empty when all is well.
@@ -27,7 +28,7 @@ install: $(BIN)/loadlab
 lock: install
 	$(BIN)/python scripts/lock.py
 
-SHELL_SCRIPTS := .ci/run .ci/install-compose-v2 grafana/entrypoint.sh prometheus/entrypoint.sh \
+SHELL_SCRIPTS := .ci/run .ci/engine.sh .ci/install-compose-v2 grafana/entrypoint.sh prometheus/entrypoint.sh \
 	postgres/entrypoint.sh postgres/docker-entrypoint.sh deploy/kubernetes/prometheus/entrypoint.sh \
 	src/loadlab/healthcheck.sh
 
@@ -65,6 +66,11 @@ swarm-e2e: install
 
 offline-images: install
 	$(BIN)/python -m loadlab.offline
+
+# The lab's own images for linux/arm64 on an amd64 machine, under qemu-user-static
+# (docs/compose.md, "arm64"); far too slow for a test.
+arm64-images: install
+	$(BIN)/python -m loadlab.offline --arch arm64
 
 dashboards: install
 	$(BIN)/loadlab dashboards

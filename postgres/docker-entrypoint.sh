@@ -38,7 +38,9 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     printf "listen_addresses = '*'\n" >>"$PGDATA/postgresql.conf"
     printf 'host all all all %s\n' "$auth" >>"$PGDATA/pg_hba.conf"
 
-    pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -p 5432" -w start
+    # PGHOST/PGPORT (unset in the image) move this socket-only server, for tests on a host.
+    pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -p ${PGPORT:-5432}${PGHOST:+ -k $PGHOST}" \
+        -w start
     psql=(psql -v ON_ERROR_STOP=1 --username "$user" --no-password --no-psqlrc)
     if [ "$db" != "postgres" ]; then
         "${psql[@]}" --dbname postgres --set db="$db" <<<'CREATE DATABASE :"db";'

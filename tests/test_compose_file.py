@@ -4,6 +4,7 @@ no extra privileges."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -20,7 +21,8 @@ COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_TEXT)
 SERVICES: dict[str, Any] = COMPOSE["services"]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 # The lab's images are the targets of one Dockerfile: each stage's text by its name.
-STAGES = dict(re.findall(r"^FROM \S+ AS (\w+)\n(.*?)(?=^FROM |\Z)", DOCKERFILE, re.M | re.S))
+STAGES = dict(re.findall(r"^FROM \S+ AS ([\w-]+)\n(.*?)(?=^FROM |\Z)", DOCKERFILE,
+                         re.M | re.S))
 LAB_TARGETS = ("fastapi", "flask", "locust")
 
 
@@ -49,7 +51,8 @@ def test_images_pinned_and_overridable() -> None:
     base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", DOCKERFILE, re.M)
     assert base and re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base[1])
     assert "FROM ${PYTHON_IMAGE} AS base" in DOCKERFILE
-    assert {"base", "package", *LAB_TARGETS} == set(STAGES)
+    # Each image's stage; a builder stage (compiler inside) only where a wheel is lacking.
+    assert {"base", "package", *LAB_TARGETS, "locust-wheels"} == set(STAGES)
     for name, build in (("fastapi", "fastapi"), ("flask", "flask"), ("locust-master", "locust")):
         assert SERVICES[name]["build"]["target"] == build
         assert SERVICES[name]["build"]["dockerfile"] == "Dockerfile"
@@ -210,3 +213,234 @@ def test_database_in_compose() -> None:
     for name in LAB_IMAGE_SERVICES - {"locust-master", "locust-worker"}:
         assert SERVICES[name]["environment"]["DATABASE_URL"].startswith(
             "postgresql://loadlab:${POSTGRES_PASSWORD:-}@postgres:5432/loadlab"), name
+
+
+def _require_compose_v2() -> None:
+    if shutil.which("docker") is None:
+        require("docker", "no docker CLI")
+    elif subprocess.run(["docker", "compose", "version"], capture_output=True,
+                        check=False).returncode != 0:
+        require("docker", "Compose v2 (`docker compose`) is not installed")
+
+
+def test_the_lab_images_are_built_never_pulled() -> None:
+    """`loadlab/*` is no name the lab owns on a registry: without `pull_policy: build` a
+    plain `docker compose up` first asks Docker Hub for it, and whoever owns that name
+    there would run in the user's lab. Read back through Compose itself."""
+    _require_compose_v2()
+    done = subprocess.run(
+        ["docker", "compose", "--project-directory", str(ROOT), "--env-file", "/dev/null",
+         "--profile", "variants", "config", "--format", "json"],
+        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"},
+        check=False)
+    assert done.returncode == 0, done.stderr
+    services = json.loads(done.stdout)["services"]
+    lab = {name for name, svc in services.items()
+           if svc.get("build") or str(svc.get("image", "")).startswith("loadlab/")}
+    assert lab == {"fastapi", "flask", "fastapi-gunicorn", "flask-gevent", "locust-master",
+                   "locust-worker"}
+    for name in lab:
+        assert services[name].get("build"), name
+        assert services[name].get("pull_policy") == "build", name
+    for name in set(services) - lab:  # third-party images come from their registries
+        assert services[name].get("pull_policy") in (None, "missing"), name
+
+
+def _tracked(path: str) -> bool:
+    return (ROOT / path).is_file()
+
+
+def scripts_the_lab_runs() -> set[str]:
+    """Every file the images or compose run or read as configuration, by repository path:
+    bind mounts and swarm configs, the Dockerfiles and what they COPY, the CI scripts."""
+    found: set[str] = set()
+    for svc in SERVICES.values():
+        for volume in svc.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("./"):
+                found.add(source[2:])
+    # The swarm file's configs ({file: ./path}; its !override tags are Compose's own YAML).
+    found |= set(re.findall(r"\{file: \./(\S+)\}", (ROOT / "docker-compose.swarm.yml").read_text()))
+    dockerfiles = ["Dockerfile", *(str(p.relative_to(ROOT)) for p in ROOT.glob("*/Dockerfile*"))]
+    found |= set(dockerfiles)
+    for name in dockerfiles:
+        context = ROOT if name == "Dockerfile" else (ROOT / name).parent
+        for src in re.findall(r"^COPY (?!--from)(\S+) ", (ROOT / name).read_text(), re.M):
+            found.add(str((context / src).relative_to(ROOT)))
+    found |= {str(p.relative_to(ROOT)) for p in (ROOT / ".ci").iterdir()}
+    found |= {str(p.relative_to(ROOT)) for p in (ROOT / "deploy").rglob("*")
+              if p.is_file() and p.suffix in (".sh", ".yml", ".yaml", ".json", ".sql")}
+    expanded: set[str] = set()
+    for path in found:  # a directory mount: every file under it
+        full = ROOT / path
+        expanded |= ({str(p.relative_to(ROOT)) for p in full.rglob("*") if p.is_file()}
+                     if full.is_dir() else {path})
+    return {path for path in expanded if "__pycache__" not in path}
+
+
+@pytest.mark.requires("git")
+def test_every_script_the_lab_runs_is_checked_out_with_lf() -> None:
+    """A Windows clone (core.autocrlf=true) would check these out with CRLF, and busybox
+    sh, bash and Prometheus's YAML then fail inside Linux containers."""
+    paths = sorted(scripts_the_lab_runs())
+    for needed in ("postgres/entrypoint.sh", "grafana/entrypoint.sh",
+                   "prometheus/entrypoint.sh", "src/loadlab/healthcheck.sh", "Dockerfile",
+                   "src/loadlab/database/seed.sql", "prometheus/prometheus.yml", ".ci/run"):
+        assert needed in paths, needed
+    done = subprocess.run(["git", "-C", str(ROOT), "check-attr", "eol", "text", "--", *paths],
+                          capture_output=True, text=True, timeout=30, check=False)
+    if done.returncode != 0:
+        pytest.skip("not a git checkout")
+    attrs: dict[str, dict[str, str]] = {}
+    for line in done.stdout.splitlines():
+        path, attr, value = line.rsplit(": ", 2)
+        attrs.setdefault(path, {})[attr] = value
+    wrong = {path: got for path, got in attrs.items()
+             if got.get("eol") != "lf" or got.get("text") in ("unset", "unspecified")}
+    assert not wrong, wrong
+    # And what is committed is LF already (a CRLF blob would stay CRLF for some clients).
+    for path in paths:
+        assert b"\r\n" not in (ROOT / path).read_bytes(), path
+
+
+# The images' Pythons: the official base's (Dockerfile's PYTHON_IMAGE) and the offline
+# base's (Debian bookworm's python3, `make offline-images`); both on glibc 2.36.
+IMAGE_GLIBC = (2, 36)
+OFFLINE_PYTHON = (3, 11)
+ARCHES = ("x86_64", "aarch64")
+
+
+def image_pythons() -> list[tuple[int, int]]:
+    base = re.search(r"^ARG PYTHON_IMAGE=python:(\d+)\.(\d+)\.", DOCKERFILE, re.M)
+    assert base
+    return [(int(base[1]), int(base[2])), OFFLINE_PYTHON]
+
+
+def linux_tags(python: tuple[int, int], arch: str) -> set[Any]:
+    """The wheel tags pip accepts on that Python, architecture and glibc."""
+    from packaging import tags
+
+    platforms = [f"manylinux_{IMAGE_GLIBC[0]}_{minor}_{arch}"
+                 for minor in range(IMAGE_GLIBC[1], 4, -1)]
+    platforms += [f"manylinux2014_{arch}"]
+    if arch == "x86_64":
+        platforms += ["manylinux2010_x86_64", "manylinux1_x86_64"]
+    platforms.append(f"linux_{arch}")
+    return set(tags.cpython_tags(python, platforms=platforms)) | set(
+        tags.compatible_tags(python, f"cp{python[0]}{python[1]}", platforms))
+
+
+def image_requirements(name: str, python: tuple[int, int], arch: str) -> set[str]:
+    """The packages requirements/NAME.txt installs on that Python and architecture."""
+    from packaging.markers import Marker
+    from packaging.utils import canonicalize_name
+
+    env = {"python_version": f"{python[0]}.{python[1]}",
+           "python_full_version": f"{python[0]}.{python[1]}.0", "sys_platform": "linux",
+           "platform_system": "Linux", "platform_machine": arch, "os_name": "posix",
+           "implementation_name": "cpython", "platform_python_implementation": "CPython"}
+    found = set()
+    text = (ROOT / "requirements" / f"{name}.txt").read_text()
+    for req, marker in re.findall(r"^([A-Za-z0-9._-]+)==\S+(?: ; (.*?))? \\$", text, re.M):
+        if not marker or Marker(marker).evaluate(env):
+            found.add(canonicalize_name(req))
+    return found
+
+
+def built_from_source(target: str) -> set[str]:
+    """What the image's builder stage compiles (ARG BUILD_FROM_SOURCE), if it has one."""
+    stage = STAGES.get(f"{target}-wheels", "")
+    listed = re.search(r'^ARG BUILD_FROM_SOURCE="([^"]*)"', stage, re.M)
+    return set(listed[1].split()) if listed else set()
+
+
+def test_every_compiled_dependency_installs_on_amd64_and_arm64() -> None:
+    """Docker Desktop on Apple silicon builds linux/arm64: a compiled dependency without a
+    wheel there falls back to its C source, and the slim base has no compiler. Each such
+    dependency must have a wheel for both architectures on the images' Pythons, or be
+    compiled in the image's builder stage from an sdist the lock pins by hash."""
+    import tomllib
+
+    from packaging.utils import canonicalize_name, parse_wheel_filename
+
+    lock = {canonicalize_name(pkg["name"]): pkg
+            for pkg in tomllib.loads((ROOT / "uv.lock").read_text())["package"]}
+    missing = []
+    for target in LAB_TARGETS:
+        compiled_here = built_from_source(target)
+        for python in image_pythons():
+            for arch in ARCHES:
+                accepted = linux_tags(python, arch)
+                for name in sorted(image_requirements(target, python, arch)):
+                    wheels = [parse_wheel_filename(w["url"].rsplit("/", 1)[1])[3]
+                              for w in lock[name].get("wheels", [])]
+                    if any(tag.abi == "none" and tag.platform == "any"
+                           for tagset in wheels for tag in tagset):
+                        continue  # pure Python
+                    if any(tagset & accepted for tagset in wheels):
+                        continue
+                    if name in compiled_here and "sdist" in lock[name]:
+                        sdist_hash = lock[name]["sdist"]["hash"].split(":", 1)[1]
+                        assert sdist_hash in (ROOT / "requirements" / f"{target}.txt"
+                                              ).read_text(), name
+                        continue
+                    missing.append(f"{target}: {name} on cp{python[0]}{python[1]} {arch}")
+    assert not missing, missing
+
+
+def test_no_trust_and_one_password_in_force() -> None:
+    """The database never trusts a TCP client: the services and the exporter read the
+    password in force (POSTGRES_PASSWORD, or the generated one) from the auth volume."""
+    pg = SERVICES["postgres"]
+    assert "POSTGRES_HOST_AUTH_METHOD" not in pg["environment"]
+    assert "trust" not in (ROOT / "postgres" / "entrypoint.sh").read_text().split(
+        "unset POSTGRES_HOST_AUTH_METHOD")[1].split("\n")[0]
+    assert "postgres-auth:/run/loadlab/postgres" in pg["volumes"]
+    auth = COMPOSE["volumes"]["postgres-auth"]["driver_opts"]
+    assert auth["type"] == "tmpfs" and "uid=999" in auth["o"]  # in memory, the db's own
+    for name in LAB_IMAGE_SERVICES - {"locust-master", "locust-worker"}:
+        svc = SERVICES[name]
+        assert "postgres-auth:/run/loadlab/postgres:ro" in svc["volumes"], name
+        assert svc["environment"]["LOADLAB_DB_PASSWORD_FILE"] == \
+            "/run/loadlab/postgres/password", name
+    exporter = SERVICES["postgres-exporter"]
+    assert "DATA_SOURCE_NAME" not in exporter["environment"]
+    assert exporter["environment"]["DATA_SOURCE_PASS_FILE"] == "/run/loadlab/postgres/password"
+    assert "postgres-auth:/run/loadlab/postgres:ro" in exporter["volumes"]
+    for name in ("locust-master", "locust-worker", "prometheus", "grafana"):
+        assert not any("postgres-auth" in v for v in SERVICES[name].get("volumes", [])), name
+
+
+def _fake_engine(tmp: Path) -> dict[str, str]:
+    """A `docker` whose `info` answers once the fake `dockerd` runs; that daemon records
+    its PID and waits to be stopped."""
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(f'#!/bin/sh\n[ "$1" = info ] && [ -e {tmp}/up ]\n')
+    (bin_dir / "dockerd").write_text(
+        f"#!/bin/sh\necho $$ > {tmp}/pid\ntouch {tmp}/up\nexec sleep 300\n")
+    for name in ("docker", "dockerd"):
+        (bin_dir / name).chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOADLAB_DOCKERD_LOG": str(tmp / "log")}
+
+
+def test_ci_stops_the_engine_it_started(tmp_path: Path) -> None:
+    """`.ci/run` starts dockerd when none answers; it must not leave it running (with its
+    iptables rules and bridges) when it ends, however it ends."""
+    import psutil
+
+    env = _fake_engine(tmp_path)
+    for outcome in ("true", "false"):  # the tests passed / failed
+        (tmp_path / "up").unlink(missing_ok=True)
+        done = subprocess.run(["bash", "-c", f"set -e; . .ci/engine.sh; start_engine; {outcome}"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+                              check=False)
+        assert done.returncode == (0 if outcome == "true" else 1), done.stderr
+        pid = int((tmp_path / "pid").read_text())
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie", outcome
+    # An engine that already answers is not started, and not stopped.
+    (tmp_path / "pid").unlink()
+    (tmp_path / "up").touch()
+    done = subprocess.run(["bash", "-c", ". .ci/engine.sh; start_engine"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0 and not (tmp_path / "pid").exists()

@@ -53,3 +53,22 @@ def test_affinity_only_machine_gets_a_hint() -> None:
     assert not check.ok and "systemd-run" in check.hint
     line = doctor.render([check])
     assert line.splitlines()[0].startswith("-- ") and "to get it:" in line
+
+
+@pytest.mark.parametrize(("server", "safe"), [("20.10.24+dfsg1", False), ("27.5.1", False),
+                                              ("28.0.0", True), ("29.1.2", True)])
+def test_an_engine_before_28_is_named_for_its_loopback_ports(server: str, safe: bool) -> None:
+    """moby#45610: before Engine 28, 127.0.0.1-published ports answer the local network."""
+    check = doctor.check_engine_loopback(server)
+    assert check is not None and check.ok is safe
+    if not safe:
+        assert "45610" in check.detail and "Engine 28" in check.hint
+
+
+def test_doctor_warns_on_this_engine_when_it_is_old(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_bin(tmp_path, "docker", 'test "$1" = info && echo 20.10.24+dfsg1')
+    monkeypatch.setenv("PATH", str(tmp_path))
+    names = {check.name: check for check in doctor.collect()}
+    assert not names["loopback ports"].ok
+    assert "older than 28" in doctor.render([names["loopback ports"]])

@@ -131,8 +131,13 @@ def test_same_image_command_ports_env_limits_probe_as_compose(name: str) -> None
     assert container.get("command") == svc.get("entrypoint")
     assert {p["containerPort"] for p in container.get("ports", [])} == {
         int(p["target"]) for p in svc.get("ports", [])}
-    assert {e["name"]: e["value"] for e in container.get("env", [])} == svc.get(
-        "environment", {})
+    # The database's password: a Secret here, compose's file of the password in force
+    # there (the URL without one in both, as compose renders it with no .env).
+    kube_env = {e["name"]: e["value"].replace("$(POSTGRES_PASSWORD)", "")
+                for e in container.get("env", []) if "value" in e}
+    compose_env = {k: v for k, v in svc.get("environment", {}).items()
+                   if k != "LOADLAB_DB_PASSWORD_FILE"}
+    assert kube_env == compose_env
     limits = svc.get("deploy", {}).get("resources", {}).get("limits", {})
     got = container.get("resources", {}).get("limits", {})
     assert float(got.get("cpu", 0)) == float(limits.get("cpus", 0))
@@ -191,3 +196,34 @@ def test_prometheus_mounts_every_generated_file_where_compose_has_it() -> None:
     # Headless Services: `fastapi` resolves to every pod, as the lab's dns_sd_configs need.
     for name in ("fastapi", "flask"):
         assert by_kind("Service")[name]["spec"]["clusterIP"] == "None"
+
+
+def test_the_database_trusts_nobody_and_admits_only_the_services() -> None:
+    """A cluster network is not loopback: a password from a Secret the user makes (none is
+    in the repository), and a NetworkPolicy admitting only the services to 5432."""
+    pg = by_kind("Deployment")["postgres"]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in pg["env"]}
+    assert "POSTGRES_HOST_AUTH_METHOD" not in env
+    assert "trust" not in json.dumps(pg)
+    assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "loadlab-postgres", "key": "password"}
+    assert "--auth-host=scram-sha-256" in env["POSTGRES_INITDB_ARGS"]["value"]
+    assert "Secret" not in {doc["kind"] for doc in ALL}  # made by the user, never committed
+    users = set()
+    for name, deploy in by_kind("Deployment").items():
+        for container in deploy["spec"]["template"]["spec"]["containers"]:
+            envs = [e["name"] for e in container.get("env", [])]
+            if "DATABASE_URL" in envs and name != "postgres":
+                users.add(name)
+                url = next(e for e in container["env"] if e["name"] == "DATABASE_URL")
+                assert "$(POSTGRES_PASSWORD)@" in url["value"], name
+                assert envs.index("POSTGRES_PASSWORD") < envs.index("DATABASE_URL"), name
+    assert users == {"fastapi", "flask"}
+    policy = by_kind("NetworkPolicy")["postgres"]["spec"]
+    assert policy["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "postgres"}
+    assert policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    (peer,) = rule["from"]
+    (expr,) = peer["podSelector"]["matchExpressions"]
+    assert set(expr["values"]) == users and expr["operator"] == "In"
+    assert rule["ports"] == [{"protocol": "TCP", "port": 5432}]

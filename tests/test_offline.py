@@ -44,3 +44,25 @@ def test_help_says_grafana_is_not_provided() -> None:
     result = subprocess.run([sys.executable, "-m", "loadlab.offline", "--help"],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0 and "Grafana" in result.stdout
+
+
+def test_arm64_without_emulation_is_one_line(tmp_path: Path) -> None:
+    from loadlab.offline import OfflineError, require_arm64_emulation
+
+    if os.uname().machine in ("aarch64", "arm64"):
+        return  # native: nothing to emulate
+    for text in (None, "disabled\ninterpreter /x\nflags: F\n",
+                 "enabled\ninterpreter /x\nflags: P\n"):
+        entry = tmp_path / "qemu-aarch64"
+        entry.unlink(missing_ok=True)
+        if text is not None:
+            entry.write_text(text)
+        try:
+            require_arm64_emulation(entry)
+        except OfflineError as exc:
+            assert "update-binfmts" in str(exc) and "\n" not in str(exc)
+        else:
+            raise AssertionError(f"accepted {text!r}")
+    entry.write_text("enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\n"
+                     "flags: PF\noffset 0\n")
+    require_arm64_emulation(entry)

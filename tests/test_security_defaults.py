@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import base64
 import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 from contract_check import service_pids
 from lab_services import start_service
 from locustrun import Locust, wait_for
+from requirements_probe import require
 
 from loadlab.cli import build_parser
 from loadlab.launch import free_port
@@ -66,34 +72,205 @@ def test_grafana_starts_on_a_widened_bind_with_a_password() -> None:
 
 
 POSTGRES_ENTRY = ROOT / "postgres" / "entrypoint.sh"
+# The offline image's entrypoint: the official image's conventions on Debian's package, so
+# the lab's own pair of entrypoints runs here natively on Debian's PostgreSQL.
+IMAGE_ENTRY = ROOT / "postgres" / "docker-entrypoint.sh"
 
 
-def postgres_entry(bind: str, password: str | None) -> subprocess.CompletedProcess[str]:
-    # printenv stands in for the image's docker-entrypoint.sh: it shows what it would get.
-    env = {"PATH": "/usr/bin:/bin", "LOADLAB_BIND": bind, "POSTGRES_ENTRYPOINT": "printenv",
+def pg_bindir() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+    if not found:
+        require("postgres", "no PostgreSQL server binaries (apt-get install -y postgresql)")
+    return found[-1].parent
+
+
+class Volume:
+    """A data directory standing in for the compose volume, and the auth directory (the
+    tmpfs volume the services mount), owned by the account the container's uid 999 is
+    here: `postgres` when the tests run as root."""
+
+    def __init__(self, tmp: Path) -> None:
+        import pwd
+
+        self.account = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+        self.data, self.auth, self.sock = tmp / "data", tmp / "auth", tmp / "sock"
+        for path in (tmp, self.data, self.auth, self.sock):
+            path.mkdir(exist_ok=True)
+            if self.account is not None:
+                os.chown(path, self.account.pw_uid, self.account.pw_gid)
+        self.data.chmod(0o700)
+        self.port = free_port("127.0.0.1")
+
+    def env(self, bind: str, password: str | None, **extra: str) -> dict[str, str]:
+        env = {"PATH": f"{pg_bindir()}:/usr/bin:/bin", "LOADLAB_BIND": bind,
+               "PGDATA": str(self.data), "LOADLAB_DB_AUTH_DIR": str(self.auth),
+               "POSTGRES_USER": "loadlab", "POSTGRES_DB": "loadlab",
+               "POSTGRES_ENTRYPOINT": str(IMAGE_ENTRY), "LOADLAB_PARK_ON_ERROR": "0",
+               "PGHOST": str(self.sock), "PGPORT": str(self.port), "LC_ALL": "C.UTF-8",
+               **extra}
+        if password is not None:
+            env["POSTGRES_PASSWORD"] = password
+        return env
+
+    def command(self, entry: Path) -> list[str]:
+        # Loopback only, whatever postgresql.conf says: the server's port is this test's.
+        return ["sh", str(entry), "postgres", "-c", "listen_addresses=127.0.0.1",
+                "-p", str(self.port), "-k", str(self.sock)]
+
+    def _user(self) -> dict[str, Any]:
+        if self.account is None:
+            return {}
+        return {"user": self.account.pw_uid, "group": self.account.pw_gid,
+                "extra_groups": []}
+
+    def run(self, entry: Path, env: dict[str, str], timeout: float = 60
+            ) -> subprocess.CompletedProcess[str]:
+        """The entrypoint when it is expected to end by itself (a refusal)."""
+        return subprocess.run(self.command(entry), env=env, capture_output=True, text=True,
+                              timeout=timeout, check=False, cwd="/", **self._user())
+
+    def old_trust_volume(self) -> None:
+        """A volume as the lab's earlier guard left it on loopback: `host all all all
+        trust` (it exported POSTGRES_HOST_AUTH_METHOD=trust to the image's entrypoint)."""
+        env = self.env("127.0.0.1", None, POSTGRES_HOST_AUTH_METHOD="trust")
+        done = subprocess.run(["bash", str(IMAGE_ENTRY), "postgres", "--version"], env=env,
+                              capture_output=True, text=True, timeout=120, check=False,
+                              cwd="/", **self._user())
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "host all all all trust" in (self.data / "pg_hba.conf").read_text()
+
+    def start(self, env: dict[str, str]) -> subprocess.Popen[str]:
+        log = open(self.data.parent / "server.log", "w")  # noqa: SIM115 (closed below)
+        proc = subprocess.Popen(self.command(POSTGRES_ENTRY), env=env, stdout=log,
+                                stderr=subprocess.STDOUT, text=True, cwd="/",
+                                start_new_session=True, **self._user())
+        log.close()
+        deadline = time.monotonic() + 120
+        while subprocess.run([str(pg_bindir() / "pg_isready"), "-q", "-h", "127.0.0.1",
+                              "-p", str(self.port)], check=False).returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                self.stop(proc)
+                raise AssertionError(self.log())
+            time.sleep(0.2)
+        return proc
+
+    def log(self) -> str:
+        return (self.data.parent / "server.log").read_text()
+
+    @staticmethod
+    def stop(proc: subprocess.Popen[str]) -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)  # the image's STOPSIGNAL: a fast shutdown
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+
+    def connects(self, password: str | None) -> bool:
+        """Whether a client over TCP gets in as the database's superuser with `password`."""
+        import psycopg
+
+        try:
+            with psycopg.connect(host="127.0.0.1", port=self.port, user="loadlab",
+                                 dbname="loadlab", password=password or "",
+                                 passfile=str(self.data.parent / "no-passfile"),
+                                 connect_timeout=10) as conn:
+                return conn.execute("SELECT 1").fetchone() == (1,)
+        except psycopg.OperationalError as exc:
+            assert "password authentication failed" in str(exc) or \
+                "no password supplied" in str(exc), exc
+            return False
+
+
+@pytest.fixture
+def volume() -> Iterator[Volume]:
+    # Not under pytest's tmp_path: its parents are private to this account, and the
+    # server runs as the postgres account.
+    top = Path(tempfile.mkdtemp(prefix="loadlab-pg-entry-"))
+    top.chmod(0o755)
+    try:
+        yield Volume(top / "pg")
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.mark.requires("postgres")
+def test_a_fresh_volume_never_trusts_a_tcp_client(volume: Volume) -> None:
+    """No password set, on loopback: the lab generates one, keeps it where the services
+    read it, and a client over TCP without it (any local account) is refused."""
+    server = volume.start(volume.env("127.0.0.1", None))
+    try:
+        password = (volume.auth / "password").read_text()
+        assert len(password) == 32 and password.isalnum()
+        assert (volume.auth / "password").stat().st_mode & 0o777 == 0o644
+        assert not volume.connects(None) and not volume.connects("wrong")
+        assert volume.connects(password)
+        assert not re.search(r"^host\S*\s.*\btrust\s*$",
+                             (volume.data / "pg_hba.conf").read_text(), re.M)
+    finally:
+        volume.stop(server)
+    # The next start keeps that password; POSTGRES_PASSWORD set later takes effect.
+    server = volume.start(volume.env("127.0.0.1", None))
+    try:
+        assert (volume.auth / "password").read_text() == password
+        assert volume.connects(password)
+    finally:
+        volume.stop(server)
+    server = volume.start(volume.env("127.0.0.1", "Changed-later'1"))
+    try:
+        assert not volume.connects(password) and volume.connects("Changed-later'1")
+        assert (volume.auth / "password").read_text() == "Changed-later'1"
+    finally:
+        volume.stop(server)
+
+
+@pytest.mark.requires("postgres")
+def test_a_trust_volume_is_refused_on_a_widened_bind(volume: Volume) -> None:
+    """What the review reproduced: a volume made on loopback by the earlier guard keeps
+    `host all all all trust`; widening the bind with a POSTGRES_PASSWORD set must not
+    publish a database that takes any password or none."""
+    volume.old_trust_volume()
+    result = volume.run(POSTGRES_ENTRY, volume.env("0.0.0.0", "S3cret-for-test"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "trusts every TCP client" in lines[0], result.stderr
+    assert "down -v" in lines[0]
+    assert "host all all all trust" in (volume.data / "pg_hba.conf").read_text()
+
+
+@pytest.mark.requires("postgres")
+def test_a_trust_volume_is_converted_on_loopback(volume: Volume) -> None:
+    volume.old_trust_volume()
+    server = volume.start(volume.env("127.0.0.1", None))
+    try:
+        assert "converted to scram-sha-256" in volume.log()
+        assert not volume.connects(None) and not volume.connects("anything")
+        assert volume.connects((volume.auth / "password").read_text())
+    finally:
+        volume.stop(server)
+    # Converted for good: a widened bind now starts (with the password in force).
+    server = volume.start(volume.env("0.0.0.0", "S3cret-for-test"))
+    try:
+        assert not volume.connects(None) and volume.connects("S3cret-for-test")
+    finally:
+        volume.stop(server)
+
+
+def test_postgres_refuses_without_a_place_for_a_generated_password(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "LOADLAB_BIND": "127.0.0.1", "PGDATA": str(tmp_path),
+           "LOADLAB_DB_AUTH_DIR": str(tmp_path / "absent"), "POSTGRES_ENTRYPOINT": "printenv",
            "LOADLAB_PARK_ON_ERROR": "0"}
-    if password is not None:
-        env["POSTGRES_PASSWORD"] = password
-    return subprocess.run(["sh", str(POSTGRES_ENTRY), "POSTGRES_HOST_AUTH_METHOD"],
-                          capture_output=True, text=True, env=env, timeout=10, check=False)
-
-
-@pytest.mark.parametrize("bind", ["127.0.0.1", "localhost", "::1"])
-def test_postgres_trusts_loopback_without_a_password(bind: str) -> None:
-    result = postgres_entry(bind, "")
-    assert result.returncode == 0 and result.stdout.strip() == "trust"
-
-
-@pytest.mark.parametrize("password", [None, ""])
-def test_postgres_refuses_a_widened_bind_without_a_password(password: str | None) -> None:
-    result = postgres_entry("0.0.0.0", password)
+    result = subprocess.run(["sh", str(POSTGRES_ENTRY), "POSTGRES_PASSWORD"],
+                            capture_output=True, text=True, env=env, timeout=10, check=False)
     assert result.returncode == 2 and result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1 and "POSTGRES_PASSWORD" in result.stderr
-
-
-def test_postgres_with_a_password_keeps_password_authentication() -> None:
-    result = postgres_entry("0.0.0.0", "s3cret-for-test")
-    assert result.returncode == 1 and result.stdout == ""  # printenv: the variable is unset
+    # With one set, no directory is needed: the image's entrypoint gets it.
+    result = subprocess.run(["sh", str(POSTGRES_ENTRY), "POSTGRES_PASSWORD"],
+                            capture_output=True, text=True,
+                            env={**env, "POSTGRES_PASSWORD": "given"}, timeout=10,
+                            check=False)
+    assert result.returncode == 0 and result.stdout.strip() == "given"
 
 
 @pytest.fixture
@@ -196,3 +373,25 @@ def test_plain_locust_ui_listens_on_loopback_by_default(
     finally:
         lo.terminate()
         lo.finish(timeout_s=30)
+
+
+@pytest.mark.requires("postgres")
+def test_the_services_connect_with_the_generated_password(
+        volume: Volume, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compose gives the services a DATABASE_URL without a password and the file the
+    database keeps its generated one in: they read it at each connection, so a password
+    that appears or changes after they started is used (docker-compose.yml)."""
+    from loadlab.db import SyncDatabase
+    from loadlab.settings import ServiceSettings
+
+    monkeypatch.setenv("LOADLAB_DB_PASSWORD_FILE", str(volume.auth / "password"))
+    settings = ServiceSettings(
+        database_url=f"postgresql://loadlab:@127.0.0.1:{volume.port}/loadlab",
+        db_pool_size=1, db_pool_timeout_s=30)
+    server = volume.start(volume.env("127.0.0.1", None))
+    database = SyncDatabase(settings).open()
+    try:
+        database.sleep(1)
+    finally:
+        database.close()
+        volume.stop(server)

@@ -7,6 +7,8 @@ engine) and checked by `docker stack config` (the stack loader of the docker CLI
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -50,7 +52,7 @@ def test_the_override_touches_only_swarm_matters() -> None:
         assert set(svc) <= ALLOWED, (name, set(svc) - ALLOWED)
         assert set(svc.get("deploy", {})) <= {"placement"}, name
         for key in svc.get("environment", {}):
-            assert key in {"LOADLAB_BIND", "DNS_SD_PREFIX"}, (name, key)
+            assert key in {"LOADLAB_BIND", "DNS_SD_PREFIX", "DATA_SOURCE_NAME"}, (name, key)
 
 
 def test_every_default_service_is_in_the_stack(rendered: dict[str, Any]) -> None:
@@ -80,7 +82,9 @@ def test_limits_are_the_compose_limits(rendered: dict[str, Any]) -> None:
 def test_environment_is_compose_plus_the_override(rendered: dict[str, Any]) -> None:
     compose = compose_only()["services"]
     for name, svc in rendered["services"].items():
-        extra = OVERRIDE["services"].get(name, {}).get("environment", {})
+        extra = {key: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)  # as with no .env
+                 for key, value in OVERRIDE["services"].get(name, {}).get(
+                     "environment", {}).items()}
         assert svc.get("environment", {}) == {**compose[name].get("environment", {}),
                                                **extra}, name
 
@@ -160,3 +164,69 @@ def test_prometheus_names_every_task_in_a_swarm(tmp_path: Path) -> None:
         rendered = yaml.safe_load((data / "prometheus.yml").read_text())
         names = rendered["scrape_configs"][0]["dns_sd_configs"][0]["names"]
         assert names[0] == want and len(names) == 4, names
+
+
+def test_no_password_file_volume_in_a_swarm(rendered: dict[str, Any]) -> None:
+    """compose's postgres-auth volume is one node's memory: in a swarm every reader of the
+    database has POSTGRES_PASSWORD instead (which `deploy` demands)."""
+    assert "postgres-auth" not in rendered.get("volumes", {})
+    for name, svc in rendered["services"].items():
+        assert all(v.get("source") != "postgres-auth" for v in svc.get("volumes", [])), name
+    exporter = rendered["services"]["postgres-exporter"]["environment"]
+    assert exporter["DATA_SOURCE_NAME"].startswith("postgresql://loadlab:")
+
+
+def synthetic(**env: dict[str, str]) -> dict[str, Any]:
+    return {"services": {name: {"environment": values} for name, values in env.items()}}
+
+
+GOOD = {"locust-master": {"LOCUST_WEB_PASSWORD": "pw"},
+        "postgres": {"POSTGRES_PASSWORD": "pw"},
+        "grafana": {"GF_SECURITY_ADMIN_PASSWORD": "pw"}}
+
+
+@pytest.mark.parametrize(("service", "variable", "value", "knob"), [
+    ("locust-master", "LOCUST_WEB_PASSWORD", "", "LOCUST_WEB_PASSWORD"),
+    ("postgres", "POSTGRES_PASSWORD", "", "POSTGRES_PASSWORD"),
+    ("grafana", "GF_SECURITY_ADMIN_PASSWORD", "", "GRAFANA_ADMIN_PASSWORD"),
+    ("grafana", "GF_SECURITY_ADMIN_PASSWORD", "admin", "GRAFANA_ADMIN_PASSWORD"),
+])
+def test_deploy_refuses_an_open_door(service: str, variable: str, value: str,
+                                     knob: str) -> None:
+    """Every published port binds every interface in a swarm: Grafana's admin password is
+    demanded like the others (else Grafana parks unhealthy and deploy waits 300 s)."""
+    env = {name: dict(values) for name, values in GOOD.items()}
+    env[service][variable] = value
+    with pytest.raises(stack.StackError, match=knob):
+        stack.Stack(root=ROOT).check_password(synthetic(**env))
+    stack.Stack(root=ROOT).check_password(synthetic(**GOOD))
+
+
+def test_the_stack_file_with_the_passwords_is_private(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`deploy` writes the rendered stack (passwords included) readable by its owner
+    alone, whatever the umask; what `docker stack deploy` reads is that file."""
+    seen: dict[str, int] = {}
+    rendered_stack = {"version": "3.9", "services": {
+        "postgres": {"image": "x", "environment": {"POSTGRES_PASSWORD": "s3cret"}}}}
+
+    def fake_run(cmd: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        path = Path(cmd[cmd.index("-c") + 1])
+        seen["mode"] = path.stat().st_mode & 0o777
+        seen["dir"] = path.parent.stat().st_mode & 0o777
+        assert "s3cret" in path.read_text()
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(stack, "require_manager", lambda: None)
+    monkeypatch.setattr(stack, "_run", fake_run)
+    lab = stack.Stack(root=tmp_path)
+    monkeypatch.setattr(lab, "render", lambda *a, **k: rendered_stack)
+    monkeypatch.setattr(lab, "check_images", lambda _: None)
+    monkeypatch.setattr(lab, "check_password", lambda _: None)
+    monkeypatch.setattr(lab, "wait_healthy", lambda _: None)
+    old = os.umask(0o022)
+    try:
+        lab.deploy()
+    finally:
+        os.umask(old)
+    assert seen == {"mode": 0o600, "dir": 0o700}

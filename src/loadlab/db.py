@@ -18,6 +18,7 @@ serves again by itself once the database is back.
 from __future__ import annotations
 
 import atexit
+import os
 import random
 import re
 import threading
@@ -216,6 +217,24 @@ def _pool_options(settings: ServiceSettings, size: int, name: str) -> dict[str, 
     )
 
 
+def with_password_file(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The password in ``LOADLAB_DB_PASSWORD_FILE`` over the URL's, read at each connect.
+
+    In compose the database generates its password when none is configured and keeps it
+    in a file the services mount (postgres/entrypoint.sh): it can appear or change after
+    the service started, so it is read when a connection is made, not once.
+    """
+    path = os.environ.get("LOADLAB_DB_PASSWORD_FILE")
+    if not path:
+        return kwargs
+    try:
+        with open(path, encoding="utf-8") as handle:
+            secret = handle.read().rstrip("\n")
+    except OSError:
+        return kwargs
+    return {**kwargs, "password": secret} if secret else kwargs
+
+
 def _tracked_sync_class() -> type[psycopg.Connection[Any]]:
     import psycopg
 
@@ -223,7 +242,7 @@ def _tracked_sync_class() -> type[psycopg.Connection[Any]]:
         @classmethod
         def connect(cls, *args: Any, **kwargs: Any) -> Any:
             try:
-                conn = super().connect(*args, **kwargs)
+                conn = super().connect(*args, **with_password_file(kwargs))
             except psycopg.OperationalError:
                 _reachability.down = True
                 raise
@@ -240,7 +259,7 @@ def _tracked_async_class() -> type[psycopg.AsyncConnection[Any]]:
         @classmethod
         async def connect(cls, *args: Any, **kwargs: Any) -> Any:
             try:
-                conn = await super().connect(*args, **kwargs)
+                conn = await super().connect(*args, **with_password_file(kwargs))
             except psycopg.OperationalError:
                 _reachability.down = True
                 raise

@@ -98,6 +98,31 @@ def check_docker() -> Check:
     return Check("docker engine", True, f"engine {server}")
 
 
+# Before Engine 28 a port published on 127.0.0.1 still answers hosts of the same network
+# segment that route packets for 127.0.0.1 to this machine (moby/moby#45610).
+LOOPBACK_SAFE_ENGINE = 28
+
+
+def check_engine_loopback(server: str | None = None) -> Check | None:
+    """Whether the engine keeps the lab's 127.0.0.1-published ports on this machine."""
+    server = server if server is not None else _run(
+        ["docker", "info", "--format", "{{.ServerVersion}}"])
+    if not server:
+        return None  # no engine: check_docker says so
+    digits = server.split(".", 1)[0]
+    if not digits.isdigit() or int(digits) >= LOOPBACK_SAFE_ENGINE:
+        return Check("loopback ports", True, f"engine {server} keeps 127.0.0.1-published "
+                     "ports on this machine")
+    return Check(
+        "loopback ports", False,
+        f"engine {server} is older than {LOOPBACK_SAFE_ENGINE}: ports the lab publishes "
+        "on 127.0.0.1 can be reached by hosts on the same network segment "
+        "(moby/moby#45610); the lab's passwords are then the only barrier",
+        f"Docker Engine {LOOPBACK_SAFE_ENGINE} or later; until then keep untrusted hosts "
+        "off this machine's network, and set the passwords as for a widened bind "
+        "(docs/compose.md, Security defaults)")
+
+
 def check_compose() -> Check:
     v2 = _run(["docker", "compose", "version", "--short"])
     if v2:
@@ -140,6 +165,7 @@ def collect() -> list[Check]:
         check_cgroup(),
         check_service_cgroup(),
         check_docker(),
+        *[check for check in [check_engine_loopback()] if check is not None],
         check_compose(),
         check_tool("promtool", ["promtool", "--version"], "apt-get install -y prometheus"),
         check_tool("wrk", ["wrk", "--version"], "apt-get install -y wrk"),

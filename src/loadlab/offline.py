@@ -11,6 +11,12 @@ npm package, so it is the one service this cannot provide.
 
 ``python -m loadlab.offline`` (``make offline-images``) builds them and writes
 ``.offline/images.env``, which compose reads with ``--env-file``.
+
+``--arch arm64`` (``make arm64-images``) builds the lab's own three images for linux/arm64
+on an amd64 machine instead, under qemu-user-static through binfmt_misc: the Debian base
+debootstrapped for arm64 (``loadlab/python-base:bookworm-arm64``) and ``loadlab/NAME:arm64``
+from the same Dockerfile, with the locust image's builder stage compiling what has no
+arm64 wheel. It proves the images build on Apple-silicon Macs and arm64 Linux.
 """
 
 from __future__ import annotations
@@ -41,6 +47,12 @@ OFFLINE_SERVICES = ("fastapi", "flask", "locust-master", "locust-worker", "prome
                     "postgres", "postgres-exporter")
 
 
+ARM64_BASE_IMAGE = f"{BASE_IMAGE}-arm64"
+ARM64_TAG = "arm64"
+LAB_TARGETS = ("fastapi", "flask", "locust")
+BINFMT_AARCH64 = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+
+
 class OfflineError(UserError, RuntimeError):
     """A missing tool or a failed step; the message is one line for the user."""
 
@@ -66,7 +78,25 @@ def image_exists(name: str) -> bool:
     return probe.returncode == 0
 
 
-def build_base(tag: str = BASE_IMAGE, mirror: str | None = None) -> None:
+def require_arm64_emulation(entry: Path = BINFMT_AARCH64) -> None:
+    """arm64 binaries run here: natively, or through qemu-user-static in binfmt_misc with
+    the F flag (the interpreter is opened once, so it works inside containers too)."""
+    if os.uname().machine in ("aarch64", "arm64"):
+        return
+    how = ("apt-get install -y qemu-user-static binfmt-support; mount binfmt_misc -t "
+           "binfmt_misc /proc/sys/fs/binfmt_misc; update-binfmts --enable qemu-aarch64")
+    try:
+        text = entry.read_text()
+    except OSError:
+        raise OfflineError(f"no arm64 emulation here ({entry} missing): {how}") from None
+    if not text.startswith("enabled") or "F" not in next(
+            (line.split()[1] for line in text.splitlines() if line.startswith("flags:")), ""):
+        raise OfflineError(f"arm64 emulation is registered without the F flag or disabled "
+                           f"({entry}): {how}")
+
+
+def build_base(tag: str = BASE_IMAGE, mirror: str | None = None, arch: str | None = None
+               ) -> None:
     """debootstrap a minimal Debian with Python, trust the host's CAs, import it as `tag`."""
     _need("debootstrap", "apt-get install -y debootstrap")
     if not HOST_CA_BUNDLE.is_file():
@@ -75,7 +105,7 @@ def build_base(tag: str = BASE_IMAGE, mirror: str | None = None) -> None:
         rootfs = Path(tmp) / "rootfs"
         cmd = [
             "debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-            SUITE, str(rootfs),
+            *([f"--arch={arch}"] if arch else []), SUITE, str(rootfs),
         ]
         _run([*cmd, mirror] if mirror else cmd, stdout=subprocess.DEVNULL)
         # The host bundle includes any CA a proxy here re-signs with; Debian's own does not.
@@ -134,6 +164,38 @@ def build_lab_images(base: str = BASE_IMAGE) -> None:
           "fastapi", "flask", "locust-master"], env=env)
 
 
+def build_arm64(rebuild_base: bool = False, mirror: str | None = None) -> list[str]:
+    """The lab's own images for linux/arm64 under emulation; returns their tags."""
+    _need("docker", "apt-get install -y docker.io, then start dockerd")
+    require_arm64_emulation()
+    started = time.monotonic()
+    if rebuild_base or not image_exists(ARM64_BASE_IMAGE):
+        build_base(ARM64_BASE_IMAGE, mirror=mirror, arch="arm64")
+        print(f"arm64 base in {time.monotonic() - started:.0f} s", flush=True)
+    tags = []
+    for target in LAB_TARGETS:
+        tag = f"loadlab/{target}:{ARM64_TAG}"
+        _run(["docker", "build", "--build-arg", f"PYTHON_IMAGE={ARM64_BASE_IMAGE}",
+              "--target", target, "-t", tag, str(lab_root())])
+        tags.append(tag)
+    # What each image runs is arm64 code: the interpreter and every compiled module load.
+    probe = ("import platform, importlib; "
+             "[importlib.import_module(m) for m in MODULES]; print(platform.machine())")
+    modules = {"fastapi": ["uvloop", "httptools", "pydantic_core", "psycopg", "psycopg_binary"],
+               "flask": ["gevent", "greenlet", "psycopg", "psycopg_binary"],
+               "locust": ["pyhdrh", "gevent", "zmq", "msgpack"]}
+    for target, tag in zip(LAB_TARGETS, tags, strict=True):
+        code = probe.replace("MODULES", repr(modules[target]))
+        done = subprocess.run(["docker", "run", "--rm", "--entrypoint", "python", tag, "-c",
+                               code], capture_output=True, text=True, timeout=300,
+                              check=False)
+        if done.returncode != 0 or done.stdout.strip() != "aarch64":
+            raise OfflineError(f"{tag} does not run as arm64: "
+                               f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+    print(f"built {', '.join(tags)} for arm64 in {time.monotonic() - started:.0f} s")
+    return tags
+
+
 def write_env_file(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"{key}={value}" for key, value in sorted(compose_env().items())]
@@ -166,9 +228,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rebuild-base", action="store_true",
                         help="debootstrap the base image again even if it exists")
     parser.add_argument("--mirror", default=None, help="Debian mirror for debootstrap")
+    parser.add_argument("--arch", choices=("native", "arm64"), default="native",
+                        help="arm64: the lab's own images for linux/arm64, emulated")
     args = parser.parse_args(argv)
     try:
-        build_all(rebuild_base=args.rebuild_base, mirror=args.mirror)
+        if args.arch == "arm64":
+            build_arm64(rebuild_base=args.rebuild_base, mirror=args.mirror)
+        else:
+            build_all(rebuild_base=args.rebuild_base, mirror=args.mirror)
     except OfflineError as exc:
         print(f"loadlab offline: error: {exc}", file=sys.stderr)
         return 1

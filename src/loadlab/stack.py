@@ -256,6 +256,23 @@ def env_files(root: Path) -> list[str]:
     return [str(path) for path in files if path.is_file()]
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` readable by its owner alone (the stack file holds the passwords),
+    atomically, in a directory only its owner may enter."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o600)  # whatever the umask
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 @dataclass
 class Stack:
     """One deployed (or to be deployed) stack of the lab."""
@@ -288,17 +305,30 @@ class Stack:
                 "every node first; stack deploy pulls nothing that is not in a registry")
 
     def check_password(self, stack: dict[str, Any]) -> None:
-        master = stack["services"].get("locust-master")
-        if master is not None and not master.get("environment", {}).get("LOCUST_WEB_PASSWORD"):
-            raise StackError(
-                "in a swarm the Locust master's port answers on every interface of its node: "
-                "set LOCUST_WEB_PASSWORD (in .env or the environment) before deploying")
-        database = stack["services"].get("postgres")
-        if database is not None and not database.get("environment", {}).get(
-                "POSTGRES_PASSWORD"):
-            raise StackError(
-                "in a swarm the database's port answers on every interface of its node: "
-                "set POSTGRES_PASSWORD (in .env or the environment) before deploying")
+        """Swarm publishes every port on every interface of its node (a published port
+        has no host address there): each door with a lock needs its password first.
+
+        What is in force inside is checked by the entrypoints themselves: the database
+        refuses a volume that trusts TCP clients (postgres/entrypoint.sh; the stack's
+        volume ``loadlab_postgres-data`` is the compose project's on the same node), and
+        Grafana resets its admin password to the one set (grafana/entrypoint.sh).
+        """
+        needed = (("locust-master", "LOCUST_WEB_PASSWORD", "LOCUST_WEB_PASSWORD",
+                   "the Locust master's port"),
+                  ("postgres", "POSTGRES_PASSWORD", "POSTGRES_PASSWORD",
+                   "the database's port"),
+                  ("grafana", "GF_SECURITY_ADMIN_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
+                   "Grafana's port"))
+        for service, variable, knob, what in needed:
+            svc = stack["services"].get(service)
+            if svc is None:
+                continue
+            value = str(svc.get("environment", {}).get(variable) or "")
+            if not value or (service == "grafana" and value == "admin"):
+                raise StackError(
+                    f"in a swarm {what} answers on every interface of its node: set {knob}"
+                    + (" (not 'admin')" if service == "grafana" else "")
+                    + " (in .env or the environment) before deploying")
 
     def deploy(self, services: Iterable[str] | None = None, placement: str = "auto",
                wait_s: float = DEPLOY_TIMEOUT_S) -> float:
@@ -308,8 +338,7 @@ class Stack:
         self.check_images(stack)
         self.check_password(stack)
         target = self.root / ".swarm" / f"{self.name}.json"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(stack, indent=2, sort_keys=True) + "\n")
+        write_private(target, json.dumps(stack, indent=2, sort_keys=True) + "\n")
         started = time.monotonic()
         done = _run(["docker", "stack", "deploy", "--prune", "--resolve-image", "never",
                      "-c", str(target), self.name], timeout=180, env=self.environ())

@@ -63,7 +63,11 @@ def test_database_seeded_and_watched_by_its_exporter(stack: Stack) -> None:
     import psycopg
 
     url = f"postgresql://loadlab@127.0.0.1:{stack.ports['POSTGRES_PORT']}/loadlab"
-    with psycopg.connect(url, connect_timeout=10, autocommit=True) as conn:
+    # No TCP client is trusted: the generated password, where the services read it.
+    password = stack.compose("exec", "-T", "postgres", "cat",
+                             "/run/loadlab/postgres/password").stdout
+    with psycopg.connect(url, password=password, connect_timeout=10,
+                         autocommit=True) as conn:
         counts = conn.execute("SELECT (SELECT count(*) FROM world), "
                               "(SELECT count(*) FROM fortune)").fetchone()
         version = conn.execute("SHOW server_version_num").fetchone()
