@@ -82,6 +82,17 @@ def loop_lag() -> Histogram:
 
 
 @cache
+def loop_blocked() -> Gauge:
+    return Gauge(
+        "loadlab_event_loop_blocked_seconds",
+        "How long the event loop has not turned, now, beyond its probe's interval (0 while "
+        "it turns on time); the largest over the live workers.",
+        multiprocess_mode="livemax",
+        registry=HTTP_REGISTRY,
+    )
+
+
+@cache
 def threadpool_gauges() -> tuple[Gauge, Gauge]:
     """(busy, size) of the request thread pool, summed over the live workers."""
     busy = Gauge(

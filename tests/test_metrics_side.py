@@ -1,0 +1,320 @@
+"""The supervisor's side port: the metrics stay up while the workers cannot answer.
+
+Real services: a 1-worker Gunicorn sync service with more waiting clients than workers,
+and a Uvicorn service whose event loop is blocked by CPU work. Each side-port scrape
+must come back (within a generous 2 s) while a scrape of the service port's own
+``/metrics`` is still queued behind the load, and it must show the overload (requests in
+progress, the accept queue, the stalled loop), not a gap. Also: the buckets from 100 µs
+resolve a sub-millisecond /json, and the side port shows what /metrics shows.
+"""
+
+from __future__ import annotations
+
+import http.client
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from lab_services import start_service
+from metrics_support import Scrape, fetch, settled_scrape
+from prometheus_client.parser import text_string_to_metric_families
+
+from loadlab.launch import ServiceProcess, free_port
+from loadlab.metrics.acceptqueue import AcceptQueueReader, listen_rows, socket_inodes
+from loadlab.names import LATENCY_BUCKETS_S
+from loadlab.runner.sampler import histogram_quantile
+
+SIDE_TIMEOUT_S = 2.0  # generous: the side port answers at once, the service port seconds later
+
+
+def parse(text: str) -> Scrape:
+    samples, types = [], {}
+    for family in text_string_to_metric_families(text):
+        types[family.name] = family.type
+        samples += [(s.name, dict(s.labels), s.value) for s in family.samples]
+    return Scrape(text, samples, types)
+
+
+def side_scrape(service: ServiceProcess) -> Scrape:
+    reply = httpx.get(service.metrics_url, timeout=SIDE_TIMEOUT_S)
+    reply.raise_for_status()
+    return parse(reply.text)
+
+
+class QueuedScrape:
+    """A scrape of the service port's own /metrics, sent behind the load; ``done`` is set
+    once the workers have got to it."""
+
+    def __init__(self, service: ServiceProcess) -> None:
+        self.done = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(service.url,), daemon=True)
+
+    def _run(self, url: str) -> None:
+        try:
+            fetch(url, "/metrics", timeout_s=120)
+        finally:
+            self.done.set()
+
+    def start(self) -> QueuedScrape:
+        self._thread.start()
+        return self
+
+    def join(self) -> None:
+        self._thread.join(timeout=120)
+
+
+@contextmanager
+def clients(url: str, path: str, count: int) -> Iterator[list[threading.Thread]]:
+    """``count`` clients at once, each one request on its own connection."""
+    failures: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            fetch(url, path, timeout_s=120)
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield threads
+    finally:
+        for thread in threads:
+            thread.join(timeout=120)
+    assert not failures, failures[:3]
+
+
+def watch_side(service: ServiceProcess, queued: QueuedScrape,
+               overloaded: Callable[[Scrape], bool]) -> list[Scrape]:
+    """Side-port scrapes until one shows the overload or the queued scrape is answered.
+    Every one of them must answer within the timeout (an exception fails the test)."""
+    seen: list[Scrape] = []
+    while not queued.done.is_set():
+        result = side_scrape(service)
+        if queued.done.is_set():
+            break  # answered after the service port caught up: proves nothing
+        seen.append(result)
+        if overloaded(result):
+            return seen
+        queued.done.wait(0.1)
+    return seen
+
+
+@pytest.fixture
+def sync_one() -> Iterator[ServiceProcess]:
+    service = start_service(framework="flask", worker_class="sync", workers=1)
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def test_a_saturated_sync_worker_still_answers_side_scrapes(sync_one: ServiceProcess) -> None:
+    with clients(sync_one.url, "/io?ms=200", 30):
+        queued = QueuedScrape(sync_one).start()
+
+        def overloaded(result: Scrape) -> bool:
+            return (result.value("loadlab_accept_queue_connections") > 0
+                    and result.value("http_requests_in_progress", handler="/io") >= 1)
+
+        seen = watch_side(sync_one, queued, overloaded)
+        assert not queued.done.is_set(), "the service port answered first"
+        assert seen and overloaded(seen[-1]), [
+            (s.value("loadlab_accept_queue_connections"), s.value("http_requests_in_progress"))
+            for s in seen]
+        assert seen[-1].value("loadlab_accept_queue_limit") >= 1
+        queued.join()
+
+
+def test_a_blocked_event_loop_still_answers_side_scrapes() -> None:
+    service = start_service(framework="fastapi", worker_class="uvicorn", workers=1)
+    try:
+        with clients(service.url, "/cpu/blocking?work=50000", 1):
+            # The loop is blocked once the request is in flight; then more clients queue.
+            deadline = time.monotonic() + 30
+            while side_scrape(service).value("http_requests_in_progress",
+                                              handler="/cpu/blocking") < 1:
+                assert time.monotonic() < deadline, "the blocking request never showed"
+            with clients(service.url, "/json", 5):
+                queued = QueuedScrape(service).start()
+
+                def overloaded(result: Scrape) -> bool:
+                    return (result.value("loadlab_accept_queue_connections") > 0
+                            and result.value("loadlab_event_loop_blocked_seconds") > 0)
+
+                seen = watch_side(service, queued, overloaded)
+                assert not queued.done.is_set(), "the loop answered before the side port saw it"
+                assert seen and overloaded(seen[-1]), [
+                    (s.value("loadlab_accept_queue_connections"),
+                     s.value("loadlab_event_loop_blocked_seconds")) for s in seen]
+                assert seen[-1].value("http_requests_in_progress", handler="/cpu/blocking") == 1
+                queued.join()
+        # Once the loop turns again the stall leaves the gauge and enters the histogram.
+        after = settled_scrape(service.metrics_url.removesuffix("/metrics"))
+        assert after.value("loadlab_event_loop_blocked_seconds") == 0
+        assert after.value("loadlab_event_loop_lag_seconds_bucket", le="+Inf") >= 1
+        assert after.value("loadlab_event_loop_lag_seconds_sum") > 0.5
+    finally:
+        service.stop()
+
+
+@pytest.mark.parametrize("options", [
+    dict(framework="fastapi", worker_class="uvicorn", workers=1),
+    dict(framework="flask", worker_class="gthread", workers=2, threads=2),
+], ids=["uvicorn-1", "gthread-2"])
+def test_side_port_shows_the_same_series_as_metrics(options: dict[str, object]) -> None:
+    service = start_service(**options)
+    try:
+        for _ in range(20):
+            fetch(service.url, "/json")
+        side = settled_scrape(service.metrics_url.removesuffix("/metrics"))
+        own = parse(httpx.get(f"{service.url}/metrics", timeout=10).text)
+        assert set(side.types) == set(own.types)
+        requests = ("http_requests_total", {"handler": "/json", "method": "GET", "status": "200"})
+        assert side.value(requests[0], **requests[1]) == own.value(requests[0], **requests[1]) == 20
+        assert side.value("loadlab_workers") == own.value("loadlab_workers") == service.cfg.workers
+    finally:
+        service.stop()
+
+
+def test_server_p50_resolves_below_half_a_millisecond() -> None:
+    """The first bucket was 1 ms: every sub-millisecond p50 read 0.5 ms exactly."""
+    service = start_service(framework="fastapi", worker_class="uvicorn", workers=1)
+    try:
+        base = settled_scrape(service.metrics_url.removesuffix("/metrics"))
+        host, port = service.url.rsplit("/", 1)[1].rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        times = []
+        for _ in range(400):
+            began = time.perf_counter()
+            conn.request("GET", "/json")
+            conn.getresponse().read()
+            times.append(time.perf_counter() - began)
+        conn.close()
+        after = settled_scrape(service.metrics_url.removesuffix("/metrics"))
+    finally:
+        service.stop()
+    client_p50 = sorted(times)[len(times) // 2]
+    if client_p50 >= 0.0005:
+        pytest.skip(f"the client's p50 is {client_p50 * 1e3:.2f} ms here: too busy to tell")
+
+    def buckets(scrape: Scrape) -> dict[float, float]:
+        return {float(lab["le"]): v for n, lab, v in scrape.samples
+                if n == "http_request_duration_seconds_bucket" and lab["handler"] == "/json"}
+
+    assert min(buckets(after)) == LATENCY_BUCKETS_S[0] == 0.0001
+    server_p50 = histogram_quantile(0.5, buckets(base), buckets(after))
+    assert not math.isnan(server_p50) and server_p50 < 0.0005, server_p50
+    count = (after.value("http_request_duration_seconds_count", handler="/json")
+             - base.value("http_request_duration_seconds_count", handler="/json"))
+    total = (after.value("http_request_duration_seconds_sum", handler="/json")
+             - base.value("http_request_duration_seconds_sum", handler="/json"))
+    assert count == 400
+    assert 0 < total / count < sum(times) / len(times)  # exact mean: inside the client's
+
+
+def test_serve_prints_the_metrics_address_and_info_reports_it() -> None:
+    service = start_service(framework="flask", worker_class="sync", workers=1)
+    try:
+        assert service.log_path is not None
+        log = service.log_path.read_text()
+        assert f"metrics at {service.metrics_url}" in log, log
+        info = httpx.get(f"{service.url}/info", timeout=10).json()
+        assert info["metrics_url"] == service.metrics_url
+    finally:
+        service.stop()
+
+
+def test_accept_queue_reads_only_the_listeners_sockets() -> None:
+    with socket.socket() as mine, socket.socket() as other:
+        mine.bind(("127.0.0.1", 0))
+        mine.listen(7)
+        other.bind(("127.0.0.1", 0))
+        other.listen(3)
+        waiting = [socket.create_connection(mine.getsockname()) for _ in range(3)]
+        try:
+            reader = AcceptQueueReader(os.getpid(), backlog=7)
+            own = socket_inodes(os.getpid()) & listen_rows().keys()
+            assert os.fstat(mine.fileno()).st_ino in own
+            queue = reader.read()
+            assert queue is not None
+            # Both sockets are this process's: 3 waiting on one, none on the other.
+            assert (queue.connections, queue.sockets) == (3, 2)
+            mine.accept()[0].close()
+            queue = reader.read()
+            assert queue is not None and queue.connections == 2
+        finally:
+            for conn in waiting:
+                conn.close()
+    assert AcceptQueueReader(os.getpid(), backlog=7).read() is None
+
+
+# --- PROMETHEUS_MULTIPROC_DIR: only what serve made is ever deleted ------------------------
+
+def run_serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "loadlab", "serve", *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_users_multiproc_dir_keeps_its_contents(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    (shared / "sub").mkdir(parents=True)
+    (shared / "notes.txt").write_text("keep me")
+    (shared / "sub" / "more.txt").write_text("me too")
+    # As a user would: ServiceProcess drops the variable for the services it starts.
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(shared), "LOADLAB_METRICS_PORT": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "loadlab", "serve", "fastapi", "--workers",
+                             "2", "--port", str(free_port())], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "metrics at" in line, line
+        made = [p for p in shared.iterdir() if p.name.startswith("loadlab-metrics-")]
+        assert len(made) == 1 and made[0].is_dir()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert (shared / "notes.txt").read_text() == "keep me"
+    assert (shared / "sub" / "more.txt").read_text() == "me too"
+    assert sorted(p.name for p in shared.iterdir()) == ["notes.txt", "sub"]
+
+
+def test_a_multiproc_dir_under_a_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "file" / "metrics")}
+    result = run_serve(env, "fastapi", "--port", "0")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "PROMETHEUS_MULTIPROC_DIR" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [("--metrics-port", "70000"), ("--metrics-port", "-1")])
+def test_bad_metrics_port_is_one_line_and_exit_2(args: tuple[str, str]) -> None:
+    result = run_serve(dict(os.environ), "flask", "--port", "0", *args)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_metrics_port_in_use_is_one_line_and_exit_2() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = run_serve({**os.environ, "LOADLAB_METRICS_PORT": str(port)}, "flask",
+                           "--port", "0")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"loadlab serve: error: metrics port 127.0.0.1:{port} is already in use"], result.stderr
