@@ -130,7 +130,7 @@ def test_same_image_command_ports_env_limits_probe_as_compose(name: str) -> None
     assert container["args"] == svc["command"]
     assert container.get("command") == svc.get("entrypoint")
     assert {p["containerPort"] for p in container.get("ports", [])} == {
-        int(p["target"]) for p in svc.get("ports", [])}
+        int(p["target"]) for p in svc.get("ports", [])} | {int(p) for p in svc.get("expose", [])}
     assert {e["name"]: e["value"] for e in container.get("env", [])} == svc.get(
         "environment", {})
     limits = svc.get("deploy", {}).get("resources", {}).get("limits", {})
