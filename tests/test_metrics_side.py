@@ -55,9 +55,9 @@ class QueuedScrape:
     """A scrape of the service port's own /metrics, sent behind the load; ``done`` is set
     once the workers have got to it."""
 
-    def __init__(self, service: ServiceProcess) -> None:
+    def __init__(self, url: str) -> None:
         self.done = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(service.url,), daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(url,), daemon=True)
 
     def _run(self, url: str) -> None:
         try:
@@ -122,7 +122,7 @@ def sync_one() -> Iterator[ServiceProcess]:
 
 def test_a_saturated_sync_worker_still_answers_side_scrapes(sync_one: ServiceProcess) -> None:
     with clients(sync_one.url, "/io?ms=200", 30):
-        queued = QueuedScrape(sync_one).start()
+        queued = QueuedScrape(sync_one.url).start()
 
         def overloaded(result: Scrape) -> bool:
             return (result.value("loadlab_accept_queue_connections") > 0
@@ -147,7 +147,7 @@ def test_a_blocked_event_loop_still_answers_side_scrapes() -> None:
                                               handler="/cpu/blocking") < 1:
                 assert time.monotonic() < deadline, "the blocking request never showed"
             with clients(service.url, "/json", 5):
-                queued = QueuedScrape(service).start()
+                queued = QueuedScrape(service.url).start()
 
                 def overloaded(result: Scrape) -> bool:
                     return (result.value("loadlab_accept_queue_connections") > 0
@@ -318,3 +318,30 @@ def test_metrics_port_in_use_is_one_line_and_exit_2() -> None:
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [
         f"loadlab serve: error: metrics port 127.0.0.1:{port} is already in use"], result.stderr
+
+
+def test_the_native_runner_samples_the_side_port() -> None:
+    """The runner's sampler scrapes where the load cannot queue it: during the overload
+    every scrape answers (none counted as an error) and reads the requests in flight."""
+    from loadlab.runner.runtime import NativeRuntime
+    from loadlab.runner.sampler import ServerSampler
+    from loadlab.serve import ServerConfig
+
+    runtime = NativeRuntime()
+    endpoint = runtime.start(ServerConfig(framework="flask", worker_class="sync", workers=1))
+    try:
+        assert endpoint.metrics_url != f"{endpoint.base_url}/metrics"
+        info = httpx.get(f"{endpoint.base_url}/info", timeout=10).json()
+        assert info["metrics_url"] == endpoint.metrics_url
+        sampler = ServerSampler(endpoint.metrics_url, endpoint.pid, endpoint.base_url)
+        with clients(endpoint.base_url, "/io?ms=200", 30):
+            queued = QueuedScrape(endpoint.base_url).start()
+            scrapes = [sampler.scrape()]
+            while not scrapes[-1].in_progress and not queued.done.is_set():
+                scrapes.append(sampler.scrape())
+            assert not queued.done.is_set(), "the service port answered first"
+            queued.join()
+        assert sampler.scrape_errors == 0 and all(s.ok for s in scrapes)
+        assert scrapes[-1].in_progress == 1
+    finally:
+        runtime.stop()

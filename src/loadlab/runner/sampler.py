@@ -1,4 +1,5 @@
-"""Server figures during a run: scrapes the service's /metrics once a second.
+"""Server figures during a run: scrapes the service's metrics once a second (natively at
+``loadlab serve``'s side port, outside the worker pool; else the service's /metrics).
 
 The service's own metrics (names fixed in docs/design.md) give CPU used, throttling and memory
 as the service's cgroup sees them. For a local service the process tree is read too
@@ -26,8 +27,11 @@ from loadlab.proctree import tree_figures
 
 IGNORED_HANDLERS = {"/metrics", "/healthz"}
 SAMPLES_FORMAT = "loadlab-samples/1"
-# A sync worker answers the scrape only after the requests queued ahead of it (50 users
-# at 50 ms each: 2.5 s); a shorter timeout would lose every sample of exactly that case.
+# A native service is scraped at its supervisor's side port (loadlab serve), which answers
+# at once however saturated the workers are. A compose or swarm service is scraped at its
+# published service port, where a sync worker answers only after the requests queued
+# ahead of it (50 users at 50 ms each: 2.5 s): a shorter timeout would lose every sample
+# of exactly that case.
 SCRAPE_TIMEOUT_S = 10.0
 
 
