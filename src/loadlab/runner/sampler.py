@@ -141,6 +141,11 @@ class ServerSampler:
         self.scrapes: list[Scrape] = []
         self.probes: list[tuple[float, float]] = []  # (t, seconds) of /healthz answers
         self.scrape_errors = 0
+        # "side-port": loadlab serve's supervisor answers, outside the worker pool, so the
+        # in-flight gauge is the requests alone; "service-port": a worker answers, holding
+        # the scrape as one request (loadlab.report.concurrency counts it).
+        self.scrape_kind = ("service-port" if metrics_url.startswith(base_url.rstrip("/") + "/")
+                            else "side-port")
         self._mark: int = 0
         self._mark_probe: int = 0
         self._me = psutil.Process()
@@ -274,6 +279,7 @@ class ServerSampler:
         mark = scrapes[self._mark].t if len(scrapes) > self._mark else None
         payload = {
             "format": SAMPLES_FORMAT, "interval_s": self.interval_s,
+            "scrape": self.scrape_kind,
             # Locust counts per wall-clock second; this lines its counts up with the scrapes.
             "t0_unix": round(time.time() - (time.monotonic() - t0), 3),
             "load_began_s": rel(load_began), "measured_from_s": rel(mark),
