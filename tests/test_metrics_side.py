@@ -345,3 +345,18 @@ def test_the_native_runner_samples_the_side_port() -> None:
         assert scrapes[-1].in_progress == 1
     finally:
         runtime.stop()
+
+
+def test_served_counts_the_scrape_only_when_a_worker_answered_it() -> None:
+    """At the side port no worker holds the scrape: one saturated sync worker reads 1."""
+    from loadlab.report.concurrency import served
+
+    def run(scrape: str | None) -> dict[str, object]:
+        server: dict[str, object] = {"requests_in_progress": 1.0}
+        if scrape is not None:
+            server["scrape"] = scrape
+        return {"server": server}
+
+    assert served(run("side-port")) == 1.0
+    assert served(run("service-port")) == 2.0
+    assert served(run(None)) == 2.0  # results from before the side port
