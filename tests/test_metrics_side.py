@@ -360,3 +360,60 @@ def test_served_counts_the_scrape_only_when_a_worker_answered_it() -> None:
     assert served(run("side-port")) == 1.0
     assert served(run("service-port")) == 2.0
     assert served(run(None)) == 2.0  # results from before the side port
+
+
+@pytest.mark.slow
+@pytest.mark.requires("prometheus")
+def test_prometheus_keeps_scraping_a_saturated_sync_worker(
+        tmp_path: Path, sync_one: ServiceProcess) -> None:
+    """The lab's own Prometheus config and rules, scraping the side port every second
+    (timeout 1 s): under an overload that holds a service-port scrape for seconds, ``up``
+    stays 1 and Prometheus records the accept queue."""
+    import prometheus_native as prom
+
+    address = sync_one.metrics_url.removeprefix("http://").removesuffix("/metrics")
+    config = prom.lab_config(tmp_path / "config", {"services": {"flask": address}})
+    data = tmp_path / "data"
+    data.mkdir()
+    stop = threading.Event()
+
+    def user() -> None:
+        while not stop.is_set():
+            fetch(sync_one.url, "/io?ms=200", timeout_s=120)
+
+    users = [threading.Thread(target=user, daemon=True) for _ in range(30)]
+    with prom.running(data, scrape_interval="1s", config_dir=config) as port:
+        def query(expr: str) -> float | None:
+            result = prom.get(port, "/api/v1/query", query=expr)["data"]["result"]
+            return float(result[0]["value"][1]) if result else None
+
+        deadline = time.monotonic() + 60
+        while query('up{service="flask"}') != 1:
+            assert time.monotonic() < deadline, prom.log_text(data)[-500:]
+            stop.wait(0.2)
+        began = time.time()
+        for thread in users:
+            thread.start()
+        try:
+            # Until Prometheus holds ten scrapes taken during the overload, one with a queue.
+            def since(fn: str, metric: str) -> float:
+                span = max(1, round(time.time() - began))
+                return query(f'{fn}({metric}{{service="flask"}}[{span}s])') or 0.0
+
+            while since("count_over_time", "loadlab_accept_queue_connections") < 10 or \
+                    since("max_over_time", "loadlab_accept_queue_connections") <= 0:
+                assert time.monotonic() < deadline + 60, "no scrapes of the overload"
+                stop.wait(0.5)
+            queued = QueuedScrape(sync_one.url).start()
+            seen = query('count_over_time(up{service="flask"}[1m])') or 0
+            while (query('count_over_time(up{service="flask"}[1m])') or 0) < seen + 3:
+                stop.wait(0.5)
+            assert not queued.done.is_set(), "the overload did not hold the service port"
+        finally:
+            stop.set()
+            for thread in users:
+                thread.join(timeout=120)
+        span = f"{time.time() - began + 1:.0f}s"
+        assert query(f'min_over_time(up{{service="flask"}}[{span}])') == 1
+        assert (query(f'max_over_time(http_requests_in_progress{{service="flask",'
+                      f'handler="/io"}}[{span}])') or 0) >= 1

@@ -6,14 +6,14 @@ set by ``loadlab serve``, so the one file serves natively and in containers.
 """
 import os
 
-from loadlab.serve import recycling
+from loadlab.serve import LISTEN_BACKLOG, recycling
 
 bind = os.environ.get("LOADLAB_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("LOADLAB_WORKERS", "1"))
 worker_class = os.environ.get("LOADLAB_GUNICORN_WORKER_CLASS", "sync")
 threads = int(os.environ.get("LOADLAB_THREADS", "1"))
 worker_connections = int(os.environ.get("LOADLAB_WORKER_CONNECTIONS", "1000"))
-backlog = 2048
+backlog = LISTEN_BACKLOG  # the accept-queue gauge reports it as its limit
 keepalive = 5
 timeout = 60
 graceful_timeout = 10
