@@ -200,8 +200,7 @@ def build_command(cfg: ServerConfig) -> list[str]:
     ]
 
 
-def build_env(cfg: ServerConfig, metrics_dir: Path | None,
-              metrics_url: str = "") -> dict[str, str]:
+def build_env(cfg: ServerConfig, metrics_dir: Path | None) -> dict[str, str]:
     env = dict(os.environ)
     host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
     env.update(
@@ -222,11 +221,9 @@ def build_env(cfg: ServerConfig, metrics_dir: Path | None,
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     else:
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    if metrics_url:
-        env[URL_ENV] = metrics_url
-    else:
-        env.pop(URL_ENV, None)
-    env.pop(PORT_ENV, None)  # the supervisor's, not the workers'
+    # The side port is the supervisor's: serve sets the URL once it is bound.
+    env.pop(URL_ENV, None)
+    env.pop(PORT_ENV, None)
     return env
 
 
