@@ -30,7 +30,12 @@ from metrics_support import Scrape, fetch, settled_scrape
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadlab.launch import ServiceProcess, free_port
-from loadlab.metrics.acceptqueue import AcceptQueueReader, listen_rows, socket_inodes
+from loadlab.metrics.acceptqueue import (
+    AcceptQueueReader,
+    listen_rows,
+    netlink_listeners,
+    socket_inodes,
+)
 from loadlab.names import LATENCY_BUCKETS_S
 from loadlab.runner.sampler import histogram_quantile
 
@@ -237,6 +242,7 @@ def test_serve_prints_the_metrics_address_and_info_reports_it() -> None:
 
 
 def test_accept_queue_reads_only_the_listeners_sockets() -> None:
+    """From netlink (queue and the kernel's own limit) and from /proc/net/tcp alike."""
     with socket.socket() as mine, socket.socket() as other:
         mine.bind(("127.0.0.1", 0))
         mine.listen(7)
@@ -244,15 +250,18 @@ def test_accept_queue_reads_only_the_listeners_sockets() -> None:
         other.listen(3)
         waiting = [socket.create_connection(mine.getsockname()) for _ in range(3)]
         try:
-            reader = AcceptQueueReader(os.getpid(), backlog=7)
             own = socket_inodes(os.getpid()) & listen_rows().keys()
             assert os.fstat(mine.fileno()).st_ino in own
-            queue = reader.read()
-            assert queue is not None
-            # Both sockets are this process's: 3 waiting on one, none on the other.
-            assert (queue.connections, queue.sockets) == (3, 2)
+            assert netlink_listeners() is not None, "NETLINK_SOCK_DIAG is not available here"
+            from_proc = AcceptQueueReader(os.getpid(), backlog=7, netlink=False)
+            for reader in (AcceptQueueReader(os.getpid(), backlog=7), from_proc):
+                queue = reader.read()
+                # Both sockets are this process's: 3 waiting on one, none on the other.
+                assert queue is not None and (queue.connections, queue.sockets) == (3, 2)
+            queue = AcceptQueueReader(os.getpid(), backlog=0).read()
+            assert queue is not None and queue.limit == 7 + 3  # what listen() was given
             mine.accept()[0].close()
-            queue = reader.read()
+            queue = AcceptQueueReader(os.getpid(), backlog=7).read()
             assert queue is not None and queue.connections == 2
         finally:
             for conn in waiting:

@@ -116,9 +116,10 @@ def accept_queue_families(reader: AcceptQueueReader | None) -> Iterator[Metric]:
         return
     yield _gauge("loadlab_accept_queue_connections", "Connections the kernel has completed "
                  "but the server has not yet accepted, on the service's listening socket(s) "
-                 "(/proc/net/tcp rx_queue of the LISTEN socket).", queue.connections)
+                 "(the LISTEN socket's Recv-Q, /proc/net/tcp rx_queue).", queue.connections)
     yield _gauge("loadlab_accept_queue_limit", "The listening socket(s)' backlog: the "
-                 "server's listen() backlog capped by net.core.somaxconn.", queue.limit)
+                 "server's listen() backlog capped by net.core.somaxconn (Send-Q of the "
+                 "LISTEN socket).", queue.limit)
 
 
 def service_families(labels: ServerLabels | None, http: list[Metric],
