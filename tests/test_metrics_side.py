@@ -176,8 +176,10 @@ def test_a_blocked_event_loop_still_answers_side_scrapes() -> None:
 
 @pytest.mark.parametrize("options", [
     dict(framework="fastapi", worker_class="uvicorn", workers=1),
+    dict(framework="fastapi", worker_class="uvicorn-worker", workers=1),
     dict(framework="flask", worker_class="gthread", workers=2, threads=2),
-], ids=["uvicorn-1", "gthread-2"])
+    dict(framework="flask", worker_class="gevent", workers=1),
+], ids=["uvicorn-1", "uvicorn-worker-1", "gthread-2", "gevent-1"])
 def test_side_port_shows_the_same_series_as_metrics(options: dict[str, object]) -> None:
     service = start_service(**options)
     try:
