@@ -360,7 +360,7 @@ def test_the_native_runner_samples_the_side_port() -> None:
 
 def test_served_counts_the_scrape_only_when_a_worker_answered_it() -> None:
     """At the side port no worker holds the scrape: one saturated sync worker reads 1."""
-    from loadlab.report.concurrency import served
+    from loadlab.report.concurrency import memory_per_request, served
 
     def run(scrape: str | None) -> dict[str, object]:
         server: dict[str, object] = {"requests_in_progress": 1.0}
@@ -371,6 +371,9 @@ def test_served_counts_the_scrape_only_when_a_worker_answered_it() -> None:
     assert served(run("side-port")) == 1.0
     assert served(run("service-port")) == 2.0
     assert served(run(None)) == 2.0  # results from before the side port
+    idle = {"server": {"requests_in_progress": 0.0, "scrape": "side-port",
+                       "memory_bytes": 50e6}}
+    assert served(idle) == 0.0 and memory_per_request(idle) == 50e6  # at least one request
 
 
 @pytest.mark.slow

@@ -43,9 +43,14 @@ def served(run: Run) -> float | None:
 
 
 def memory_per_request(run: Run) -> float | None:
-    """Bytes of the whole service's memory per request it was serving, or None."""
+    """Bytes of the whole service's memory per request it was serving, or None.
+
+    Divided by at least one request: a service answering in microseconds holds fewer than
+    one at once on average (its gauge reads 0 at most scrapes), and its memory is still
+    what it takes to serve one.
+    """
     memory = (run.get("server") or {}).get("memory_bytes")
     held = served(run)
     if not memory or held is None:
         return None
-    return float(memory) / held
+    return float(memory) / max(held, 1.0)
