@@ -5,7 +5,9 @@ rounds so that the machine's drift hits them alike:
 
 * ``bare``: the framework's hello-world app (``bare_fastapi.py``, ``bare_flask.py``);
 * ``metrics``: the same app with only the lab's metrics middleware;
-* ``lab``: the lab service itself, as ``loadlab serve`` runs it (metrics and the rest).
+* ``lab``: the lab service itself, as ``loadlab serve`` runs it (metrics and the rest),
+  with its side-port metrics server scraped as Prometheus would (``--scrape-interval``,
+  default 5 s; the supervisor's CPU for it counts in the lab's process tree).
 
 The server is pinned to core 0 and wrk to core 1 (``taskset``); each measurement gets a
 fresh server (a sync server keeps draining the previous run's queue otherwise). Reported:
@@ -33,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +92,7 @@ def bare_argv(variant: Variant, app: str, port: int) -> list[str]:
 class Server:
     url: str
     pid: int
+    metrics_url: str = ""  # the lab's side port (loadlab serve), scraped during the load
 
     def cpu_seconds(self) -> float:
         """CPU used so far by the server's whole process tree."""
@@ -111,9 +115,11 @@ def running(variant: Variant, app: str) -> Iterator[Server]:
                LOADLAB_GUNICORN_WORKER_CLASS=GUNICORN_CLASS.get(variant.worker_class, "sync"))
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     metrics_dir = None
+    metrics_url = ""
     if app == "lab":
         cfg = ServerConfig(framework=variant.framework, worker_class=variant.worker_class,  # type: ignore[arg-type]
-                           workers=variant.workers, port=port)
+                           workers=variant.workers, port=port, metrics_port=free_port())
+        metrics_url = f"http://127.0.0.1:{cfg.metrics_port}/metrics"
         argv = serve_argv(cfg)
     else:
         argv = bare_argv(variant, app, port)
@@ -124,10 +130,36 @@ def running(variant: Variant, app: str) -> Iterator[Server]:
     try:
         with process_group(["taskset", "-c", SERVER_CORE, *argv], env, url,
                            f"{variant.name} {app}") as proc:
-            yield Server(url, proc.pid)
+            yield Server(url, proc.pid, metrics_url)
     finally:
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+SCRAPE_INTERVAL_S = [5.0]  # --scrape-interval
+
+
+@contextlib.contextmanager
+def scraped(server: Server) -> Iterator[None]:
+    """Scrape the lab's side port every SCRAPE_INTERVAL_S while the block runs."""
+    if not server.metrics_url or SCRAPE_INTERVAL_S[0] <= 0:
+        yield
+        return
+    stop = threading.Event()
+
+    def scrape() -> None:
+        while not stop.wait(SCRAPE_INTERVAL_S[0]):
+            with contextlib.suppress(OSError), \
+                    urllib.request.urlopen(server.metrics_url, timeout=5) as reply:
+                reply.read()
+
+    thread = threading.Thread(target=scrape, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
 
 
 def wrk(url: str, seconds: float, connections: int) -> tuple[float, int]:
@@ -158,7 +190,7 @@ def measure(variant: Variant, rounds: int, seconds: float, asked: int) -> dict[s
     per_cpu: dict[str, list[float]] = {app: [] for app in APPS}
     for _ in range(rounds):
         for app in APPS:
-            with running(variant, app) as server:
+            with running(variant, app) as server, scraped(server):
                 wrk(server.url, 1, connections)  # warm-up
                 cpu = server.cpu_seconds()
                 rate, count = wrk(server.url, seconds, connections)
@@ -186,10 +218,11 @@ def measure_side_by_side(variant: Variant, rounds: int, seconds: float,
                 per_cpu: list[float] = [0.0, 0.0]
 
                 def load(i: int, server: Server, per_cpu: list[float] = per_cpu) -> None:
-                    wrk(server.url, 1, connections)  # warm-up
-                    cpu = server.cpu_seconds()
-                    _, count = wrk(server.url, seconds, connections)
-                    per_cpu[i] = count / max(server.cpu_seconds() - cpu, 1e-9)
+                    with scraped(server):
+                        wrk(server.url, 1, connections)  # warm-up
+                        cpu = server.cpu_seconds()
+                        _, count = wrk(server.url, seconds, connections)
+                        per_cpu[i] = count / max(server.cpu_seconds() - cpu, 1e-9)
 
                 threads = [threading.Thread(target=load, args=(i, s))
                            for i, s in enumerate((bare, other))]
@@ -208,9 +241,12 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=0,
                         help="wrk connections (default: 64; 2 per worker for sync workers)")
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT), choices=sorted(VARIANTS))
+    parser.add_argument("--scrape-interval", type=float, default=5.0,
+                        help="seconds between scrapes of the lab's side port (0: none)")
     parser.add_argument("--side-by-side", action="store_true",
                         help="serve bare and the compared app at once (steadier on a busy machine)")
     args = parser.parse_args()
+    SCRAPE_INTERVAL_S[0] = args.scrape_interval
     if (os.cpu_count() or 1) < 2 or shutil.which("wrk") is None or shutil.which("taskset") is None:
         print("bench_metrics_overhead: needs 2 cores, wrk and taskset", file=sys.stderr)
         return 2

@@ -130,7 +130,7 @@ def test_same_image_command_ports_env_limits_probe_as_compose(name: str) -> None
     assert container["args"] == svc["command"]
     assert container.get("command") == svc.get("entrypoint")
     assert {p["containerPort"] for p in container.get("ports", [])} == {
-        int(p["target"]) for p in svc.get("ports", [])}
+        int(p["target"]) for p in svc.get("ports", [])} | {int(p) for p in svc.get("expose", [])}
     # The database's password: a Secret here, compose's file of the password in force
     # there (the URL without one in both, as compose renders it with no .env).
     kube_env = {e["name"]: e["value"].replace("$(POSTGRES_PASSWORD)", "")

@@ -54,6 +54,21 @@ def test_every_service_and_the_locust_master_are_scraped() -> None:
     assert jobs["locust"]["static_configs"][0]["targets"] == ["locust-master:8089"]
 
 
+def test_services_are_scraped_at_the_supervisors_side_port() -> None:
+    """Not the service port, where the scrape would queue behind the load."""
+    from loadlab.metrics.side import CONTAINER_PORT
+    from loadlab.serve import ServerConfig, metrics_port
+
+    config = yaml.safe_load(CONFIG.read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["services"]["dns_sd_configs"][0]["port"] == CONTAINER_PORT == 9000
+    in_image = metrics_port(ServerConfig(framework="flask", port=8000),
+                            {"LOADLAB_IN_CONTAINER": "1"})
+    assert in_image == CONTAINER_PORT
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["x-lab-service"]
+    assert compose["expose"] == [str(CONTAINER_PORT)]
+
+
 def test_entrypoint_applies_the_scrape_interval_and_rules_load(tmp_path: Path) -> None:
     with prom.running(tmp_path, scrape_interval="2s") as port:
         config = prom.get(port, "/api/v1/status/config")["data"]["yaml"]

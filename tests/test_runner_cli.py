@@ -115,6 +115,8 @@ def test_run_both_writes_results_and_passes_gates(tmp_path: Path,
         assert run["latency_ms"]["p50"] <= run["latency_ms"]["p95"] <= run["latency_ms"]["p99"]
         assert run["server"]["name"] in ("uvicorn", "gunicorn")
         assert run["server"]["cpu_seconds"] > 0 and run["server"]["memory_bytes"] > 1e6
+        # Sampled at loadlab serve's side port, outside the worker pool.
+        assert run["server"]["scrape"] == "side-port" and run["server"]["scrape_errors"] == 0
         assert (out / run["locust_json"]).is_file()
         assert run["machine"]["load_generator_cores"] > 0  # Locust's CPU in the window
         assert run["machine"]["busy_cores"] > 0  # the service and Locust worked in the window

@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from loadlab import contract, db, metrics, workloads
 from loadlab.openapi import with_contract_errors
 from loadlab.requestinfo import describe_request
-from loadlab.serverinfo import server_info
+from loadlab.serverinfo import server_info, with_gil_state
 from loadlab.settings import ServiceSettings, upstream_target
 
 FRAMEWORK = "fastapi"
@@ -241,7 +241,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @app.get("/info", response_model=contract.ServerInfo)
     async def info_() -> contract.ServerInfo:
-        return info
+        return with_gil_state(info)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics_() -> Response:

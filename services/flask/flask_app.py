@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from loadlab import contract, db, metrics, workloads
 from loadlab.requestinfo import describe_request
-from loadlab.serverinfo import server_info
+from loadlab.serverinfo import server_info, with_gil_state
 from loadlab.settings import ServiceSettings, upstream_target
 
 FRAMEWORK = "flask"
@@ -174,7 +174,7 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
 
     @app.get("/info")
     def info_() -> dict[str, Any]:
-        return info.model_dump()
+        return with_gil_state(info).model_dump()
 
     @app.get("/metrics")
     def metrics_() -> Response:

@@ -40,7 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
     cfg = ServerConfig(
         framework=args.framework, host=args.host, port=args.port, workers=args.workers,
         worker_class=args.worker_class or "", threads=args.threads, cpus=args.cpus,
-        loop=args.loop, http=args.http,
+        loop=args.loop, http=args.http, metrics_port=args.metrics_port,
     )
     return serve(cfg)
 
@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="uvicorn only")
     p.add_argument("--http", default="auto", choices=["auto", "h11", "httptools"],
                    help="uvicorn only")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="port of the supervisor's /metrics, outside the worker pool "
+                        "(default: $LOADLAB_METRICS_PORT, 9000 in containers, else a free one)")
     p.set_defaults(func=_serve)
     _register_doctor(sub)
     _register_runner(sub)

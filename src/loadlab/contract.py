@@ -142,6 +142,15 @@ class RequestInfo(Reply):
     content_length: int | None
 
 
+class PythonInfo(Reply):
+    """The interpreter: CPython or another, its version, and whether it is a free-threaded
+    build (one that can run without the GIL: PEP 703, CPython 3.13t and later)."""
+
+    implementation: str
+    version: str
+    free_threaded: bool
+
+
 class ServerInfo(Reply):
     framework: str
     server: str
@@ -152,6 +161,13 @@ class ServerInfo(Reply):
     db_pool_size: int
     pid: int
     versions: dict[str, str]
+    python: PythonInfo
+    # Whether the GIL is on in this process now (a free-threaded build may turn it back on,
+    # e.g. for an extension that needs it); read at each request. True on GIL builds.
+    gil_enabled: bool
+    # Where this service's metrics are scraped outside its worker pool (``loadlab serve``'s
+    # side port); None when no supervisor serves them: use /metrics on this port.
+    metrics_url: str | None
 
 
 def echo(item: EchoItem) -> EchoResult:

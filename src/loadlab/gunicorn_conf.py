@@ -8,7 +8,7 @@ import os
 import sys
 
 from loadlab.contract import MAX_THREADS, MAX_WORKER_CONNECTIONS, MAX_WORKERS
-from loadlab.serve import recycling
+from loadlab.serve import LISTEN_BACKLOG, recycling
 
 
 def _whole(name: str, default: str, top: int) -> int:
@@ -26,7 +26,7 @@ workers = _whole("LOADLAB_WORKERS", "1", MAX_WORKERS)
 worker_class = os.environ.get("LOADLAB_GUNICORN_WORKER_CLASS", "sync")
 threads = _whole("LOADLAB_THREADS", "1", MAX_THREADS)
 worker_connections = _whole("LOADLAB_WORKER_CONNECTIONS", "1000", MAX_WORKER_CONNECTIONS)
-backlog = 2048
+backlog = LISTEN_BACKLOG  # the accept-queue gauge reports it as its limit
 keepalive = 5
 timeout = 60
 graceful_timeout = 10

@@ -37,11 +37,18 @@ class ServiceProcess:
     ready_timeout_s: float = 30.0
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     log_path: Path | None = field(default=None, init=False)
+    metrics_port: int = field(default=0, init=False)
 
     @property
     def url(self) -> str:
         host = f"[{self.cfg.host}]" if ":" in self.cfg.host else self.cfg.host
         return f"http://{host}:{self.cfg.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """The supervisor's side port: answers while the workers are saturated."""
+        host = f"[{self.cfg.host}]" if ":" in self.cfg.host else self.cfg.host
+        return f"http://{host}:{self.metrics_port}/metrics"
 
     def start(self) -> ServiceProcess:
         self.spawn()
@@ -61,6 +68,8 @@ class ServiceProcess:
         env = dict(os.environ if self.env is None else self.env)
         # Each service gets its own multiprocess directory, made and wiped by serve.
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.metrics_port = self.cfg.metrics_port or free_port(self.cfg.host)
+        env["LOADLAB_METRICS_PORT"] = str(self.metrics_port)
         # SIGTERM when this process dies, even by SIGKILL: no service outlives its runner.
         self.proc = subprocess.Popen(
             serve_argv(self.cfg), stdout=fd, stderr=subprocess.STDOUT, env=env,

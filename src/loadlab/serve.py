@@ -24,7 +24,9 @@ from typing import Literal
 from loadlab import cgroup, cpulimit
 from loadlab.contract import MAX_THREADS, MAX_WORKERS
 from loadlab.errors import UserError
+from loadlab.metrics.collectors import ServerLabels
 from loadlab.metrics.multiprocess import is_alive
+from loadlab.metrics.side import CONTAINER_PORT, PORT_ENV, URL_ENV, SideMetrics
 from loadlab.paths import lab_path
 from loadlab.procs import set_death_signal
 
@@ -44,6 +46,9 @@ GUNICORN_CLASS = {
 APP_MODULE = {"fastapi": "fastapi_app", "flask": "flask_app"}
 LOOPS = ("auto", "asyncio", "uvloop")
 HTTPS = ("auto", "h11", "httptools")
+# listen() backlog of both servers (their own default), passed on so that the accept-queue
+# gauge can state its limit (metrics/acceptqueue.py).
+LISTEN_BACKLOG = 2048
 
 
 class ServeError(UserError, ValueError):
@@ -61,6 +66,9 @@ class ServerConfig:
     cpus: float = 0.0  # 0: no limit
     loop: str = "auto"
     http: str = "auto"
+    # The supervisor's metrics port; None: $LOADLAB_METRICS_PORT, else 9000 in the lab's
+    # containers, else a free port (0).
+    metrics_port: int | None = None
 
     def __post_init__(self) -> None:
         if self.framework not in WORKER_CLASSES:
@@ -81,6 +89,12 @@ class ServerConfig:
             raise ServeError("--threads > 1 needs --worker-class gthread")
         if not 0 <= self.port <= 65535:
             raise ServeError(f"--port must be 0-65535, got {self.port}")
+        if self.metrics_port is not None:
+            if not 0 <= self.metrics_port <= 65535:
+                raise ServeError(f"--metrics-port must be 0-65535, got {self.metrics_port}")
+            if self.metrics_port == self.port != 0:
+                raise ServeError(f"--metrics-port {self.metrics_port} is the service's own "
+                                 "--port: choose another (or 0 for a free one)")
         cores = os.cpu_count() or 1
         if not math.isfinite(self.cpus) or self.cpus < 0 or 0 < self.cpus < cpulimit.MIN_CPUS \
                 or self.cpus > cores:
@@ -99,6 +113,8 @@ class ServerConfig:
 
     @property
     def multiprocess(self) -> bool:
+        """More than one process serves. Under ``loadlab serve`` the metrics always go
+        through a multiprocess directory: the supervisor's side port reads it."""
         # Gunicorn always forks (and may recycle workers); Uvicorn only with workers > 1.
         return self.server == "gunicorn" or self.workers > 1
 
@@ -114,7 +130,27 @@ def serve_argv(cfg: ServerConfig) -> list[str]:
     ]
     if cfg.cpus:
         argv += ["--cpus", str(cfg.cpus)]
+    if cfg.metrics_port is not None:
+        argv += ["--metrics-port", str(cfg.metrics_port)]
     return argv
+
+
+def metrics_port(cfg: ServerConfig, environ: dict[str, str] | None = None) -> int:
+    """The side port: --metrics-port, else $LOADLAB_METRICS_PORT, else 9000 in the lab's
+    containers (LOADLAB_IN_CONTAINER=1), else 0 (a free port, printed at start)."""
+    if cfg.metrics_port is not None:
+        return cfg.metrics_port
+    env = os.environ if environ is None else environ
+    raw = env.get(PORT_ENV, "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) > 65535:
+            raise ServeError(f"{PORT_ENV} must be a port number 0-65535, got {raw!r}")
+        port = int(raw)
+        if port == cfg.port != 0:
+            raise ServeError(f"{PORT_ENV}={port} is the service's own --port: choose another")
+        return port
+    in_container = env.get(cgroup.CONTAINER_ENV, "").strip().lower() in ("1", "true", "yes")
+    return CONTAINER_PORT if in_container and cfg.port != CONTAINER_PORT else 0
 
 
 def services_dir() -> Path:
@@ -150,6 +186,7 @@ def build_command(cfg: ServerConfig) -> list[str]:
             "--app-dir", str(app_dir), "--host", cfg.host, "--port", str(cfg.port),
             "--workers", str(cfg.workers), "--loop", cfg.loop, "--http", cfg.http,
             "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "10",
+            "--backlog", str(LISTEN_BACKLOG),
         ]
         if max_requests:
             if cfg.workers < 2:  # one Uvicorn process serves alone: no supervisor restarts it
@@ -168,6 +205,7 @@ def build_env(cfg: ServerConfig, metrics_dir: Path | None) -> dict[str, str]:
     env = dict(os.environ)
     host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
     env.update(
+        LOADLAB_LISTEN_BACKLOG=str(LISTEN_BACKLOG),
         LOADLAB_SERVER=cfg.server,
         LOADLAB_WORKER_CLASS=cfg.worker_class,
         LOADLAB_WORKERS=str(cfg.workers),
@@ -185,19 +223,29 @@ def build_env(cfg: ServerConfig, metrics_dir: Path | None) -> dict[str, str]:
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     else:
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    # The side port is the supervisor's: serve sets the URL once it is bound.
+    env.pop(URL_ENV, None)
+    env.pop(PORT_ENV, None)
     return env
 
 
 def fresh_metrics_dir() -> Path:
-    """A new, empty multiprocess directory (prometheus_client needs it wiped at start)."""
+    """A new, empty multiprocess directory that serve made and alone deletes.
+
+    Inside $PROMETHEUS_MULTIPROC_DIR when it is set (a subdirectory: whatever else the
+    directory holds is never touched), else in the temporary directory.
+    """
     configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if configured:
-        path = Path(configured)
-        shutil.rmtree(path, ignore_errors=True)
-        path.mkdir(parents=True)
-        return path
-    sweep_stale_metrics_dirs()
-    return Path(tempfile.mkdtemp(prefix=f"{_METRICS_PREFIX}{os.getpid()}-"))
+    root = Path(configured) if configured else Path(tempfile.gettempdir())
+    try:
+        if configured:
+            root.mkdir(parents=True, exist_ok=True)
+        sweep_stale_metrics_dirs(root)
+        return Path(tempfile.mkdtemp(prefix=f"{_METRICS_PREFIX}{os.getpid()}-", dir=root))
+    except OSError as exc:
+        where = f"PROMETHEUS_MULTIPROC_DIR={configured}" if configured else str(root)
+        reason = exc.strerror or type(exc).__name__
+        raise ServeError(f"{where} cannot hold the metrics directory: {reason}") from None
 
 
 _METRICS_PREFIX = "loadlab-metrics-"
@@ -207,8 +255,22 @@ def sweep_stale_metrics_dirs(root: Path | None = None) -> None:
     """Remove directories left by a serve that was SIGKILLed (its pid is in the name)."""
     for path in Path(root or tempfile.gettempdir()).glob(f"{_METRICS_PREFIX}*"):
         owner = path.name[len(_METRICS_PREFIX):].split("-", 1)[0]
-        if owner.isdigit() and not is_alive(int(owner)):
+        if owner.isdigit() and not is_alive(int(owner)) and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
+
+
+def start_side_metrics(cfg: ServerConfig, port: int, metrics_dir: Path,
+                       env: dict[str, str]) -> SideMetrics:
+    """Bind the supervisor's metrics port (one line if it cannot be bound)."""
+    labels = ServerLabels(framework=cfg.framework, server=cfg.server,
+                          worker_class=cfg.worker_class, workers=cfg.workers,
+                          threads=cfg.threads)
+    try:
+        return SideMetrics(cfg.host, port, metrics_dir, labels, LISTEN_BACKLOG, env)
+    except OSError as exc:
+        reason = "is already in use" if exc.errno == 98 else \
+            f"cannot be bound: {exc.strerror or exc}"
+        raise ServeError(f"metrics port {cfg.host}:{port} {reason}") from None
 
 
 def check_port(host: str, port: int) -> None:
@@ -301,6 +363,7 @@ def check_service_settings() -> None:
 def serve(cfg: ServerConfig) -> int:
     """Run the server in the foreground until it exits or we are signalled."""
     check_port(cfg.host, cfg.port)
+    side_port = metrics_port(cfg)
     check_service_settings()
     check_database_url()
     command = build_command(cfg)  # refuses bad recycling settings before anything starts
@@ -326,15 +389,19 @@ def serve(cfg: ServerConfig) -> int:
         os.environ[cpulimit.SCOPE_ENV] = "1"
         os.execvp(limit.wrapper[0], [*limit.wrapper, *serve_argv(cfg)])
     metrics_dir: Path | None = None
+    side: SideMetrics | None = None
     try:
         for warning in [limit.warning, *worker_warnings(cfg, limit, inherited, usable_cores())]:
             if warning:
                 print(f"loadlab serve: warning: {warning}", file=sys.stderr, flush=True)
-        metrics_dir = fresh_metrics_dir() if cfg.multiprocess else None
+        # Always a directory, one process or many: the side port reads what workers write.
+        metrics_dir = fresh_metrics_dir()
         env = build_env(cfg, metrics_dir)
         env.pop(cpulimit.SCOPE_ENV, None)
         env.pop(cgroup.CGROUP_ENV, None)
         env.update(limit.env())
+        side = start_side_metrics(cfg, side_port, metrics_dir, env)
+        env[URL_ENV] = side.url
         if received:
             return 128 + received[0]  # stopped before the server started
         try:
@@ -342,6 +409,10 @@ def serve(cfg: ServerConfig) -> int:
                                     preexec_fn=partial(_in_child, limit))
         except (OSError, subprocess.SubprocessError) as exc:
             raise ServeError(f"cannot start the {cfg.server} server: {exc}") from None
+        side.listener(proc.pid)
+        side.start()
+        print(f"loadlab serve: metrics at {side.url} (also /metrics on the service port)",
+              flush=True)
         if received:
             proc.send_signal(signal.SIGTERM)
         return _exit_status(proc.wait())
@@ -349,9 +420,11 @@ def serve(cfg: ServerConfig) -> int:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
+        if side is not None:
+            side.close()
         try:
             limit.remove()
         except OSError as exc:
             print(f"loadlab serve: warning: cgroup not removed: {exc}", file=sys.stderr)
-        if metrics_dir is not None and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -68,14 +68,21 @@ def http_families() -> list[Metric]:
     return list(multiprocess.LockedMultiProcessCollector(path).collect())
 
 
-def render() -> tuple[bytes, str]:
-    """A registry per scrape: the request metrics of all workers, then the service-wide
-    collector, computed once here rather than once per worker."""
-    http = http_families()
+def exposition(http: list[Metric], service: collectors.ServiceCollector) -> bytes:
+    """The text of one scrape: the request metrics, then the service-wide families."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collected(http))
-    registry.register(collectors.ServiceCollector(_labels, http))
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    registry.register(service)
+    return generate_latest(registry)
+
+
+def render() -> tuple[bytes, str]:
+    """A registry per scrape: the request metrics of all workers, then the service-wide
+    collector, computed once here rather than once per worker. The supervisor's side port
+    (``side.py``) renders the same families from outside the worker pool."""
+    http = http_families()
+    service = collectors.ServiceCollector(_labels, http, collectors.own_accept_queue())
+    return exposition(http, service), CONTENT_TYPE_LATEST
 
 
 def register_server_info(framework: str, settings: ServiceSettings) -> None:

@@ -9,7 +9,7 @@ process tree rooted at ``LOADLAB_ROOT_PID`` (the ``loadlab serve`` process).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import psutil
@@ -18,6 +18,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from loadlab import cgroup
+from loadlab.metrics.acceptqueue import AcceptQueueReader
 from loadlab.metrics.definitions import THREADPOOL_BUSY, THREADPOOL_SIZE
 from loadlab.proctree import process_tree, pss_bytes, tree_cpu_seconds
 
@@ -37,13 +38,14 @@ class ServerLabels:
     threads: int
 
 
-def root_pid() -> int:
+def root_pid(environ: Mapping[str, str] | None = None) -> int:
     """The root of the service's process tree (``loadlab serve`` sets it)."""
-    configured = os.environ.get("LOADLAB_ROOT_PID", "")
+    env = os.environ if environ is None else environ
+    configured = env.get("LOADLAB_ROOT_PID", "")
     if configured.isdigit() and psutil.pid_exists(int(configured)):
         return int(configured)
     # Started by hand: a multi-process server's master is the parent, else this process.
-    return os.getppid() if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else os.getpid()
+    return os.getppid() if env.get("PROMETHEUS_MULTIPROC_DIR") else os.getpid()
 
 
 class _Monotonic:
@@ -60,19 +62,35 @@ class _Monotonic:
 _tree_cpu = _Monotonic()
 
 
-def cpu_stats() -> cgroup.CpuStats:
-    stats = cgroup.service_cpu_stats()
+def cpu_stats(environ: Mapping[str, str] | None = None) -> cgroup.CpuStats:
+    """``environ``: the service's environment (the supervisor reads its child's)."""
+    stats = cgroup.service_cpu_stats(environ=environ)
     if stats is not None:
         return stats
-    usage = _tree_cpu(tree_cpu_seconds(process_tree(root_pid())))
+    usage = _tree_cpu(tree_cpu_seconds(process_tree(root_pid(environ))))
     return cgroup.CpuStats(usage, 0.0, 0, 0, 0.0)
 
 
-def memory_bytes() -> int:
-    from_cgroup = cgroup.service_memory_bytes()
+def memory_bytes(environ: Mapping[str, str] | None = None) -> int:
+    from_cgroup = cgroup.service_memory_bytes(environ=environ)
     if from_cgroup is not None:
         return from_cgroup
-    return sum(pss_bytes(proc.pid) for proc in process_tree(root_pid()))
+    return sum(pss_bytes(proc.pid) for proc in process_tree(root_pid(environ)))
+
+
+DEFAULT_BACKLOG = 2048  # Gunicorn's and Uvicorn's own default; loadlab serve passes it on
+BACKLOG_ENV = "LOADLAB_LISTEN_BACKLOG"
+_own_listener: list[AcceptQueueReader] = []
+
+
+def own_accept_queue() -> AcceptQueueReader:
+    """This worker's reader: a worker holds the listening sockets it accepts on."""
+    pid = os.getpid()
+    if not _own_listener or _own_listener[0].pid != pid:  # a fork since the last scrape
+        raw = os.environ.get(BACKLOG_ENV, "")
+        backlog = int(raw) if raw.isdigit() else DEFAULT_BACKLOG
+        _own_listener[:] = [AcceptQueueReader(pid, backlog)]
+    return _own_listener[0]
 
 
 def format_cores(cores: float) -> str:
@@ -92,9 +110,24 @@ def sample_sum(families: Iterable[Metric], name: str) -> float:
                if s.name == name)
 
 
-def service_families(labels: ServerLabels | None, http: list[Metric]) -> Iterator[Metric]:
-    """The scrape-time families; ``http`` are the request metrics already collected."""
-    cpu = cpu_stats()
+def accept_queue_families(reader: AcceptQueueReader | None) -> Iterator[Metric]:
+    queue = reader.read() if reader is not None else None
+    if queue is None:
+        return
+    yield _gauge("loadlab_accept_queue_connections", "Connections the kernel has completed "
+                 "but the server has not yet accepted, on the service's listening socket(s) "
+                 "(the LISTEN socket's Recv-Q, /proc/net/tcp rx_queue).", queue.connections)
+    yield _gauge("loadlab_accept_queue_limit", "The listening socket(s)' backlog: the "
+                 "server's listen() backlog capped by net.core.somaxconn (Send-Q of the "
+                 "LISTEN socket).", queue.limit)
+
+
+def service_families(labels: ServerLabels | None, http: list[Metric],
+                     accept: AcceptQueueReader | None = None,
+                     environ: Mapping[str, str] | None = None) -> Iterator[Metric]:
+    """The scrape-time families; ``http`` are the request metrics already collected,
+    ``accept`` reads the listening sockets, ``environ`` is the service's environment."""
+    cpu = cpu_stats(environ)
     if labels is not None:
         info = GaugeMetricFamily(
             "loadlab_server_info",
@@ -118,7 +151,8 @@ def service_families(labels: ServerLabels | None, http: list[Metric]) -> Iterato
     yield _counter("loadlab_cpu_throttled_seconds", "Time the service was throttled by its "
                    "CFS quota (cgroup v2 throttled_usec, v1 throttled_time).",
                    cpu.throttled_seconds)
-    yield _gauge("loadlab_memory_bytes", MEMORY_HELP, memory_bytes())
+    yield _gauge("loadlab_memory_bytes", MEMORY_HELP, memory_bytes(environ))
+    yield from accept_queue_families(accept)
     if labels is not None and labels.worker_class == "gthread":
         # Each request in flight holds one gthread thread: the pool's use is the in-flight sum.
         workers = sample_sum(http, "loadlab_workers")
@@ -131,9 +165,13 @@ def service_families(labels: ServerLabels | None, http: list[Metric]) -> Iterato
 class ServiceCollector(Collector):
     """The scrape-time families as a collector for the per-scrape registry."""
 
-    def __init__(self, labels: ServerLabels | None, http: list[Metric]) -> None:
+    def __init__(self, labels: ServerLabels | None, http: list[Metric],
+                 accept: AcceptQueueReader | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
         self._labels = labels
         self._http = http
+        self._accept = accept
+        self._environ = environ
 
     def collect(self) -> Iterator[Metric]:
-        return service_families(self._labels, self._http)
+        return service_families(self._labels, self._http, self._accept, self._environ)

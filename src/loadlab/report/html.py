@@ -126,11 +126,12 @@ def _timelines(data: ReportData) -> Section | None:
              "a queued sync worker answers later) and Locust's answers per second. The "
              "shaded band is the warm-up, left out of every other figure in this report. "
              "Server latency is the time in the application, from its histogram (buckets "
-             "of 50, 100, 250 ms …) interpolated as Prometheus does, so it is only as fine "
-             "as a bucket; the clients' p50 adds the time spent queued in front of the "
-             "server. Served requests are the server's own "
-             "http_requests_in_progress (and the scrape); the users and the requests "
-             "waiting at the clients (throughput × mean latency) count the queue too.</p>")
+             "of 0.1, 0.25, 0.5 ms … 50, 100, 250 ms …) interpolated as Prometheus does, "
+             "so it is only as fine as a bucket; the clients' p50 adds the time spent "
+             "queued in front of the server. Served requests are the server's own "
+             "http_requests_in_progress (plus the scrape, where a worker answered it); the "
+             "users and the requests waiting at the clients (throughput × mean latency) "
+             "count the queue too.</p>")
     return Section("over-time", "Over time", intro + "".join(parts))
 
 
@@ -183,10 +184,11 @@ def _memory(data: ReportData) -> Section | None:
         return None
     return Section("memory", "Memory per request", _figure(
         svg, "Memory (PSS of the whole service, all workers) per request the server was "
-             "serving: its own http_requests_in_progress averaged over the measured window, "
-             "plus the scrape. Right: those served requests against the requests the "
-             "clients were waiting for (throughput × mean latency), which also counts the "
-             "queue in front of a busy worker."))
+             "serving (at least one): its own http_requests_in_progress averaged over the "
+             "measured window, plus the scrape where a worker answered it. Right: those "
+             "served requests against the requests the clients were waiting for "
+             "(throughput × mean latency), which also counts the queue in front of a busy "
+             "worker."))
 
 
 def _runs_table(data: ReportData) -> Section:

@@ -136,8 +136,8 @@ def timeline(directory: Path, run: Run) -> Timeline | None:
     line = Timeline(
         t=t, measured_from=float(data.get("measured_from_s") or zero) - zero,
         end=t[-1], server_rps=rps, p50_ms=p50, p95_ms=p95,
-        served=[None if r.get("in_progress") is None else served_from_gauge(r["in_progress"])
-                for r in rows],
+        served=[None if r.get("in_progress") is None
+                else served_from_gauge(r["in_progress"], data.get("scrape")) for r in rows],
         cpu_cores=cores, memory_mb=memory, cpu_limit=limits[-1] if limits else None,
     )
     lags = [_quantile_ms(0.95, _buckets(a.get("loop_lag_buckets")),

@@ -252,6 +252,7 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             requests_in_progress=_rounded(window.in_progress_mean, 2),
             in_progress_samples=window.in_progress_samples,
             source=window.source, scrape_errors=sampler.scrape_errors,
+            scrape=sampler.scrape_kind,
         )
         # CPU per request: the figure a change in the code moves, whatever the load.
         record["server"]["cpu_per_request_ms"] = (

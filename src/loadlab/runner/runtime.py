@@ -96,7 +96,8 @@ class NativeRuntime:
         except LaunchError as exc:
             raise RuntimeError_(f"{cfg.framework} did not start: {exc}") from None
         self._service = service
-        return Endpoint(service.url, f"{service.url}/metrics", pid=service.pid)
+        # The supervisor's side port: a saturated service still answers every scrape.
+        return Endpoint(service.url, service.metrics_url, pid=service.pid)
 
     def wait_ready(self) -> None:
         service = self._service

@@ -1,4 +1,5 @@
-"""Server figures during a run: scrapes the service's /metrics once a second.
+"""Server figures during a run: scrapes the service's metrics once a second (natively at
+``loadlab serve``'s side port, outside the worker pool; else the service's /metrics).
 
 The service's own metrics (names fixed in docs/design.md) give CPU used, throttling and memory
 as the service's cgroup sees them. For a local service the process tree is read too
@@ -27,8 +28,11 @@ from loadlab.proctree import tree_figures
 
 IGNORED_HANDLERS = {"/metrics", "/healthz"}
 SAMPLES_FORMAT = "loadlab-samples/1"
-# A sync worker answers the scrape only after the requests queued ahead of it (50 users
-# at 50 ms each: 2.5 s); a shorter timeout would lose every sample of exactly that case.
+# A native service is scraped at its supervisor's side port (loadlab serve), which answers
+# at once however saturated the workers are. A compose or swarm service is scraped at its
+# published service port, where a sync worker answers only after the requests queued
+# ahead of it (50 users at 50 ms each: 2.5 s): a shorter timeout would lose every sample
+# of exactly that case.
 SCRAPE_TIMEOUT_S = 10.0
 
 
@@ -138,6 +142,11 @@ class ServerSampler:
         self.scrapes: list[Scrape] = []
         self.probes: list[tuple[float, float]] = []  # (t, seconds) of /healthz answers
         self.scrape_errors = 0
+        # "side-port": loadlab serve's supervisor answers, outside the worker pool, so the
+        # in-flight gauge is the requests alone; "service-port": a worker answers, holding
+        # the scrape as one request (loadlab.report.concurrency counts it).
+        self.scrape_kind = ("service-port" if metrics_url.startswith(base_url.rstrip("/") + "/")
+                            else "side-port")
         self._mark: int = 0
         self._mark_probe: int = 0
         self._me = psutil.Process()
@@ -271,6 +280,7 @@ class ServerSampler:
         mark = scrapes[self._mark].t if len(scrapes) > self._mark else None
         payload = {
             "format": SAMPLES_FORMAT, "interval_s": self.interval_s,
+            "scrape": self.scrape_kind,
             # Locust counts per wall-clock second; this lines its counts up with the scrapes.
             "t0_unix": round(time.time() - (time.monotonic() - t0), 3),
             "load_began_s": rel(load_began), "measured_from_s": rel(mark),
