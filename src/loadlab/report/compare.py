@@ -21,7 +21,8 @@ from loadlab import stats
 from loadlab.errors import UserError
 from loadlab.fileio import atomic_write
 from loadlab.report.results import ResultsError, load_summary
-from loadlab.runner.rounds import get, run_rounds
+from loadlab.results.record import get
+from loadlab.runner.rounds import run_rounds
 
 MATCH_FIELDS = ("target", "scenario", "cpus", "workers", "worker_class", "threads", "users",
                 "arrival_rate", "io_ms", "cpu_work", "duration_s", "model")

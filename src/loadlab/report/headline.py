@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-Run = dict[str, Any]
+from loadlab.results.record import Run
+
 NAMES = {"fastapi": "FastAPI", "flask": "Flask"}
 # The lab locustfile's defaults, for runs that did not set them (docs/locust.md).
 DEFAULT_IO_MS, DEFAULT_CPU_WORK = 50, 100
@@ -43,11 +44,13 @@ def stack(run: Run) -> str:
 
 
 def _wait(run: Run) -> int:
-    return int(run["io_ms"]) if run.get("io_ms") is not None else DEFAULT_IO_MS
+    wait = run.get("io_ms")
+    return int(wait) if wait is not None else DEFAULT_IO_MS
 
 
 def _work(run: Run) -> int:
-    return int(run["cpu_work"]) if run.get("cpu_work") is not None else DEFAULT_CPU_WORK
+    work = run.get("cpu_work")
+    return int(work) if work is not None else DEFAULT_CPU_WORK
 
 
 def load(run: Run) -> str:
@@ -151,7 +154,7 @@ def with_locust_defaults(runs: list[Run], directory: Path) -> list[Run]:
     for run in runs:
         if run.get("io_ms") is None or run.get("cpu_work") is None:
             lab = lab_report(directory, run) or {}
-            run = {**run, **{k: lab.get(k) for k in ("io_ms", "cpu_work")
-                             if run.get(k) is None and lab.get(k) is not None}}
+            run = cast(Run, {**run, **{k: lab.get(k) for k in ("io_ms", "cpu_work")
+                                       if run.get(k) is None and lab.get(k) is not None}})
         filled.append(run)
     return filled

@@ -8,14 +8,13 @@ service reported them.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from loadlab.report import svg
 from loadlab.report.concurrency import client_in_flight
 from loadlab.report.figures import colour
 from loadlab.report.rundata import Timeline
+from loadlab.results.record import Run
 
-Run = dict[str, Any]
 COLS, PANEL_W, PANEL_H, GAP_X, GAP_Y = 3, 270.0, 120.0, 78.0, 86.0
 GREY, ORANGE, RED = "#6b7280", "#d97706", "#dc2626"
 Draw = Callable[[svg.Panel], None]

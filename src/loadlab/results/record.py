@@ -28,6 +28,7 @@ class LatencyMs(TypedDict, total=False):
     p95: float | None
     p99: float | None
     max: float | None
+    mean: float | None  # the HDR histogram's, when the locustfile reports it
 
 
 class ServerFigures(TypedDict, total=False):
@@ -179,6 +180,17 @@ class Run(Variant, total=False):
     ci_level: float
     ci_method: str
     precision: Precision
+
+
+def get(record: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path named at runtime (``server.cpu_per_request_ms``, a
+    ``--match`` field, a plot's axis), or None where the path is absent."""
+    value: Any = record
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
 
 
 LabelStyle = Literal["compare", "line", "progress", "row", "plot", "prose"]

@@ -9,9 +9,11 @@ of the median; ``ci_level`` is the coverage the number of rounds allows).
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping
 from typing import Any
 
 from loadlab import stats
+from loadlab.results.record import get
 
 # Dotted paths of the headline figures that get an interval.
 HEADLINE = {
@@ -32,15 +34,6 @@ IDENTITY = {"run_id", "key", "status", "error", "target", "framework", "scenario
             "model", "latency_source", "db_pool_size"}
 
 
-def get(record: dict[str, Any], path: str) -> Any:
-    value: Any = record
-    for part in path.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
-
-
 def values(rounds: list[dict[str, Any]], path: str) -> list[float]:
     """The figure at ``path`` in each round that ran well (rounds without it left out)."""
     out: list[float] = []
@@ -53,14 +46,14 @@ def values(rounds: list[dict[str, Any]], path: str) -> list[float]:
     return out
 
 
-def run_rounds(run: dict[str, Any]) -> list[dict[str, Any]]:
+def run_rounds(run: Mapping[str, Any]) -> list[dict[str, Any]]:
     """A run's rounds, each with the run's own fields (target, users, ...) under its figures;
     a run from before rounds existed is its own single round."""
     found = run.get("rounds")
     if isinstance(found, list) and found:
         cell = {k: v for k, v in run.items() if k in IDENTITY}
         return [{**cell, **r} for r in found]
-    return [run]
+    return [dict(run)]
 
 
 def _median_tree(items: list[Any]) -> Any:
