@@ -21,7 +21,7 @@ from loadlab import stats
 from loadlab.errors import UserError
 from loadlab.fileio import atomic_write
 from loadlab.report.results import ResultsError, load_summary
-from loadlab.results.record import get
+from loadlab.results.record import get, variant_label
 from loadlab.runner.rounds import run_rounds
 
 MATCH_FIELDS = ("target", "scenario", "cpus", "workers", "worker_class", "threads", "users",
@@ -87,16 +87,6 @@ class Comparison:
         data = asdict(self)
         data["regressions"] = [f"{m.label}: {f.figure}" for m, f in self.regressions]
         return data
-
-
-def label(run: dict[str, Any]) -> str:
-    text = (f"{run.get('target')} {run.get('worker_class')} w{run.get('workers')} "
-            f"t{run.get('threads')} cpus={run.get('cpus') or '-'} {run.get('scenario')} "
-            f"u{run.get('users')}")
-    for key, mark in (("arrival_rate", "rate"), ("io_ms", "io"), ("cpu_work", "work")):
-        if run.get(key) is not None:
-            text += f" {mark}={run[key]:g}"
-    return text
 
 
 def _ok_rounds(run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -195,7 +185,7 @@ def compare(base: dict[str, Any], cur: dict[str, Any], match: tuple[str, ...] = 
         runs_a, runs_b = ga[k], gb[k]
         rounds_a = [r for run in runs_a for r in _ok_rounds(run)]
         rounds_b = [r for run in runs_b for r in _ok_rounds(run)]
-        lbl = label(runs_b[0])
+        lbl = variant_label(runs_b[0], "compare")
         warnings += _run_warnings(lbl, rounds_a, rounds_b)
         m = Match(lbl, dict(zip(match, k, strict=True)), len(rounds_a), len(rounds_b))
         for figure in FIGURES:
@@ -206,8 +196,8 @@ def compare(base: dict[str, Any], cur: dict[str, Any], match: tuple[str, ...] = 
         baseline=names[0], current=names[1], match=list(match),
         max_regression_pct=round(100 * max_regression, 4), warnings=warnings,
         matches=matches,
-        unmatched_baseline=[label(v[0]) for k, v in ga.items() if k not in gb],
-        unmatched_current=[label(v[0]) for k, v in gb.items() if k not in ga],
+        unmatched_baseline=[variant_label(v[0], "compare") for k, v in ga.items() if k not in gb],
+        unmatched_current=[variant_label(v[0], "compare") for k, v in gb.items() if k not in ga],
     )
 
 

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from loadlab.report import svg
 from loadlab.report.concurrency import client_in_flight, memory_per_request, served
-from loadlab.report.headline import NAMES, load
-from loadlab.results.record import Run, get
+from loadlab.report.headline import load
+from loadlab.results.record import Run, get, variant_label
 
 COLOURS = {"fastapi": "#059669", "flask": "#2563eb"}
 SHADES = {"fastapi": ("#059669", "#34d399", "#065f46", "#6ee7b7"),
@@ -29,12 +29,8 @@ def cpus_text(run: Run) -> str:
 
 
 def _parts(run: Run) -> dict[str, str]:
-    klass = run.get("worker_class") or ""
-    shape = f"×{run.get('workers', 1)}"
-    if int(run.get("threads") or 1) > 1:
-        shape += f"×{run['threads']}t"
     return {
-        "stack": f"{NAMES.get(run['target'], run['target'])} {klass} {shape}",
+        "stack": variant_label(run, "row"),
         "cpus": cpus_text(run),
         "load": load(run),
         "repeat": f"#{run['repeat']}" if run.get("repeat") is not None else "",

@@ -11,9 +11,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, cast
 
-from loadlab.results.record import Run
+from loadlab.results.record import NAMES, Run, variant_label
 
-NAMES = {"fastapi": "FastAPI", "flask": "Flask"}
 # The lab locustfile's defaults, for runs that did not set them (docs/locust.md).
 DEFAULT_IO_MS, DEFAULT_CPU_WORK = 50, 100
 MAX_SENTENCES = 3
@@ -24,23 +23,6 @@ VERBS = {"failed": "failed", "errors": "had too many failed requests to be a mea
 
 def _count(n: int, one: str, many: str) -> str:
     return f"one {one}" if n == 1 else f"{n} {many}"
-
-
-def stack(run: Run) -> str:
-    """FastAPI on one Uvicorn process; Flask on 2 Gunicorn gthread workers × 4 threads."""
-    name = NAMES.get(run["target"], run["target"])
-    klass, n = run.get("worker_class") or "", int(run.get("workers") or 1)
-    if klass == "uvicorn":
-        where = _count(n, "Uvicorn process", "Uvicorn processes")
-    elif klass == "uvicorn-worker":
-        where = _count(n, "Gunicorn Uvicorn worker", "Gunicorn Uvicorn workers")
-    else:
-        where = _count(n, f"Gunicorn {klass} worker", f"Gunicorn {klass} workers")
-        if int(run.get("threads") or 1) > 1:
-            where += f" × {run['threads']} threads"
-    limit = run.get("cpus")
-    tail = f" limited to {limit:g} CPU" if limit else ""
-    return f"{name} on {where}{tail}"
 
 
 def _wait(run: Run) -> int:
@@ -95,19 +77,21 @@ def _ok(run: Run) -> bool:
 
 
 def _compare(best: Run, other: Run) -> str:
-    lb, lo = best.get("latency_ms") or {}, other.get("latency_ms") or {}
-    return (f"{stack(best)} served {_rps(best)}, {ratio(best['rps'], other['rps'])} "
-            f"{stack(other)}, for the same {load(best)}; p50 {ms(lb.get('p50'))} against "
-            f"{ms(lo.get('p50'))}, p99 {ms(lb.get('p99'))} against {ms(lo.get('p99'))}.")
+    lb, lo = best["latency_ms"], other["latency_ms"]
+    return (f"{variant_label(best, 'prose')} served {_rps(best)}, "
+            f"{ratio(best['rps'], other['rps'])} {variant_label(other, 'prose')}, for the same "
+            f"{load(best)}; p50 {ms(lb.get('p50'))} against {ms(lo.get('p50'))}, "
+            f"p99 {ms(lb.get('p99'))} against {ms(lo.get('p99'))}.")
 
 
 def _describe(run: Run) -> str:
-    lat = run.get("latency_ms") or {}
-    return (f"{stack(run)} served {_rps(run)} for {load(run)}; p50 {ms(lat.get('p50'))}, "
-            f"p99 {ms(lat.get('p99'))}.")
+    lat = run["latency_ms"]
+    return (f"{variant_label(run, 'prose')} served {_rps(run)} for {load(run)}; "
+            f"p50 {ms(lat.get('p50'))}, p99 {ms(lat.get('p99'))}.")
 
 
 def sentences(runs: list[Run]) -> list[str]:
+    """The first lines about ``runs`` (as ``read_runs`` gives them: every table present)."""
     ok = [r for r in runs if _ok(r)]
     out: list[str] = []
     groups: dict[tuple[Any, ...], list[Run]] = defaultdict(list)

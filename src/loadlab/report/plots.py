@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from loadlab.results.record import Run, get
+from loadlab.results.record import Run, get, variant_label
 
 # Text stays text (the page's font, a tenth of the size of glyphs drawn as paths).
 matplotlib.rcParams.update({"svg.fonttype": "none", "font.size": 9,
@@ -26,14 +26,6 @@ STYLES = ["-", "--", ":", "-."]
 
 def ok_runs(runs: Iterable[Run]) -> list[Run]:
     return [r for r in runs if r.get("status") == "ok" and r.get("rps")]
-
-
-def variant(run: Run) -> str:
-    label = f"{run['target']} {run['worker_class']} ×{run['workers']}"
-    if run.get("threads", 1) > 1:
-        label += f"×{run['threads']}t"
-    label += f" @{run['cpus']:g} CPU" if run.get("cpus") else " no CPU limit"
-    return label
 
 
 def to_svg(fig: Figure) -> str:
@@ -64,7 +56,7 @@ def _series(runs: list[Run], x_key: str, fixed: Callable[[Run], tuple[Any, ...]]
 def users_figure(runs: list[Run], scenario: str) -> str | None:
     """Throughput and latency percentiles against users, one line per variant."""
     series = _series([r for r in runs if r["scenario"] == scenario], "users",
-                     lambda r: (variant(r), r["target"]))
+                     lambda r: (variant_label(r, "plot"), r["target"]))
     if not series:
         return None
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))

@@ -52,7 +52,7 @@ def _panels(run: Run, tl: Timeline) -> list[_Spec]:
         both(line(tl.t, tl.server_rps, main), line(tl.client_t, tl.client_rps, light, "4 3")),
         [("server", main, ""), ("clients", light, "4 3")] if tl.client_rps
         else [("server", main, "")]))
-    client = (run.get("latency_ms") or {}).get("p50")
+    client = run["latency_ms"].get("p50")
 
     def client_p50(p: svg.Panel) -> None:
         if client:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field, replace
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from loadlab.contract import MAX_USERS
 from loadlab.errors import UserError
 from loadlab.names import SCENARIOS
+from loadlab.results.record import variant_key
 from loadlab.serve import DEFAULT_WORKER_CLASS, WORKER_CLASSES, ServeError, ServerConfig
 
 TARGETS = ("fastapi", "flask")
@@ -207,22 +209,11 @@ class RunSpec:
     @property
     def key(self) -> str:
         """Identifies the cell in a results directory (what --resume skips)."""
-        parts = [
-            self.target, self.scenario, f"u{self.users}", f"c{self.cpus:g}", f"w{self.workers}",
-            self.worker_class, f"t{self.threads}", f"d{self.duration_s:g}",
-        ]
-        if self.arrival_rate:
-            parts.append(f"a{self.arrival_rate:g}")
-        if self.io_ms is not None:
-            parts.append(f"io{self.io_ms}")
-        if self.cpu_work is not None:
-            parts.append(f"work{self.cpu_work}")
-        if self.db_pool_size is not None:
-            parts.append(f"pool{self.db_pool_size}")
-        parts += [f"{k}={v}" for k, v in sorted(self.extra.items())]
-        if self.repeat:
-            parts.append(f"r{self.repeat}")
-        return "-".join(parts)
+        return variant_key(self.fields())
+
+    def fields(self) -> dict[str, Any]:
+        """The spec's fields by name, as the results' variant functions read them."""
+        return {f.name: getattr(self, f.name) for f in dataclass_fields(self)}
 
     def with_(self, **changes: Any) -> RunSpec:
         return replace(self, **changes)

@@ -17,6 +17,7 @@ from typing import Any
 
 from loadlab.errors import UserError
 from loadlab.report.results import ResultsDir, ResultsError, clear_results, held_runs
+from loadlab.results.record import BROKEN, ERRORS, OK, variant_label
 from loadlab.runner.database import RunDatabase, needs_database
 from loadlab.runner.execute import execute, run_id_for
 from loadlab.runner.leftovers import DirectoryLock, Leftovers
@@ -31,8 +32,6 @@ class StartError(UserError, RuntimeError):
     """A service that would not start; the command exits 2 with this one line."""
 
 
-# Statuses of a run (docs/runner.md): only "ok" runs are figures.
-OK, FAILED, ERRORS, BROKEN = "ok", "failed", "errors", "broken"
 # Without --max-error-rate, a run with more failed requests than this is not a figure.
 DEFAULT_MAX_ERROR_RATE = 0.01
 # A measured window shorter than this share of the planned duration is broken.
@@ -131,9 +130,7 @@ class Outcome:
 
 
 def describe(run: dict[str, Any]) -> str:
-    head = (f"{run['target']} {run['worker_class']} w{run['workers']} t{run['threads']} "
-            f"{'cpus=' + format(run['cpus'], 'g') if run['cpus'] else 'no CPU limit'} "
-            f"{run['scenario']} u{run['users']}")
+    head = variant_label(run)
     if run["status"] != OK:
         return f"{head}: {str(run['status']).upper()} - {run.get('error')}"
     lat = run["latency_ms"]
@@ -203,8 +200,8 @@ def _run_locked(specs: Sequence[RunSpec], out: Path, runtime: Runtime, signals: 
         for round_no in range(1, rounds + 1):
             for spec in todo:
                 index += 1
-                label = (f"{spec.target}/{spec.worker_class} w{spec.workers} {spec.scenario} "
-                         f"u{spec.users}" + (f" round {round_no}" if rounds > 1 else ""))
+                label = (variant_label(spec.fields(), "progress")
+                         + (f" round {round_no}" if rounds > 1 else ""))
 
                 def tick(elapsed: float, planned: float, rps: float | None,
                          p95: float | None, phase: str, index: int = index,
