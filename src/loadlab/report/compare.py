@@ -21,7 +21,7 @@ from loadlab import stats
 from loadlab.errors import UserError
 from loadlab.fileio import atomic_write
 from loadlab.report.results import ResultsError, load_summary
-from loadlab.results.record import get, variant_label
+from loadlab.results.record import Run, get, read_runs, variant_label
 from loadlab.runner.rounds import run_rounds
 
 MATCH_FIELDS = ("target", "scenario", "cpus", "workers", "worker_class", "threads", "users",
@@ -89,7 +89,7 @@ class Comparison:
         return data
 
 
-def _ok_rounds(run: dict[str, Any]) -> list[dict[str, Any]]:
+def _ok_rounds(run: Run) -> list[dict[str, Any]]:
     return [r for r in run_rounds(run) if r.get("status") == "ok"]
 
 
@@ -168,17 +168,17 @@ def _run_warnings(lbl: str, base: list[dict[str, Any]], cur: list[dict[str, Any]
 def compare(base: dict[str, Any], cur: dict[str, Any], match: tuple[str, ...] = MATCH_DEFAULT,
             max_regression: float = 0.05, names: tuple[str, str] = ("baseline", "current"),
             ) -> Comparison:
-    def key(run: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(run.get(f) for f in match)
+    def key(run: Run) -> tuple[Any, ...]:
+        return tuple(get(run, f) for f in match)
 
-    def group(runs: list[dict[str, Any]]) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
-        out: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    def group(runs: list[Run]) -> dict[tuple[Any, ...], list[Run]]:
+        out: dict[tuple[Any, ...], list[Run]] = {}
         for run in runs:
             if run.get("status") == "ok":
                 out.setdefault(key(run), []).append(run)
         return out
 
-    ga, gb = group(base["runs"]), group(cur["runs"])
+    ga, gb = group(read_runs(base)), group(read_runs(cur))
     warnings = manifest_warnings(base.get("manifest") or {}, cur.get("manifest") or {})
     matches = []
     for k in [k for k in gb if k in ga]:

@@ -15,6 +15,7 @@ from typing import Any
 from loadlab import __version__
 from loadlab.errors import UserError
 from loadlab.fileio import atomic_write
+from loadlab.results.record import Run, ServerFigures
 
 FORMAT = "loadlab-results/1"
 SUMMARY = "summary.json"
@@ -116,12 +117,12 @@ def run_problem(run: Any) -> str | None:
     return None
 
 
-def csv_row(run: dict[str, Any]) -> dict[str, Any]:
+def csv_row(run: Run) -> dict[str, Any]:
     lat = run.get("latency_ms") or {}
     # The results contract (docs/design.md) names both the server software and the server
     # figures ``server``: the figures are the dict, and it carries the software as ``name``.
     found = run.get("server")
-    server: dict[str, Any] = found if isinstance(found, dict) else {}
+    server: ServerFigures = found if isinstance(found, dict) else {}
     flat = {k: run.get(k) for k in CSV_FIELDS}
     flat.update(
         p50_ms=lat.get("p50"), p95_ms=lat.get("p95"), p99_ms=lat.get("p99"),
@@ -161,8 +162,8 @@ class ResultsDir:
         self.save()
 
     @property
-    def runs(self) -> list[dict[str, Any]]:
-        runs: list[dict[str, Any]] = self.data["runs"]
+    def runs(self) -> list[Run]:
+        runs: list[Run] = self.data["runs"]
         return runs
 
     def done_keys(self) -> set[str]:
@@ -172,7 +173,7 @@ class ResultsDir:
     def raw_path(self, run_id: str) -> Path:
         return self.directory / "raw" / run_id
 
-    def add(self, run: dict[str, Any]) -> None:
+    def add(self, run: Run) -> None:
         self.data["runs"] = [r for r in self.runs if r.get("key") != run.get("key")] + [run]
         peaks = [(r.get("load") or {}).get("peak_cpu_percent") or 0.0 for r in self.runs]
         self.data["manifest"]["load_generator_peak_cpu_percent"] = max(peaks, default=0.0)
@@ -180,8 +181,9 @@ class ResultsDir:
         self.data["manifest"]["limits_applied"] = {
             "cpus": limits,
             "cpu_limit_seen": sorted({
-                float(r["server"]["cpu_limit"]) for r in self.runs
-                if isinstance(r.get("server"), dict) and r["server"].get("cpu_limit") is not None
+                float(limit) for r in self.runs
+                if isinstance(r.get("server"), dict)
+                and (limit := r["server"].get("cpu_limit")) is not None
             }),
         }
         self.save()

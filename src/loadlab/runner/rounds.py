@@ -9,11 +9,11 @@ of the median; ``ci_level`` is the coverage the number of rounds allows).
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 from loadlab import stats
-from loadlab.results.record import get
+from loadlab.results.record import Run, get
 
 # Dotted paths of the headline figures that get an interval.
 HEADLINE = {
@@ -34,7 +34,7 @@ IDENTITY = {"run_id", "key", "status", "error", "target", "framework", "scenario
             "model", "latency_source", "db_pool_size"}
 
 
-def values(rounds: list[dict[str, Any]], path: str) -> list[float]:
+def values(rounds: Sequence[Mapping[str, Any]], path: str) -> list[float]:
     """The figure at ``path`` in each round that ran well (rounds without it left out)."""
     out: list[float] = []
     for r in rounds:
@@ -72,12 +72,12 @@ def _median_tree(items: list[Any]) -> Any:
     return present[-1] if present else None
 
 
-def combine(records: list[dict[str, Any]], until_ci: float | None = None) -> dict[str, Any]:
+def combine(records: list[Run], until_ci: float | None = None) -> Run:
     """One run from its rounds (in the order they ran)."""
     if len(records) == 1 and until_ci is None:
         return records[0]
     good = [r for r in records if r.get("status") == "ok"]
-    base = dict(good[-1] if good else records[-1])
+    base: dict[str, Any] = dict(good[-1] if good else records[-1])
     if good:
         for key in set().union(*(r.keys() for r in good)) - IDENTITY - {"rounds", "ci"}:
             base[key] = _median_tree([r.get(key) for r in good])
@@ -97,12 +97,18 @@ def combine(records: list[dict[str, Any]], until_ci: float | None = None) -> dic
         "half_width_pct": None if half is None else round(100 * half, 2),
         "target_pct": until_ci,
     }
-    return base
+    return cast(Run, base)
 
 
-def precise_enough(run: dict[str, Any], until_ci: float, min_rounds: int) -> bool:
+def precise_enough(run: Run, until_ci: float, min_rounds: int) -> bool:
     """Whether the main figure's interval is within ±until_ci % (after min_rounds)."""
     if int(run.get("rounds_ok") or 0) < min_rounds:
         return False
-    half = (run.get("precision") or {}).get("half_width_pct")
+    half = half_width_pct(run)
     return half is not None and half <= until_ci
+
+
+def half_width_pct(run: Run) -> float | None:
+    """The main figure's interval half-width in % of its median (None: one round)."""
+    precision = run.get("precision")
+    return None if precision is None else precision.get("half_width_pct")
