@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from loadlab.report.html import write_report
-from loadlab.results.record import read_runs, variant_key, variant_label
-from loadlab.runner.options import RunSpec
+from loadlab.results.record import Run, read_runs, variant_key, variant_label
+from loadlab.runner.options import Gates, RunSpec
 
 # A run as the lab wrote it before rounds, server figures, the load generator's and the
 # machine's figures existed (no "format" either): what every reader must still accept.
@@ -68,3 +68,10 @@ def test_a_spec_and_its_fields_have_one_key() -> None:
                    extra={"b": "1", "a": "2"})
     assert spec.key == variant_key(spec.fields()) == (
         "flask-io-u5-c1.5-w2-gthread-t4-d30-a10-io20-pool3-a=2-b=1")
+
+
+def test_a_percentile_recorded_as_none_misses_its_gate() -> None:
+    """Typing the record showed ``None > limit`` here (a TypeError ending the command)."""
+    run = {**OLD_RUN, "latency_ms": {"p50": 1.0, "p95": None, "p99": None, "max": None}}
+    missed = Gates(max_p95_ms=100, max_p99_ms=100).check(cast(Run, run))
+    assert [m.split(":")[0] for m in missed] == ["--max-p95-ms 100", "--max-p99-ms 100"]
