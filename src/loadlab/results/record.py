@@ -164,7 +164,7 @@ class Run(Variant, total=False):
     model: str  # "closed" or "open"
     open_model: dict[str, Any]
     measured_s: float
-    warmup_excluded: bool
+    warmup_excluded: str  # "all", "rps only" or "none"
     samples: str
     locust_json: str
     server: ServerFigures
