@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 
 from loadlab.report.fit import Choice, choose
-from loadlab.results.record import Run, get
-from loadlab.runner.rounds import run_rounds
+from loadlab.results.record import Run, get, run_rounds
 
 AXES = ("cpus", "workers")
 

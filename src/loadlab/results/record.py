@@ -282,6 +282,24 @@ def variant_key(run: Mapping[str, Any]) -> str:
     return "-".join(parts)
 
 
+# A run's own fields, the same in each of its rounds (the rest is the round's figures).
+IDENTITY = {"run_id", "key", "status", "error", "target", "framework", "scenario", "cpus",
+            "workers", "worker_class", "threads", "users", "spawn_rate", "arrival_rate",
+            "io_ms", "cpu_work", "duration_s", "warmup_s", "started_at", "locust_json",
+            "model", "latency_source", "db_pool_size"}
+
+
+def run_rounds(run: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A run's rounds, each with the run's own fields (target, users, ...) under its figures;
+    a run from before rounds existed is its own single round. Plain dicts: the claims
+    read them so (``runner/rounds.py`` folds rounds into a run)."""
+    found = run.get("rounds")
+    if isinstance(found, list) and found:
+        cell = {k: v for k, v in run.items() if k in IDENTITY}
+        return [{**cell, **r} for r in found]
+    return [dict(run)]
+
+
 # The tables every run has after read_runs (older summaries may lack them).
 _TABLES = ("latency_ms", "server", "load", "machine", "probe_ms")
 

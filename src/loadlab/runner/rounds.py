@@ -13,7 +13,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from loadlab import stats
-from loadlab.results.record import Run, get
+from loadlab.results.record import IDENTITY, Run, get, run_rounds
+
+# IDENTITY, get and run_rounds read any run, so they live with the record; here too for
+# the claims, which fold rounds with them.
+__all__ = ["HEADLINE", "IDENTITY", "MAIN", "ROUND_FIELDS", "combine", "get", "half_width_pct",
+           "precise_enough", "run_rounds", "values"]
 
 # Dotted paths of the headline figures that get an interval.
 HEADLINE = {
@@ -28,10 +33,6 @@ MAIN = "rps"  # what --until-ci judges
 ROUND_FIELDS = ("run_id", "status", "error", "started_at", "requests", "failures",
                 "error_rate", "rps", "latency_ms", "intended_latency_ms", "server", "machine",
                 "probe_ms", "load", "measured_s", "locust_json", "database")
-IDENTITY = {"run_id", "key", "status", "error", "target", "framework", "scenario", "cpus",
-            "workers", "worker_class", "threads", "users", "spawn_rate", "arrival_rate",
-            "io_ms", "cpu_work", "duration_s", "warmup_s", "started_at", "locust_json",
-            "model", "latency_source", "db_pool_size"}
 
 
 def values(rounds: Sequence[Mapping[str, Any]], path: str) -> list[float]:
@@ -44,16 +45,6 @@ def values(rounds: Sequence[Mapping[str, Any]], path: str) -> list[float]:
         if isinstance(v, int | float) and not isinstance(v, bool):
             out.append(float(v))
     return out
-
-
-def run_rounds(run: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """A run's rounds, each with the run's own fields (target, users, ...) under its figures;
-    a run from before rounds existed is its own single round."""
-    found = run.get("rounds")
-    if isinstance(found, list) and found:
-        cell = {k: v for k, v in run.items() if k in IDENTITY}
-        return [{**cell, **r} for r in found]
-    return [dict(run)]
 
 
 def _median_tree(items: list[Any]) -> Any:
