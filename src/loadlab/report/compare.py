@@ -21,7 +21,7 @@ from loadlab import stats
 from loadlab.errors import UserError
 from loadlab.fileio import atomic_write
 from loadlab.report.results import ResultsError, load_summary
-from loadlab.results.record import Run, get, read_runs, run_rounds, variant_label
+from loadlab.results.record import Run, Summary, get, read_runs, run_rounds, variant_label
 
 MATCH_FIELDS = ("target", "scenario", "cpus", "workers", "worker_class", "threads", "users",
                 "arrival_rate", "io_ms", "cpu_work", "duration_s", "model")
@@ -164,7 +164,7 @@ def _run_warnings(lbl: str, base: list[dict[str, Any]], cur: list[dict[str, Any]
     return []
 
 
-def compare(base: dict[str, Any], cur: dict[str, Any], match: tuple[str, ...] = MATCH_DEFAULT,
+def compare(base: Summary, cur: Summary, match: tuple[str, ...] = MATCH_DEFAULT,
             max_regression: float = 0.05, names: tuple[str, str] = ("baseline", "current"),
             ) -> Comparison:
     def key(run: Run) -> tuple[Any, ...]:
@@ -256,7 +256,7 @@ def parse_regression(text: str) -> float:
     return value / 100.0
 
 
-def load_pair(baseline: Path, current: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def load_pair(baseline: Path, current: Path) -> tuple[Summary, Summary]:
     for d in (baseline, current):
         if not d.is_dir():
             raise CompareError(f"{d} is not a directory")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import json
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -249,7 +249,7 @@ def sections(data: ReportData, builders: list[Builder] | None = None) -> list[Se
     return [s for b in (builders or BUILDERS) if (s := b(data)) is not None]
 
 
-def render(summary: dict[str, Any], claims: list[dict[str, Any]] | None,
+def render(summary: Mapping[str, Any], claims: list[dict[str, Any]] | None,
            directory: Path | None = None, builders: list[Builder] | None = None) -> str:
     every = read_runs(summary)
     summary = {**summary, "runs": every}

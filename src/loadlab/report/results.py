@@ -10,12 +10,12 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from loadlab import __version__
 from loadlab.errors import UserError
 from loadlab.fileio import atomic_write
-from loadlab.results.record import Run, ServerFigures
+from loadlab.results.record import Run, ServerFigures, Summary
 
 FORMAT = "loadlab-results/1"
 SUMMARY = "summary.json"
@@ -63,7 +63,7 @@ def clear_results(directory: Path) -> None:
                 entry.unlink(missing_ok=True)
 
 
-def load_summary(directory: Path) -> dict[str, Any]:
+def load_summary(directory: Path) -> Summary:
     path = directory / SUMMARY
     try:
         data = json.loads(path.read_text())
@@ -79,7 +79,7 @@ def load_summary(directory: Path) -> dict[str, Any]:
         problem = run_problem(run)
         if problem is not None:
             raise ResultsError(f"{path}: run {n} {problem}")
-    return data
+    return cast(Summary, data)
 
 
 # The fields every run the lab has written carries, and their types: what the readers

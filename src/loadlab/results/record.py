@@ -193,6 +193,16 @@ def get(record: Mapping[str, Any], path: str) -> Any:
     return value
 
 
+class Summary(TypedDict, total=False):
+    """A results directory's summary.json (``format`` and ``loadlab_version`` absent in
+    the earliest); ``runs`` as stored: read them with ``read_runs``."""
+
+    format: str
+    loadlab_version: str
+    manifest: dict[str, Any]
+    runs: list[Run]
+
+
 LabelStyle = Literal["compare", "line", "progress", "row", "plot", "prose"]
 
 
