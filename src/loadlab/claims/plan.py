@@ -4,6 +4,7 @@ and a change on the machine hits both sides."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from loadlab.claims.claim import Cell, Claim, Sizes
@@ -30,7 +31,8 @@ def plan(sizes: Sizes, cores: int, claims: tuple[Claim, ...] = CLAIMS) -> dict[s
     return {cell.name: cell.spec(sizes, cores) for cell in cells(claims)}
 
 
-def runs_by_name(planned: dict[str, RunSpec], recorded: list[dict[str, Any]]) -> Runs:
+def runs_by_name(planned: dict[str, RunSpec], recorded: Sequence[Mapping[str, Any]]) -> Runs:
     """The recorded runs (``summary.json``'s) by the names of the cells they ran."""
     by_key = {r["key"]: r for r in recorded}
-    return {name: by_key[spec.key] for name, spec in planned.items() if spec.key in by_key}
+    return {name: dict(by_key[spec.key]) for name, spec in planned.items()
+            if spec.key in by_key}

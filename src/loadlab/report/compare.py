@@ -21,7 +21,7 @@ from loadlab import stats
 from loadlab.errors import UserError
 from loadlab.fileio import atomic_write
 from loadlab.report.results import ResultsError, load_summary
-from loadlab.runner.rounds import get, run_rounds
+from loadlab.results.record import Run, Summary, get, read_runs, run_rounds, variant_label
 
 MATCH_FIELDS = ("target", "scenario", "cpus", "workers", "worker_class", "threads", "users",
                 "arrival_rate", "io_ms", "cpu_work", "duration_s", "model")
@@ -88,17 +88,7 @@ class Comparison:
         return data
 
 
-def label(run: dict[str, Any]) -> str:
-    text = (f"{run.get('target')} {run.get('worker_class')} w{run.get('workers')} "
-            f"t{run.get('threads')} cpus={run.get('cpus') or '-'} {run.get('scenario')} "
-            f"u{run.get('users')}")
-    for key, mark in (("arrival_rate", "rate"), ("io_ms", "io"), ("cpu_work", "work")):
-        if run.get(key) is not None:
-            text += f" {mark}={run[key]:g}"
-    return text
-
-
-def _ok_rounds(run: dict[str, Any]) -> list[dict[str, Any]]:
+def _ok_rounds(run: Run) -> list[dict[str, Any]]:
     return [r for r in run_rounds(run) if r.get("status") == "ok"]
 
 
@@ -174,27 +164,27 @@ def _run_warnings(lbl: str, base: list[dict[str, Any]], cur: list[dict[str, Any]
     return []
 
 
-def compare(base: dict[str, Any], cur: dict[str, Any], match: tuple[str, ...] = MATCH_DEFAULT,
+def compare(base: Summary, cur: Summary, match: tuple[str, ...] = MATCH_DEFAULT,
             max_regression: float = 0.05, names: tuple[str, str] = ("baseline", "current"),
             ) -> Comparison:
-    def key(run: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(run.get(f) for f in match)
+    def key(run: Run) -> tuple[Any, ...]:
+        return tuple(get(run, f) for f in match)
 
-    def group(runs: list[dict[str, Any]]) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
-        out: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    def group(runs: list[Run]) -> dict[tuple[Any, ...], list[Run]]:
+        out: dict[tuple[Any, ...], list[Run]] = {}
         for run in runs:
             if run.get("status") == "ok":
                 out.setdefault(key(run), []).append(run)
         return out
 
-    ga, gb = group(base["runs"]), group(cur["runs"])
+    ga, gb = group(read_runs(base)), group(read_runs(cur))
     warnings = manifest_warnings(base.get("manifest") or {}, cur.get("manifest") or {})
     matches = []
     for k in [k for k in gb if k in ga]:
         runs_a, runs_b = ga[k], gb[k]
         rounds_a = [r for run in runs_a for r in _ok_rounds(run)]
         rounds_b = [r for run in runs_b for r in _ok_rounds(run)]
-        lbl = label(runs_b[0])
+        lbl = variant_label(runs_b[0], "compare")
         warnings += _run_warnings(lbl, rounds_a, rounds_b)
         m = Match(lbl, dict(zip(match, k, strict=True)), len(rounds_a), len(rounds_b))
         for figure in FIGURES:
@@ -205,8 +195,8 @@ def compare(base: dict[str, Any], cur: dict[str, Any], match: tuple[str, ...] = 
         baseline=names[0], current=names[1], match=list(match),
         max_regression_pct=round(100 * max_regression, 4), warnings=warnings,
         matches=matches,
-        unmatched_baseline=[label(v[0]) for k, v in ga.items() if k not in gb],
-        unmatched_current=[label(v[0]) for k, v in gb.items() if k not in ga],
+        unmatched_baseline=[variant_label(v[0], "compare") for k, v in ga.items() if k not in gb],
+        unmatched_current=[variant_label(v[0], "compare") for k, v in gb.items() if k not in ga],
     )
 
 
@@ -266,7 +256,7 @@ def parse_regression(text: str) -> float:
     return value / 100.0
 
 
-def load_pair(baseline: Path, current: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def load_pair(baseline: Path, current: Path) -> tuple[Summary, Summary]:
     for d in (baseline, current):
         if not d.is_dir():
             raise CompareError(f"{d} is not a directory")

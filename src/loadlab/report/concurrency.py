@@ -17,16 +17,20 @@ The report and ``loadlab claims`` both use these functions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-Run = dict[str, Any]
+from loadlab.results.record import Run
+
+# A run, or one of its rounds as the claims hold it (plain dicts until claims/ is typed).
+Figures = Run | Mapping[str, Any]
 
 
-def client_in_flight(run: Run) -> float:
+def client_in_flight(run: Figures) -> float:
     """Requests the clients were waiting for at once (Little's law), queued ones included."""
     lat = run.get("latency_ms") or {}
     mean = lat.get("mean") or lat.get("p50") or 0.0
-    return float(run.get("rps") or 0.0) * float(mean) / 1000.0
+    return float(run.get("rps") or 0.0) * mean / 1000.0
 
 
 def served_from_gauge(gauge_mean: float, scrape: str | None = None) -> float:
@@ -35,14 +39,14 @@ def served_from_gauge(gauge_mean: float, scrape: str | None = None) -> float:
     return float(gauge_mean) + (0.0 if scrape == "side-port" else 1.0)
 
 
-def served(run: Run) -> float | None:
+def served(run: Figures) -> float | None:
     """Requests the server was serving at once over the measured window, or None."""
     server = run.get("server") or {}
     gauge = server.get("requests_in_progress")
     return None if gauge is None else served_from_gauge(gauge, server.get("scrape"))
 
 
-def memory_per_request(run: Run) -> float | None:
+def memory_per_request(run: Figures) -> float | None:
     """Bytes of the whole service's memory per request it was serving, or None.
 
     Divided by at least one request: a service answering in microseconds holds fewer than

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from loadlab.report import svg
 from loadlab.report.figures import colour, labels
 from loadlab.report.rundata import cdf, locust_entries, response_times
+from loadlab.results.record import Run, get
 
-Run = dict[str, Any]
 PANEL_W, PANEL_H = 430.0, 210.0
 DASHES = ("", "5 3", "2 2", "8 3 2 3")
 QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
@@ -34,7 +33,7 @@ def figure(directory: Path, runs: Sequence[Run], title: str) -> str | None:
                 if isinstance(r.get("intended_latency_ms"), dict)]
     names, _ = labels([r for r, _ in curves])
     xs_all = [x for _, (xs, _) in curves for x in xs if x > 0]
-    xs_all += [float(v) for _, lat in intended for v in lat.values() if v]
+    xs_all += [float(v) for _, lat in intended for k in lat if (v := get(lat, k))]
     log = svg.spans_decades(xs_all)
     xr = svg.log_range(xs_all) if log else (0.0, svg.nice_max(max(xs_all, default=1.0)))
     panels = 2 if intended else 1
@@ -58,7 +57,7 @@ def figure(directory: Path, runs: Sequence[Run], title: str) -> str | None:
         corrected.frame("From the intended send time (corrected)", f"response time, {unit}",
                         "% of requests")
         for i, (run, lat) in enumerate(intended):
-            pts = [(float(lat[k]), q * 100) for k, q in QUANTILES if lat.get(k)]
+            pts = [(float(v), q * 100) for k, q in QUANTILES if (v := get(lat, k))]
             corrected.series(svg.Series([p[0] for p in pts], [p[1] for p in pts],
                                         colour(run, i // 2), dash=DASHES[i % len(DASHES)],
                                         points=True, width=2.0))

@@ -8,13 +8,12 @@ share goes into the caption.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from loadlab.report import svg
 from loadlab.report.concurrency import client_in_flight, memory_per_request, served
-from loadlab.report.headline import NAMES, load
+from loadlab.report.headline import load
+from loadlab.results.record import Run, get, variant_label
 
-Run = dict[str, Any]
 COLOURS = {"fastapi": "#059669", "flask": "#2563eb"}
 SHADES = {"fastapi": ("#059669", "#34d399", "#065f46", "#6ee7b7"),
           "flask": ("#2563eb", "#60a5fa", "#1e3a8a", "#93c5fd")}
@@ -30,12 +29,8 @@ def cpus_text(run: Run) -> str:
 
 
 def _parts(run: Run) -> dict[str, str]:
-    klass = run.get("worker_class") or ""
-    shape = f"×{run.get('workers', 1)}"
-    if int(run.get("threads") or 1) > 1:
-        shape += f"×{run['threads']}t"
     return {
-        "stack": f"{NAMES.get(run['target'], run['target'])} {klass} {shape}",
+        "stack": variant_label(run, "row"),
         "cpus": cpus_text(run),
         "load": load(run),
         "repeat": f"#{run['repeat']}" if run.get("repeat") is not None else "",
@@ -67,16 +62,16 @@ def overview(runs: Sequence[Run]) -> str | None:
         svg.bar(rps_panel, layout.cy(i), layout.row_h, rps, colour(r),
                 f"{rps:,.0f} req/s" if rps >= 100 else f"{rps:.3g} req/s")
     values = [float(v) for r in runs for k in ("p50", "p95", "p99")
-              if (v := (r.get("latency_ms") or {}).get(k))]
+              if (v := get(r["latency_ms"], k))]
     if values:
         log = svg.spans_decades(values)
         xr = svg.log_range(values) if log else (0.0, svg.nice_max(max(values)))
         lat = layout.panel(c, 1, xr, log)
         lat.frame("Latency percentiles", "ms (log scale)" if log else "ms", "", yticks=False)
         for i, r in enumerate(runs):
-            lm = r.get("latency_ms") or {}
+            lm = r["latency_ms"]
             y = layout.cy(i)
-            pts = [(k, float(lm[k])) for k in ("p50", "p95", "p99") if lm.get(k)]
+            pts = [(k, float(v)) for k in ("p50", "p95", "p99") if (v := get(lm, k))]
             if len(pts) >= 2:
                 c.add(f'<line x1="{lat.xs(pts[0][1]):.1f}" y1="{y:.1f}" '
                       f'x2="{lat.xs(pts[-1][1]):.1f}" y2="{y:.1f}" stroke="{colour(r)}" '
@@ -106,7 +101,7 @@ def memory(runs: Sequence[Run]) -> str | None:
     p.frame("Memory per request served", "MB / request" + (" (log scale)" if log else ""),
             "", yticks=False)
     for i, (r, v) in enumerate(zip(rows, per, strict=True)):
-        total = float(r["server"]["memory_bytes"]) / 1e6
+        total = float(r["server"].get("memory_bytes") or 0) / 1e6  # rows have memory
         svg.bar(p, layout.cy(i), layout.row_h, v, colour(r),
                 f"{v:.3g} MB ({total:,.0f} MB / {served(r):.3g})")
     held = [(served(r) or 0.0, client_in_flight(r)) for r in rows]
@@ -129,21 +124,21 @@ def memory(runs: Sequence[Run]) -> str | None:
 
 def cpu(runs: Sequence[Run]) -> str | None:
     """CPU cores used against the limit, and the share of CFS periods throttled."""
-    rows = [r for r in runs if (r.get("server") or {}).get("cpu_cores_used") is not None]
+    rows = [r for r in runs if r["server"].get("cpu_cores_used") is not None]
     if not rows:
         return None
     names, _ = labels(rows)
     layout = svg.Rows(names, [colour(r) for r in rows], panels=2)
     c = layout.canvas("CPU used against the limit, and throttling")
-    used = [float(r["server"]["cpu_cores_used"]) for r in rows]
-    limits = [float(r["cpus"]) for r in rows if r.get("cpus")]
+    used = [float(r["server"].get("cpu_cores_used") or 0.0) for r in rows]  # None: not a row
+    limits = [float(cpus) for r in rows if (cpus := r.get("cpus"))]
     p = layout.panel(c, 0, (0, svg.nice_max(max([*used, *limits, 0.1]))))
     p.frame("CPU used against the limit", "cores", "", yticks=False)
     for i, (r, v) in enumerate(zip(rows, used, strict=True)):
         y = layout.cy(i)
         svg.bar(p, y, layout.row_h, v, colour(r), f"{v:.2f} cores")
-        if r.get("cpus"):
-            svg.marker(p, float(r["cpus"]), y, "tick", "#dc2626", f"limit {r['cpus']:g} cores")
+        if cpus := r.get("cpus"):
+            svg.marker(p, float(cpus), y, "tick", "#dc2626", f"limit {cpus:g} cores")
         else:
             c.text(p.x + p.w - 4, y + 3.8, "no limit", size=9.5, anchor="end",
                    colour=svg.AXIS)

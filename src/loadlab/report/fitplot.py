@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 
 from loadlab.report.fit import Choice, choose
-from loadlab.runner.rounds import run_rounds
+from loadlab.results.record import Run, get, run_rounds
 
-Run = dict[str, Any]
 AXES = ("cpus", "workers")
 
 
@@ -30,16 +29,16 @@ def series(runs: list[Run], axis: str) -> dict[str, list[Run]]:
     """Series along ``axis`` (2+ distinct values, a limit of 0 = none left out)."""
     groups: dict[tuple[Any, ...], list[Run]] = defaultdict(list)
     for run in runs:
-        if run.get("status") == "ok" and run.get("rps") and float(run.get(axis) or 0) > 0:
+        if run.get("status") == "ok" and run.get("rps") and float(get(run, axis) or 0) > 0:
             groups[_fixed(run, axis)].append(run)
     out = {}
     for key, items in groups.items():
-        if len({float(r[axis]) for r in items}) >= 2:
+        if len({float(get(r, axis)) for r in items}) >= 2:
             target, klass, scenario, users, threads, other, other_v = key[:7]
             label = (f"{target} {klass} {scenario} u{users}"
                      + (f" t{threads}" if threads and threads > 1 else "")
                      + f", {other}={other_v if other_v else 'no limit'}")
-            out[label] = sorted(items, key=lambda r: float(r[axis]))
+            out[label] = sorted(items, key=lambda r: float(get(r, axis)))
     return out
 
 
@@ -49,7 +48,7 @@ def observations(items: list[Run], axis: str) -> tuple[list[float], list[float]]
     for run in items:
         for rnd in run_rounds(run):
             if rnd.get("status") == "ok" and rnd.get("rps"):
-                ns.append(float(run[axis]))
+                ns.append(float(get(run, axis)))
                 xs.append(float(rnd["rps"]))
     return ns, xs
 
@@ -76,7 +75,7 @@ def scaling_fit_figure(runs: list[Run], axis: str) -> tuple[str | None, list[tup
     cmap = plt.get_cmap("tab10")
     for i, (label, items, choice) in enumerate(found):
         colour = cmap(i % 10)
-        n = np.array([float(r[axis]) for r in items])
+        n = np.array([float(get(r, axis)) for r in items])
         x = np.array([float(r["rps"]) for r in items])
         cis = [(r.get("ci") or {}).get("rps") for r in items]
         low = np.array([x[j] - c[0] if c else 0.0 for j, c in enumerate(cis)])

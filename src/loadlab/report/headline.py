@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-Run = dict[str, Any]
-NAMES = {"fastapi": "FastAPI", "flask": "Flask"}
+from loadlab.results.record import NAMES, Run, variant_label
+
 # The lab locustfile's defaults, for runs that did not set them (docs/locust.md).
 DEFAULT_IO_MS, DEFAULT_CPU_WORK = 50, 100
 MAX_SENTENCES = 3
@@ -25,29 +25,14 @@ def _count(n: int, one: str, many: str) -> str:
     return f"one {one}" if n == 1 else f"{n} {many}"
 
 
-def stack(run: Run) -> str:
-    """FastAPI on one Uvicorn process; Flask on 2 Gunicorn gthread workers × 4 threads."""
-    name = NAMES.get(run["target"], run["target"])
-    klass, n = run.get("worker_class") or "", int(run.get("workers") or 1)
-    if klass == "uvicorn":
-        where = _count(n, "Uvicorn process", "Uvicorn processes")
-    elif klass == "uvicorn-worker":
-        where = _count(n, "Gunicorn Uvicorn worker", "Gunicorn Uvicorn workers")
-    else:
-        where = _count(n, f"Gunicorn {klass} worker", f"Gunicorn {klass} workers")
-        if int(run.get("threads") or 1) > 1:
-            where += f" × {run['threads']} threads"
-    limit = run.get("cpus")
-    tail = f" limited to {limit:g} CPU" if limit else ""
-    return f"{name} on {where}{tail}"
-
-
 def _wait(run: Run) -> int:
-    return int(run["io_ms"]) if run.get("io_ms") is not None else DEFAULT_IO_MS
+    wait = run.get("io_ms")
+    return int(wait) if wait is not None else DEFAULT_IO_MS
 
 
 def _work(run: Run) -> int:
-    return int(run["cpu_work"]) if run.get("cpu_work") is not None else DEFAULT_CPU_WORK
+    work = run.get("cpu_work")
+    return int(work) if work is not None else DEFAULT_CPU_WORK
 
 
 def load(run: Run) -> str:
@@ -92,19 +77,21 @@ def _ok(run: Run) -> bool:
 
 
 def _compare(best: Run, other: Run) -> str:
-    lb, lo = best.get("latency_ms") or {}, other.get("latency_ms") or {}
-    return (f"{stack(best)} served {_rps(best)}, {ratio(best['rps'], other['rps'])} "
-            f"{stack(other)}, for the same {load(best)}; p50 {ms(lb.get('p50'))} against "
-            f"{ms(lo.get('p50'))}, p99 {ms(lb.get('p99'))} against {ms(lo.get('p99'))}.")
+    lb, lo = best["latency_ms"], other["latency_ms"]
+    return (f"{variant_label(best, 'prose')} served {_rps(best)}, "
+            f"{ratio(best['rps'], other['rps'])} {variant_label(other, 'prose')}, for the same "
+            f"{load(best)}; p50 {ms(lb.get('p50'))} against {ms(lo.get('p50'))}, "
+            f"p99 {ms(lb.get('p99'))} against {ms(lo.get('p99'))}.")
 
 
 def _describe(run: Run) -> str:
-    lat = run.get("latency_ms") or {}
-    return (f"{stack(run)} served {_rps(run)} for {load(run)}; p50 {ms(lat.get('p50'))}, "
-            f"p99 {ms(lat.get('p99'))}.")
+    lat = run["latency_ms"]
+    return (f"{variant_label(run, 'prose')} served {_rps(run)} for {load(run)}; "
+            f"p50 {ms(lat.get('p50'))}, p99 {ms(lat.get('p99'))}.")
 
 
 def sentences(runs: list[Run]) -> list[str]:
+    """The first lines about ``runs`` (as ``read_runs`` gives them: every table present)."""
     ok = [r for r in runs if _ok(r)]
     out: list[str] = []
     groups: dict[tuple[Any, ...], list[Run]] = defaultdict(list)
@@ -151,7 +138,7 @@ def with_locust_defaults(runs: list[Run], directory: Path) -> list[Run]:
     for run in runs:
         if run.get("io_ms") is None or run.get("cpu_work") is None:
             lab = lab_report(directory, run) or {}
-            run = {**run, **{k: lab.get(k) for k in ("io_ms", "cpu_work")
-                             if run.get(k) is None and lab.get(k) is not None}}
+            run = cast(Run, {**run, **{k: lab.get(k) for k in ("io_ms", "cpu_work")
+                                       if run.get(k) is None and lab.get(k) is not None}})
         filled.append(run)
     return filled

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import json
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from loadlab.report.concurrency import memory_per_request, served
 from loadlab.report.fitplot import scaling_section
 from loadlab.report.results import ResultsError, load_summary
 from loadlab.report.rundata import timeline as load_timeline
+from loadlab.results.record import Run, read_runs, variant_label
 
 CSS = """
 body{font:14px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:1080px;color:#1f2937;
@@ -54,10 +55,16 @@ class Section:
 
 @dataclass
 class ReportData:
-    summary: dict[str, Any]
-    runs: list[dict[str, Any]]  # the ones that finished ok, in order
+    summary: dict[str, Any]  # its runs read by read_runs (every table present)
+    runs: list[Run]  # the ones that finished ok, in order
     claims: list[dict[str, Any]] | None
     directory: Path
+
+    @property
+    def every(self) -> list[Run]:
+        """Every run, in order, whatever its status."""
+        every: list[Run] = self.summary["runs"]
+        return every
 
 
 Builder = Callable[[ReportData], Section | None]
@@ -72,7 +79,7 @@ def _figure(svg: str, caption: str) -> str:
 
 
 def _headline(data: ReportData) -> Section | None:
-    lines = headline.sentences(headline.with_locust_defaults(data.summary["runs"],
+    lines = headline.sentences(headline.with_locust_defaults(data.every,
                                                              data.directory))
     if not lines:
         return None
@@ -115,7 +122,7 @@ def _timelines(data: ReportData) -> Section | None:
             continue
         svg = timeline.figure(run, line, name)
         limit = f", {figures.cpus_text(run)}" if run.get("cpus") else ""
-        title = f"{headline.stack(run)} — {headline.load(run)}{limit}"
+        title = f"{variant_label(run, 'prose')} — {headline.load(run)}{limit}"
         if len(runs) > OPEN_TIMELINES:
             parts.append(f"<details><summary>{_e(title)}</summary>{_figure(svg, '')}</details>")
         else:
@@ -137,7 +144,7 @@ def _timelines(data: ReportData) -> Section | None:
 
 def _distributions(data: ReportData) -> Section | None:
     runs = headline.with_locust_defaults(data.runs, data.directory)
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[Any, ...], list[Run]] = defaultdict(list)
     for run in runs:
         groups[headline.load_key(run)].append(run)
     parts = []
@@ -196,8 +203,8 @@ def _runs_table(data: ReportData) -> Section:
             "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "cores used", "throttled",
             "memory MB", "served at once", "MB / served", "status")
     body = []
-    for r in data.summary["runs"]:
-        lat, srv = r.get("latency_ms") or {}, r.get("server") or {}
+    for r in data.every:
+        lat, srv = r["latency_ms"], r["server"]
         mem, share, held = srv.get("memory_bytes"), srv.get("throttled_share"), served(r)
         per = memory_per_request(r)
         cells = (r["target"], r["worker_class"], r["workers"], r["threads"],
@@ -244,9 +251,11 @@ def sections(data: ReportData, builders: list[Builder] | None = None) -> list[Se
     return [s for b in (builders or BUILDERS) if (s := b(data)) is not None]
 
 
-def render(summary: dict[str, Any], claims: list[dict[str, Any]] | None,
+def render(summary: Mapping[str, Any], claims: list[dict[str, Any]] | None,
            directory: Path | None = None, builders: list[Builder] | None = None) -> str:
-    runs = [r for r in summary["runs"] if r.get("status") == "ok" and r.get("rps")]
+    every = read_runs(summary)
+    summary = {**summary, "runs": every}
+    runs = [r for r in every if r.get("status") == "ok" and r.get("rps")]
     data = ReportData(summary, runs, claims, directory or Path("."))
     found = sections(data, builders)
     titled = [s for s in found if s.title]

@@ -14,25 +14,18 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from loadlab.results.record import Run, get, variant_label
+
 # Text stays text (the page's font, a tenth of the size of glyphs drawn as paths).
 matplotlib.rcParams.update({"svg.fonttype": "none", "font.size": 9,
                             "font.family": "sans-serif"})
 
-Run = dict[str, Any]
 COLOURS = {"fastapi": "#059669", "flask": "#2563eb"}
 STYLES = ["-", "--", ":", "-."]
 
 
 def ok_runs(runs: Iterable[Run]) -> list[Run]:
     return [r for r in runs if r.get("status") == "ok" and r.get("rps")]
-
-
-def variant(run: Run) -> str:
-    label = f"{run['target']} {run['worker_class']} ×{run['workers']}"
-    if run.get("threads", 1) > 1:
-        label += f"×{run['threads']}t"
-    label += f" @{run['cpus']:g} CPU" if run.get("cpus") else " no CPU limit"
-    return label
 
 
 def to_svg(fig: Figure) -> str:
@@ -56,14 +49,14 @@ def _series(runs: list[Run], x_key: str, fixed: Callable[[Run], tuple[Any, ...]]
     groups: dict[tuple[Any, ...], list[Run]] = defaultdict(list)
     for run in runs:
         groups[fixed(run)].append(run)
-    return {k: sorted(v, key=lambda r: r[x_key]) for k, v in groups.items()
-            if len({r[x_key] for r in v}) >= 2}
+    return {k: sorted(v, key=lambda r: get(r, x_key)) for k, v in groups.items()
+            if len({get(r, x_key) for r in v}) >= 2}
 
 
 def users_figure(runs: list[Run], scenario: str) -> str | None:
     """Throughput and latency percentiles against users, one line per variant."""
     series = _series([r for r in runs if r["scenario"] == scenario], "users",
-                     lambda r: (variant(r), r["target"]))
+                     lambda r: (variant_label(r, "plot"), r["target"]))
     if not series:
         return None
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -73,7 +66,7 @@ def users_figure(runs: list[Run], scenario: str) -> str | None:
         ls = STYLES[i % len(STYLES)]
         ax1.plot(users, [r["rps"] for r in items], ls, marker="o", color=colour, label=label)
         for q, alpha in (("p50", 0.45), ("p95", 0.75), ("p99", 1.0)):
-            ax2.plot(users, [r["latency_ms"][q] for r in items], ls, marker=".",
+            ax2.plot(users, [get(r["latency_ms"], q) for r in items], ls, marker=".",
                      color=colour, alpha=alpha, label=f"{label} {q}")
     _style(ax1, f"{scenario}: throughput", "concurrent users", "requests / s")
     _style(ax2, f"{scenario}: latency p50 / p95 / p99", "concurrent users", "ms")

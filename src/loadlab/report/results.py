@@ -10,11 +10,12 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from loadlab import __version__
 from loadlab.errors import UserError
 from loadlab.fileio import atomic_write
+from loadlab.results.record import Run, ServerFigures, Summary
 
 FORMAT = "loadlab-results/1"
 SUMMARY = "summary.json"
@@ -62,7 +63,7 @@ def clear_results(directory: Path) -> None:
                 entry.unlink(missing_ok=True)
 
 
-def load_summary(directory: Path) -> dict[str, Any]:
+def load_summary(directory: Path) -> Summary:
     path = directory / SUMMARY
     try:
         data = json.loads(path.read_text())
@@ -78,7 +79,7 @@ def load_summary(directory: Path) -> dict[str, Any]:
         problem = run_problem(run)
         if problem is not None:
             raise ResultsError(f"{path}: run {n} {problem}")
-    return data
+    return cast(Summary, data)
 
 
 # The fields every run the lab has written carries, and their types: what the readers
@@ -116,12 +117,12 @@ def run_problem(run: Any) -> str | None:
     return None
 
 
-def csv_row(run: dict[str, Any]) -> dict[str, Any]:
+def csv_row(run: Run) -> dict[str, Any]:
     lat = run.get("latency_ms") or {}
     # The results contract (docs/design.md) names both the server software and the server
     # figures ``server``: the figures are the dict, and it carries the software as ``name``.
     found = run.get("server")
-    server: dict[str, Any] = found if isinstance(found, dict) else {}
+    server: ServerFigures = found if isinstance(found, dict) else {}
     flat = {k: run.get(k) for k in CSV_FIELDS}
     flat.update(
         p50_ms=lat.get("p50"), p95_ms=lat.get("p95"), p99_ms=lat.get("p99"),
@@ -161,8 +162,8 @@ class ResultsDir:
         self.save()
 
     @property
-    def runs(self) -> list[dict[str, Any]]:
-        runs: list[dict[str, Any]] = self.data["runs"]
+    def runs(self) -> list[Run]:
+        runs: list[Run] = self.data["runs"]
         return runs
 
     def done_keys(self) -> set[str]:
@@ -172,7 +173,7 @@ class ResultsDir:
     def raw_path(self, run_id: str) -> Path:
         return self.directory / "raw" / run_id
 
-    def add(self, run: dict[str, Any]) -> None:
+    def add(self, run: Run) -> None:
         self.data["runs"] = [r for r in self.runs if r.get("key") != run.get("key")] + [run]
         peaks = [(r.get("load") or {}).get("peak_cpu_percent") or 0.0 for r in self.runs]
         self.data["manifest"]["load_generator_peak_cpu_percent"] = max(peaks, default=0.0)
@@ -180,8 +181,9 @@ class ResultsDir:
         self.data["manifest"]["limits_applied"] = {
             "cpus": limits,
             "cpu_limit_seen": sorted({
-                float(r["server"]["cpu_limit"]) for r in self.runs
-                if isinstance(r.get("server"), dict) and r["server"].get("cpu_limit") is not None
+                float(limit) for r in self.runs
+                if isinstance(r.get("server"), dict)
+                and (limit := r["server"].get("cpu_limit")) is not None
             }),
         }
         self.save()

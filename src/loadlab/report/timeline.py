@@ -8,14 +8,13 @@ service reported them.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from loadlab.report import svg
 from loadlab.report.concurrency import client_in_flight
 from loadlab.report.figures import colour
 from loadlab.report.rundata import Timeline
+from loadlab.results.record import Run
 
-Run = dict[str, Any]
 COLS, PANEL_W, PANEL_H, GAP_X, GAP_Y = 3, 270.0, 120.0, 78.0, 86.0
 GREY, ORANGE, RED = "#6b7280", "#d97706", "#dc2626"
 Draw = Callable[[svg.Panel], None]
@@ -53,7 +52,7 @@ def _panels(run: Run, tl: Timeline) -> list[_Spec]:
         both(line(tl.t, tl.server_rps, main), line(tl.client_t, tl.client_rps, light, "4 3")),
         [("server", main, ""), ("clients", light, "4 3")] if tl.client_rps
         else [("server", main, "")]))
-    client = (run.get("latency_ms") or {}).get("p50")
+    client = run["latency_ms"].get("p50")
 
     def client_p50(p: svg.Panel) -> None:
         if client:

@@ -20,6 +20,7 @@ from loadlab.contract import (
     MAX_WORKERS,
 )
 from loadlab.paths import LabFilesMissing, lab_path
+from loadlab.results.record import read_runs
 from loadlab.runner.matrix import load_matrix
 from loadlab.runner.options import (
     Gates,
@@ -103,7 +104,7 @@ def specs_from(args: argparse.Namespace) -> list[RunSpec]:
 def finish(outcome: Outcome, gates: Gates, out: Path) -> int:
     from loadlab.report.headline import sentences, with_locust_defaults
 
-    for line in sentences(with_locust_defaults(outcome.results.runs, out)):
+    for line in sentences(with_locust_defaults(read_runs(outcome.results.data), out)):
         print(line)
     if outcome.report is not None:
         print(f"report: {outcome.report}")

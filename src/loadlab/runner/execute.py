@@ -14,10 +14,11 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from loadlab.db import default_pool_size
 from loadlab.names import DB_SCENARIOS
+from loadlab.results.record import Run
 from loadlab.runner.database import DatabaseWatch, RunDatabase
 from loadlab.runner.leftovers import Leftovers
 from loadlab.runner.locust_driver import LocustProcess, locustfile, waits_ready
@@ -40,7 +41,7 @@ def _rounded(value: float | None, digits: int = 1) -> float | None:
     return None if value is None or math.isnan(value) else round(value, digits)
 
 
-def base_record(spec: RunSpec, run_id: str, server_name: str) -> dict[str, Any]:
+def base_record(spec: RunSpec, run_id: str, server_name: str) -> Run:
     return {
         "run_id": run_id, "key": spec.key, "status": "ok", "target": spec.target,
         "framework": spec.target, "scenario": spec.scenario, "cpus": spec.cpus,
@@ -110,9 +111,10 @@ def _track(locust: LocustProcess, leftovers: Leftovers | None) -> None:
 
 def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             tick: Tick | None = None, leftovers: Leftovers | None = None,
-            database: RunDatabase | None = None, stop_behind: bool = False) -> dict[str, Any]:
+            database: RunDatabase | None = None, stop_behind: bool = False) -> Run:
     cfg = spec.server_config(port=0)
-    record = base_record(spec, run_id, cfg.server)
+    # Built by mutation (untyped here, typed when returned): see base_record for its start.
+    record = cast(dict[str, Any], base_record(spec, run_id, cfg.server))
     placement = runtime.placement(cfg)
     if hasattr(runtime, "service_env"):
         runtime.service_env = service_env(spec, database)
@@ -285,7 +287,7 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
         record["load"]["saturated"] = warning is not None
         if warning is not None:
             record["notes"] = [*record.get("notes", ()), warning]
-        return record
+        return cast(Run, record)
     finally:
         if watch is not None:
             watch.finish(1.0)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field, replace
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from loadlab.contract import MAX_USERS
 from loadlab.errors import UserError
 from loadlab.names import SCENARIOS
+from loadlab.results.record import Run, variant_key
 from loadlab.serve import DEFAULT_WORKER_CLASS, WORKER_CLASSES, ServeError, ServerConfig
 
 TARGETS = ("fastapi", "flask")
@@ -125,7 +127,7 @@ class Gates:
     def any(self) -> bool:
         return any(v is not None for v in asdict(self).values())
 
-    def check(self, run: dict[str, Any]) -> list[str]:
+    def check(self, run: Run) -> list[str]:
         """The gates this run misses, each as 'gate: figure' for the user."""
         label = f"{run['target']}/{run['scenario']}"
         # Open model: latency gates judge what users see, from the intended send time.
@@ -133,9 +135,11 @@ class Gates:
         missed: list[str] = []
         if run.get("status") != "ok":
             return [f"{label}: run failed ({run.get('error', 'unknown reason')})"]
-        if self.max_p95_ms is not None and lat.get("p95", math.inf) > self.max_p95_ms:
+        # A percentile not measured (absent or None) misses its gate.
+        p95, p99 = lat.get("p95"), lat.get("p99")
+        if self.max_p95_ms is not None and (p95 if p95 is not None else math.inf) > self.max_p95_ms:
             missed.append(f"--max-p95-ms {self.max_p95_ms:g}: {label} p95 = {lat.get('p95')} ms")
-        if self.max_p99_ms is not None and lat.get("p99", math.inf) > self.max_p99_ms:
+        if self.max_p99_ms is not None and (p99 if p99 is not None else math.inf) > self.max_p99_ms:
             missed.append(f"--max-p99-ms {self.max_p99_ms:g}: {label} p99 = {lat.get('p99')} ms")
         if self.max_error_rate is not None:
             rate = run["failures"] / run["requests"] if run["requests"] else 1.0
@@ -207,22 +211,11 @@ class RunSpec:
     @property
     def key(self) -> str:
         """Identifies the cell in a results directory (what --resume skips)."""
-        parts = [
-            self.target, self.scenario, f"u{self.users}", f"c{self.cpus:g}", f"w{self.workers}",
-            self.worker_class, f"t{self.threads}", f"d{self.duration_s:g}",
-        ]
-        if self.arrival_rate:
-            parts.append(f"a{self.arrival_rate:g}")
-        if self.io_ms is not None:
-            parts.append(f"io{self.io_ms}")
-        if self.cpu_work is not None:
-            parts.append(f"work{self.cpu_work}")
-        if self.db_pool_size is not None:
-            parts.append(f"pool{self.db_pool_size}")
-        parts += [f"{k}={v}" for k, v in sorted(self.extra.items())]
-        if self.repeat:
-            parts.append(f"r{self.repeat}")
-        return "-".join(parts)
+        return variant_key(self.fields())
+
+    def fields(self) -> dict[str, Any]:
+        """The spec's fields by name, as the results' variant functions read them."""
+        return {f.name: getattr(self, f.name) for f in dataclass_fields(self)}
 
     def with_(self, **changes: Any) -> RunSpec:
         return replace(self, **changes)

@@ -9,9 +9,16 @@ of the median; ``ci_level`` is the coverage the number of rounds allows).
 from __future__ import annotations
 
 import statistics
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 from loadlab import stats
+from loadlab.results.record import IDENTITY, Run, get, run_rounds
+
+# IDENTITY, get and run_rounds read any run, so they live with the record; here too for
+# the claims, which fold rounds with them.
+__all__ = ["HEADLINE", "IDENTITY", "MAIN", "ROUND_FIELDS", "combine", "get", "half_width_pct",
+           "precise_enough", "run_rounds", "values"]
 
 # Dotted paths of the headline figures that get an interval.
 HEADLINE = {
@@ -26,22 +33,9 @@ MAIN = "rps"  # what --until-ci judges
 ROUND_FIELDS = ("run_id", "status", "error", "started_at", "requests", "failures",
                 "error_rate", "rps", "latency_ms", "intended_latency_ms", "server", "machine",
                 "probe_ms", "load", "measured_s", "locust_json", "database")
-IDENTITY = {"run_id", "key", "status", "error", "target", "framework", "scenario", "cpus",
-            "workers", "worker_class", "threads", "users", "spawn_rate", "arrival_rate",
-            "io_ms", "cpu_work", "duration_s", "warmup_s", "started_at", "locust_json",
-            "model", "latency_source", "db_pool_size"}
 
 
-def get(record: dict[str, Any], path: str) -> Any:
-    value: Any = record
-    for part in path.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
-
-
-def values(rounds: list[dict[str, Any]], path: str) -> list[float]:
+def values(rounds: Sequence[Mapping[str, Any]], path: str) -> list[float]:
     """The figure at ``path`` in each round that ran well (rounds without it left out)."""
     out: list[float] = []
     for r in rounds:
@@ -51,16 +45,6 @@ def values(rounds: list[dict[str, Any]], path: str) -> list[float]:
         if isinstance(v, int | float) and not isinstance(v, bool):
             out.append(float(v))
     return out
-
-
-def run_rounds(run: dict[str, Any]) -> list[dict[str, Any]]:
-    """A run's rounds, each with the run's own fields (target, users, ...) under its figures;
-    a run from before rounds existed is its own single round."""
-    found = run.get("rounds")
-    if isinstance(found, list) and found:
-        cell = {k: v for k, v in run.items() if k in IDENTITY}
-        return [{**cell, **r} for r in found]
-    return [run]
 
 
 def _median_tree(items: list[Any]) -> Any:
@@ -79,12 +63,12 @@ def _median_tree(items: list[Any]) -> Any:
     return present[-1] if present else None
 
 
-def combine(records: list[dict[str, Any]], until_ci: float | None = None) -> dict[str, Any]:
+def combine(records: list[Run], until_ci: float | None = None) -> Run:
     """One run from its rounds (in the order they ran)."""
     if len(records) == 1 and until_ci is None:
         return records[0]
     good = [r for r in records if r.get("status") == "ok"]
-    base = dict(good[-1] if good else records[-1])
+    base: dict[str, Any] = dict(good[-1] if good else records[-1])
     if good:
         for key in set().union(*(r.keys() for r in good)) - IDENTITY - {"rounds", "ci"}:
             base[key] = _median_tree([r.get(key) for r in good])
@@ -104,12 +88,18 @@ def combine(records: list[dict[str, Any]], until_ci: float | None = None) -> dic
         "half_width_pct": None if half is None else round(100 * half, 2),
         "target_pct": until_ci,
     }
-    return base
+    return cast(Run, base)
 
 
-def precise_enough(run: dict[str, Any], until_ci: float, min_rounds: int) -> bool:
+def precise_enough(run: Run, until_ci: float, min_rounds: int) -> bool:
     """Whether the main figure's interval is within ±until_ci % (after min_rounds)."""
     if int(run.get("rounds_ok") or 0) < min_rounds:
         return False
-    half = (run.get("precision") or {}).get("half_width_pct")
+    half = half_width_pct(run)
     return half is not None and half <= until_ci
+
+
+def half_width_pct(run: Run) -> float | None:
+    """The main figure's interval half-width in % of its median (None: one round)."""
+    precision = run.get("precision")
+    return None if precision is None else precision.get("half_width_pct")

@@ -17,13 +17,14 @@ from typing import Any
 
 from loadlab.errors import UserError
 from loadlab.report.results import ResultsDir, ResultsError, clear_results, held_runs
+from loadlab.results.record import BROKEN, ERRORS, OK, Run, variant_label
 from loadlab.runner.database import RunDatabase, needs_database
 from loadlab.runner.execute import execute, run_id_for
 from loadlab.runner.leftovers import DirectoryLock, Leftovers
 from loadlab.runner.manifest import manifest
 from loadlab.runner.options import Gates, RunSpec
 from loadlab.runner.progress import Progress
-from loadlab.runner.rounds import combine, precise_enough
+from loadlab.runner.rounds import combine, half_width_pct, precise_enough
 from loadlab.runner.runtime import ManifestNotes, Runtime, RuntimeError_, StopsBehind
 
 
@@ -31,15 +32,13 @@ class StartError(UserError, RuntimeError):
     """A service that would not start; the command exits 2 with this one line."""
 
 
-# Statuses of a run (docs/runner.md): only "ok" runs are figures.
-OK, FAILED, ERRORS, BROKEN = "ok", "failed", "errors", "broken"
 # Without --max-error-rate, a run with more failed requests than this is not a figure.
 DEFAULT_MAX_ERROR_RATE = 0.01
 # A measured window shorter than this share of the planned duration is broken.
 MIN_WINDOW_SHARE = 0.5
 
 
-def judge(run: dict[str, Any], max_error_rate: float | None) -> dict[str, Any]:
+def judge(run: Run, max_error_rate: float | None) -> Run:
     """Mark an ``ok`` run whose error rate exceeds the limit (``errors``) or whose measured
     window is much shorter than planned (``broken``): such figures describe a failure, not
     the variant (a database lost mid-run served 49.8 req/s of ~700, 9% of them failures)."""
@@ -125,15 +124,13 @@ def prepare(out: Path, progress: Progress, *, resume: bool | None,
 @dataclass
 class Outcome:
     results: ResultsDir
-    runs: list[dict[str, Any]]
+    runs: list[Run]
     interrupted: bool
     report: Path | None
 
 
-def describe(run: dict[str, Any]) -> str:
-    head = (f"{run['target']} {run['worker_class']} w{run['workers']} t{run['threads']} "
-            f"{'cpus=' + format(run['cpus'], 'g') if run['cpus'] else 'no CPU limit'} "
-            f"{run['scenario']} u{run['users']}")
+def describe(run: Run) -> str:
+    head = variant_label(run)
     if run["status"] != OK:
         return f"{head}: {str(run['status']).upper()} - {run.get('error')}"
     lat = run["latency_ms"]
@@ -187,7 +184,7 @@ def _run_locked(specs: Sequence[RunSpec], out: Path, runtime: Runtime, signals: 
     todo = [s for s in specs if s.key not in done]
     if resume and len(todo) < len(specs):
         progress.note(f"resuming: {len(specs) - len(todo)} of {len(specs)} cells already done")
-    by_key: dict[str, list[dict[str, Any]]] = {s.key: [] for s in todo}
+    by_key: dict[str, list[Run]] = {s.key: [] for s in todo}
     ids = {s.key: run_id_for(s, len(results.runs) + i) for i, s in enumerate(todo)}
     interrupted = False
     database: RunDatabase | None = None
@@ -203,8 +200,8 @@ def _run_locked(specs: Sequence[RunSpec], out: Path, runtime: Runtime, signals: 
         for round_no in range(1, rounds + 1):
             for spec in todo:
                 index += 1
-                label = (f"{spec.target}/{spec.worker_class} w{spec.workers} {spec.scenario} "
-                         f"u{spec.users}" + (f" round {round_no}" if rounds > 1 else ""))
+                label = (variant_label(spec.fields(), "progress")
+                         + (f" round {round_no}" if rounds > 1 else ""))
 
                 def tick(elapsed: float, planned: float, rps: float | None,
                          p95: float | None, phase: str, index: int = index,
@@ -235,7 +232,7 @@ def _run_locked(specs: Sequence[RunSpec], out: Path, runtime: Runtime, signals: 
                 break
         else:
             if until_ci is not None:
-                widest = max((float((r.get("precision") or {}).get("half_width_pct") or 0)
+                widest = max((float(half_width_pct(r) or 0)
                               for r in results.runs if r.get("key") in by_key), default=0.0)
                 progress.note(f"--until-ci {until_ci:g}%: stopped at {rounds} rounds, widest "
                               f"rps interval ±{widest:.1f}%")
@@ -267,7 +264,7 @@ def _run_locked(specs: Sequence[RunSpec], out: Path, runtime: Runtime, signals: 
     return Outcome(results, finished, interrupted, report)
 
 
-def gate_failures(gates: Gates, runs: Sequence[dict[str, Any]]) -> list[str]:
+def gate_failures(gates: Gates, runs: Sequence[Run]) -> list[str]:
     missed: list[str] = []
     for run in runs:
         missed += gates.check(run)

@@ -1,0 +1,10 @@
+"""The lab's shared vocabulary of runs: what a run record holds, and how it is named.
+
+Both the runner (which writes runs) and the report (which reads them) sit on this package;
+it imports neither of them.
+
+- ``record``: the run record's shape (``Run`` and its parts as TypedDicts), the run
+  statuses, the one way to name a run's variant (``variant_label``) and its cell
+  (``variant_key``), and ``read_runs``, the reader of every summary.json the lab has
+  written.
+"""

@@ -1,0 +1,331 @@
+"""The run record: what one run of a cell writes into summary.json, and how it is named.
+
+``runner/execute.py`` builds a record, ``runner/rounds.py`` folds rounds of one cell into
+one, ``runner/session.py`` judges its status, ``report/results.py`` stores it; the report,
+compare and the claims read it. The shapes below are TypedDicts (the JSON stays the
+format, nothing changes at runtime) so that mypy finds every reader of a field.
+Every table is ``total=False``: summaries written by older versions lack later fields, and
+``read_runs`` fills in the tables a reader may then rely on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, TypedDict, cast
+
+# Statuses of a run (docs/runner.md): only "ok" runs are figures.
+OK, FAILED, ERRORS, BROKEN = "ok", "failed", "errors", "broken"
+Status = Literal["ok", "failed", "errors", "broken"]
+STATUSES: tuple[Status, ...] = ("ok", "failed", "errors", "broken")
+# How a target is named in prose.
+NAMES = {"fastapi": "FastAPI", "flask": "Flask"}
+
+
+class LatencyMs(TypedDict, total=False):
+    """Client-side latency percentiles of the measured window (ms; None: nothing measured)."""
+
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    max: float | None
+    mean: float | None  # the HDR histogram's, when the locustfile reports it
+
+
+class ServerFigures(TypedDict, total=False):
+    """The server's side of the window. ``name`` is the server software (uvicorn,
+    gunicorn): the results contract names both the software and these figures ``server``."""
+
+    name: str
+    cpu_seconds: float | None
+    cpu_cores_used: float | None
+    cpu_limit: float | None
+    throttled_seconds: float | None
+    throttled_share: float | None
+    memory_bytes: int | None
+    requests_in_progress: float | None
+    in_progress_samples: int
+    source: str
+    scrape_errors: int
+    scrape: str  # "side-port" (the supervisor's) or "service-port" (a worker answered)
+    cpu_per_request_ms: float | None
+
+
+class Machine(TypedDict, total=False):
+    """The whole machine in the window; ``other_cores`` is neither the service nor Locust."""
+
+    busy_cores: float
+    other_cores: float
+    load_generator_cores: float
+    loadavg_1m: float | None
+
+
+class Load(TypedDict, total=False):
+    """The load generator: its peak CPU and where it ran beside the service."""
+
+    peak_cpu_percent: float
+    server_cores: list[int]
+    load_cores: list[int]
+    separated: bool
+    saturated: bool
+
+
+class ProbeMs(TypedDict, total=False):
+    """The sampler's own /healthz probes during the window (ms)."""
+
+    count: int
+    p50: float | None
+    max: float | None
+
+
+class Database(TypedDict, total=False):
+    """The PostgreSQL server of a database scenario (its description and its figures)."""
+
+    version: str
+    max_connections: int
+    shared_buffers: str
+    source: str
+    binaries: str
+    cores: list[int]
+    cpu_seconds: float | None
+    cpu_cores_used: float | None
+    connections_peak: int
+    connections_mean: float | None
+
+
+class Precision(TypedDict):
+    """How tight the main figure's interval is (``--until-ci``)."""
+
+    figure: str
+    half_width_pct: float | None
+    target_pct: float | None
+
+
+# Headline figure -> its 95% interval over rounds ([low, high]; None: too few rounds).
+CI = dict[str, list[float] | None]
+
+
+class Variant(TypedDict, total=False):
+    """What was run: the server variant and the load put on it (a cell of the matrix)."""
+
+    target: str
+    framework: str
+    scenario: str
+    cpus: float | None
+    workers: int
+    worker_class: str
+    threads: int
+    users: int
+    spawn_rate: float
+    arrival_rate: float | None
+    io_ms: int | None
+    cpu_work: int | None
+    db_pool_size: int | None
+    duration_s: float
+    warmup_s: float
+    repeat: int
+
+
+class Round(TypedDict, total=False):
+    """One round's own figures, kept under a run's ``rounds`` (runner/rounds.py)."""
+
+    run_id: str
+    status: str
+    error: str
+    started_at: str
+    requests: int
+    failures: int
+    error_rate: float | None
+    rps: float
+    latency_ms: LatencyMs
+    intended_latency_ms: LatencyMs
+    server: ServerFigures
+    machine: Machine
+    probe_ms: ProbeMs
+    load: Load
+    measured_s: float
+    locust_json: str
+    database: Database
+
+
+class Run(Variant, total=False):
+    """One run of a cell (with rounds: their medians on top, each round kept)."""
+
+    run_id: str
+    key: str
+    status: str  # one of STATUSES
+    error: str
+    started_at: str
+    requests: int
+    failures: int
+    error_rate: float | None
+    rps: float
+    latency_ms: LatencyMs
+    intended_latency_ms: LatencyMs
+    latency_source: str  # "locust" or "hdr"
+    model: str  # "closed" or "open"
+    open_model: dict[str, Any]
+    measured_s: float
+    warmup_excluded: str  # "all", "rps only" or "none"
+    samples: str
+    locust_json: str
+    server: ServerFigures
+    database: Database
+    probe_ms: ProbeMs
+    machine: Machine
+    load: Load
+    notes: list[str]
+    prometheus: dict[str, Any]
+    rounds: list[Round]
+    rounds_ok: int
+    ci: CI
+    ci_level: float
+    ci_method: str
+    precision: Precision
+
+
+def get(record: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path named at runtime (``server.cpu_per_request_ms``, a
+    ``--match`` field, a plot's axis), or None where the path is absent."""
+    value: Any = record
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+class Summary(TypedDict, total=False):
+    """A results directory's summary.json (``format`` and ``loadlab_version`` absent in
+    the earliest); ``runs`` as stored: read them with ``read_runs``."""
+
+    format: str
+    loadlab_version: str
+    manifest: dict[str, Any]
+    runs: list[Run]
+
+
+LabelStyle = Literal["compare", "line", "progress", "row", "plot", "prose"]
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"one {one}" if n == 1 else f"{n} {many}"
+
+
+def _prose(run: Mapping[str, Any]) -> str:
+    name = NAMES.get(run["target"], run["target"])
+    klass, n = run.get("worker_class") or "", int(run.get("workers") or 1)
+    if klass == "uvicorn":
+        where = _count(n, "Uvicorn process", "Uvicorn processes")
+    elif klass == "uvicorn-worker":
+        where = _count(n, "Gunicorn Uvicorn worker", "Gunicorn Uvicorn workers")
+    else:
+        where = _count(n, f"Gunicorn {klass} worker", f"Gunicorn {klass} workers")
+        if int(run.get("threads") or 1) > 1:
+            where += f" × {run['threads']} threads"
+    limit = run.get("cpus")
+    tail = f" limited to {limit:g} CPU" if limit else ""
+    return f"{name} on {where}{tail}"
+
+
+def variant_label(run: Mapping[str, Any], style: LabelStyle = "line") -> str:
+    """The run's variant in words; one function, one wording per place it is shown:
+
+    - ``line``: the runner's line after each run (``fastapi uvicorn w1 t1 cpus=1 io u50``);
+    - ``compare``: compare's match label, which also names a set rate, wait or work;
+    - ``progress``: the live progress line (``fastapi/uvicorn w1 io u50``);
+    - ``row``: a report figure's row (``FastAPI gthread ×2×4t``; CPU and load apart);
+    - ``plot``: a scaling plot's legend (``flask gthread ×2×4t @1 CPU``);
+    - ``prose``: the report's first sentences (``Flask on 2 Gunicorn gthread workers ×
+      4 threads limited to 1 CPU``).
+    ``run`` is a run record or anything with its variant fields (a RunSpec's, as a dict).
+    """
+    if style == "prose":
+        return _prose(run)
+    if style == "progress":
+        return (f"{run['target']}/{run['worker_class']} w{run['workers']} {run['scenario']} "
+                f"u{run['users']}")
+    if style == "compare":
+        text = (f"{run.get('target')} {run.get('worker_class')} w{run.get('workers')} "
+                f"t{run.get('threads')} cpus={run.get('cpus') or '-'} {run.get('scenario')} "
+                f"u{run.get('users')}")
+        for key, mark in (("arrival_rate", "rate"), ("io_ms", "io"), ("cpu_work", "work")):
+            if run.get(key) is not None:
+                text += f" {mark}={run[key]:g}"
+        return text
+    if style == "line":
+        cpus = run["cpus"]
+        return (f"{run['target']} {run['worker_class']} w{run['workers']} t{run['threads']} "
+                f"{'cpus=' + format(cpus, 'g') if cpus else 'no CPU limit'} "
+                f"{run['scenario']} u{run['users']}")
+    if style == "row":
+        shape = f"×{run.get('workers', 1)}"
+        if int(run.get("threads") or 1) > 1:
+            shape += f"×{run['threads']}t"
+        return f"{NAMES.get(run['target'], run['target'])} {run.get('worker_class') or ''} {shape}"
+    # plot
+    text = f"{run['target']} {run['worker_class']} ×{run['workers']}"
+    if run.get("threads", 1) > 1:
+        text += f"×{run['threads']}t"
+    text += f" @{run['cpus']:g} CPU" if run.get("cpus") else " no CPU limit"
+    return text
+
+
+def variant_key(run: Mapping[str, Any]) -> str:
+    """The cell's key in a results directory (what --resume skips), from its variant fields
+    (a RunSpec's, which adds ``extra`` locustfile options). A stored run carries the key it
+    was run under as ``key``: that one identifies it (``db_pool_size`` is recorded resolved)."""
+    parts = [
+        run["target"], run["scenario"], f"u{run['users']}", f"c{run['cpus']:g}",
+        f"w{run['workers']}", run["worker_class"], f"t{run['threads']}",
+        f"d{run['duration_s']:g}",
+    ]
+    if run.get("arrival_rate"):
+        parts.append(f"a{run['arrival_rate']:g}")
+    if run.get("io_ms") is not None:
+        parts.append(f"io{run['io_ms']}")
+    if run.get("cpu_work") is not None:
+        parts.append(f"work{run['cpu_work']}")
+    if run.get("db_pool_size") is not None:
+        parts.append(f"pool{run['db_pool_size']}")
+    parts += [f"{k}={v}" for k, v in sorted((run.get("extra") or {}).items())]
+    if run.get("repeat"):
+        parts.append(f"r{run['repeat']}")
+    return "-".join(parts)
+
+
+# A run's own fields, the same in each of its rounds (the rest is the round's figures).
+IDENTITY = {"run_id", "key", "status", "error", "target", "framework", "scenario", "cpus",
+            "workers", "worker_class", "threads", "users", "spawn_rate", "arrival_rate",
+            "io_ms", "cpu_work", "duration_s", "warmup_s", "started_at", "locust_json",
+            "model", "latency_source", "db_pool_size"}
+
+
+def run_rounds(run: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A run's rounds, each with the run's own fields (target, users, ...) under its figures;
+    a run from before rounds existed is its own single round. Plain dicts: the claims
+    read them so (``runner/rounds.py`` folds rounds into a run)."""
+    found = run.get("rounds")
+    if isinstance(found, list) and found:
+        cell = {k: v for k, v in run.items() if k in IDENTITY}
+        return [{**cell, **r} for r in found]
+    return [dict(run)]
+
+
+# The tables every run has after read_runs (older summaries may lack them).
+_TABLES = ("latency_ms", "server", "load", "machine", "probe_ms")
+
+
+def read_run(found: Mapping[str, Any]) -> Run:
+    """One stored run as a Run: a copy, with the tables it lacks present and empty (a
+    summary from before they existed), so readers need not guard each one."""
+    run: dict[str, Any] = dict(found)
+    for table in _TABLES:
+        if not isinstance(run.get(table), dict):
+            run[table] = {}
+    return cast(Run, run)
+
+
+def read_runs(summary: Mapping[str, Any]) -> list[Run]:
+    """The runs of a summary.json of any version the lab has written (one already checked
+    by ``report.results.load_summary``: a dict per run, with its identity fields)."""
+    return [read_run(r) for r in summary.get("runs") or ()]
