@@ -155,6 +155,14 @@ fetch("{web}/stats/requests").then(r => r.text()).then(
 Counter = Callable[[], float]
 
 
+def open_new_form(page: Any) -> None:
+    """The form again once a swarm has stopped (the header's New, once the page knows)."""
+    new = page.get_by_role("button", name="New")
+    new.wait_for(timeout=15000)
+    new.click()
+    page.get_by_text("Custom parameters").click()
+
+
 def refuse_bad_values(page: Any, web: str, served: dict[str, Counter],
                       expect_state: str = "ready") -> None:
     """Values that cannot run are refused when Start is pressed, the reason in the page,
@@ -179,9 +187,8 @@ def run_every_target(page: Any, web: str, served: dict[str, Counter],
     in the form: every service of the choice counts requests within the same 10 s, the
     others none, and the exporter labels them; then Stop."""
     for target, (expect, host) in choices.items():
-        if page.get_by_role("button", name="New").count():  # after the previous swarm
-            page.get_by_role("button", name="New").click()
-            page.get_by_text("Custom parameters").click()
+        if not page.locator("input[name=userCount]").is_visible():  # a swarm ran before
+            open_new_form(page)
         page.fill("input[name=userCount]", "4")
         page.fill("input[name=spawnRate]", "4")
         page.fill("input[name=host]", host)
