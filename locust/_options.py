@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 
 from _cpuwatch import WARN_PERCENT
 
+from loadlab import scenarios
 from loadlab.contract import MAX_CPU_WORK, MAX_IO_MS, MAX_QUERIES
-from loadlab.names import SCENARIOS
+from loadlab.scenarios import SCENARIOS
 
 # The web-UI dropdown offers these; "host" uses Locust's own Host field / --host, "both"
 # loads FastAPI and Flask at once (users split evenly), the others one service each. The
@@ -117,10 +118,8 @@ class Knobs:
 
     def min_service_s(self) -> float:
         """The least time one request of this scenario can take (the server's own wait/work)."""
-        waits = ("io", "mixed", "upstream", "db-sleep", "db-blocking", "all")
-        io = self.io_ms / 1000 if self.scenario in waits else 0.0
-        cpu = (self.cpu_work * CPU_UNIT_S
-               if self.scenario.startswith("cpu") or self.scenario == "mixed" else 0.0)
+        io = self.io_ms / 1000 if scenarios.waits(self.scenario) else 0.0
+        cpu = self.cpu_work * CPU_UNIT_S if scenarios.works(self.scenario) else 0.0
         return max(io + cpu, MIN_SERVICE_S)
 
 

@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import _options
@@ -32,7 +33,8 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadlab.readiness import wait_ready
-from locust import FastHttpUser, events, tag, task
+from loadlab.scenarios import REGISTRY, Scenario
+from locust import FastHttpUser, events, tag
 
 log = logging.getLogger("loadlab")
 
@@ -90,6 +92,17 @@ def _in_mix(task: object) -> bool:
 
 def _idle(user: object) -> None:
     gevent.sleep(1)
+
+
+def _task(scenario: Scenario) -> Callable[[LabUser], None]:
+    """The task of one scenario: its checked request, paced by the user's load model."""
+    request = _scenarios.SINGLE[scenario.name]
+
+    def run(user: LabUser) -> None:
+        user._call(request)
+
+    run.__name__ = run.__qualname__ = scenario.function
+    return tag(scenario.name)(run)
 
 
 class LabUser(FastHttpUser):
@@ -153,71 +166,8 @@ class LabUser(FastHttpUser):
             return
         Lab.open_model.intended.add((done - intended) * 1000)
 
-    @tag("json")
-    @task(_scenarios.MIX_WEIGHTS["json"])
-    def json_(self) -> None:
-        self._call(_scenarios.json_)
-
-    @tag("io")
-    @task(_scenarios.MIX_WEIGHTS["io"])
-    def io(self) -> None:
-        self._call(_scenarios.io)
-
-    @tag("cpu")
-    @task(_scenarios.MIX_WEIGHTS["cpu"])
-    def cpu(self) -> None:
-        self._call(_scenarios.cpu)
-
-    @tag("cpu-blocking")
-    @task(_scenarios.MIX_WEIGHTS["cpu-blocking"])
-    def cpu_blocking(self) -> None:
-        self._call(_scenarios.cpu_blocking)
-
-    @tag("cpu-process")
-    @task(_scenarios.MIX_WEIGHTS["cpu-process"])
-    def cpu_process(self) -> None:
-        self._call(_scenarios.cpu_process)
-
-    @tag("mixed")
-    @task(_scenarios.MIX_WEIGHTS["mixed"])
-    def mixed(self) -> None:
-        self._call(_scenarios.mixed)
-
-    @tag("upstream")
-    @task(_scenarios.MIX_WEIGHTS["upstream"])
-    def upstream(self) -> None:
-        self._call(_scenarios.upstream)
-
-    @tag("echo")
-    @task(_scenarios.MIX_WEIGHTS["echo"])
-    def echo(self) -> None:
-        self._call(_scenarios.echo)
-
-    @tag("request")
-    @task(_scenarios.MIX_WEIGHTS["request"])
-    def request(self) -> None:
-        self._call(_scenarios.request)
-
-    # The database scenarios: never in the "all" mix (a service may have no database).
-    @tag("db")
-    @task
-    def db(self) -> None:
-        self._call(_scenarios.db)
-
-    @tag("queries")
-    @task
-    def queries(self) -> None:
-        self._call(_scenarios.queries)
-
-    @tag("db-sleep")
-    @task
-    def db_sleep(self) -> None:
-        self._call(_scenarios.db_sleep)
-
-    @tag("db-blocking")
-    @task
-    def db_blocking(self) -> None:
-        self._call(_scenarios.db_blocking)
+    # One task per scenario of the registry, tagged with its name (--tags works on them).
+    tasks = {_task(s): max(s.mix_weight, 1) for s in REGISTRY}  # noqa: RUF012
 
 
 # --- process roles ------------------------------------------------------------------------
