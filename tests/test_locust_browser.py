@@ -104,10 +104,15 @@ def both_services(fastapi: ServiceProcess) -> Iterator[dict[str, ServiceProcess]
         flask.stop()
 
 
+# The routes the forms below can load (json by default, io as chosen): a service's other
+# requests (a healthcheck's /healthz) are not the load.
+LOAD_ROUTES = frozenset({"/json", "/io"})
+
+
 def served_by(proc: ServiceProcess) -> float:
-    """Requests the service itself counted (its own /metrics leaves itself out)."""
-    return sum(v for (n, _), v in metrics(get(f"{proc.url}/metrics")).items()
-               if n == "http_requests_total")
+    """Load requests the service itself counted."""
+    return sum(v for (n, lb), v in metrics(get(f"{proc.url}/metrics")).items()
+               if n == "http_requests_total" and dict(lb).get("handler") in LOAD_ROUTES)
 
 
 def swarm_state(web: str) -> str:
