@@ -161,7 +161,11 @@ Counter = Callable[[], float]
 
 
 def open_new_form(page: Any) -> None:
-    """The form again once a swarm has stopped (the header's New, once the page knows)."""
+    """The form again once a swarm has stopped (the header's New)."""
+    # A master's /stop answers once its workers report no users, which can take long after
+    # the swarm says "stopped" (the page shows STOPPING meanwhile): a fresh page reads the
+    # state as it is.
+    page.reload()
     new = page.get_by_role("button", name="New")
     new.wait_for(timeout=15000)
     new.click()
