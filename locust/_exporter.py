@@ -1,16 +1,22 @@
 """Prometheus exposition of the swarm, served by Locust's own web app at ``/metrics``.
 
-Every process records its requests into an HDR histogram per name/method as they complete
+Every process records its requests into an HDR histogram per name/method/target as they complete
 (microseconds, three significant digits: _latency.py). Workers ship the histograms gathered
 since their last report inside Locust's own worker report (the same message that carries
 Locust's statistics), and the master adds them up, so the master's ``/metrics`` covers the
 whole swarm and its totals equal Locust's statistics. The Prometheus buckets are read from
 the histogram at scrape time, down to 100 µs.
+
+Port 5557 has no authentication, so what a report may add is bounded: reports count only
+from workers the master lists, each row must look like one the lab's own workers send
+(a known target, a short name and method, a histogram of bounded size), and the table
+holds at most ``MAX_SERIES`` series. Workers the master no longer lists leave the exporter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,9 +31,18 @@ from prometheus_client.core import (
 
 from loadlab.names import LATENCY_BUCKETS_S
 
+log = logging.getLogger("loadlab")
+
 # The services' ladder (100 µs to 30 s), so both sides of a request read alike.
 BUCKETS_S = LATENCY_BUCKETS_S
-Key = tuple[str, str]  # (name, method)
+Key = tuple[str, str, str]  # (name, method, target)
+# `target` values: the service a request went to, or "host" for the form's Host field.
+TARGET_LABELS = frozenset({"host", "fastapi", "flask", "fastapi-gunicorn", "flask-gevent"})
+# What one worker report may add (the lab's own workers stay far below these).
+MAX_SERIES = 1000
+MAX_NAME = 200
+MAX_METHOD = 16
+MAX_HDR_CHARS = 1 << 20  # an encoded histogram of every bucket is a few kB
 
 
 @dataclass
@@ -63,34 +78,74 @@ class Series:
         return [*zip(map(str, BUCKETS_S), counts, strict=True), ("+Inf", self.count)]
 
 
+def _row_key(row: Any) -> tuple[Key, dict[str, object]] | None:
+    """A worker's row as (key, histogram data), or None when it is not one the lab sends."""
+    if not isinstance(row, (list, tuple)) or len(row) != 4:
+        return None
+    name, method, target, data = row
+    if not (isinstance(name, str) and isinstance(method, str) and isinstance(data, dict)):
+        return None
+    if len(name) > MAX_NAME or len(method) > MAX_METHOD or target not in TARGET_LABELS:
+        return None
+    hdr = data.get("hdr", "")
+    if not isinstance(hdr, str) or len(hdr) > MAX_HDR_CHARS:
+        return None
+    return (name, method, target), data
+
+
 class Table:
-    """Series per name/method; ``dump_and_clear`` hands over what was gathered (workers)."""
+    """Series per name/method/target; ``dump_and_clear`` hands over what was gathered."""
 
     def __init__(self) -> None:
         self.series: dict[Key, Series] = {}
+        self.refused = 0  # worker rows left out (malformed, or beyond MAX_SERIES)
 
-    def add(self, name: str, method: str, seconds: float, failed: bool) -> None:
-        key = (name, method)
+    def add(self, name: str, method: str, target: str, seconds: float, failed: bool) -> None:
+        key = (name, method, target)
         entry = self.series.get(key)
         if entry is None:
             entry = self.series[key] = Series()
         entry.add(seconds, failed)
 
-    def merge(self, rows: list) -> tuple[int, int]:
+    def merge(self, rows: Any) -> tuple[int, int]:
         """Add a worker's rows; return the requests and failures they carried."""
         requests = failures = 0
-        for name, method, data in rows:
-            entry = self.series.setdefault((name, method), Series())
+        if not isinstance(rows, list):
+            rows = []
+            self.refused += 1
+        for row in rows:
+            checked = _row_key(row)
+            entry = None if checked is None else self.series.get(checked[0])
+            if checked is not None and entry is None and len(self.series) < MAX_SERIES:
+                entry = Series()
+            if checked is None or entry is None:
+                self._refuse(row)
+                continue
+            key, data = checked
             before_n, before_f = entry.count, entry.failures
-            entry.merge(data)
+            try:
+                entry.merge(data)
+            except Exception:  # a histogram that does not decode: the row is refused
+                self._refuse(row)
+                continue
+            self.series.setdefault(key, entry)
             requests += entry.count - before_n
             failures += entry.failures - before_f
         return requests, failures
 
+    def _refuse(self, row: Any) -> None:
+        if not self.refused:
+            log.warning("loadlab: a worker report carried a row the exporter does not take "
+                        "(malformed, or more than %d series); leaving such rows out", MAX_SERIES)
+        self.refused += 1
+
     def dump_and_clear(self) -> list:
-        rows = [[name, method, s.dump()] for (name, method), s in self.series.items()]
+        rows = [[*key, s.dump()] for key, s in self.series.items()]
         self.series = {}
         return rows
+
+
+RUNNING = ("spawning", "running")
 
 
 @dataclass
@@ -107,11 +162,36 @@ class SwarmState:
 
     table: Table = field(default_factory=Table)
     workers: dict[str, WorkerCounts] = field(default_factory=dict)
+    # Each worker's CPU peak, kept after it leaves (the run's report names every worker).
+    peaks: dict[str, float] = field(default_factory=dict)
     late_sends: int = 0
     runner: Any = None
 
-    def worker(self, client_id: str) -> WorkerCounts:
+    def listed(self) -> set[str] | None:
+        """The workers the master lists now (None: not a master)."""
+        clients = getattr(self.runner, "clients", None)
+        return None if clients is None else {str(c) for c in clients}
+
+    def worker(self, client_id: str) -> WorkerCounts | None:
+        """A listed worker's counts (None for a client the master does not list)."""
+        listed = self.listed()
+        if listed is not None and client_id not in listed:
+            return None
+        self.prune(listed)
         return self.workers.setdefault(client_id, WorkerCounts())
+
+    def prune(self, listed: Iterable[str] | None) -> None:
+        """Forget workers the master no longer lists (quit, or missing long enough that
+        Locust dropped them)."""
+        if listed is None:
+            return
+        keep = set(listed)
+        for gone in [w for w in self.workers if w not in keep]:
+            del self.workers[gone]
+
+    def note_peak(self, client_id: str, peak: float) -> None:
+        if client_id in self.peaks or len(self.peaks) < MAX_SERIES:
+            self.peaks[client_id] = max(self.peaks.get(client_id, 0.0), peak)
 
 
 class SwarmCollector:
@@ -127,17 +207,20 @@ class SwarmCollector:
         users.add_metric([], float(getattr(runner, "user_count", 0) or 0))
         yield users
 
+        yield from self._run_info(runner)
+
+        labels = ["name", "method", "target"]
         requests = CounterMetricFamily("locust_requests", "Requests completed (incl. failed)",
-                                       labels=["name", "method"])
+                                       labels=labels)
         failures = CounterMetricFamily("locust_failures", "Requests that failed",
-                                       labels=["name", "method"])
+                                       labels=labels)
         latency = HistogramMetricFamily("locust_response_time_seconds",
                                         "Response time seen by the users (from actual send)",
-                                        labels=["name", "method"])
-        for (name, method), s in sorted(state.table.series.items()):
-            requests.add_metric([name, method], s.count)
-            failures.add_metric([name, method], s.failures)
-            latency.add_metric([name, method], s.cumulative(), s.sum_s)
+                                        labels=labels)
+        for key, s in sorted(state.table.series.items()):
+            requests.add_metric(list(key), s.count)
+            failures.add_metric(list(key), s.failures)
+            latency.add_metric(list(key), s.cumulative(), s.sum_s)
         yield requests
         yield failures
         yield latency
@@ -148,10 +231,22 @@ class SwarmCollector:
         yield late
         yield from self._workers(runner)
 
+    def _run_info(self, runner: Any) -> Iterator[Metric]:
+        info = GaugeMetricFamily("locust_run_info", "Users running in the swarm, by the "
+                                 "target chosen and the scenario (absent when none runs)",
+                                 labels=["target", "scenario"])
+        options = getattr(getattr(runner, "environment", None), "parsed_options", None)
+        users = int(getattr(runner, "user_count", 0) or 0)
+        if options is not None and users > 0 and getattr(runner, "state", "") in RUNNING:
+            info.add_metric([str(getattr(options, "target", "host")),
+                             str(getattr(options, "scenario", ""))], users)
+        yield info
+
     def _workers(self, runner: Any) -> Iterator[Metric]:
         clients = getattr(runner, "clients", None)
         if clients is None:  # a local (single-process) runner has no workers
             return
+        self.state.prune(self.state.listed())
         by_state = GaugeMetricFamily("locust_workers", "Workers known to the master, by state",
                                      labels=["state"])
         counts: dict[str, int] = {}

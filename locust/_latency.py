@@ -10,11 +10,41 @@ Imports nothing from Locust, so it can be tested on its own.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import struct
+import zlib
+
 from hdrh.histogram import HdrHistogram
 
 LOWEST_US = 1
 HIGHEST_US = 3600 * 1_000_000  # one hour: anything slower is clamped (and shows as max)
 SIGNIFICANT_DIGITS = 3
+# A histogram of these settings encodes its counts in a few kB: a payload that inflates
+# beyond this is not one of the lab's (a rogue worker's zlib bomb).
+MAX_INFLATED = 1 << 20
+_EXT = struct.Struct(">II")  # cookie, length of the zlib part
+_HEADER = struct.Struct(">IIIIQQd")  # cookie, length, offset, digits, lowest, highest, ratio
+
+
+def plausible(encoded: str) -> bool:
+    """Whether an encoded histogram has this module's settings and a bounded size, checked
+    before HdrHistogram allocates what its header asks for."""
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    if len(raw) < _EXT.size or _EXT.unpack_from(raw)[1] != len(raw) - _EXT.size:
+        return False
+    inflate = zlib.decompressobj()
+    try:
+        payload = inflate.decompress(raw[_EXT.size:], MAX_INFLATED)
+    except zlib.error:
+        return False
+    if inflate.unconsumed_tail or len(payload) < _HEADER.size:
+        return False
+    _, _, _, digits, lowest, highest, _ = _HEADER.unpack_from(payload)
+    return (digits, lowest, highest) == (SIGNIFICANT_DIGITS, LOWEST_US, HIGHEST_US)
 
 
 class Latency:
@@ -75,8 +105,15 @@ class Latency:
                 "failures": self.failures}
 
     def merge(self, data: dict[str, object]) -> None:
+        """Add another process's dump; ValueError (nothing added) if it is not one."""
         encoded = str(data.get("hdr") or "")
+        sum_ms = data.get("sum_ms") or 0.0
+        failures = data.get("failures") or 0
+        if not isinstance(sum_ms, (int, float)) or not isinstance(failures, int):
+            raise ValueError("not a latency dump")
         if encoded:
+            if not plausible(encoded):
+                raise ValueError("not a histogram of the lab's settings")
             self.hist.decode_and_add(encoded.encode("ascii"))
-        self.sum_ms += float(data.get("sum_ms") or 0.0)  # type: ignore[arg-type]
-        self.failures += int(data.get("failures") or 0)  # type: ignore[call-overload]
+        self.sum_ms += float(sum_ms)
+        self.failures += failures

@@ -6,19 +6,34 @@ naming the option and exit code 2, the same as every other loadlab command.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from _cpuwatch import WARN_PERCENT
 
+from loadlab import scenarios
 from loadlab.contract import MAX_CPU_WORK, MAX_IO_MS, MAX_QUERIES
-from loadlab.names import SCENARIOS
+from loadlab.scenarios import SCENARIOS
 
-# The web-UI dropdown offers these; "host" uses Locust's own Host field / --host.
-TARGETS = ("host", "fastapi", "flask")
-TARGET_ENV = {"fastapi": "LOADLAB_FASTAPI_URL", "flask": "LOADLAB_FLASK_URL"}
+# The web-UI dropdown offers these; "host" uses Locust's own Host field / --host, "both"
+# loads FastAPI and Flask at once (users split evenly), the others one service each. The
+# names are the compose services' (Prometheus's `service` label on their own series).
+TARGET_ENV = {
+    "fastapi": "LOADLAB_FASTAPI_URL",
+    "flask": "LOADLAB_FLASK_URL",
+    "fastapi-gunicorn": "LOADLAB_FASTAPI_GUNICORN_URL",
+    "flask-gevent": "LOADLAB_FLASK_GEVENT_URL",
+}
+BOTH = ("fastapi", "flask")
+TARGETS = ("host", "fastapi", "flask", "both", "fastapi-gunicorn", "flask-gevent")
+# The master ships the URLs it knows to its workers inside the options of every spawn
+# message (Locust sends them along), so a worker without the variables still finds them.
+URLS_OPTION = "loadlab_target_urls"
 
 # Cost of one unit of cpu work on the reference machines (see loadlab.workloads).
 CPU_UNIT_S = 0.0001
@@ -41,8 +56,9 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--scenario", choices=SCENARIOS, default="json",
                        help="which endpoint(s) the users call")
     parser.add_argument("--target", choices=TARGETS, default="host",
-                       help="'host' = --host; 'fastapi'/'flask' read LOADLAB_FASTAPI_URL / "
-                            "LOADLAB_FLASK_URL")
+                       help="'host' = --host; a service name reads its LOADLAB_<SERVICE>_URL "
+                            "(LOADLAB_FASTAPI_URL ...); 'both' = fastapi and flask at once, "
+                            "users split evenly")
     parser.add_argument("--io-ms", type=int, default=50, help="ms the server waits (io, mixed, "
                        "upstream; the database holds its connection this long in db-sleep, "
                        "db-blocking)")
@@ -102,15 +118,16 @@ class Knobs:
 
     def min_service_s(self) -> float:
         """The least time one request of this scenario can take (the server's own wait/work)."""
-        waits = ("io", "mixed", "upstream", "db-sleep", "db-blocking", "all")
-        io = self.io_ms / 1000 if self.scenario in waits else 0.0
-        cpu = (self.cpu_work * CPU_UNIT_S
-               if self.scenario.startswith("cpu") or self.scenario == "mixed" else 0.0)
+        io = self.io_ms / 1000 if scenarios.waits(self.scenario) else 0.0
+        cpu = self.cpu_work * CPU_UNIT_S if scenarios.works(self.scenario) else 0.0
         return max(io + cpu, MIN_SERVICE_S)
 
 
-def problems(options: Any, users: int | None) -> list[str]:
-    """Every reason these options cannot run, one line each (empty when they can)."""
+def problems(options: Any, users: int | None, host: str | None = None) -> list[str]:
+    """Every reason these options cannot run, one line each (empty when they can).
+
+    ``host`` stands for the options' own when given (a worker learns the host from its
+    master's spawn message, not from its options)."""
     out: list[str] = []
     if options.scenario not in SCENARIOS:
         out.append(f"--scenario {options.scenario!r}: choose from {', '.join(SCENARIOS)}")
@@ -139,8 +156,9 @@ def problems(options: Any, users: int | None) -> list[str]:
     rate = options.max_error_rate
     if rate is not None and not 0 <= rate <= 1:
         out.append(f"--max-error-rate {rate}: must be between 0 and 1")
-    if options.target != "host" and not os.environ.get(TARGET_ENV.get(options.target, ""), ""):
-        out.append(f"--target {options.target}: set {TARGET_ENV[options.target]} to its URL")
+    out.extend(target_problems(options, host))
+    if getattr(options, "target", "") == "both" and users is not None and users < 2:
+        out.append(f"--target both: needs at least 2 users, one per service (got {users})")
     if not out and options.arrival_rate > 0 and users is not None:
         need = options.arrival_rate * Knobs.from_options(options).min_service_s()
         if users < need:
@@ -151,8 +169,98 @@ def problems(options: Any, users: int | None) -> list[str]:
     return out
 
 
+def services(target: str) -> tuple[str, ...]:
+    """The services a target choice loads ("host" loads whatever the Host field names)."""
+    if target == "both":
+        return BOTH
+    return (target,) if target in TARGET_ENV else ()
+
+
+def known_urls(options: Any = None) -> dict[str, str]:
+    """Service -> URL: this process's environment first, then what the master shipped."""
+    shipped = getattr(options, URLS_OPTION, None) if options is not None else None
+    urls = {k: str(v) for k, v in (shipped or {}).items() if k in TARGET_ENV and v}
+    urls.update({k: os.environ[env] for k, env in TARGET_ENV.items() if os.environ.get(env)})
+    return urls
+
+
+def _url_problem(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "is not an http:// or https:// URL with a host"
+    return None
+
+
+def target_problems(options: Any, host: str | None = None) -> list[str]:
+    """Why the target choice cannot run here: a service without its URL, or no usable host."""
+    target = getattr(options, "target", "host")
+    if target not in TARGETS:
+        return [f"--target {target!r}: choose from {', '.join(TARGETS)}"]
+    if target == "host":
+        host = str((getattr(options, "host", "") if host is None else host) or "")
+        if not host:
+            return ["Host is empty: enter the URL to load (e.g. http://127.0.0.1:8000) or "
+                    "choose a service as Target"]
+        problem = _url_problem(host)
+        return [f"Host {host!r} {problem}"] if problem else []
+    urls = known_urls(options)
+    out = []
+    for service in services(target):
+        url = urls.get(service)
+        if not url:
+            out.append(f"--target {target}: set {TARGET_ENV[service]} to the {service} "
+                       "service's URL (on the master and every worker)")
+        elif (problem := _url_problem(url)) is not None:
+            out.append(f"--target {target}: {TARGET_ENV[service]}={url!r} {problem}")
+    return out
+
+
 def target_url(options: Any) -> str | None:
-    """The URL the target option points at, or None to use Locust's host."""
-    if options is None or getattr(options, "target", "host") == "host":
+    """The URL of a single-service target, or None for "host" and "both"."""
+    if options is None:
         return None
-    return os.environ.get(TARGET_ENV[options.target]) or None
+    chosen = services(getattr(options, "target", "host"))
+    if len(chosen) != 1:
+        return None
+    return known_urls(options).get(chosen[0])
+
+
+def apply_form(options: Any, form: Mapping[str, str]) -> tuple[Any, list[str]]:
+    """The options a /swarm form would leave, converted as Locust converts them, and the
+    fields it could not convert; ``options`` itself is left alone (Locust changes it only
+    once the request is accepted)."""
+    values = dict(vars(options))
+    bad: list[str] = []
+    for key, value in form.items():
+        if key in ("user_count", "spawn_rate", "user_classes", "run_time", "profile",
+                   "shape_class"):
+            continue
+        if key == "host":
+            values["host"] = value.replace("<", "").replace(">", "")
+            continue
+        if key not in values:
+            continue
+        current = values[key]
+        try:
+            if isinstance(current, bool):
+                values[key] = value == "true"
+            elif current is None:
+                values[key] = value
+            elif not isinstance(current, list):
+                values[key] = type(current)(value)
+        except (TypeError, ValueError):
+            kind = "whole number" if isinstance(current, int) else "number"
+            bad.append(f"{key.replace('_', '-')} {value!r}: not a {kind}")
+    return argparse.Namespace(**values), bad
+
+
+def form_problems(options: Any, form: Mapping[str, str]) -> list[str]:
+    """Every reason a /swarm form cannot run, before Locust applies any of it."""
+    updated, bad = apply_form(options, form)
+    if bad:
+        return bad
+    try:
+        users: int | None = int(form.get("user_count", ""))
+    except ValueError:
+        users = None  # Locust answers that one itself
+    return problems(updated, users)

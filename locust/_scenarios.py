@@ -13,6 +13,8 @@ from typing import Any
 from _options import Knobs
 
 from loadlab.names import WORLD_ROWS
+from loadlab.scenarios import MIX_WEIGHTS as REGISTRY_MIX_WEIGHTS
+from loadlab.scenarios import REGISTRY
 from loadlab.workloads import cpu_work
 
 # Results of cpu_work are checked exactly up to this size; above it, computing the
@@ -188,15 +190,7 @@ def request(client: Any, k: Knobs) -> None:
             resp.failure("request description does not match what was sent")
 
 
-# Scenario name -> (request, weight). "all" is the weighted mix of every endpoint that
-# needs no database (so that it runs against any service); the db* scenarios need one.
-SINGLE: dict[str, Request] = {
-    "json": json_, "io": io, "cpu": cpu, "cpu-blocking": cpu_blocking,
-    "cpu-process": cpu_process, "mixed": mixed, "upstream": upstream, "echo": echo,
-    "request": request, "db": db, "queries": queries, "db-sleep": db_sleep,
-    "db-blocking": db_blocking,
-}
-MIX_WEIGHTS: dict[str, int] = {
-    "json": 4, "io": 3, "cpu": 1, "cpu-blocking": 1, "cpu-process": 1, "mixed": 1,
-    "upstream": 1, "echo": 2, "request": 1,
-}
+# Scenario name -> its checked request, one per entry of the registry (an entry without
+# its function fails here, at import); "all" is the registry's weighted mix.
+SINGLE: dict[str, Request] = {s.name: globals()[s.function] for s in REGISTRY}
+MIX_WEIGHTS: dict[str, int] = dict(REGISTRY_MIX_WEIGHTS)

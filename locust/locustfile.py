@@ -11,26 +11,30 @@ Works headless, with the web UI, and as master or worker. docs/locust.md has the
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import _options
 import _scenarios
+import _webguard
 import gevent
 from _cpuwatch import CpuWatch
 from _exporter import SwarmState, registry_for, render
 from _gates import Figures, evaluate, report, write_atomic
 from _latency import Latency
 from _openmodel import OpenModelStats, Pacer
-from flask import Response
+from flask import Response, jsonify, request
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadlab.readiness import wait_ready
-from locust import FastHttpUser, events, tag, task
+from loadlab.scenarios import REGISTRY, Scenario
+from locust import FastHttpUser, events, tag
 
 log = logging.getLogger("loadlab")
 
@@ -45,6 +49,7 @@ class Lab:
     cpu = CpuWatch("locust")
     warmup: gevent.Greenlet | None = None
     window: ClassVar[list[float]] = [0.0, 0.0]  # measured window (perf_counter), post warm-up
+    spawned = itertools.count()    # users started here: "both" alternates services by it
 
 
 def users_target(environment: Environment) -> int:
@@ -67,11 +72,12 @@ def _add_options(parser: Any) -> None:
 
 @events.request.add_listener
 def _count(request_type: str, name: str, response_time: float, exception: Any,
-           **_: Any) -> None:
+           context: dict[str, Any] | None = None, **_: Any) -> None:
     # Locust hands over the unrounded time (ms, float): rounding happens in its statistics.
     ms = float(response_time or 0.0)
     failed = exception is not None
-    Lab.state.table.add(name, request_type, ms / 1000, failed)
+    target = (context or {}).get("target", "host")
+    Lab.state.table.add(name, request_type, target, ms / 1000, failed)
     if Lab.window[1] <= Lab.window[0]:
         # The measured window ends when the stop is asked for. Requests still queued at the
         # server then finish during --stop-timeout: counting them would credit the window
@@ -88,21 +94,44 @@ def _idle(user: object) -> None:
     gevent.sleep(1)
 
 
+def _task(scenario: Scenario) -> Callable[[LabUser], None]:
+    """The task of one scenario: its checked request, paced by the user's load model."""
+    request = _scenarios.SINGLE[scenario.name]
+
+    def run(user: LabUser) -> None:
+        user._call(request)
+
+    run.__name__ = run.__qualname__ = scenario.function
+    return tag(scenario.name)(run)
+
+
 class LabUser(FastHttpUser):
     """One scenario per user, read from the options when the user starts (so values entered
     in the web UI reach new users). Tasks are tagged by scenario; ``all`` runs the mix."""
 
     def __init__(self, environment: Environment) -> None:
-        url = _options.target_url(environment.parsed_options)
+        options = environment.parsed_options
+        chosen = _options.services(getattr(options, "target", "host"))
+        # "both": users alternate between the services; a worker starts from its index, so
+        # the odd users of successive workers land on alternate services too.
+        offset = max(int(getattr(environment.runner, "worker_index", 0) or 0), 0)
+        service = chosen[(next(Lab.spawned) + offset) % len(chosen)] if chosen else "host"
+        url = _options.known_urls(options).get(service) if chosen else None
         if url:
             self.host = url
+        self.label = {"target": service}
         super().__init__(environment)
-        self.knobs = _options.Knobs.from_options(environment.parsed_options)
+        self.knobs = _options.Knobs.from_options(options)
+
+    def context(self) -> dict[str, Any]:
+        """Every request's event carries the service it went to (the exporter's label)."""
+        return self.label
 
     def on_start(self) -> None:
-        # Values typed into the web form arrive unchecked: send nothing with bad ones
-        # (the master or local runner logs them and stops the swarm).
-        if _options.problems(self.environment.parsed_options, None):
+        # The web form's values are checked when Start is pressed; a shape or an API call
+        # that got bad ones past that sends nothing (the master logs them and stops).
+        options = self.environment.parsed_options
+        if _options.problems(options, None, host=self.host or self.environment.host):
             self.tasks = [_idle]
             return
         scenario = self.knobs.scenario
@@ -137,71 +166,8 @@ class LabUser(FastHttpUser):
             return
         Lab.open_model.intended.add((done - intended) * 1000)
 
-    @tag("json")
-    @task(_scenarios.MIX_WEIGHTS["json"])
-    def json_(self) -> None:
-        self._call(_scenarios.json_)
-
-    @tag("io")
-    @task(_scenarios.MIX_WEIGHTS["io"])
-    def io(self) -> None:
-        self._call(_scenarios.io)
-
-    @tag("cpu")
-    @task(_scenarios.MIX_WEIGHTS["cpu"])
-    def cpu(self) -> None:
-        self._call(_scenarios.cpu)
-
-    @tag("cpu-blocking")
-    @task(_scenarios.MIX_WEIGHTS["cpu-blocking"])
-    def cpu_blocking(self) -> None:
-        self._call(_scenarios.cpu_blocking)
-
-    @tag("cpu-process")
-    @task(_scenarios.MIX_WEIGHTS["cpu-process"])
-    def cpu_process(self) -> None:
-        self._call(_scenarios.cpu_process)
-
-    @tag("mixed")
-    @task(_scenarios.MIX_WEIGHTS["mixed"])
-    def mixed(self) -> None:
-        self._call(_scenarios.mixed)
-
-    @tag("upstream")
-    @task(_scenarios.MIX_WEIGHTS["upstream"])
-    def upstream(self) -> None:
-        self._call(_scenarios.upstream)
-
-    @tag("echo")
-    @task(_scenarios.MIX_WEIGHTS["echo"])
-    def echo(self) -> None:
-        self._call(_scenarios.echo)
-
-    @tag("request")
-    @task(_scenarios.MIX_WEIGHTS["request"])
-    def request(self) -> None:
-        self._call(_scenarios.request)
-
-    # The database scenarios: never in the "all" mix (a service may have no database).
-    @tag("db")
-    @task
-    def db(self) -> None:
-        self._call(_scenarios.db)
-
-    @tag("queries")
-    @task
-    def queries(self) -> None:
-        self._call(_scenarios.queries)
-
-    @tag("db-sleep")
-    @task
-    def db_sleep(self) -> None:
-        self._call(_scenarios.db_sleep)
-
-    @tag("db-blocking")
-    @task
-    def db_blocking(self) -> None:
-        self._call(_scenarios.db_blocking)
+    # One task per scenario of the registry, tagged with its name (--tags works on them).
+    tasks = {_task(s): max(s.mix_weight, 1) for s in REGISTRY}  # noqa: RUF012
 
 
 # --- process roles ------------------------------------------------------------------------
@@ -230,14 +196,38 @@ def _init(environment: Environment, runner: Any, web_ui: Any, **_: Any) -> None:
     Lab.cpu.start()
     if worker:
         runner.register_message("loadlab_reset", lambda environment, msg, **kw: _reset(runner))
+    elif options is not None:
+        # Spawn messages carry the options: workers learn the URLs the master knows.
+        setattr(options, _options.URLS_OPTION, _options.known_urls())
     if isinstance(runner, MasterRunner):
         _announce_total_users(runner)
     if web_ui is not None:
+        _webguard.install(web_ui.app)
+        _check_form(environment, web_ui.app)
         registry = registry_for(Lab.state)
         web_ui.app.add_url_rule(
             "/metrics", "loadlab_metrics",
             lambda: Response(render(registry), mimetype="text/plain; version=0.0.4"),
         )
+
+
+def _check_form(environment: Environment, app: Any) -> None:
+    """Refuse a /swarm whose form cannot run, before Locust applies any of it: the page
+    shows the answer's message under the form (Locust's UI does that for success=false)."""
+
+    @app.before_request
+    def _swarm_form() -> Response | None:
+        if request.method != "POST" or not request.path.rstrip("/").endswith("/swarm"):
+            return None
+        options = environment.parsed_options
+        if options is None:
+            return None
+        problems = _options.form_problems(options, request.form)
+        if not problems:
+            return None
+        log.error("loadlab: swarm refused: %s", "; ".join(problems))
+        return jsonify({"success": False, "message": "; ".join(problems),
+                        "host": environment.host})
 
 
 def _announce_total_users(runner: MasterRunner) -> None:
@@ -268,11 +258,13 @@ def _test_start(environment: Environment, **_: Any) -> None:
     Lab.pacer.reset()
     Lab.open_model = OpenModelStats()
     Lab.latency = Latency()
+    Lab.spawned = itertools.count()
     Lab.window[:] = [time.perf_counter(), 0.0]
     if options is None or runner is None or isinstance(runner, WorkerRunner):
         return
-    if not options.headless:  # values typed into the web form are checked here
-        problems = _options.problems(options, getattr(runner, "target_user_count", None))
+    if not options.headless:  # a swarm not started by the form (a shape, an API client)
+        problems = _options.problems(options, getattr(runner, "target_user_count", None),
+                                     host=environment.host)
         if problems:
             log.error("loadlab: %s; stopping", "; ".join(problems))
             gevent.spawn_later(0.1, runner.stop)
@@ -326,18 +318,26 @@ def _ship(client_id: str, data: dict[str, Any], **_: Any) -> None:
 @events.worker_report.add_listener
 def _gather(client_id: str, data: dict[str, Any], **_: Any) -> None:
     shipped = data.get("loadlab")
-    if not shipped:
+    if not isinstance(shipped, dict):
         return
-    requests, failures = Lab.state.table.merge(shipped["rows"])
+    # Port 5557 has no login: only workers the master lists count, and only what looks
+    # like the lab's own report (the exporter bounds the rows it takes).
     worker = Lab.state.worker(client_id)
+    if worker is None:
+        return
+    requests, failures = Lab.state.table.merge(shipped.get("rows"))
     worker.requests += requests
     worker.failures += failures
-    worker.cpu_percent = float(shipped.get("cpu", 0.0))
-    worker.cpu_peak = max(worker.cpu_peak, float(shipped.get("cpu_peak", 0.0)))
-    Lab.open_model.merge(shipped["open"])
-    if shipped.get("latency"):
-        Lab.latency.merge(shipped["latency"])
-    Lab.state.late_sends += int(shipped["open"].get("late", 0))
+    try:
+        worker.cpu_percent = float(shipped.get("cpu", 0.0))
+        worker.cpu_peak = max(worker.cpu_peak, float(shipped.get("cpu_peak", 0.0)))
+        Lab.state.note_peak(client_id, worker.cpu_peak)
+        Lab.open_model.merge(shipped["open"])
+        if shipped.get("latency"):
+            Lab.latency.merge(shipped["latency"])
+        Lab.state.late_sends += int(shipped["open"].get("late", 0))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        log.warning("loadlab: a malformed report from %s left out", client_id)
 
 
 @events.quitting.add_listener
@@ -362,7 +362,7 @@ def _quitting(environment: Environment, **_: Any) -> None:
                  open_model.sent, open_model.late, open_model.dropped,
                  figures.gate_latency()["p99"])
     peaks = {"master" if isinstance(runner, MasterRunner) else "local": Lab.cpu.peak_percent}
-    peaks.update({wid: w.cpu_peak for wid, w in Lab.state.workers.items()})
+    peaks.update(Lab.state.peaks)
     warned = Lab.cpu.warned or any(p > options.cpu_warn_percent for p in peaks.values())
     if options.loadlab_report:
         write_atomic(options.loadlab_report,

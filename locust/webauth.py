@@ -6,6 +6,10 @@ With ``LOCUST_WEB_PASSWORD`` set, every page and API call needs it (user
 from inside the lab's network and which only holds the swarm's figures. Without a
 password on a widened ``LOADLAB_BIND`` the UI refuses everything and says why (one line
 in the log), instead of serving an open control panel.
+
+Requests from other web sites (cross-site POSTs, cross-origin reads, foreign ``Host``
+names) are refused before this check, on every bind, by the locustfile's own guard
+(``_webguard.py``): a browser's cached login must not let another page start a swarm.
 """
 
 from __future__ import annotations

@@ -148,7 +148,8 @@ def metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def exporter_totals(text: str) -> dict[tuple[str, str], tuple[int, int, int]]:
-    """{(name, method): (requests, failures, histogram count)} from the exporter."""
+    """{(name, method): (requests, failures, histogram count)} from the exporter, summed
+    over its targets."""
     samples = metrics(text)
     out: dict[tuple[str, str], list[int]] = {}
     for (sample, labels), value in samples.items():
@@ -158,11 +159,11 @@ def exporter_totals(text: str) -> dict[tuple[str, str], tuple[int, int, int]]:
         key = (lab["name"], lab["method"])
         row = out.setdefault(key, [0, 0, 0])
         if sample == "locust_requests_total":
-            row[0] = int(value)
+            row[0] += int(value)
         elif sample == "locust_failures_total":
-            row[1] = int(value)
+            row[1] += int(value)
         elif sample == "locust_response_time_seconds_count":
-            row[2] = int(value)
+            row[2] += int(value)
     return {k: (v[0], v[1], v[2]) for k, v in out.items()}
 
 

@@ -97,7 +97,7 @@ def assert_histogram_is_true(text: str) -> None:
         buckets = sorted(
             ((float(dict(lb)["le"]), v) for (n, lb), v in samples.items()
              if n == "locust_response_time_seconds_bucket"
-             and dict(lb)["name"] == lab["name"] and dict(lb)["method"] == lab["method"]),
+             and all(dict(lb)[k] == lab[k] for k in ("name", "method", "target"))),
         )
         values = [v for _, v in buckets]
         assert values == sorted(values) and values[-1] == count, (lab, buckets)

@@ -1,18 +1,17 @@
-"""Names the services, the runner and the locustfiles share, kept free of imports so the
-Locust processes can read them too: the load scenarios and the latency buckets."""
+"""Names the services, the runner and the locustfiles share, kept free of imports beyond
+the standard library so the Locust processes can read them too: the load scenarios and
+the latency buckets."""
 
 from __future__ import annotations
 
-# The load families over the contract's endpoints (docs/locust.md); "all" mixes those
-# that need no database.
-SCENARIOS = (
-    "json", "io", "cpu", "cpu-blocking", "cpu-process", "mixed", "upstream", "echo",
-    "request", "db", "queries", "db-sleep", "db-blocking", "all",
-)
+# The load families over the contract's endpoints (docs/locust.md), "all" last (the mix
+# of those that need no database), and those that need a database (the runner starts one
+# natively if needed): derived from the one registry, loadlab.scenarios (stdlib only).
+from loadlab.scenarios import DB_SCENARIOS as DB_SCENARIOS
+from loadlab.scenarios import SCENARIOS as SCENARIOS
+
 # Rows of the seeded `world` table (TechEmpower's): ids and randomnumber run 1..WORLD_ROWS.
 WORLD_ROWS = 10_000
-# The scenarios whose requests need a database (the runner starts one natively if needed).
-DB_SCENARIOS = ("db", "queries", "db-sleep", "db-blocking")
 
 # Request-duration buckets in seconds, 100 µs .. 30 s: one ladder for the services'
 # histogram (http_request_duration_seconds), the load generator's
