@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import matplotlib
@@ -21,10 +21,6 @@ matplotlib.rcParams.update({"svg.fonttype": "none", "font.size": 9,
 Run = dict[str, Any]
 COLOURS = {"fastapi": "#059669", "flask": "#2563eb"}
 STYLES = ["-", "--", ":", "-."]
-
-
-def ok_runs(runs: Iterable[Run]) -> list[Run]:
-    return [r for r in runs if r.get("status") == "ok" and r.get("rps")]
 
 
 def variant(run: Run) -> str:

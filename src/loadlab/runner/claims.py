@@ -268,12 +268,6 @@ def plan(sizes: Sizes, cores: int) -> dict[str, RunSpec]:
     return cells
 
 
-def _median_ratio(ra: list[dict[str, Any]], rb: list[dict[str, Any]]) -> float:
-    ratios = sorted(float(b["rps"]) / max(float(a["rps"]), 1e-9)
-                    for a, b in zip(ra, rb, strict=False))
-    return float(statistics.median(ratios)) if ratios else math.nan
-
-
 def _busy(*groups: list[dict[str, Any]]) -> float:
     """The most work other than the service and Locust seen during these runs, in cores."""
     return max((float((r.get("machine") or {}).get("other_cores") or 0.0)

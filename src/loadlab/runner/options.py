@@ -166,7 +166,6 @@ class RunSpec:
     cpu_work: int | None = None
     db_pool_size: int | None = None  # connections per service process (None: its default)
     extra: dict[str, str] = field(default_factory=dict)  # further locustfile options
-    repeat: int = 0  # repetitions of one cell, alternated with the cells compared with it
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -219,8 +218,6 @@ class RunSpec:
         if self.db_pool_size is not None:
             parts.append(f"pool{self.db_pool_size}")
         parts += [f"{k}={v}" for k, v in sorted(self.extra.items())]
-        if self.repeat:
-            parts.append(f"r{self.repeat}")
         return "-".join(parts)
 
     def with_(self, **changes: Any) -> RunSpec:
