@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint lock demo screenshots e2e swarm-e2e offline-images dashboards clean
+.PHONY: install test test-quick fresh-machine-test lint lock demo screenshots e2e swarm-e2e offline-images dashboards clean
 
 # One line (and exit 2) when $(PY) is missing, too old, has no venv module, or when uv.lock
 # no longer matches pyproject.toml; empty when all is well.
@@ -41,6 +41,20 @@ lint: install
 
 test: install lint
 	$(BIN)/pytest
+
+# The edit-test loop (a few minutes): ruff, then every test but the long real runs (`slow`),
+# Docker (`docker`, `swarm`) and Chromium (`browser`). `make test` remains the whole suite.
+QUICK_MARKS := not slow and not docker and not browser and not swarm
+test-quick: install
+	$(BIN)/ruff check src services locust tests benchmarks scripts
+	$(BIN)/pytest -m "$(QUICK_MARKS)"
+
+# A newcomer's machine: a clean Debian container (Python, make and git only) runs a fresh
+# clone's `make test-quick`; every test whose system tool is missing must skip. Needs root,
+# debootstrap and a Docker engine. FRESH_TARGET=test for the whole suite.
+FRESH_TARGET ?= test-quick
+fresh-machine-test:
+	scripts/fresh_machine.sh $(FRESH_TARGET)
 
 demo: install
 	$(BIN)/loadlab run --target both --scenario io --users 50 --duration 20s --out results/demo
