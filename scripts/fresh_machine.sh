@@ -54,6 +54,7 @@ tar -C "$rootfs" -c . | docker import - "$image" >/dev/null
 # The commit alone, in a bare repository of its own that the container clones.
 git init -q --bare "$work/loadlab.git"
 git push -q "$work/loadlab.git" "$commit:refs/heads/main"
+git -C "$work/loadlab.git" symbolic-ref HEAD refs/heads/main
 
 # pip as configured here: its configuration files and PIP_* settings, and the CA bundle.
 env_args=()
