@@ -50,6 +50,7 @@ def database_url() -> Iterator[str]:
         seed(url)
         yield url
         return
+    requirements_probe.require_cluster()  # binaries that cannot run here skip too
     try:
         cluster = PostgresCluster().start()
     except PostgresUnavailable as exc:

@@ -102,6 +102,41 @@ def summary_line() -> str | None:
     return "skipped for missing system tools: " + "; ".join(parts)
 
 
+_CLUSTER_PROBLEMS: dict[str, str | None] = {}  # binaries source -> why no cluster starts
+
+
+def cluster_problem(source: str | None = None) -> str | None:
+    """Why no throwaway PostgreSQL cluster starts here (from binaries of ``source``, as
+    ``find_binaries`` takes it), or None; found out by starting one, once per source.
+
+    Binaries can be there and still not run: as root, the cluster drops to an unprivileged
+    account that may not reach them (a checkout in a 0700 home)."""
+    key = source or "any"
+    if key not in _CLUSTER_PROBLEMS:
+        from loadlab.database import (
+            INSTALL_HINT,
+            ClusterError,
+            PostgresCluster,
+            PostgresUnavailable,
+            find_binaries,
+        )
+        problem: str | None = None
+        try:
+            PostgresCluster(binaries=find_binaries(source), seed_data=False).start().stop()
+        except PostgresUnavailable as exc:
+            problem = f"{exc}" if "apt-get" in str(exc) else f"{exc}; {INSTALL_HINT}"
+        except (ClusterError, OSError) as exc:
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+            problem = f"a PostgreSQL cluster cannot start here ({detail[:300]})"
+        _CLUSTER_PROBLEMS[key] = problem
+    return _CLUSTER_PROBLEMS[key]
+
+
+def require_cluster(source: str | None = None) -> None:
+    """Skip (or, where PostgreSQL is required, fail) unless a cluster can start here."""
+    require("postgres", cluster_problem(source))
+
+
 def postgres_missing(reason: str) -> NoReturn:
     """The database tests' skip (or, where PostgreSQL is required, failure) with the fix."""
     require("postgres", reason)

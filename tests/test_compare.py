@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from _runner_util import kill_tagged, loadlab, tagged_env
 
 from loadlab.report.compare import FASTER, SAME, SLOWER, UNSURE, compare, judge_figure
@@ -54,6 +55,7 @@ def test_finds_a_20_percent_regression_and_gates_it(tmp_path: Path) -> None:
     assert figures["rps"]["verdict"] == SLOWER and figures["rps"]["regression"]
     assert 0.7 < figures["rps"]["ratio"] < 0.9 and figures["rps"]["high"] < 0.95
     assert figures["p95"]["verdict"] == SLOWER  # latency up: worse
+    assert figures["cpu_per_request_ms"]["verdict"] == SLOWER  # 1.25x the CPU a request
     # Above the threshold: reported, not gated.
     done = loadlab(["compare", str(base), str(cur), "--max-regression", "40%"], env)
     assert done.returncode == 0, done.stderr
@@ -132,7 +134,8 @@ def test_a_tail_shift_between_runs_is_reported_but_gated_only_beyond_the_thresho
     assert judge_figure("rps", [1000.0, 1040.0], [700.0, 730.0], max_regression=0.2).regression
 
 
-def test_real_runs_compare_end_to_end_and_a_real_slowdown_is_gated(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_real_runs_compare_and_report_end_to_end(tmp_path: Path) -> None:
     """The plumbing on real runs: results written by `loadlab run` compare and render. How
     much two runs of one configuration differ on this host is not judged here (the tests
     above hold the statistics on data with known answers)."""
@@ -157,14 +160,16 @@ def test_real_runs_compare_end_to_end_and_a_real_slowdown_is_gated(tmp_path: Pat
         else:
             assert f["verdict"] == UNSURE, f
     assert (same.returncode == 1) == bool(data["regressions"]), data
-    # Four times the work per request: matched without cpu_work, found and gated.
+    # Runs of a different cpu_work match when it is left out of the match, and the report
+    # draws the comparison. Whether 4x the work reads as a regression on a busy host is not
+    # judged here (test_finds_a_20_percent_regression_and_gates_it holds the rule).
     match = "target,scenario,cpus,workers,worker_class,threads,users"
     slow = loadlab(["compare", str(tmp_path / "base"), str(tmp_path / "slow"),
                     "--match", match], env)
-    assert slow.returncode == 1, slow.stdout + slow.stderr
-    assert "regression: flask sync w1 t1 cpus=- cpu u2 work=80: " in slow.stderr
+    assert slow.returncode in (0, 1), slow.stdout + slow.stderr
     data = json.loads((tmp_path / "slow" / "compare.json").read_text())
-    assert any(r.endswith(": cpu_per_request_ms") for r in data["regressions"]), data
+    assert [m["label"] for m in data["matches"]] == ["flask sync w1 t1 cpus=- cpu u2 work=80"]
+    assert (slow.returncode == 1) == bool(data["regressions"]), data
     report = loadlab(["report", str(tmp_path / "slow"), "--baseline", str(tmp_path / "base")],
                      env)
     assert report.returncode == 0, report.stderr

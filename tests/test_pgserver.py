@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from requirements_probe import postgres_missing
+from requirements_probe import postgres_missing, require_cluster
 
 from loadlab.database import (
     FORTUNE_ROWS,
@@ -34,9 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def binaries() -> Binaries:
     try:
-        return find_binaries()
+        found = find_binaries()
     except PostgresUnavailable as exc:
         postgres_missing(str(exc))
+    require_cluster()  # found, but can a cluster start from them here?
+    return found
 
 
 @pytest.fixture
@@ -122,6 +124,8 @@ def test_seed_is_idempotent(cluster: PostgresCluster) -> None:
 _OWNER = """
 import json, sys
 from loadlab.database import PostgresCluster
+
+pytestmark = pytest.mark.slow  # real PostgreSQL clusters started and stopped
 cluster = PostgresCluster(die_with_owner=sys.argv[1] == "tied", seed_data=False).start()
 print(json.dumps({"pid": cluster.pid, "directory": str(cluster.directory)}), flush=True)
 sys.stdin.read()
@@ -181,6 +185,7 @@ def test_pgserver_wheel_runs_too() -> None:
         wheel = find_binaries("pgserver")
     except PostgresUnavailable:
         pytest.skip("the pgserver wheel is not installed (pip install 'loadlab[db]')")
+    require_cluster("pgserver")
     with PostgresCluster(binaries=wheel) as cluster:
         info = cluster.describe()
         assert info["source"] == "pgserver" and info["version_num"] >= 160000
