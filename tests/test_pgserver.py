@@ -27,6 +27,7 @@ from loadlab.database import (
 )
 from loadlab.metrics.multiprocess import is_alive
 
+pytestmark = pytest.mark.slow  # real PostgreSQL clusters started and stopped
 psycopg = pytest.importorskip("psycopg")
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,8 +125,6 @@ def test_seed_is_idempotent(cluster: PostgresCluster) -> None:
 _OWNER = """
 import json, sys
 from loadlab.database import PostgresCluster
-
-pytestmark = pytest.mark.slow  # real PostgreSQL clusters started and stopped
 cluster = PostgresCluster(die_with_owner=sys.argv[1] == "tied", seed_data=False).start()
 print(json.dumps({"pid": cluster.pid, "directory": str(cluster.directory)}), flush=True)
 sys.stdin.read()
