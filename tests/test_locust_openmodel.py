@@ -59,7 +59,7 @@ Server = Callable[[float], float]  # send time -> answer time (seconds)
 
 def simulate(om: ModuleType, rate: float, users: int, server: Server, run_s: float,
              warmup_s: float, late_s: float = 0.010, total_users: int | None = None
-             ) -> tuple[object, object]:
+             ) -> tuple[Any, Any]:
     """One Locust process's users sending on the open model's schedule, as the locustfile's
     `_call` does: take the next slot, sleep until it, send; late when the send leaves more
     than ``late_s`` after its slot; slots due but never taken by the end are dropped.
