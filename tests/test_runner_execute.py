@@ -90,6 +90,7 @@ def test_a_saturated_load_generator_is_recorded_and_printed(tmp_path: Path) -> N
     assert lab["locust_cpu_warning"] is True  # where the record's flag comes from
 
 
+@pytest.mark.slow
 def test_a_service_stopped_behind_is_gone_once_the_next_one_is_ready() -> None:
     runtime = NativeRuntime()
     first = runtime.start(ServerConfig(framework="flask", worker_class="sync", workers=3))
