@@ -13,13 +13,26 @@ test or module `@pytest.mark.requires("chromium")`. A new requirement is one ent
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import subprocess
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
 import pytest
+
+
+@functools.cache
+def _compose_cli() -> str | None:
+    """Why `docker compose` (v2) does not run here, or None (the CLI alone, no engine)."""
+    if shutil.which("docker") is None:
+        return "no docker CLI"
+    done = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False,
+                          timeout=60)
+    return None if done.returncode == 0 else "docker compose (v2) does not run"
 
 
 @dataclass(frozen=True)
@@ -27,6 +40,7 @@ class Requirement:
     name: str
     install: str
     executables: tuple[str, ...] = ()  # all must be found (PATH, or an absolute path)
+    check: Callable[[], str | None] | None = None  # why it is unusable, or None
 
     @property
     def env(self) -> str:
@@ -39,6 +53,8 @@ REQUIREMENTS: dict[str, Requirement] = {r.name: r for r in [
     Requirement("prometheus", "apt-get install -y prometheus", ("prometheus", "promtool")),
     Requirement("docker", "apt-get install -y docker.io, start dockerd, then "
                 "run .ci/install-compose-v2"),
+    Requirement("compose", "apt-get install -y docker.io (the CLI alone will do), then run "
+                ".ci/install-compose-v2", check=_compose_cli),
     Requirement("postgres", "apt-get install -y postgresql"),
     Requirement("postgres_exporter", "apt-get install -y prometheus-postgres-exporter",
                 ("prometheus-postgres-exporter",)),
@@ -80,9 +96,11 @@ def find(name: str) -> str | None:
 
 def missing(name: str) -> str | None:
     """Why the executables of `name` are not usable here, or None."""
-    exes = REQUIREMENTS[name].executables
-    absent = [exe for exe in exes if shutil.which(exe) is None]
-    return f"{', '.join(absent)} not found" if absent else None
+    req = REQUIREMENTS[name]
+    absent = [exe for exe in req.executables if shutil.which(exe) is None]
+    if absent:
+        return f"{', '.join(absent)} not found"
+    return req.check() if req.check is not None else None
 
 
 def require_tool(name: str) -> str:
