@@ -5,7 +5,8 @@
 # `make test-quick` (or the make target given) in it. Every test whose system tool is missing
 # must skip, and the run ends with one line of what was skipped and how to install it.
 #
-#   scripts/fresh_machine.sh [TARGET [REF]]      (default: test-quick HEAD; `make fresh-machine-test`)
+#   scripts/fresh_machine.sh [TARGET [REF [VAR=value...]]]   (default: test-quick HEAD;
+#   `make fresh-machine-test`), e.g. test HEAD PYTEST_ARGS=tests/test_db.py
 #
 # Needs root, debootstrap and a Docker engine; nothing is pulled: the base image is made from
 # Debian packages (the mirror this machine's apt uses) and `docker import`ed. pip in the
@@ -18,6 +19,7 @@ cd "$(dirname "$0")/.."
 
 target="${1:-test-quick}"
 ref="${2:-HEAD}"
+shift $(($# < 2 ? $# : 2))  # the rest goes to make: VAR=value settings
 commit=$(git rev-parse --verify "$ref^{commit}")
 for tool in docker debootstrap; do
     command -v "$tool" >/dev/null || { echo "fresh_machine: $tool not found" >&2; exit 2; }
@@ -68,8 +70,8 @@ docker create --name "$container" --workdir /root "${env_args[@]}" "$image" \
         git clone -q /root/loadlab.git /root/loadlab
         cd /root/loadlab
         echo "fresh_machine: $(. /etc/os-release; echo "$PRETTY_NAME"), $(python3 --version)," \
-             "user $(id -un), checkout $PWD at $(git log -1 --format=%h), make $0"
-        exec make "$0"' "$target" >/dev/null
+             "user $(id -un), checkout $PWD at $(git log -1 --format=%h), make $0 $*"
+        exec make "$0" "$@"' "$target" "$@" >/dev/null
 # Into the container as one archive of /etc and /root (directories created as needed):
 # the commit, the CA bundle and pip's configuration files.
 extra="$work/extra"
