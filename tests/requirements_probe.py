@@ -83,9 +83,17 @@ def require(name: str, problem: str | None) -> None:
     if required(name):
         pytest.fail(f"{name} is required here ({req.env}=1), but {problem}; "
                     f"install: {req.install}", pytrace=False)
-    SKIPPED[name] += 1
     REASONS[name] = problem
     pytest.skip(f"needs {name}: {problem} (install: {req.install})")
+
+
+def count_skip(message: str) -> None:
+    """Count a skipped test whose reason is one of ours (a fixture that skips is set up
+    once, then its skip is repeated for every test using it: counted here, per test)."""
+    text = message.removeprefix("Skipped: ")
+    name = text.removeprefix("needs ").split(":", 1)[0]
+    if text.startswith("needs ") and name in REQUIREMENTS and name in REASONS:
+        SKIPPED[name] += 1
 
 
 def find(name: str) -> str | None:
