@@ -3,8 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint lock demo screenshots e2e swarm-e2e offline-images arm64-images \
-	dashboards clean
+.PHONY: install test test-quick fresh-machine-test lint lock demo screenshots e2e swarm-e2e \
+	offline-images arm64-images dashboards clean
 
 # One line (and exit 2) when $(PY) is missing, too old, has no venv module, or when uv.lock
 # no longer matches pyproject.toml; empty when all is well.
@@ -41,7 +41,22 @@ lint: install
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 test: install lint
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The edit-test loop (a few minutes): ruff, then every test but the long real runs (`slow`),
+# Docker (`docker`, `swarm`) and Chromium (`browser`). `make test` remains the whole suite.
+QUICK_MARKS := not slow and not docker and not browser and not swarm
+test-quick: install
+	$(BIN)/ruff check src services locust tests benchmarks scripts
+	$(BIN)/pytest -m "$(QUICK_MARKS)" $(PYTEST_ARGS)
+
+# A newcomer's machine: a clean Debian container (Python, make and git only) runs a fresh
+# clone's `make test-quick`; every test whose system tool is missing must skip. Needs root,
+# debootstrap and a Docker engine. FRESH_TARGET=test for the whole suite; PYTEST_ARGS
+# (e.g. test files) is passed on to the make inside.
+FRESH_TARGET ?= test-quick
+fresh-machine-test:
+	scripts/fresh_machine.sh $(FRESH_TARGET) HEAD $(if $(PYTEST_ARGS),"PYTEST_ARGS=$(PYTEST_ARGS)")
 
 demo: install
 	$(BIN)/loadlab run --target both --scenario io --users 50 --duration 20s --out results/demo

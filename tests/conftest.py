@@ -30,6 +30,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             requirements_probe.require(name, requirements_probe.missing(name))
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Every test skipped for a missing tool counts in the closing line."""
+    if report.skipped and isinstance(report.longrepr, tuple):
+        requirements_probe.count_skip(str(report.longrepr[2]))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     line = requirements_probe.summary_line()
     if line is not None:
@@ -50,6 +56,7 @@ def database_url() -> Iterator[str]:
         seed(url)
         yield url
         return
+    requirements_probe.require_cluster()  # binaries that cannot run here skip too
     try:
         cluster = PostgresCluster().start()
     except PostgresUnavailable as exc:

@@ -13,13 +13,26 @@ test or module `@pytest.mark.requires("chromium")`. A new requirement is one ent
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import subprocess
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
 import pytest
+
+
+@functools.cache
+def _compose_cli() -> str | None:
+    """Why `docker compose` (v2) does not run here, or None (the CLI alone, no engine)."""
+    if shutil.which("docker") is None:
+        return "no docker CLI"
+    done = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False,
+                          timeout=60)
+    return None if done.returncode == 0 else "docker compose (v2) does not run"
 
 
 @dataclass(frozen=True)
@@ -27,6 +40,7 @@ class Requirement:
     name: str
     install: str
     executables: tuple[str, ...] = ()  # all must be found (PATH, or an absolute path)
+    check: Callable[[], str | None] | None = None  # why it is unusable, or None
 
     @property
     def env(self) -> str:
@@ -39,6 +53,8 @@ REQUIREMENTS: dict[str, Requirement] = {r.name: r for r in [
     Requirement("prometheus", "apt-get install -y prometheus", ("prometheus", "promtool")),
     Requirement("docker", "apt-get install -y docker.io, start dockerd, then "
                 "run .ci/install-compose-v2"),
+    Requirement("compose", "apt-get install -y docker.io (the CLI alone will do), then run "
+                ".ci/install-compose-v2", check=_compose_cli),
     Requirement("postgres", "apt-get install -y postgresql"),
     Requirement("postgres_exporter", "apt-get install -y prometheus-postgres-exporter",
                 ("prometheus-postgres-exporter",)),
@@ -67,9 +83,17 @@ def require(name: str, problem: str | None) -> None:
     if required(name):
         pytest.fail(f"{name} is required here ({req.env}=1), but {problem}; "
                     f"install: {req.install}", pytrace=False)
-    SKIPPED[name] += 1
     REASONS[name] = problem
     pytest.skip(f"needs {name}: {problem} (install: {req.install})")
+
+
+def count_skip(message: str) -> None:
+    """Count a skipped test whose reason is one of ours (a fixture that skips is set up
+    once, then its skip is repeated for every test using it: counted here, per test)."""
+    text = message.removeprefix("Skipped: ")
+    name = text.removeprefix("needs ").split(":", 1)[0]
+    if text.startswith("needs ") and name in REQUIREMENTS and name in REASONS:
+        SKIPPED[name] += 1
 
 
 def find(name: str) -> str | None:
@@ -80,9 +104,11 @@ def find(name: str) -> str | None:
 
 def missing(name: str) -> str | None:
     """Why the executables of `name` are not usable here, or None."""
-    exes = REQUIREMENTS[name].executables
-    absent = [exe for exe in exes if shutil.which(exe) is None]
-    return f"{', '.join(absent)} not found" if absent else None
+    req = REQUIREMENTS[name]
+    absent = [exe for exe in req.executables if shutil.which(exe) is None]
+    if absent:
+        return f"{', '.join(absent)} not found"
+    return req.check() if req.check is not None else None
 
 
 def require_tool(name: str) -> str:
@@ -100,6 +126,41 @@ def summary_line() -> str | None:
     parts = [f"{name} ({count} test{'s' if count > 1 else ''}: {REASONS[name]}; "
              f"{REQUIREMENTS[name].install})" for name, count in sorted(SKIPPED.items())]
     return "skipped for missing system tools: " + "; ".join(parts)
+
+
+_CLUSTER_PROBLEMS: dict[str, str | None] = {}  # binaries source -> why no cluster starts
+
+
+def cluster_problem(source: str | None = None) -> str | None:
+    """Why no throwaway PostgreSQL cluster starts here (from binaries of ``source``, as
+    ``find_binaries`` takes it), or None; found out by starting one, once per source.
+
+    Binaries can be there and still not run: as root, the cluster drops to an unprivileged
+    account that may not reach them (a checkout in a 0700 home)."""
+    key = source or "any"
+    if key not in _CLUSTER_PROBLEMS:
+        from loadlab.database import (
+            INSTALL_HINT,
+            ClusterError,
+            PostgresCluster,
+            PostgresUnavailable,
+            find_binaries,
+        )
+        problem: str | None = None
+        try:
+            PostgresCluster(binaries=find_binaries(source), seed_data=False).start().stop()
+        except PostgresUnavailable as exc:
+            problem = f"{exc}" if "apt-get" in str(exc) else f"{exc}; {INSTALL_HINT}"
+        except (ClusterError, OSError) as exc:
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+            problem = f"a PostgreSQL cluster cannot start here ({detail[:300]})"
+        _CLUSTER_PROBLEMS[key] = problem
+    return _CLUSTER_PROBLEMS[key]
+
+
+def require_cluster(source: str | None = None) -> None:
+    """Skip (or, where PostgreSQL is required, fail) unless a cluster can start here."""
+    require("postgres", cluster_problem(source))
 
 
 def postgres_missing(reason: str) -> NoReturn:

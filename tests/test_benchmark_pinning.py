@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from _reliability import LOAD_CPU, SERVER_CPU, can_pin, pinned_service
 
-pytestmark = pytest.mark.skipif(not can_pin(), reason="needs cores 0 and 1")
+pytestmark = [pytest.mark.slow,  # a benchmark's services started one after another
+              pytest.mark.skipif(not can_pin(), reason="needs cores 0 and 1")]
 
 
 def tree_affinities(pid: int) -> set[frozenset[int]]:

@@ -24,6 +24,28 @@ def _entry(*args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _first_line(proc: subprocess.Popen[str], timeout_s: float = 60) -> str:
+    """The process's first line on stderr, waited for ('' if none came in time)."""
+    assert proc.stderr is not None
+    stream, got = proc.stderr, []
+    reader = threading.Thread(target=lambda: got.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout_s)
+    return got[0] if got else ""
+
+
+def _waits_for_a_signal(pid: int) -> bool:
+    """Whether the process sleeps in sigwait() now (/proc wchan), or blocks SIGTERM (SigBlk:
+    while it sleeps in sigwait the kernel lifts the block on what it waits for)."""
+    try:
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:"))
+    return "sigtimedwait" in wchan or bool(int(mask, 16) & 1 << (signal.SIGTERM - 1))
+
+
 @pytest.mark.parametrize("args, reason", [
     (["serve", "flask", "--workers", "two"], "--workers"),
     (["serve", "flask", "--worker-class", "uvicorn"], "uvicorn"),
@@ -33,11 +55,18 @@ def _entry(*args: str) -> subprocess.Popen[str]:
 def test_bad_config_one_line_then_waits_until_stopped(args: list[str], reason: str) -> None:
     proc = _entry(*args)
     try:
-        time.sleep(1.5)
+        first = _first_line(proc)
+        # Its line printed, it must go on to wait for the stop, not exit (the restart policy
+        # would loop): seen asleep in sigwait().
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and not _waits_for_a_signal(proc.pid):
+            assert time.monotonic() < deadline, "never came to wait for SIGTERM"
+            time.sleep(0.05)
         assert proc.poll() is None, "must not exit (the restart policy would loop)"
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=10)
+        _, rest = proc.communicate(timeout=10)
+    err = first + rest
     assert proc.returncode == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and reason in lines[0] and "Traceback" not in err

@@ -21,6 +21,8 @@ from contract_check import check
 from loadlab.launch import ServiceProcess, free_port
 from loadlab.serve import ServerConfig
 
+pytestmark = pytest.mark.slow  # every variant calling every other, for real
+
 TIMEOUT_S = 1.0
 
 

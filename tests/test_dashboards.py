@@ -343,6 +343,7 @@ def _empty(port: int, checks: list[tuple[str, str]], start: float) -> list[str]:
     return empty
 
 
+@pytest.mark.slow
 @pytest.mark.requires("prometheus", "postgres_exporter")
 def test_database_rows_return_data_natively(tmp_path: Path, database_url: str) -> None:
     """Real services with a pool each, postgres_exporter with the lab's CPU query, and

@@ -26,6 +26,8 @@ from loadlab import contract, db
 from loadlab.launch import ServiceProcess, free_port
 from loadlab.serve import ServerConfig
 
+pytestmark = pytest.mark.slow  # services behind a real PostgreSQL
+
 
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
 def service(request: pytest.FixtureRequest, database_url: str) -> Iterator[ServiceProcess]:

@@ -14,6 +14,8 @@ from metrics_support import fetch, scrape, wait_for, worker_pids
 
 from loadlab.database import PostgresCluster, PostgresUnavailable
 
+pytestmark = pytest.mark.slow  # a real PostgreSQL stopped and started under load
+
 UNAVAILABLE = b'{"detail":"database unavailable"}'
 
 

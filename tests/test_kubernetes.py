@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from requirements_probe import missing, require
 
 from loadlab.dashboards import kube
 
@@ -92,9 +92,7 @@ def test_dashboards_are_configmaps_for_the_grafana_sidecar() -> None:
 
 
 def compose() -> dict[str, Any]:
-    if shutil.which("docker") is None or subprocess.run(
-            ["docker", "compose", "version"], capture_output=True, check=False).returncode:
-        pytest.skip("needs the docker CLI with Compose v2 (.ci/install-compose-v2)")
+    require("compose", missing("compose"))
     done = subprocess.run(
         ["docker", "compose", "--project-directory", str(ROOT), "--env-file", "/dev/null",
          "config", "--format", "json"], capture_output=True, text=True, timeout=60,

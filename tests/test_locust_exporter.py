@@ -104,6 +104,7 @@ def assert_histogram_is_true(text: str) -> None:
         assert len(values) > 2
 
 
+@pytest.mark.slow
 def test_single_process_exporter_equals_locust_stats(fastapi: ServiceProcess) -> None:
     port = free_port()
     web = f"http://127.0.0.1:{port}"
@@ -127,6 +128,7 @@ def start_workers(master_port: int, count: int) -> list[Locust]:
     ]
 
 
+@pytest.mark.slow
 def test_distributed_exporter_sums_the_workers(fastapi: ServiceProcess) -> None:
     port, master_port = free_port(), free_port()
     web = f"http://127.0.0.1:{port}"

@@ -20,6 +20,7 @@ def fastapi() -> Iterator[ServiceProcess]:
         proc.stop()
 
 
+@pytest.mark.slow
 def test_gates_fail_a_run_that_misses_them(fastapi: ServiceProcess) -> None:
     # /io waits 20 ms, so p95 under 1 ms and 1e6 req/s cannot both hold; errors stay at 0.
     run = run_headless(fastapi.url, "--scenario", "io", "--io-ms", "20", "--max-p95-ms", "1",
@@ -34,6 +35,7 @@ def test_gates_fail_a_run_that_misses_them(fastapi: ServiceProcess) -> None:
     assert failed["--max-p95-ms"]["value"] >= 20  # the figure is the measured p95
 
 
+@pytest.mark.slow
 def test_gates_pass_a_run_that_meets_them(fastapi: ServiceProcess) -> None:
     run = run_headless(fastapi.url, "--scenario", "json", "--max-p99-ms", "5000",
                        "--max-error-rate", "0.01", "--min-rps", "1", run_time="2s")
@@ -70,6 +72,7 @@ def test_bad_input_is_one_line_naming_the_option(args: list[str], option: str) -
     assert run.stats == [] and run.report is None  # no statistics: nothing ran
 
 
+@pytest.mark.slow
 def test_target_option_picks_the_service_from_the_environment(fastapi: ServiceProcess) -> None:
     # --host points nowhere: every request succeeding shows --target chose the service.
     lo = headless(f"http://127.0.0.1:{free_port()}", "--scenario", "json",
@@ -80,6 +83,7 @@ def test_target_option_picks_the_service_from_the_environment(fastapi: ServicePr
     assert run.requests > 0 and run.failures == 0
 
 
+@pytest.mark.slow
 def test_dead_target_counts_failures_and_ends_normally() -> None:
     run = run_headless(f"http://127.0.0.1:{free_port()}", "--scenario", "json",
                        "--max-error-rate", "0.5", run_time="2s")
@@ -89,6 +93,7 @@ def test_dead_target_counts_failures_and_ends_normally() -> None:
     assert run.returncode == 1 and "gate FAILED: --max-error-rate 0.5, measured 1" in run.output
 
 
+@pytest.mark.slow
 def test_busy_locust_process_warns_in_a_short_run() -> None:
     # A far lower threshold than the default 90%: other jobs may share this machine's
     # cores, and the burner cannot count on more than a slice of one. What is tested is

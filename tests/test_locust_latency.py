@@ -73,12 +73,14 @@ def _assert_sub_ms_gate_fails(returncode: int, output: str, report: dict | None)
     assert failed["--max-p95-ms"]["value"] == lat["p95"] > 0.001
 
 
+@pytest.mark.slow
 def test_sub_millisecond_json_fails_a_gate_below_it_standalone(fastapi: ServiceProcess) -> None:
     run = headless(fastapi.url, "--scenario", "json", "--max-p95-ms", "0.001", users=2,
                    run_time="2s").start().finish(timeout_s=60)
     _assert_sub_ms_gate_fails(run.returncode, run.output, run.report)
 
 
+@pytest.mark.slow
 def test_sub_millisecond_json_fails_a_gate_below_it_distributed(
         fastapi: ServiceProcess) -> None:
     master_port = free_port()
@@ -99,6 +101,7 @@ def test_sub_millisecond_json_fails_a_gate_below_it_distributed(
     assert run.report["requests"] > 0  # counted by the worker, merged at the master
 
 
+@pytest.mark.slow
 def test_runner_reports_microseconds_and_gates_on_them(tmp_path: Path) -> None:
     env, tag = tagged_env()
     try:

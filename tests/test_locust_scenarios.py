@@ -10,6 +10,8 @@ from locustrun import Run, get, headless
 
 from loadlab.launch import ServiceProcess
 
+pytestmark = pytest.mark.slow  # real Locust runs of every scenario
+
 ROUTES = {
     "json": {"/json"},
     "io": {"/io"},

@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from _runner_util import kill_tagged, loadlab, summary, tagged_env
+
+pytestmark = pytest.mark.slow  # a real Locust run with a backlog
 
 
 def test_a_backlog_drained_after_the_stop_is_not_counted_as_served(tmp_path: Path) -> None:

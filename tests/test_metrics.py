@@ -44,6 +44,7 @@ def _delta(after: Scrape, before: Scrape, name: str, **labels: str) -> float:
     return after.value(name, **labels) - before.value(name, **labels)
 
 
+@pytest.mark.slow
 def test_counts_are_exact_across_workers(service: ServiceProcess) -> None:
     url = service.url
     before = settled_scrape(url)
@@ -78,6 +79,7 @@ def test_counts_are_exact_across_workers(service: ServiceProcess) -> None:
     assert {"/json", "/info", "/io", "<unmatched>"} <= handlers
 
 
+@pytest.mark.slow
 def test_in_progress_back_to_zero(service: ServiceProcess) -> None:
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda _: httpx.get(f"{service.url}/io?ms=300", timeout=30), range(4)))
@@ -86,6 +88,7 @@ def test_in_progress_back_to_zero(service: ServiceProcess) -> None:
     assert gauges and all(v == 0 for v in gauges)
 
 
+@pytest.mark.slow
 def test_in_progress_counts_requests_in_flight(service: ServiceProcess) -> None:
     # A sync worker serves one request at a time: keep one free to answer the scrape.
     flying = 1 if service.cfg.worker_class == "sync" else 2
@@ -111,6 +114,7 @@ def test_server_info_and_workers(service: ServiceProcess) -> None:
     assert result.value("loadlab_cpu_limit_cores") == 0
 
 
+@pytest.mark.slow
 def test_thread_pool(service: ServiceProcess) -> None:
     cfg = service.cfg
     result = scrape(service.url)
@@ -136,6 +140,7 @@ def test_thread_pool(service: ServiceProcess) -> None:
         assert not result.has("loadlab_threadpool_busy")
 
 
+@pytest.mark.slow
 def test_cpu_and_memory_of_the_service(service: ServiceProcess) -> None:
     before = scrape(service.url)
     get_all(service.url, ["/cpu?work=2000"] * 4)  # ~0.2 s of CPU each
@@ -147,6 +152,7 @@ def test_cpu_and_memory_of_the_service(service: ServiceProcess) -> None:
     assert 20e6 < after.value("loadlab_memory_bytes") < 4e9
 
 
+@pytest.mark.slow
 def test_event_loop_lag(service: ServiceProcess) -> None:
     lag = "loadlab_event_loop_lag_seconds_bucket"
     if service.cfg.framework == "flask":  # no event loop: no lag series at all

@@ -24,6 +24,8 @@ from metrics_support import fetch, scrape, server_master, settled_scrape, wait_f
 
 from loadlab.launch import ServiceProcess
 
+pytestmark = pytest.mark.slow  # workers stopped and killed under load
+
 VARIANTS = {
     "flask-sync": dict(framework="flask", worker_class="sync", workers=2),
     "fastapi-uvicorn": dict(framework="fastapi", worker_class="uvicorn", workers=2),

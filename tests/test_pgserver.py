@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from requirements_probe import postgres_missing
+from requirements_probe import postgres_missing, require_cluster
 
 from loadlab.database import (
     FORTUNE_ROWS,
@@ -29,6 +29,7 @@ from loadlab.database import (
 from loadlab.database.cluster import DIR_PREFIX, ClusterError, clusters_root, run_user
 from loadlab.metrics.multiprocess import is_alive
 
+pytestmark = pytest.mark.slow  # real PostgreSQL clusters started and stopped
 psycopg = pytest.importorskip("psycopg")
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,9 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def binaries() -> Binaries:
     try:
-        return find_binaries()
+        found = find_binaries()
     except PostgresUnavailable as exc:
         postgres_missing(str(exc))
+    require_cluster()  # found, but can a cluster start from them here?
+    return found
 
 
 @pytest.fixture
@@ -183,6 +186,7 @@ def test_pgserver_wheel_runs_too() -> None:
         wheel = find_binaries("pgserver")
     except PostgresUnavailable:
         pytest.skip("the pgserver wheel is not installed (pip install 'loadlab[db]')")
+    require_cluster("pgserver")
     with PostgresCluster(binaries=wheel) as cluster:
         info = cluster.describe()
         assert info["source"] == "pgserver" and info["version_num"] >= 160000

@@ -90,10 +90,26 @@ def test_entrypoint_applies_the_scrape_interval_and_rules_load(tmp_path: Path) -
         assert [r["name"] for r in rules if r["health"] != "ok"] == []
 
 
+def _traps_sigterm(pid: int) -> bool:
+    """Whether the process has a SIGTERM handler now (/proc status SigCgt): a shell's trap."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(mask, 16) & 1 << (signal.SIGTERM - 1))
+
+
 def test_bad_scrape_interval_one_line_and_no_exit(tmp_path: Path) -> None:
     proc, _ = prom.start(tmp_path, scrape_interval="five")
     try:
-        time.sleep(1.0)
+        # Its line written, the entrypoint must go on to wait (its SIGTERM trap set), not
+        # exit into a restart loop.
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and not (prom.log_text(tmp_path).endswith("\n")
+                                           and _traps_sigterm(proc.pid)):
+            assert time.monotonic() < deadline, prom.log_text(tmp_path)
+            time.sleep(0.05)
         assert proc.poll() is None, "the entrypoint must wait, not exit into a restart loop"
         lines = prom.log_text(tmp_path).strip().splitlines()
         assert lines == ["prometheus: SCRAPE_INTERVAL=five is not a duration like 5s or 500ms"]

@@ -146,6 +146,7 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, s
         kill_tagged(tag)
 
 
+@pytest.mark.slow
 def test_real_run_prints_the_headline_and_counts_served_requests(
         real_run: tuple[Path, str]) -> None:
     out, stdout = real_run

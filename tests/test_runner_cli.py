@@ -99,6 +99,7 @@ def test_service_that_fails_to_start_shows_its_log(tmp_path: Path) -> None:
         kill_tagged(tag)
 
 
+@pytest.mark.slow
 def test_run_both_writes_results_and_passes_gates(tmp_path: Path,
                                                  env: tuple[dict[str, str], str]) -> None:
     out = tmp_path / "both"
@@ -134,6 +135,7 @@ def test_run_both_writes_results_and_passes_gates(tmp_path: Path,
     assert_nothing_left(env[1])
 
 
+@pytest.mark.slow
 def test_failing_gate_exits_1_naming_gate_and_figure(tmp_path: Path,
                                                      env: tuple[dict[str, str], str]) -> None:
     result = loadlab(["run", "--target", "fastapi", "--scenario", "json", "--users", "2",
@@ -143,6 +145,7 @@ def test_failing_gate_exits_1_naming_gate_and_figure(tmp_path: Path,
     assert_nothing_left(env[1])
 
 
+@pytest.mark.slow
 def test_matrix_then_resume_skips_done_cells(tmp_path: Path,
                                              env: tuple[dict[str, str], str]) -> None:
     matrix = two_cell_matrix(tmp_path / "m.toml", duration="2s")
@@ -164,6 +167,7 @@ def test_matrix_then_resume_skips_done_cells(tmp_path: Path,
     assert_nothing_left(env[1])
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_the_second_run_keeps_the_first(tmp_path: Path,
                                                   env: tuple[dict[str, str], str]) -> None:
     out = tmp_path / "c"
@@ -184,6 +188,7 @@ def test_ctrl_c_in_the_second_run_keeps_the_first(tmp_path: Path,
     assert_nothing_left(env[1])
 
 
+@pytest.mark.slow
 def test_runner_killed_mid_matrix_then_resume_finishes(tmp_path: Path,
                                                        env: tuple[dict[str, str], str]) -> None:
     out = tmp_path / "k"
@@ -206,6 +211,7 @@ def test_runner_killed_mid_matrix_then_resume_finishes(tmp_path: Path,
     assert_nothing_left(env[1])
 
 
+@pytest.mark.slow
 def test_service_killed_mid_run_fails_that_run_and_the_matrix_goes_on(
     tmp_path: Path, env: tuple[dict[str, str], str],
 ) -> None:

@@ -26,6 +26,7 @@ def service(request: pytest.FixtureRequest, database_url: str) -> Iterator[Servi
         yield proc
 
 
+@pytest.mark.slow
 def test_every_database_scenario_runs_clean(service: ServiceProcess) -> None:
     procs = {name: headless(service.url, "--scenario", name, "--io-ms", "5", "--queries", "3",
                             users=3, run_time="4s").start() for name in ROUTES}

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+import pytest
 from _runner_util import loadlab, summary, tagged_env
 from metrics_support import scrape
 
@@ -41,6 +42,7 @@ class CountingRuntime(NativeRuntime):
         super().stop()
 
 
+@pytest.mark.slow
 def test_requests_of_the_warm_up_are_not_in_the_figures(tmp_path: Path) -> None:
     users, warmup_s, duration_s = 2, 3.0, 3.0
     spec = RunSpec(target="fastapi", scenario="io", users=users, warmup_s=warmup_s,
@@ -61,6 +63,7 @@ def test_requests_of_the_warm_up_are_not_in_the_figures(tmp_path: Path) -> None:
     assert "notes" not in record or not any("load generator" in n for n in record["notes"])
 
 
+@pytest.mark.slow
 def test_a_saturated_load_generator_is_recorded_and_printed(tmp_path: Path) -> None:
     """The locustfile's CPU warning with its threshold at 1%, which any run exceeds."""
     matrix = tmp_path / "m.toml"
@@ -87,6 +90,7 @@ def test_a_saturated_load_generator_is_recorded_and_printed(tmp_path: Path) -> N
     assert lab["locust_cpu_warning"] is True  # where the record's flag comes from
 
 
+@pytest.mark.slow
 def test_a_service_stopped_behind_is_gone_once_the_next_one_is_ready() -> None:
     runtime = NativeRuntime()
     first = runtime.start(ServerConfig(framework="flask", worker_class="sync", workers=3))

@@ -60,6 +60,7 @@ def test_matrix_files_carry_rounds() -> None:
         parse_matrix(text.replace('"4%"', "true"))
 
 
+@pytest.mark.slow
 def test_rounds_alternate_on_fresh_servers_and_fold_into_medians(tmp_path: Path) -> None:
     env, tag = tagged_env()
     try:
@@ -86,6 +87,7 @@ def test_rounds_alternate_on_fresh_servers_and_fold_into_medians(tmp_path: Path)
         assert all(rd["server"]["cpu_per_request_ms"] for rd in rounds)
 
 
+@pytest.mark.slow
 def test_until_ci_stops_once_the_interval_is_narrow_enough(tmp_path: Path) -> None:
     # ±90% is met by any 3 rounds: the run stops there instead of going on to 5.
     env, tag = tagged_env()

@@ -66,6 +66,7 @@ def start(cpus: float = 0.0, env: dict[str, str] | None = None,
     return ServiceProcess(cfg, env=env, ready_timeout_s=60).start()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_variant_runs_in_its_own_cgroup(variant: str, quota: str) -> None:
     options = VARIANTS[variant]
@@ -109,6 +110,7 @@ def _cpu_load(url: str, requests_each: int, deadline: float, stop: threading.Eve
             statuses.append(client.get(f"{url}/cpu", params={"work": 1000}).status_code)
 
 
+@pytest.mark.slow
 def test_half_a_cpu_throttles_under_load(quota: str) -> None:
     svc = start(cpus=0.5, framework="flask", worker_class="sync", workers=2)
     try:
@@ -142,6 +144,7 @@ def test_half_a_cpu_throttles_under_load(quota: str) -> None:
     assert not serve_cgroup_dir(svc.pid).exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_to_serve_alone_ends_everything(sig: int, quota: str) -> None:
     svc = start(cpus=1, framework="fastapi", worker_class="uvicorn", workers=2)

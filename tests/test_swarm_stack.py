@@ -26,10 +26,7 @@ OVERRIDE: dict[str, Any] = yaml.safe_load(
 # healthchecks, which come from docker-compose.yml alone.
 ALLOWED = {"environment", "volumes", "configs", "deploy"}
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("docker") is None or subprocess.run(
-        ["docker", "compose", "version"], capture_output=True, check=False).returncode != 0,
-    reason="needs the docker CLI with Compose v2 (.ci/install-compose-v2)")
+pytestmark = pytest.mark.requires("compose")
 
 
 def compose_only() -> dict[str, Any]:

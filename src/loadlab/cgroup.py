@@ -188,12 +188,6 @@ def cpu_cgroup_version(root: Path = CGROUP_ROOT) -> str:
     return "v2" if v2_has_cpu(root) else "none"
 
 
-def _controller_dir(mount: Path, path: str) -> Path:
-    """The cgroup's directory, or the mount itself when a namespace hides the path."""
-    candidate = mount / path.lstrip("/")
-    return candidate if candidate.is_dir() else mount
-
-
 def own_cgroup(root: Path = CGROUP_ROOT, proc_cgroup: str | None = None) -> CgroupRef | None:
     """This process's cgroup: v1 when a v1 cpu controller is mounted, else v2."""
     paths = own_cgroup_paths(proc_cgroup)

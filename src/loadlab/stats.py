@@ -70,10 +70,6 @@ class Ratio:
     n_baseline: int
     n_current: int
 
-    @property
-    def half_width(self) -> float:
-        return (self.high - self.low) / 2.0
-
     def excludes(self, value: float) -> bool:
         return value < self.low or value > self.high
 

@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,14 @@ from loadlab.dashboards import database, render
 from loadlab.dashboards.queries import queries, substitute
 
 
-def scrape_settle() -> None:
-    time.sleep(5)  # two scrapes at the e2e's 2 s interval
+def scrape_settle(stack: Stack, scrapes: int = 2) -> None:
+    """Wait until Prometheus has scraped every target ``scrapes`` times from now on (a rate
+    needs two samples after the load), as its /api/v1/targets reports."""
+    for _ in range(scrapes):
+        since = time.time()
+        stack.wait_for(f"every target scraped after {since:.0f}", lambda since=since: all(
+            datetime.fromisoformat(target["lastScrape"]).timestamp() > since
+            for target in stack.prometheus("/api/v1/targets")["activeTargets"]), 60)
 
 
 def test_up_within_budget_and_all_healthy(stack: Stack) -> None:
@@ -120,7 +127,7 @@ def test_request_counts_agree_with_locust(stack: Stack) -> None:
     before_served, before_sent = counter(stack, served), counter(stack, sent)
     counts = swarm(stack, "http://fastapi:8000", 8, scenario="json", target="fastapi")
     assert counts.get("/json", 0) > 100, counts
-    scrape_settle()
+    scrape_settle(stack)
     # Locust's exporter (scraped by Prometheus) counts exactly what Locust's stats count.
     # The workers' last reports reach the master's stats and its exporter a moment after
     # the stop; both must then agree exactly.
@@ -148,7 +155,7 @@ def test_half_a_cpu_under_cpu_load_is_throttled(stack: Stack) -> None:
     counts = swarm(stack, "http://flask:8000", 8, scenario="cpu", cpu_work="200",
                    target="flask")
     assert counts.get("/cpu", 0) > 0, counts
-    scrape_settle()
+    scrape_settle(stack)
     assert counter(stack, throttled) > before
     share = stack.query('max_over_time(service:loadlab_cpu_throttled_periods:'
                         'ratio_rate30s{service="flask"}[1m])')
@@ -254,7 +261,7 @@ def _every_panel_shows_the_four(stack: Stack) -> None:
         # By the form's Target: the boards' client-side series carry it as `target`.
         counts = swarm(stack, f"http://{service}:8000", 3, scenario="json", target=service)
         assert counts.get("/json", 0) > 0, (service, counts)
-    scrape_settle()
+    scrape_settle(stack)
     start = time.time() - 600
     values = {"service": "|".join(VARIANT_SERVICES), "handler": ".*"}
     missing, checked = [], 0
@@ -283,7 +290,7 @@ def test_loadlab_run_with_the_compose_runtime(stack: Stack, tmp_path: Path) -> N
     run = json.loads((out / "summary.json").read_text())["runs"][0]
     assert run["status"] == "ok" and run["requests"] > 0 and run["failures"] == 0
     assert run["server"]["cpu_limit"] == 0.5
-    scrape_settle()
+    scrape_settle(stack)
     limit = stack.query('last_over_time(loadlab_cpu_limit_cores{service="fastapi"}[1m])')
     assert limit["fastapi"] == 0.5
 

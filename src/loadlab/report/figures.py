@@ -33,14 +33,13 @@ def _parts(run: Run) -> dict[str, str]:
         "stack": variant_label(run, "row"),
         "cpus": cpus_text(run),
         "load": load(run),
-        "repeat": f"#{run['repeat']}" if run.get("repeat") is not None else "",
     }
 
 
 def labels(runs: Sequence[Run]) -> tuple[list[str], str]:
     """Row labels with only what differs between the runs, and what they all share."""
     parts = [_parts(r) for r in runs]
-    keys = ("stack", "cpus", "load", "repeat")
+    keys = ("stack", "cpus", "load")
     varying = [k for k in keys if len({p[k] for p in parts}) > 1 or k == "stack"]
     shared = [parts[0][k] for k in keys if k not in varying and parts and parts[0][k]]
     rows = [" · ".join(p[k] for k in varying if p[k]) for p in parts]

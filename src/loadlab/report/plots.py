@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import matplotlib
@@ -24,8 +24,6 @@ COLOURS = {"fastapi": "#059669", "flask": "#2563eb"}
 STYLES = ["-", "--", ":", "-."]
 
 
-def ok_runs(runs: Iterable[Run]) -> list[Run]:
-    return [r for r in runs if r.get("status") == "ok" and r.get("rps")]
 
 
 def to_svg(fig: Figure) -> str:

@@ -122,7 +122,6 @@ class Variant(TypedDict, total=False):
     db_pool_size: int | None
     duration_s: float
     warmup_s: float
-    repeat: int
 
 
 class Round(TypedDict, total=False):
@@ -288,8 +287,6 @@ def variant_key(run: Mapping[str, Any]) -> str:
     if run.get("db_pool_size") is not None:
         parts.append(f"pool{run['db_pool_size']}")
     parts += [f"{k}={v}" for k, v in sorted((run.get("extra") or {}).items())]
-    if run.get("repeat"):
-        parts.append(f"r{run['repeat']}")
     return "-".join(parts)
 
 

@@ -171,7 +171,6 @@ class RunSpec:
     cpu_work: int | None = None
     db_pool_size: int | None = None  # connections per service process (None: its default)
     extra: dict[str, str] = field(default_factory=dict)  # further locustfile options
-    repeat: int = 0  # repetitions of one cell, alternated with the cells compared with it
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
