@@ -15,25 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from requirements_probe import require
+from lab_services import require_ft
 
 from loadlab.launch import ServiceProcess, free_port
-from loadlab.serve import ServeError, ServerConfig, ft_python, serve_argv
-
-
-def require_ft() -> None:
-    """Skip (or fail where required) unless the free-threaded interpreter is built."""
-    try:
-        path = ft_python()
-    except ServeError:
-        require("python_ft", f"no free-threaded interpreter at "
-                f"{os.environ.get('LOADLAB_PYTHON_FT') or '/opt/loadlab-python-ft/venv'}")
-        return
-    probe = subprocess.run(
-        [str(path), "-c", "import sys, sysconfig; "
-         "sys.exit(0 if sysconfig.get_config_var('Py_GIL_DISABLED') else 1)"],
-        capture_output=True, check=False, timeout=60)
-    require("python_ft", None if probe.returncode == 0 else f"{path} is not a free-threaded build")
+from loadlab.serve import ServeError, ServerConfig, serve_argv
 
 
 def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -43,6 +28,8 @@ def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
 
 
 def info(options: dict[str, object]) -> dict[str, object]:
+    if options.get("python") == "ft":
+        require_ft()
     cfg = ServerConfig(port=free_port(), **options)  # type: ignore[arg-type]
     with ServiceProcess(cfg) as svc:
         reply = httpx.get(f"{svc.url}/info", timeout=30)
@@ -98,7 +85,6 @@ FT_VARIANTS = {
 
 @pytest.mark.parametrize("variant", sorted(FT_VARIANTS))
 def test_gil_is_off_inside_a_request_on_the_free_threaded_build(variant: str) -> None:
-    require_ft()
     body = info({**FT_VARIANTS[variant], "python": "ft"})
     python = body["python"]
     assert isinstance(python, dict)
