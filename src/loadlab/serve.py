@@ -226,12 +226,15 @@ def ft_python(environ: dict[str, str] | None = None) -> Path:
 
 
 def on_python(cfg: ServerConfig, command: list[str], env: dict[str, str]) -> list[str]:
-    """`command` run by the interpreter cfg.python names. On ft, loadlab is imported from
-    this checkout (on PYTHONPATH, ahead of the venv's own copy): both run the same code."""
+    """`command` run by the interpreter cfg.python names. On ft, loadlab run from a checkout
+    is imported from it (on PYTHONPATH, ahead of the venv's own copy): both run the same
+    code. An installed loadlab's directory is not added: its neighbours are built for
+    this interpreter, not 3.13t."""
     if cfg.python == "default":
         return command
     source = Path(__file__).resolve().parent.parent
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(source)) if p)
+    if source.name not in ("site-packages", "dist-packages"):
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(source)) if p)
     return [str(ft_python()), *command[1:]]
 
 
