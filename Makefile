@@ -28,7 +28,7 @@ install: $(BIN)/loadlab
 lock: install
 	$(BIN)/python scripts/lock.py
 
-SHELL_SCRIPTS := .ci/run .ci/engine.sh .ci/install-compose-v2 grafana/entrypoint.sh prometheus/entrypoint.sh \
+SHELL_SCRIPTS := .ci/run .ci/engine.sh .ci/install-compose-v2 .ci/build-python-ft grafana/entrypoint.sh prometheus/entrypoint.sh \
 	postgres/entrypoint.sh postgres/docker-entrypoint.sh deploy/kubernetes/prometheus/entrypoint.sh \
 	src/loadlab/healthcheck.sh
 

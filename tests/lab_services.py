@@ -7,9 +7,12 @@ directory's conftest shadows.
 from __future__ import annotations
 
 import os
+import subprocess
+
+from requirements_probe import require
 
 from loadlab.launch import ServiceProcess, free_port
-from loadlab.serve import ServerConfig
+from loadlab.serve import FT_PYTHON, FT_PYTHON_ENV, ServeError, ServerConfig, ft_python
 
 # The variants the contract suite runs against: every server and worker class, 2 workers.
 VARIANTS = {
@@ -19,9 +22,37 @@ VARIANTS = {
     "flask-gthread": dict(framework="flask", worker_class="gthread", workers=2, threads=4),
     "flask-gevent": dict(framework="flask", worker_class="gevent", workers=2),
 }
+# The same on free-threaded CPython 3.13t (``--python ft``; no gevent there): the contract
+# suite's ``service`` fixture runs these too, skipping until .ci/build-python-ft has run.
+FT_VARIANTS = {
+    f"{name}-ft": dict(options, python="ft") for name, options in VARIANTS.items()
+    if options["worker_class"] in ("uvicorn", "sync", "gthread")
+}
+
+
+def require_ft() -> None:
+    """Skip (or, under LOADLAB_REQUIRE_PYTHON_FT/ALL, fail) unless the free-threaded
+    interpreter is built."""
+    try:
+        path = ft_python()
+    except ServeError:
+        where = os.environ.get(FT_PYTHON_ENV) or FT_PYTHON
+        require("python_ft", f"no free-threaded interpreter at {where}")
+        return
+    probe = subprocess.run(
+        [str(path), "-c", "import sys, sysconfig; "
+         "sys.exit(0 if sysconfig.get_config_var('Py_GIL_DISABLED') else 1)"],
+        capture_output=True, check=False, timeout=60)
+    require("python_ft", None if probe.returncode == 0 else f"{path} is not a free-threaded build")
+
+
+def _require_interpreter(options: dict[str, object]) -> None:
+    if options.get("python") == "ft":
+        require_ft()
 
 
 def start_service(**options: object) -> ServiceProcess:
+    _require_interpreter(options)
     cfg = ServerConfig(port=free_port(), **options)  # type: ignore[arg-type]
     return ServiceProcess(cfg).start()
 
@@ -29,6 +60,7 @@ def start_service(**options: object) -> ServiceProcess:
 def db_service(url: str, pool_size: int | None = None, timeout_s: float | None = None,
                **options: object) -> ServiceProcess:
     """A service whose database is ``url``; a context manager (started on entry)."""
+    _require_interpreter(options)
     env = {**os.environ, "DATABASE_URL": url}
     env.pop("LOADLAB_DB_POOL_SIZE", None)
     if pool_size is not None:

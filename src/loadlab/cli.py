@@ -40,7 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
     cfg = ServerConfig(
         framework=args.framework, host=args.host, port=args.port, workers=args.workers,
         worker_class=args.worker_class or "", threads=args.threads, cpus=args.cpus,
-        loop=args.loop, http=args.http, metrics_port=args.metrics_port,
+        loop=args.loop, http=args.http, metrics_port=args.metrics_port, python=args.python,
     )
     return serve(cfg)
 
@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, default=None,
                    help="port of the supervisor's /metrics, outside the worker pool "
                         "(default: $LOADLAB_METRICS_PORT, 9000 in containers, else a free one)")
+    p.add_argument("--python", default="default", choices=["default", "ft"],
+                   help="the interpreter: this one, or free-threaded CPython 3.13t "
+                        "(.ci/build-python-ft; $LOADLAB_PYTHON_FT); see docs/serve.md")
     p.set_defaults(func=_serve)
     _register_doctor(sub)
     _register_runner(sub)

@@ -49,6 +49,11 @@ HTTPS = ("auto", "h11", "httptools")
 # listen() backlog of both servers (their own default), passed on so that the accept-queue
 # gauge can state its limit (metrics/acceptqueue.py).
 LISTEN_BACKLOG = 2048
+# The interpreters a service can run on: this one, or the free-threaded CPython 3.13t that
+# .ci/build-python-ft builds (its venv's python at FT_PYTHON, or $LOADLAB_PYTHON_FT).
+PYTHONS = ("default", "ft")
+FT_PYTHON_ENV = "LOADLAB_PYTHON_FT"
+FT_PYTHON = Path("/opt/loadlab-python-ft/venv/bin/python")
 
 
 class ServeError(UserError, ValueError):
@@ -69,6 +74,7 @@ class ServerConfig:
     # The supervisor's metrics port; None: $LOADLAB_METRICS_PORT, else 9000 in the lab's
     # containers, else a free port (0).
     metrics_port: int | None = None
+    python: str = "default"  # one of PYTHONS
 
     def __post_init__(self) -> None:
         if self.framework not in WORKER_CLASSES:
@@ -103,6 +109,11 @@ class ServerConfig:
         if self.loop not in LOOPS or self.http not in HTTPS:
             raise ServeError(f"--loop must be one of {', '.join(LOOPS)} and --http one of "
                              f"{', '.join(HTTPS)}")
+        if self.python not in PYTHONS:
+            raise ServeError(f"--python must be one of {', '.join(PYTHONS)}, got {self.python!r}")
+        if self.python == "ft" and self.worker_class == "gevent":
+            raise ServeError("--worker-class gevent cannot run on --python ft: gevent (and the "
+                             "cffi it needs) do not support free-threaded CPython 3.13t")
         if self.server != "uvicorn" and (self.loop != "auto" or self.http != "auto"):
             raise ServeError("--loop and --http apply to --worker-class uvicorn only "
                              "(Gunicorn's uvicorn-worker picks uvloop and httptools itself)")
@@ -132,6 +143,8 @@ def serve_argv(cfg: ServerConfig) -> list[str]:
         argv += ["--cpus", str(cfg.cpus)]
     if cfg.metrics_port is not None:
         argv += ["--metrics-port", str(cfg.metrics_port)]
+    if cfg.python != "default":
+        argv += ["--python", cfg.python]
     return argv
 
 
@@ -199,6 +212,30 @@ def build_command(cfg: ServerConfig) -> list[str]:
         sys.executable, "-m", "gunicorn", f"{module}:create_app()",
         "--config", "python:loadlab.gunicorn_conf", "--chdir", str(app_dir),
     ]
+
+
+def ft_python(environ: dict[str, str] | None = None) -> Path:
+    """The free-threaded interpreter: $LOADLAB_PYTHON_FT, else the venv that
+    .ci/build-python-ft makes. One line saying how to build it when it is not there."""
+    env = os.environ if environ is None else environ
+    path = Path(env.get(FT_PYTHON_ENV, "").strip() or FT_PYTHON)
+    if not os.access(path, os.X_OK) or path.is_dir():
+        raise ServeError(f"--python ft: no free-threaded interpreter at {path}: build it with "
+                         f".ci/build-python-ft (or set {FT_PYTHON_ENV} to one)")
+    return path
+
+
+def on_python(cfg: ServerConfig, command: list[str], env: dict[str, str]) -> list[str]:
+    """`command` run by the interpreter cfg.python names. On ft, loadlab run from a checkout
+    is imported from it (on PYTHONPATH, ahead of the venv's own copy): both run the same
+    code. An installed loadlab's directory is not added: its neighbours are built for
+    this interpreter, not 3.13t."""
+    if cfg.python == "default":
+        return command
+    source = Path(__file__).resolve().parent.parent
+    if source.name not in ("site-packages", "dist-packages"):
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(source)) if p)
+    return [str(ft_python()), *command[1:]]
 
 
 def build_env(cfg: ServerConfig, metrics_dir: Path | None) -> dict[str, str]:
@@ -367,6 +404,8 @@ def serve(cfg: ServerConfig) -> int:
     check_service_settings()
     check_database_url()
     command = build_command(cfg)  # refuses bad recycling settings before anything starts
+    if cfg.python == "ft":
+        ft_python()  # not built: one line, before anything starts
     received: list[int] = []
     proc: subprocess.Popen[bytes] | None = None
 
@@ -400,6 +439,7 @@ def serve(cfg: ServerConfig) -> int:
         env.pop(cpulimit.SCOPE_ENV, None)
         env.pop(cgroup.CGROUP_ENV, None)
         env.update(limit.env())
+        command = on_python(cfg, command, env)
         side = start_side_metrics(cfg, side_port, metrics_dir, env)
         env[URL_ENV] = side.url
         if received:
