@@ -10,15 +10,18 @@ import os
 
 from loadlab.launch import ServiceProcess, free_port
 from loadlab.serve import ServerConfig
+from loadlab.servers import variant_name
 
-# The variants the contract suite runs against: every server and worker class, 2 workers.
-VARIANTS = {
-    "fastapi-uvicorn": dict(framework="fastapi", worker_class="uvicorn", workers=2),
-    "fastapi-gunicorn": dict(framework="fastapi", worker_class="uvicorn-worker", workers=2),
-    "flask-sync": dict(framework="flask", worker_class="sync", workers=2),
-    "flask-gthread": dict(framework="flask", worker_class="gthread", workers=2, threads=4),
-    "flask-gevent": dict(framework="flask", worker_class="gevent", workers=2),
-}
+# The variants the contract suite runs against: every worker class of every server in the
+# registry (tests/test_servers.py checks none is missing), 2 workers, named by the registry.
+_VARIANTS: list[dict[str, object]] = [
+    dict(framework="fastapi", worker_class="uvicorn", workers=2),
+    dict(framework="fastapi", worker_class="uvicorn-worker", workers=2),
+    dict(framework="flask", worker_class="sync", workers=2),
+    dict(framework="flask", worker_class="gthread", workers=2, threads=4),
+    dict(framework="flask", worker_class="gevent", workers=2),
+]
+VARIANTS = {variant_name(str(v["framework"]), str(v["worker_class"])): v for v in _VARIANTS}
 
 
 def start_service(**options: object) -> ServiceProcess:

@@ -11,8 +11,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from loadlab.servers import FRAMEWORK_TITLES, worker_class
+
 Run = dict[str, Any]
-NAMES = {"fastapi": "FastAPI", "flask": "Flask"}
+NAMES = FRAMEWORK_TITLES
 # The lab locustfile's defaults, for runs that did not set them (docs/locust.md).
 DEFAULT_IO_MS, DEFAULT_CPU_WORK = 50, 100
 MAX_SENTENCES = 3
@@ -29,14 +31,13 @@ def stack(run: Run) -> str:
     """FastAPI on one Uvicorn process; Flask on 2 Gunicorn gthread workers × 4 threads."""
     name = NAMES.get(run["target"], run["target"])
     klass, n = run.get("worker_class") or "", int(run.get("workers") or 1)
-    if klass == "uvicorn":
-        where = _count(n, "Uvicorn process", "Uvicorn processes")
-    elif klass == "uvicorn-worker":
-        where = _count(n, "Gunicorn Uvicorn worker", "Gunicorn Uvicorn workers")
-    else:
+    entry = worker_class(klass)
+    if entry is not None:
+        where = entry.title(n)
+    else:  # a class this lab no longer knows: name it as Gunicorn's
         where = _count(n, f"Gunicorn {klass} worker", f"Gunicorn {klass} workers")
-        if int(run.get("threads") or 1) > 1:
-            where += f" × {run['threads']} threads"
+    if int(run.get("threads") or 1) > 1:
+        where += f" × {run['threads']} threads"
     limit = run.get("cpus")
     tail = f" limited to {limit:g} CPU" if limit else ""
     return f"{name} on {where}{tail}"

@@ -1,0 +1,66 @@
+"""The server registry is the one home of "what a server is": what derives from it agrees."""
+
+from __future__ import annotations
+
+import pytest
+from lab_services import VARIANTS
+
+from loadlab import db, servers
+from loadlab.metrics.collectors import ServerLabels, service_families
+from loadlab.metrics.definitions import THREADPOOL_SIZE
+from loadlab.report.headline import stack
+from loadlab.runner import manifest
+from loadlab.serve import ServeError, ServerConfig, build_command
+from loadlab.serverinfo import package_versions
+
+
+def test_the_contract_suite_runs_every_worker_class_of_every_server() -> None:
+    covered = {(v["framework"], v["worker_class"]) for v in VARIANTS.values()}
+    expected = {(fw, k) for fw, classes in servers.WORKER_CLASSES.items() for k in classes}
+    assert covered == expected
+
+
+def test_every_framework_is_served_by_some_server_on_its_interface() -> None:
+    for framework, interface in servers.INTERFACES.items():
+        assert any(interface in s.interfaces for s in servers.SERVERS.values()), framework
+        assert servers.DEFAULT_WORKER_CLASS[framework] in servers.WORKER_CLASSES[framework]
+
+
+@pytest.mark.parametrize("worker_class", sorted(servers.CLASSES))
+def test_each_class_builds_its_servers_command(worker_class: str) -> None:
+    server, klass = servers.CLASSES[worker_class]
+    framework = next(fw for fw, i in servers.INTERFACES.items() if i == klass.interface)
+    cfg = ServerConfig(framework=framework, worker_class=worker_class)  # type: ignore[arg-type]
+    assert cfg.server == server.name
+    argv = build_command(cfg)
+    assert argv[1:3] == ["-m", server.name]
+    assert stack({"target": framework, "worker_class": worker_class, "workers": 2}) == \
+        f"{servers.FRAMEWORK_TITLES[framework]} on 2 {klass.many}"
+
+
+def test_the_manifest_records_the_database_driver_and_the_load_generator() -> None:
+    assert {"psycopg", "psycopg-pool", "locust"} <= set(manifest.PACKAGES)
+    assert set(servers.PACKAGES) <= set(manifest.PACKAGES)
+    assert {"psycopg", "uvicorn", "gunicorn"} <= set(package_versions())
+
+
+def test_pool_defaults_follow_the_worker_class() -> None:
+    assert db.default_pool_size("sync", 1) == 1
+    assert db.default_pool_size("gthread", 6) == 6
+    assert db.default_pool_size("uvicorn", 1) == servers.CONCURRENT_POOL_SIZE
+    assert db.default_pool_size("gevent", 1) == servers.CONCURRENT_POOL_SIZE
+
+
+def test_thread_pool_gauges_only_for_thread_per_request_classes() -> None:
+    def has_pool(worker_class: str) -> bool:
+        labels = ServerLabels(framework="flask", server="gunicorn", worker_class=worker_class,
+                              workers=1, threads=4)
+        return any(f.name == THREADPOOL_SIZE for f in service_families(labels, []))
+
+    assert has_pool("gthread")
+    assert not has_pool("sync")
+
+
+def test_threads_need_a_thread_per_request_class() -> None:
+    with pytest.raises(ServeError, match="gthread"):
+        ServerConfig(framework="flask", worker_class="sync", threads=2)
