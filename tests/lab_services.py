@@ -20,6 +20,8 @@ _VARIANTS: list[dict[str, object]] = [
     dict(framework="flask", worker_class="sync", workers=2),
     dict(framework="flask", worker_class="gthread", workers=2, threads=4),
     dict(framework="flask", worker_class="gevent", workers=2),
+    dict(framework="fastapi", worker_class="granian", workers=2),
+    dict(framework="flask", worker_class="granian", workers=2, threads=4),
 ]
 VARIANTS = {variant_name(str(v["framework"]), str(v["worker_class"])): v for v in _VARIANTS}
 

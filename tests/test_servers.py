@@ -29,7 +29,7 @@ def test_every_framework_is_served_by_some_server_on_its_interface() -> None:
 @pytest.mark.parametrize("worker_class", sorted(servers.CLASSES))
 def test_each_class_builds_its_servers_command(worker_class: str) -> None:
     server, klass = servers.CLASSES[worker_class]
-    framework = next(fw for fw, i in servers.INTERFACES.items() if i == klass.interface)
+    framework = next(fw for fw, i in servers.INTERFACES.items() if i in klass.interfaces)
     cfg = ServerConfig(framework=framework, worker_class=worker_class)  # type: ignore[arg-type]
     assert cfg.server == server.name
     argv = build_command(cfg)
@@ -64,3 +64,24 @@ def test_thread_pool_gauges_only_for_thread_per_request_classes() -> None:
 def test_threads_need_a_thread_per_request_class() -> None:
     with pytest.raises(ServeError, match="gthread"):
         ServerConfig(framework="flask", worker_class="sync", threads=2)
+
+
+def test_granian_serves_each_app_on_its_interface_without_its_own_metrics_port() -> None:
+    asgi = build_command(ServerConfig(framework="fastapi", worker_class="granian", workers=2))
+    wsgi = build_command(ServerConfig(framework="flask", worker_class="granian", threads=3,
+                                      backpressure=8))
+    assert asgi[asgi.index("--interface") + 1] == "asgi"
+    assert wsgi[wsgi.index("--interface") + 1] == "wsgi"
+    assert wsgi[wsgi.index("--blocking-threads") + 1] == "3"
+    assert wsgi[wsgi.index("--backpressure") + 1] == "8"
+    assert "--no-metrics" in asgi and "--metrics" not in asgi
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(framework="fastapi", worker_class="granian", threads=2), "--threads"),
+    (dict(framework="flask", worker_class="sync", backpressure=4), "--backpressure"),
+])
+def test_granian_options_that_do_not_fit_are_refused(options: dict[str, object],
+                                                       message: str) -> None:
+    with pytest.raises(ServeError, match=message):
+        ServerConfig(**options)  # type: ignore[arg-type]

@@ -38,6 +38,7 @@ DEFAULT_WORKER_CLASS = servers.DEFAULT_WORKER_CLASS
 APP_MODULE = servers.APP_MODULE
 LOOPS = ("auto", "asyncio", "uvloop")
 HTTPS = ("auto", "h11", "httptools")
+MAX_BACKPRESSURE = 100_000
 # listen() backlog of both servers (their own default), passed on so that the accept-queue
 # gauge can state its limit (metrics/acceptqueue.py).
 LISTEN_BACKLOG = 2048
@@ -54,6 +55,9 @@ class ServerConfig:
     cpus: float = 0.0  # 0: no limit
     loop: str = "auto"
     http: str = "auto"
+    # Granian: requests a worker takes at once before the rest wait in the backlog; 0: its
+    # default.
+    backpressure: int = 0
     # The supervisor's metrics port; None: $LOADLAB_METRICS_PORT, else 9000 in the lab's
     # containers, else a free port (0).
     metrics_port: int | None = None
@@ -73,9 +77,17 @@ class ServerConfig:
             raise ServeError(f"--workers must be 1-{MAX_WORKERS}, got {self.workers}")
         if not 1 <= self.threads <= MAX_THREADS:
             raise ServeError(f"--threads must be 1-{MAX_THREADS}, got {self.threads}")
-        if self.threads > 1 and not servers.CLASSES[self.worker_class][1].thread_per_request:
-            threaded = [n for n, (_, k) in servers.CLASSES.items() if k.thread_per_request]
-            raise ServeError(f"--threads > 1 needs --worker-class {' or '.join(threaded)}")
+        interface = servers.INTERFACES[self.framework]
+        if self.threads > 1 and interface not in servers.CLASSES[self.worker_class][1].threaded:
+            threaded = [n for n, (_, k) in servers.CLASSES.items() if interface in k.threaded]
+            raise ServeError(f"--threads > 1 needs --worker-class {' or '.join(threaded)} "
+                             f"for {self.framework}" if threaded else
+                             f"--threads > 1 does not apply to {self.framework}")
+        if self.backpressure and self.server != "granian":
+            raise ServeError("--backpressure applies to --worker-class granian only")
+        if not 0 <= self.backpressure <= MAX_BACKPRESSURE:
+            raise ServeError(f"--backpressure must be 0 (the server's default) or "
+                             f"1-{MAX_BACKPRESSURE}, got {self.backpressure}")
         if not 0 <= self.port <= 65535:
             raise ServeError(f"--port must be 0-65535, got {self.port}")
         if self.metrics_port is not None:
@@ -120,6 +132,8 @@ def serve_argv(cfg: ServerConfig) -> list[str]:
         argv += ["--cpus", str(cfg.cpus)]
     if cfg.metrics_port is not None:
         argv += ["--metrics-port", str(cfg.metrics_port)]
+    if cfg.backpressure:
+        argv += ["--backpressure", str(cfg.backpressure)]
     return argv
 
 

@@ -71,7 +71,7 @@ class WorkerClass:
     """One ``--worker-class``: the app interface it runs and what it means for the rest."""
 
     name: str
-    interface: Interface
+    interfaces: tuple[Interface, ...]
     # How the headline names one worker and many ("Uvicorn process", "Uvicorn processes").
     one: str
     many: str
@@ -79,6 +79,8 @@ class WorkerClass:
     pool: Callable[[int], int] = _concurrent_pool
     # A request holds one thread of a per-worker pool of --threads (the pool gauges).
     thread_per_request: bool = False
+    # The interfaces on which --threads > 1 means something (threads that run the app).
+    threaded: tuple[Interface, ...] = ()
     # The server's own name for the class, when it differs (Gunicorn's -k).
     native: str = ""
     # The test variant's name after the framework ("flask-gthread").
@@ -99,10 +101,13 @@ class Server:
     # without the supervisor's side port, which always reads one).
     multiprocess: Callable[[ServerConfig], bool]
     packages: tuple[str, ...] = field(default=())
+    # The interfaces on which the app learns the client's port (Granian's WSGI environ has
+    # REMOTE_ADDR but no REMOTE_PORT).
+    client_port: tuple[Interface, ...] = ("asgi", "wsgi")
 
     @property
     def interfaces(self) -> tuple[Interface, ...]:
-        return tuple(dict.fromkeys(k.interface for k in self.classes))
+        return tuple(dict.fromkeys(i for k in self.classes for i in k.interfaces))
 
 
 def _uvicorn_command(cfg: ServerConfig, launch: Launch) -> list[str]:
@@ -131,10 +136,37 @@ def _gunicorn_command(cfg: ServerConfig, launch: Launch) -> list[str]:
     ]
 
 
+def _granian_pool(threads: int) -> int:
+    # WSGI: each request holds one of --threads blocking threads; ASGI (--threads 1): the
+    # event loop serves many at once.
+    return threads if threads > 1 else CONCURRENT_POOL_SIZE
+
+
+def _granian_command(cfg: ServerConfig, launch: Launch) -> list[str]:
+    """Granian in processes; its own --metrics stay off (Prometheus's port 9090): the lab's
+    metrics come from the apps and the supervisor's side port, as under the others."""
+    if launch.max_requests:
+        raise ServeError("LOADLAB_MAX_REQUESTS does not apply to Granian: it recycles "
+                         "workers by age or memory, not by request count")
+    argv = [
+        launch.python, "-m", "granian", "--interface", INTERFACES[cfg.framework],
+        "--factory", f"{APP_MODULE[cfg.framework]}:create_app",
+        "--working-dir", launch.app_dir, "--host", cfg.host, "--port", str(cfg.port),
+        "--workers", str(cfg.workers), "--backlog", str(launch.backlog),
+        "--log-level", "warning", "--no-access-log", "--no-metrics",
+        "--workers-kill-timeout", "10",
+    ]
+    if INTERFACES[cfg.framework] == "wsgi":
+        argv += ["--blocking-threads", str(cfg.threads)]
+    if cfg.backpressure:
+        argv += ["--backpressure", str(cfg.backpressure)]
+    return argv
+
+
 SERVERS: dict[str, Server] = {s.name: s for s in (
     Server(
         name="uvicorn", title="Uvicorn",
-        classes=(WorkerClass("uvicorn", "asgi", "Uvicorn process", "Uvicorn processes",
+        classes=(WorkerClass("uvicorn", ("asgi",), "Uvicorn process", "Uvicorn processes",
                              variant="uvicorn"),),
         command=_uvicorn_command,
         multiprocess=lambda cfg: cfg.workers > 1,
@@ -143,19 +175,29 @@ SERVERS: dict[str, Server] = {s.name: s for s in (
     Server(
         name="gunicorn", title="Gunicorn",
         classes=(
-            WorkerClass("uvicorn-worker", "asgi", "Gunicorn Uvicorn worker",
+            WorkerClass("uvicorn-worker", ("asgi",), "Gunicorn Uvicorn worker",
                         "Gunicorn Uvicorn workers", native="uvicorn_worker.UvicornWorker",
                         variant="gunicorn"),
-            WorkerClass("sync", "wsgi", "Gunicorn sync worker", "Gunicorn sync workers",
+            WorkerClass("sync", ("wsgi",), "Gunicorn sync worker", "Gunicorn sync workers",
                         pool=_one_pool, variant="sync"),
-            WorkerClass("gthread", "wsgi", "Gunicorn gthread worker", "Gunicorn gthread workers",
-                        pool=_pool_per_thread, thread_per_request=True, variant="gthread"),
-            WorkerClass("gevent", "wsgi", "Gunicorn gevent worker", "Gunicorn gevent workers",
+            WorkerClass("gthread", ("wsgi",), "Gunicorn gthread worker",
+                        "Gunicorn gthread workers", pool=_pool_per_thread,
+                        thread_per_request=True, threaded=("wsgi",), variant="gthread"),
+            WorkerClass("gevent", ("wsgi",), "Gunicorn gevent worker", "Gunicorn gevent workers",
                         variant="gevent"),
         ),
         command=_gunicorn_command,
         multiprocess=lambda cfg: True,  # Gunicorn always forks (and may recycle workers)
         packages=("gunicorn", "uvicorn", "uvicorn-worker", "gevent"),
+    ),
+    Server(
+        name="granian", title="Granian",
+        classes=(WorkerClass("granian", ("asgi", "wsgi"), "Granian worker", "Granian workers",
+                             pool=_granian_pool, threaded=("wsgi",), variant="granian"),),
+        command=_granian_command,
+        multiprocess=lambda cfg: True,  # workers are processes, the main one serves nothing
+        packages=("granian",),
+        client_port=("asgi",),
     ),
 )}
 
@@ -165,7 +207,7 @@ CLASSES: dict[str, tuple[Server, WorkerClass]] = {
 }
 # The worker classes that fit each framework, in registry order; the first is the default.
 WORKER_CLASSES: dict[str, tuple[str, ...]] = {
-    fw: tuple(name for name, (_, k) in CLASSES.items() if k.interface == iface)
+    fw: tuple(name for name, (_, k) in CLASSES.items() if iface in k.interfaces)
     for fw, iface in INTERFACES.items()
 }
 DEFAULT_WORKER_CLASS = {fw: classes[0] for fw, classes in WORKER_CLASSES.items()}
