@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import time
+
+import httpx
 import pytest
-from lab_services import VARIANTS
+from lab_services import VARIANTS, start_service
+from prometheus_client.parser import text_string_to_metric_families
 
 from loadlab import db, servers
+from loadlab.metrics.acceptqueue import effective_backlog
 from loadlab.metrics.collectors import ServerLabels, service_families
 from loadlab.metrics.definitions import THREADPOOL_SIZE
 from loadlab.report.headline import stack
 from loadlab.runner import manifest
-from loadlab.serve import ServeError, ServerConfig, build_command
+from loadlab.serve import LISTEN_BACKLOG, ServeError, ServerConfig, build_command
 from loadlab.serverinfo import package_versions
 
 
@@ -85,3 +90,24 @@ def test_granian_options_that_do_not_fit_are_refused(options: dict[str, object],
                                                        message: str) -> None:
     with pytest.raises(ServeError, match=message):
         ServerConfig(**options)  # type: ignore[arg-type]
+
+
+def test_the_accept_queue_counts_the_socket_of_every_granian_worker() -> None:
+    """Each Granian worker binds its own socket on the shared port (SO_REUSEPORT) and the
+    root process holds none: the gauge must find them in the workers."""
+    service = start_service(framework="flask", worker_class="granian", workers=2)
+    try:
+        limit = effective_backlog(LISTEN_BACKLOG)
+        deadline = time.monotonic() + 30
+        found: dict[str, float] = {}
+        while time.monotonic() < deadline:  # the second worker may bind after the first
+            text = httpx.get(service.metrics_url, timeout=10).text
+            found = {f.name: f.samples[0].value for f in text_string_to_metric_families(text)
+                     if f.name.startswith("loadlab_accept_queue")}
+            if found.get("loadlab_accept_queue_limit") == 2 * limit:
+                break
+            time.sleep(0.2)
+        assert found == {"loadlab_accept_queue_connections": 0.0,
+                         "loadlab_accept_queue_limit": 2.0 * limit}
+    finally:
+        service.stop()
