@@ -77,9 +77,8 @@ class ServerConfig:
             raise ServeError(f"--workers must be 1-{MAX_WORKERS}, got {self.workers}")
         if not 1 <= self.threads <= MAX_THREADS:
             raise ServeError(f"--threads must be 1-{MAX_THREADS}, got {self.threads}")
-        interface = servers.INTERFACES[self.framework]
-        if self.threads > 1 and interface not in servers.CLASSES[self.worker_class][1].threaded:
-            threaded = [n for n, (_, k) in servers.CLASSES.items() if interface in k.threaded]
+        threaded = servers.threaded_classes([self.framework])
+        if self.threads > 1 and self.worker_class not in threaded:
             raise ServeError(f"--threads > 1 needs --worker-class {' or '.join(threaded)} "
                              f"for {self.framework}" if threaded else
                              f"--threads > 1 does not apply to {self.framework}")

@@ -12,7 +12,7 @@ Standard library only: a Gunicorn master, the report and the database layer impo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -242,3 +242,9 @@ def variant_name(framework: str, worker_class_name: str) -> str:
     """The name tests (and the compose variants) give a framework on a worker class."""
     klass = worker_class(worker_class_name)
     return f"{framework}-{klass.variant if klass and klass.variant else worker_class_name}"
+
+
+def threaded_classes(frameworks: Iterable[str]) -> list[str]:
+    """The worker classes on which --threads > 1 means something, for any of `frameworks`."""
+    interfaces = {INTERFACES[fw] for fw in frameworks}
+    return [n for n, (_, k) in CLASSES.items() if interfaces & set(k.threaded)]
