@@ -155,6 +155,9 @@ def _granian_command(cfg: ServerConfig, launch: Launch) -> list[str]:
         "--workers", str(cfg.workers), "--backlog", str(launch.backlog),
         "--log-level", "warning", "--no-access-log", "--no-metrics",
         "--workers-kill-timeout", "10",
+        # The smallest head buffer it takes (8 KiB, about Gunicorn's request-line and header
+        # limits): a larger head is refused rather than read.
+        "--http1-buffer-size", "8192",
     ]
     if INTERFACES[cfg.framework] == "wsgi":
         argv += ["--blocking-threads", str(cfg.threads)]
