@@ -13,15 +13,20 @@ from requirements_probe import require
 
 from loadlab.launch import ServiceProcess, free_port
 from loadlab.serve import FT_PYTHON, FT_PYTHON_ENV, ServeError, ServerConfig, ft_python
+from loadlab.servers import variant_name
 
-# The variants the contract suite runs against: every server and worker class, 2 workers.
-VARIANTS = {
-    "fastapi-uvicorn": dict(framework="fastapi", worker_class="uvicorn", workers=2),
-    "fastapi-gunicorn": dict(framework="fastapi", worker_class="uvicorn-worker", workers=2),
-    "flask-sync": dict(framework="flask", worker_class="sync", workers=2),
-    "flask-gthread": dict(framework="flask", worker_class="gthread", workers=2, threads=4),
-    "flask-gevent": dict(framework="flask", worker_class="gevent", workers=2),
-}
+# The variants the contract suite runs against: every worker class of every server in the
+# registry (tests/test_servers.py checks none is missing), 2 workers, named by the registry.
+_VARIANTS: list[dict[str, object]] = [
+    dict(framework="fastapi", worker_class="uvicorn", workers=2),
+    dict(framework="fastapi", worker_class="uvicorn-worker", workers=2),
+    dict(framework="flask", worker_class="sync", workers=2),
+    dict(framework="flask", worker_class="gthread", workers=2, threads=4),
+    dict(framework="flask", worker_class="gevent", workers=2),
+    dict(framework="fastapi", worker_class="granian", workers=2),
+    dict(framework="flask", worker_class="granian", workers=2, threads=4),
+]
+VARIANTS = {variant_name(str(v["framework"]), str(v["worker_class"])): v for v in _VARIANTS}
 # The same on free-threaded CPython 3.13t (``--python ft``; no gevent there): the contract
 # suite's ``service`` fixture runs these too, skipping until .ci/build-python-ft has run.
 FT_VARIANTS = {

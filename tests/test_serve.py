@@ -34,6 +34,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "flask-sync": dict(framework="flask", worker_class="sync", workers=2),
     "flask-gthread": dict(framework="flask", worker_class="gthread", workers=1, threads=4),
     "flask-gevent": dict(framework="flask", worker_class="gevent", workers=1),
+    "fastapi-granian": dict(framework="fastapi", worker_class="granian", workers=2),
+    "flask-granian": dict(framework="flask", worker_class="granian", workers=2, threads=2),
 }
 
 

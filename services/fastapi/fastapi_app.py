@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from loadlab import contract, db, metrics, workloads
 from loadlab.openapi import with_contract_errors
@@ -221,8 +222,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         contract.check_json_request(request.headers.get("content-type"),
                                     request.headers.get("content-length"))
         body = bytearray()
-        async for chunk in request.stream():
-            contract.append_limited(body, chunk)
+        try:
+            async for chunk in request.stream():
+                contract.append_limited(body, chunk)
+        except ClientDisconnect:
+            # The server stopped the body midway: Granian reports bad chunking to the app as
+            # a disconnect (Uvicorn answers 400 itself). If the client did go, nobody reads it.
+            raise contract.ContractError(400, "malformed request body") from None
         return contract.echo(contract.parse_body(contract.EchoItem, bytes(body)))
 
     @app.get("/request", response_model=contract.RequestInfo)

@@ -167,7 +167,7 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
             query=request.args.items(multi=True),
             headers=request.headers.items(),
             cookies=request.cookies,
-            client=(client[0], int(port)) if client[0] and port else None,
+            client=(client[0], int(port) if port else None) if client[0] else None,
             content_type=request.content_type,
             content_length=request.content_length,
         ).model_dump()

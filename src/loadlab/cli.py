@@ -17,6 +17,7 @@ from loadlab import __version__
 from loadlab.errors import UserError
 from loadlab.paths import REPO_ENV
 from loadlab.serve import ServerConfig, serve
+from loadlab.servers import WORKER_CLASSES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,6 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
         framework=args.framework, host=args.host, port=args.port, workers=args.workers,
         worker_class=args.worker_class or "", threads=args.threads, cpus=args.cpus,
         loop=args.loop, http=args.http, metrics_port=args.metrics_port, python=args.python,
+        backpressure=args.backpressure,
     )
     return serve(cfg)
 
@@ -149,8 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--worker-class", default=None,
-                   help="fastapi: uvicorn | uvicorn-worker; flask: sync | gthread | gevent")
-    p.add_argument("--threads", type=int, default=1)
+                   help="; ".join(f"{fw}: {' | '.join(classes)}"
+                                  for fw, classes in WORKER_CLASSES.items()))
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads per worker: gthread's, or Granian's blocking threads (flask)")
+    p.add_argument("--backpressure", type=int, default=0,
+                   help="granian only: requests a worker takes at once (0: its default)")
     p.add_argument("--cpus", type=_cpus, default=0.0,
                    help="CPU quota in cores, fractions allowed (0: none); see docs/serve.md")
     p.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"],

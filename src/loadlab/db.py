@@ -32,6 +32,10 @@ from loadlab import contract
 from loadlab.metrics import tally
 from loadlab.metrics.definitions import DB_BUCKETS, db_errors, db_histograms, db_pool_gauges
 from loadlab.names import WORLD_ROWS
+
+# Pool defaults per worker class live in the server registry.
+from loadlab.servers import CONCURRENT_POOL_SIZE as CONCURRENT_POOL_SIZE
+from loadlab.servers import default_pool_size as default_pool_size
 from loadlab.settings import ServiceSettings
 
 if TYPE_CHECKING:
@@ -49,20 +53,6 @@ SLEEP = "SELECT pg_sleep(%s)"
 DOWN_WAIT_S = 0.5
 RECONNECT_S = 5.0
 CONNECT_TIMEOUT_S = 5
-
-# Connections per worker process when LOADLAB_DB_POOL_SIZE is not set: a sync worker
-# serves one request at a time (more connections would sit idle), a gthread worker one
-# per thread, an event loop or a gevent worker many at once.
-CONCURRENT_POOL_SIZE = 10
-
-
-def default_pool_size(worker_class: str, threads: int) -> int:
-    if worker_class == "sync":
-        return 1
-    if worker_class == "gthread":
-        return threads
-    return CONCURRENT_POOL_SIZE
-
 
 def pool_size(settings: ServiceSettings) -> int:
     return settings.db_pool_size or default_pool_size(settings.worker_class, settings.threads)

@@ -41,7 +41,7 @@ def describe_request(
     query: Iterable[tuple[str, str]],
     headers: Iterable[tuple[str, str]],
     cookies: Mapping[str, str],
-    client: tuple[str, int] | None,
+    client: tuple[str, int | None] | None,
     content_type: str | None,
     content_length: int | None,
 ) -> RequestInfo:

@@ -21,31 +21,24 @@ from pathlib import Path
 from types import FrameType
 from typing import Literal
 
-from loadlab import cgroup, cpulimit
+from loadlab import cgroup, cpulimit, servers
 from loadlab.contract import MAX_THREADS, MAX_WORKERS
-from loadlab.errors import UserError
 from loadlab.metrics.collectors import ServerLabels
 from loadlab.metrics.multiprocess import is_alive
 from loadlab.metrics.side import CONTAINER_PORT, PORT_ENV, URL_ENV, SideMetrics
 from loadlab.paths import lab_path
 from loadlab.procs import set_death_signal
+from loadlab.servers import ServeError as ServeError
 
 Framework = Literal["fastapi", "flask"]
 
-WORKER_CLASSES: dict[str, tuple[str, ...]] = {
-    "fastapi": ("uvicorn", "uvicorn-worker"),
-    "flask": ("sync", "gthread", "gevent"),
-}
-DEFAULT_WORKER_CLASS = {"fastapi": "uvicorn", "flask": "sync"}
-GUNICORN_CLASS = {
-    "uvicorn-worker": "uvicorn_worker.UvicornWorker",
-    "sync": "sync",
-    "gthread": "gthread",
-    "gevent": "gevent",
-}
-APP_MODULE = {"fastapi": "fastapi_app", "flask": "flask_app"}
+# Derived from the server registry (servers.py), kept here for their importers.
+WORKER_CLASSES = servers.WORKER_CLASSES
+DEFAULT_WORKER_CLASS = servers.DEFAULT_WORKER_CLASS
+APP_MODULE = servers.APP_MODULE
 LOOPS = ("auto", "asyncio", "uvloop")
 HTTPS = ("auto", "h11", "httptools")
+MAX_BACKPRESSURE = 100_000
 # listen() backlog of both servers (their own default), passed on so that the accept-queue
 # gauge can state its limit (metrics/acceptqueue.py).
 LISTEN_BACKLOG = 2048
@@ -54,10 +47,6 @@ LISTEN_BACKLOG = 2048
 PYTHONS = ("default", "ft")
 FT_PYTHON_ENV = "LOADLAB_PYTHON_FT"
 FT_PYTHON = Path("/opt/loadlab-python-ft/venv/bin/python")
-
-
-class ServeError(UserError, ValueError):
-    """A server configuration that cannot run; the message is one line for the user."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +60,9 @@ class ServerConfig:
     cpus: float = 0.0  # 0: no limit
     loop: str = "auto"
     http: str = "auto"
+    # Granian: requests a worker takes at once before the rest wait in the backlog; 0: its
+    # default.
+    backpressure: int = 0
     # The supervisor's metrics port; None: $LOADLAB_METRICS_PORT, else 9000 in the lab's
     # containers, else a free port (0).
     metrics_port: int | None = None
@@ -91,8 +83,16 @@ class ServerConfig:
             raise ServeError(f"--workers must be 1-{MAX_WORKERS}, got {self.workers}")
         if not 1 <= self.threads <= MAX_THREADS:
             raise ServeError(f"--threads must be 1-{MAX_THREADS}, got {self.threads}")
-        if self.threads > 1 and self.worker_class != "gthread":
-            raise ServeError("--threads > 1 needs --worker-class gthread")
+        threaded = servers.threaded_classes([self.framework])
+        if self.threads > 1 and self.worker_class not in threaded:
+            raise ServeError(f"--threads > 1 needs --worker-class {' or '.join(threaded)} "
+                             f"for {self.framework}" if threaded else
+                             f"--threads > 1 does not apply to {self.framework}")
+        if self.backpressure and self.server != "granian":
+            raise ServeError("--backpressure applies to --worker-class granian only")
+        if not 0 <= self.backpressure <= MAX_BACKPRESSURE:
+            raise ServeError(f"--backpressure must be 0 (the server's default) or "
+                             f"1-{MAX_BACKPRESSURE}, got {self.backpressure}")
         if not 0 <= self.port <= 65535:
             raise ServeError(f"--port must be 0-65535, got {self.port}")
         if self.metrics_port is not None:
@@ -120,14 +120,13 @@ class ServerConfig:
 
     @property
     def server(self) -> str:
-        return "uvicorn" if self.worker_class == "uvicorn" else "gunicorn"
+        return servers.server_of(self.worker_class).name
 
     @property
     def multiprocess(self) -> bool:
         """More than one process serves. Under ``loadlab serve`` the metrics always go
         through a multiprocess directory: the supervisor's side port reads it."""
-        # Gunicorn always forks (and may recycle workers); Uvicorn only with workers > 1.
-        return self.server == "gunicorn" or self.workers > 1
+        return servers.server_of(self.worker_class).multiprocess(self)
 
 
 def serve_argv(cfg: ServerConfig) -> list[str]:
@@ -145,6 +144,8 @@ def serve_argv(cfg: ServerConfig) -> list[str]:
         argv += ["--metrics-port", str(cfg.metrics_port)]
     if cfg.python != "default":
         argv += ["--python", cfg.python]
+    if cfg.backpressure:
+        argv += ["--backpressure", str(cfg.backpressure)]
     return argv
 
 
@@ -190,28 +191,12 @@ def recycling() -> tuple[int, int]:
 
 
 def build_command(cfg: ServerConfig) -> list[str]:
-    app_dir = services_dir() / cfg.framework
-    module = APP_MODULE[cfg.framework]
+    """The server's command line, as its registry entry builds it (servers.py)."""
     max_requests, jitter = recycling()
-    if cfg.server == "uvicorn":
-        argv = [
-            sys.executable, "-m", "uvicorn", f"{module}:create_app", "--factory",
-            "--app-dir", str(app_dir), "--host", cfg.host, "--port", str(cfg.port),
-            "--workers", str(cfg.workers), "--loop", cfg.loop, "--http", cfg.http,
-            "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "10",
-            "--backlog", str(LISTEN_BACKLOG),
-        ]
-        if max_requests:
-            if cfg.workers < 2:  # one Uvicorn process serves alone: no supervisor restarts it
-                raise ServeError("LOADLAB_MAX_REQUESTS under Uvicorn needs --workers 2 or "
-                                 "more: a single Uvicorn process would exit for good")
-            argv += ["--limit-max-requests", str(max_requests),
-                     "--limit-max-requests-jitter", str(jitter)]
-        return argv
-    return [
-        sys.executable, "-m", "gunicorn", f"{module}:create_app()",
-        "--config", "python:loadlab.gunicorn_conf", "--chdir", str(app_dir),
-    ]
+    launch = servers.Launch(python=sys.executable, app_dir=str(services_dir() / cfg.framework),
+                            backlog=LISTEN_BACKLOG, max_requests=max_requests,
+                            max_requests_jitter=jitter)
+    return servers.server_of(cfg.worker_class).command(cfg, launch)
 
 
 def ft_python(environ: dict[str, str] | None = None) -> Path:
@@ -255,7 +240,8 @@ def build_env(cfg: ServerConfig, metrics_dir: Path | None) -> dict[str, str]:
     )
     env.setdefault("FORWARDED_ALLOW_IPS", "")  # trust no X-Forwarded-For unless a proxy is named
     if cfg.server == "gunicorn":
-        env["LOADLAB_GUNICORN_WORKER_CLASS"] = GUNICORN_CLASS[cfg.worker_class]
+        klass = servers.CLASSES[cfg.worker_class][1]
+        env["LOADLAB_GUNICORN_WORKER_CLASS"] = klass.native or klass.name
     if metrics_dir is not None:
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     else:

@@ -11,10 +11,11 @@ from importlib.metadata import PackageNotFoundError, version
 from loadlab import cgroup, db
 from loadlab.contract import PythonInfo, ServerInfo
 from loadlab.metrics.side import URL_ENV
+from loadlab.servers import PACKAGES
 from loadlab.settings import ServiceSettings
 
-_PACKAGES = ("loadlab", "fastapi", "starlette", "uvicorn", "flask", "werkzeug", "gunicorn",
-             "gevent", "pydantic", "prometheus-client", "psycopg", "psycopg-pool")
+# The servers', apps' and lab's packages, from the server registry.
+_PACKAGES = PACKAGES
 
 
 def package_versions(names: tuple[str, ...] = _PACKAGES) -> dict[str, str]:

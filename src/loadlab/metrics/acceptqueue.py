@@ -9,8 +9,9 @@ thousands of TIME_WAIT connections a load test leaves), else from ``/proc/net/tc
 ``tcp6`` (``rx_queue`` of the LISTEN row; the limit is then the backlog the server asked
 for, capped by ``net.core.somaxconn`` as the kernel does). Only the service's own sockets
 count: those among the open files of the process that listens (Gunicorn's master and its
-workers, Uvicorn's process or its supervisor and workers), matched by inode, so another
-program on the same port never counts.
+workers, Uvicorn's process or its supervisor and workers; Granian's workers, each with a
+socket of its own on the shared port), matched by inode, so another program on the same
+port never counts.
 
 What it can see: requests waiting for a free worker when the server accepts only when it
 is free (Gunicorn sync, one connection per worker) and when an event loop is too busy to
@@ -109,6 +110,22 @@ def socket_inodes(pid: int) -> set[int]:
     return inodes
 
 
+def child_pids(pid: int) -> list[int]:
+    """``pid``'s children (all its threads'), from /proc; empty if it is gone."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(p) for p in f.read().split()]
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def listen_rows(tables: tuple[str, ...] = TCP_TABLES) -> dict[int, int]:
     """inode -> accept-queue length of every LISTEN socket in this network namespace."""
     rows: dict[int, int] = {}
@@ -148,6 +165,7 @@ class AcceptQueueReader:
         self.tables = tables
         self.netlink = netlink
         self._inodes: set[int] = set()
+        self._per_worker = False
 
     def read(self) -> AcceptQueue | None:
         """The queue now, or None when ``pid`` listens on nothing (yet)."""
@@ -156,8 +174,14 @@ class AcceptQueueReader:
             limit = effective_backlog(self.backlog)
             diag = {inode: (queue, limit) for inode, queue in listen_rows(self.tables).items()}
         mine = self._inodes & diag.keys()
-        if not mine:
+        if not mine or self._per_worker:
             self._inodes = socket_inodes(self.pid) & diag.keys()
+            self._per_worker = not self._inodes
+            if self._per_worker:
+                # Each worker binds its own socket (Granian, SO_REUSEPORT): the root holds
+                # none, its children do, and they come, go and respawn: look every time.
+                for child in child_pids(self.pid):
+                    self._inodes |= socket_inodes(child) & diag.keys()
             mine = self._inodes
         if not mine:
             return None

@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from loadlab import cgroup
+from loadlab import cgroup, servers
 from loadlab.metrics.acceptqueue import AcceptQueueReader
 from loadlab.metrics.definitions import THREADPOOL_BUSY, THREADPOOL_SIZE
 from loadlab.proctree import process_tree, pss_bytes, tree_cpu_seconds
@@ -153,8 +153,9 @@ def service_families(labels: ServerLabels | None, http: list[Metric],
                    cpu.throttled_seconds)
     yield _gauge("loadlab_memory_bytes", MEMORY_HELP, memory_bytes(environ))
     yield from accept_queue_families(accept)
-    if labels is not None and labels.worker_class == "gthread":
-        # Each request in flight holds one gthread thread: the pool's use is the in-flight sum.
+    klass = servers.worker_class(labels.worker_class) if labels is not None else None
+    if labels is not None and klass is not None and klass.thread_per_request:
+        # Each request in flight holds one thread: the pool's use is the in-flight sum.
         workers = sample_sum(http, "loadlab_workers")
         yield _gauge(THREADPOOL_BUSY, "Threads of the request thread pool in use now, "
                      "summed over the live workers.", sample_sum(http, "http_requests_in_progress"))

@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, TypedDict, cast
 
+from loadlab.servers import FRAMEWORK_TITLES, worker_class
+
 # Statuses of a run (docs/runner.md): only "ok" runs are figures.
 OK, FAILED, ERRORS, BROKEN = "ok", "failed", "errors", "broken"
 Status = Literal["ok", "failed", "errors", "broken"]
 STATUSES: tuple[Status, ...] = ("ok", "failed", "errors", "broken")
 # How a target is named in prose.
-NAMES = {"fastapi": "FastAPI", "flask": "Flask"}
+NAMES = FRAMEWORK_TITLES
 
 
 class LatencyMs(TypedDict, total=False):
@@ -211,16 +213,16 @@ def _count(n: int, one: str, many: str) -> str:
 
 
 def _prose(run: Mapping[str, Any]) -> str:
+    """FastAPI on one Uvicorn process; Flask on 2 Gunicorn gthread workers × 4 threads."""
     name = NAMES.get(run["target"], run["target"])
     klass, n = run.get("worker_class") or "", int(run.get("workers") or 1)
-    if klass == "uvicorn":
-        where = _count(n, "Uvicorn process", "Uvicorn processes")
-    elif klass == "uvicorn-worker":
-        where = _count(n, "Gunicorn Uvicorn worker", "Gunicorn Uvicorn workers")
-    else:
+    entry = worker_class(klass)
+    if entry is not None:
+        where = entry.title(n)
+    else:  # a class this lab no longer knows: name it as Gunicorn's
         where = _count(n, f"Gunicorn {klass} worker", f"Gunicorn {klass} workers")
-        if int(run.get("threads") or 1) > 1:
-            where += f" × {run['threads']} threads"
+    if int(run.get("threads") or 1) > 1:
+        where += f" × {run['threads']} threads"
     limit = run.get("cpus")
     tail = f" limited to {limit:g} CPU" if limit else ""
     return f"{name} on {where}{tail}"

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from loadlab import servers
 from loadlab.contract import (
     MAX_CPU_WORK,
     MAX_DB_POOL_SIZE,
@@ -84,9 +85,12 @@ def specs_from(args: argparse.Namespace) -> list[RunSpec]:
             f"unknown worker class {args.worker_class!r} for {args.target}: choose one of "
             f"{', '.join(every)}"
         )
-    if threads > 1 and args.worker_class != "gthread":
-        raise OptionError(f"--threads {threads} needs --worker-class gthread (threads mean "
-                          "nothing to the other worker classes)")
+    threaded = servers.threaded_classes(targets)
+    if threads > 1 and args.worker_class not in threaded:
+        names = " or ".join(threaded or servers.threaded_classes(servers.INTERFACES))
+        where = "" if threaded else f", which {args.target} has none of"
+        raise OptionError(f"--threads {threads} needs --worker-class {names}{where} (threads "
+                          "mean nothing to the other worker classes)")
     specs = []
     for target in targets:
         # With --target both, a worker class applies to the framework it belongs to.

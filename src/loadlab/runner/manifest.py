@@ -13,14 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from loadlab import cgroup
+from loadlab import cgroup, servers
 from loadlab.paths import LabFilesMissing, lab_path, lab_root
 from loadlab.serverinfo import package_versions
 
-PACKAGES = (
-    "loadlab", "fastapi", "starlette", "uvicorn", "uvicorn-worker", "flask", "werkzeug",
-    "gunicorn", "gevent", "locust", "prometheus-client", "pydantic",
-)
+# The server registry's packages (servers, apps, database driver) and the load generator.
+PACKAGES = (*servers.PACKAGES, "locust")
 
 
 def git_commit() -> str:
