@@ -13,7 +13,7 @@ from loadlab import db, servers
 from loadlab.metrics.acceptqueue import effective_backlog
 from loadlab.metrics.collectors import ServerLabels, service_families
 from loadlab.metrics.definitions import THREADPOOL_SIZE
-from loadlab.report.headline import stack
+from loadlab.results.record import variant_label
 from loadlab.runner import manifest
 from loadlab.serve import LISTEN_BACKLOG, ServeError, ServerConfig, build_command
 from loadlab.serverinfo import package_versions
@@ -39,7 +39,8 @@ def test_each_class_builds_its_servers_command(worker_class: str) -> None:
     assert cfg.server == server.name
     argv = build_command(cfg)
     assert argv[1:3] == ["-m", server.name]
-    assert stack({"target": framework, "worker_class": worker_class, "workers": 2}) == \
+    assert variant_label({"target": framework, "worker_class": worker_class, "workers": 2},
+                         "prose") == \
         f"{servers.FRAMEWORK_TITLES[framework]} on 2 {klass.many}"
 
 

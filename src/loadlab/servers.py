@@ -14,12 +14,38 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from loadlab.errors import UserError
 
-if TYPE_CHECKING:
-    from loadlab.serve import ServerConfig
+
+class ServerConfig(Protocol):
+    """What a command line is built from: ``loadlab.serve.ServerConfig``'s fields (a
+    protocol here, so the registry imports nothing of the supervisor)."""
+
+    @property
+    def framework(self) -> str: ...
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def workers(self) -> int: ...
+
+    @property
+    def threads(self) -> int: ...
+
+    @property
+    def loop(self) -> str: ...
+
+    @property
+    def http(self) -> str: ...
+
+    @property
+    def backpressure(self) -> int: ...
 
 Interface = Literal["asgi", "wsgi"]
 
