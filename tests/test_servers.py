@@ -13,8 +13,8 @@ from loadlab import db, servers
 from loadlab.metrics.acceptqueue import effective_backlog
 from loadlab.metrics.collectors import ServerLabels, service_families
 from loadlab.metrics.definitions import THREADPOOL_SIZE
-from loadlab.results.record import variant_label
 from loadlab.runner import manifest
+from loadlab.runs.record import variant_label
 from loadlab.serve import LISTEN_BACKLOG, ServeError, ServerConfig, build_command
 from loadlab.serverinfo import package_versions
 

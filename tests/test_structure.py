@@ -45,12 +45,12 @@ def test_no_import_cycles() -> None:
     assert "loadlab.runner.compose" in graph["loadlab.runner.runtime"]  # the walk sees it
 
 
-def test_results_sit_under_runner_and_report() -> None:
+def test_runs_sit_under_runner_and_report() -> None:
     """The run record is the vocabulary both the runner and the report speak: it reaches
     neither of them (through any chain of imports), so either can depend on it."""
     graph = _imports()
-    start = [m for m in graph if m == "loadlab.results" or m.startswith("loadlab.results.")]
-    assert "loadlab.results.record" in start
+    start = [m for m in graph if m == "loadlab.runs" or m.startswith("loadlab.runs.")]
+    assert "loadlab.runs.record" in start
     seen: set[str] = set()
     todo = list(start)
     while todo:
@@ -59,4 +59,4 @@ def test_results_sit_under_runner_and_report() -> None:
             todo.append(nxt)
     above = sorted(m for m in seen if m.split(".")[1] in ("runner", "report", "claims"))
     assert not above, above
-    assert "loadlab.results.record" in graph["loadlab.report.html"]  # the walk sees it
+    assert "loadlab.runs.record" in graph["loadlab.report.html"]  # the walk sees it

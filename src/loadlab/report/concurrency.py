@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from loadlab.results.record import Run
+from loadlab.runs.record import Run
 
 # A run, or one of its rounds as the claims hold it (plain dicts until claims/ is typed).
 Figures = Run | Mapping[str, Any]

@@ -13,7 +13,7 @@ from pathlib import Path
 from loadlab.report import svg
 from loadlab.report.figures import colour, labels
 from loadlab.report.rundata import cdf, locust_entries, response_times
-from loadlab.results.record import Run, get
+from loadlab.runs.record import Run, get
 
 PANEL_W, PANEL_H = 430.0, 210.0
 DASHES = ("", "5 3", "2 2", "8 3 2 3")

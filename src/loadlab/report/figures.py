@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from loadlab.report import svg
 from loadlab.report.concurrency import client_in_flight, memory_per_request, served
 from loadlab.report.headline import load
-from loadlab.results.record import Run, get, variant_label
+from loadlab.runs.record import Run, get, variant_label
 
 COLOURS = {"fastapi": "#059669", "flask": "#2563eb"}
 SHADES = {"fastapi": ("#059669", "#34d399", "#065f46", "#6ee7b7"),

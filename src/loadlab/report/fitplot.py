@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from loadlab.report.fit import Choice, choose
-from loadlab.results.record import Run, get, run_rounds
+from loadlab.runs.record import Run, get, run_rounds
 
 AXES = ("cpus", "workers")
 

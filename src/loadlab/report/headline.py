@@ -11,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, cast
 
-from loadlab.results.record import NAMES, Run, variant_label
+from loadlab.runs.record import NAMES, Run, variant_label
 
 # The lab locustfile's defaults, for runs that did not set them (docs/locust.md).
 DEFAULT_IO_MS, DEFAULT_CPU_WORK = 50, 100

@@ -23,7 +23,7 @@ from loadlab.report.concurrency import memory_per_request, served
 from loadlab.report.fitplot import scaling_section
 from loadlab.report.results import ResultsError, load_summary
 from loadlab.report.rundata import timeline as load_timeline
-from loadlab.results.record import Run, read_runs, variant_label
+from loadlab.runs.record import Run, read_runs, variant_label
 
 CSS = """
 body{font:14px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:1080px;color:#1f2937;

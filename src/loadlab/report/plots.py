@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from loadlab.results.record import Run, get, variant_label
+from loadlab.runs.record import Run, get, variant_label
 
 # Text stays text (the page's font, a tenth of the size of glyphs drawn as paths).
 matplotlib.rcParams.update({"svg.fonttype": "none", "font.size": 9,

@@ -15,7 +15,7 @@ from typing import Any, cast
 from loadlab import __version__
 from loadlab.errors import UserError
 from loadlab.fileio import atomic_write
-from loadlab.results.record import Run, ServerFigures, Summary
+from loadlab.runs.record import Run, ServerFigures, Summary
 
 FORMAT = "loadlab-results/1"
 SUMMARY = "summary.json"

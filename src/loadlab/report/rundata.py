@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from loadlab.report.concurrency import served_from_gauge
-from loadlab.results.record import Run
 from loadlab.runner.sampler import histogram_quantile
+from loadlab.runs.record import Run
 
 
 def _json(path: Path) -> Any:

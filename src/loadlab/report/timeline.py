@@ -13,7 +13,7 @@ from loadlab.report import svg
 from loadlab.report.concurrency import client_in_flight
 from loadlab.report.figures import colour
 from loadlab.report.rundata import Timeline
-from loadlab.results.record import Run
+from loadlab.runs.record import Run
 
 COLS, PANEL_W, PANEL_H, GAP_X, GAP_Y = 3, 270.0, 120.0, 78.0, 86.0
 GREY, ORANGE, RED = "#6b7280", "#d97706", "#dc2626"

@@ -21,7 +21,6 @@ from loadlab.contract import (
     MAX_WORKERS,
 )
 from loadlab.paths import LabFilesMissing, lab_path
-from loadlab.results.record import read_runs
 from loadlab.runner.matrix import load_matrix
 from loadlab.runner.options import (
     Gates,
@@ -36,6 +35,7 @@ from loadlab.runner.options import (
 )
 from loadlab.runner.runtime import runtime_for
 from loadlab.runner.session import DEFAULT_MAX_ERROR_RATE, Outcome, gate_failures, run_cells
+from loadlab.runs.record import read_runs
 from loadlab.serve import WORKER_CLASSES
 
 

@@ -18,13 +18,13 @@ from typing import Any, cast
 
 from loadlab.db import default_pool_size
 from loadlab.names import DB_SCENARIOS
-from loadlab.results.record import Run
 from loadlab.runner.database import DatabaseWatch, RunDatabase
 from loadlab.runner.leftovers import Leftovers
 from loadlab.runner.locust_driver import LocustProcess, locustfile, waits_ready
 from loadlab.runner.options import RunSpec
 from loadlab.runner.runtime import EarlyLoad, RemoteLoad, RunNotes, Runtime, StopsBehind
 from loadlab.runner.sampler import ServerSampler
+from loadlab.runs.record import Run
 
 Tick = Callable[[float, float, float | None, float | None, str], None]
 GRACE_S = 30.0  # Locust start-up and shutdown on a busy machine

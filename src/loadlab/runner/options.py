@@ -15,7 +15,7 @@ from typing import Any
 from loadlab.contract import MAX_USERS
 from loadlab.errors import UserError
 from loadlab.names import SCENARIOS
-from loadlab.results.record import Run, variant_key
+from loadlab.runs.record import Run, variant_key
 from loadlab.serve import DEFAULT_WORKER_CLASS, WORKER_CLASSES, ServeError, ServerConfig
 
 TARGETS = ("fastapi", "flask")

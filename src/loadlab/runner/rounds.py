@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from loadlab import stats
-from loadlab.results.record import IDENTITY, Run, get, run_rounds
+from loadlab.runs.record import IDENTITY, Run, get, run_rounds
 
 # IDENTITY, get and run_rounds read any run, so they live with the record; here too for
 # the claims, which fold rounds with them.

@@ -17,7 +17,6 @@ from typing import Any
 
 from loadlab.errors import UserError
 from loadlab.report.results import ResultsDir, ResultsError, clear_results, held_runs
-from loadlab.results.record import BROKEN, ERRORS, OK, Run, variant_label
 from loadlab.runner.database import RunDatabase, needs_database
 from loadlab.runner.execute import execute, run_id_for
 from loadlab.runner.leftovers import DirectoryLock, Leftovers
@@ -26,6 +25,7 @@ from loadlab.runner.options import Gates, RunSpec
 from loadlab.runner.progress import Progress
 from loadlab.runner.rounds import combine, half_width_pct, precise_enough
 from loadlab.runner.runtime import ManifestNotes, Runtime, RuntimeError_, StopsBehind
+from loadlab.runs.record import BROKEN, ERRORS, OK, Run, variant_label
 
 
 class StartError(UserError, RuntimeError):

@@ -1,4 +1,4 @@
-"""The run record's one reader and its one way of naming a variant (loadlab.results)."""
+"""The run record's one reader and its one way of naming a variant (loadlab.runs)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any, cast
 import pytest
 
 from loadlab.report.html import write_report
-from loadlab.results.record import Run, read_runs, variant_key, variant_label
 from loadlab.runner.options import Gates, RunSpec
+from loadlab.runs.record import Run, read_runs, variant_key, variant_label
 
 # A run as the lab wrote it before rounds, server figures, the load generator's and the
 # machine's figures existed (no "format" either): what every reader must still accept.
