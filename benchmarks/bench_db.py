@@ -55,7 +55,7 @@ from _reliability import (
 from loadlab.database import PostgresCluster
 from loadlab.db import default_pool_size
 from loadlab.launch import free_port
-from loadlab.serve import GUNICORN_CLASS
+from loadlab.servers import native_name
 
 HERE = Path(__file__).resolve().parent
 PLACEMENTS = {"server": {SERVER_CPU}, "shared": {SERVER_CPU, LOAD_CPU}}
@@ -241,7 +241,7 @@ def bare_service(cluster: PostgresCluster, variant: Variant, app: str, pool: int
     env = _env(cluster, app, pool)
     env.update(LOADLAB_BIND=f"127.0.0.1:{port}", LOADLAB_WORKERS=str(variant.workers),
                LOADLAB_THREADS=str(variant.threads),
-               LOADLAB_GUNICORN_WORKER_CLASS=GUNICORN_CLASS.get(variant.worker_class, "sync"))
+               LOADLAB_GUNICORN_WORKER_CLASS=native_name(variant.worker_class))
     url = f"http://127.0.0.1:{port}"
     argv = ["taskset", "-c", str(SERVER_CPU), *bare_argv(variant, port)]
     with process_group(argv, env, f"{url}/db", f"bare {variant.name}", READY_S) as proc:

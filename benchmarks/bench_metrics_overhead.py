@@ -44,7 +44,8 @@ import psutil
 from _reliability import process_group
 
 from loadlab.launch import free_port, serve_argv
-from loadlab.serve import GUNICORN_CLASS, ServerConfig
+from loadlab.serve import ServerConfig
+from loadlab.servers import native_name
 
 HERE = Path(__file__).resolve().parent
 SERVER_CORE, LOAD_CORE = "0", "1"
@@ -112,7 +113,7 @@ def running(variant: Variant, app: str) -> Iterator[Server]:
     port = free_port()
     env = dict(os.environ, LOADLAB_BIND=f"127.0.0.1:{port}", LOADLAB_WORKERS=str(variant.workers),
                LOADLAB_WORKER_CLASS=variant.worker_class, LOADLAB_SERVER=variant.config.server,
-               LOADLAB_GUNICORN_WORKER_CLASS=GUNICORN_CLASS.get(variant.worker_class, "sync"))
+               LOADLAB_GUNICORN_WORKER_CLASS=native_name(variant.worker_class))
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     metrics_dir = None
     metrics_url = ""

@@ -240,8 +240,7 @@ def build_env(cfg: ServerConfig, metrics_dir: Path | None) -> dict[str, str]:
     )
     env.setdefault("FORWARDED_ALLOW_IPS", "")  # trust no X-Forwarded-For unless a proxy is named
     if cfg.server == "gunicorn":
-        klass = servers.CLASSES[cfg.worker_class][1]
-        env["LOADLAB_GUNICORN_WORKER_CLASS"] = klass.native or klass.name
+        env["LOADLAB_GUNICORN_WORKER_CLASS"] = servers.native_name(cfg.worker_class)
     if metrics_dir is not None:
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     else:

@@ -254,6 +254,12 @@ def server_of(worker_class: str) -> Server:
     return CLASSES[worker_class][0]
 
 
+def native_name(worker_class_name: str) -> str:
+    """The server's own name for a worker class (Gunicorn's ``-k``)."""
+    klass = CLASSES[worker_class_name][1]
+    return klass.native or klass.name
+
+
 def worker_class(name: str) -> WorkerClass | None:
     """The registry's entry for a worker class; None for a name it does not know (an old
     run's record, say)."""
