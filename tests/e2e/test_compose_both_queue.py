@@ -45,6 +45,11 @@ def test_a_both_run_shows_flasks_queue_and_both_services_at_one_instant(stack: S
         if _state(stack) in ("spawning", "running"):  # another test's swarm
             stack.locust("/stop", {})
         stack.wait_for("the master idle", lambda: _state(stack) in ("ready", "stopped"), 90)
+        # The recreated container has a new address: wait until Prometheus scrapes it alone
+        # (the old one lingers as a down target until its DNS refresh).
+        stack.wait_for("the new flask alone in Prometheus", lambda: stack.query(
+            'count(up{job="services",service="flask"}) == 1 and '
+            'min(up{job="services",service="flask"}) == 1'), 90)
         started = time.time()
         reply = stack.locust("/swarm", {"user_count": USERS, "spawn_rate": USERS, "host": "",
                                         "target": "both", "scenario": "io", "io_ms": "50"})
