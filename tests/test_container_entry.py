@@ -49,7 +49,7 @@ def _waits_for_a_signal(pid: int) -> bool:
 @pytest.mark.parametrize("args, reason", [
     (["serve", "flask", "--workers", "two"], "--workers"),
     (["serve", "flask", "--worker-class", "uvicorn"], "uvicorn"),
-    (["serve", "fastapi", "--threads", "4"], "gthread"),
+    (["serve", "fastapi", "--threads", "4"], "--threads > 1 does not apply to fastapi"),
     (["serve", "flask", "--cpus", "lots"], "--cpus"),
 ])
 def test_bad_config_one_line_then_waits_until_stopped(args: list[str], reason: str) -> None:
