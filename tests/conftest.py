@@ -8,16 +8,16 @@ from collections.abc import Iterator
 
 import pytest
 import requirements_probe
-from lab_services import FT_VARIANTS, VARIANTS, start_service
+from lab_services import VARIANTS, start_service
 
 from loadlab.launch import ServiceProcess
 
 
-@pytest.fixture(scope="module", params=sorted(VARIANTS) + sorted(FT_VARIANTS))
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
 def service(request: pytest.FixtureRequest) -> Iterator[ServiceProcess]:
-    """One running service per variant, shared by a module's tests (the free-threaded
-    ones skip until the interpreter is built)."""
-    proc = start_service(**{**VARIANTS, **FT_VARIANTS}[request.param])
+    """One running service per variant, shared by a module's tests (the contract suite
+    adds the free-threaded ones: tests/test_contract.py)."""
+    proc = start_service(**VARIANTS[request.param])
     try:
         yield proc
     finally:
