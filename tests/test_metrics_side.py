@@ -243,32 +243,62 @@ def test_serve_prints_the_metrics_address_and_info_reports_it() -> None:
         service.stop()
 
 
+# Two listeners in a process of their own (the test process may hold other tests'
+# listeners): ports and the first one's inode on stdout, then "accept" / "close" on stdin.
+_LISTENERS = """
+import os, socket, sys
+mine, other = socket.socket(), socket.socket()
+for sock, backlog in ((mine, 7), (other, 3)):
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(backlog)
+print(mine.getsockname()[1], other.getsockname()[1], os.fstat(mine.fileno()).st_ino, flush=True)
+for line in sys.stdin:
+    if line.strip() == "accept":
+        mine.accept()[0].close()
+    else:
+        mine.close()
+        other.close()
+    print("done", flush=True)
+"""
+
+
 def test_accept_queue_reads_only_the_listeners_sockets() -> None:
     """From netlink (queue and the kernel's own limit) and from /proc/net/tcp alike."""
-    with socket.socket() as mine, socket.socket() as other:
-        mine.bind(("127.0.0.1", 0))
-        mine.listen(7)
-        other.bind(("127.0.0.1", 0))
-        other.listen(3)
-        waiting = [socket.create_connection(mine.getsockname()) for _ in range(3)]
+    child = subprocess.Popen([sys.executable, "-c", _LISTENERS], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdin is not None and child.stdout is not None
+
+    def ask(command: str) -> None:
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(command + "\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "done"
+
+    try:
+        port, _other_port, inode = (int(x) for x in child.stdout.readline().split())
+        waiting = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
         try:
-            own = socket_inodes(os.getpid()) & listen_rows().keys()
-            assert os.fstat(mine.fileno()).st_ino in own
+            own = socket_inodes(child.pid) & listen_rows().keys()
+            assert inode in own
             assert netlink_listeners() is not None, "NETLINK_SOCK_DIAG is not available here"
-            from_proc = AcceptQueueReader(os.getpid(), backlog=7, netlink=False)
-            for reader in (AcceptQueueReader(os.getpid(), backlog=7), from_proc):
+            from_proc = AcceptQueueReader(child.pid, backlog=7, netlink=False)
+            for reader in (AcceptQueueReader(child.pid, backlog=7), from_proc):
                 queue = reader.read()
-                # Both sockets are this process's: 3 waiting on one, none on the other.
+                # Both sockets are the child's: 3 waiting on one, none on the other.
                 assert queue is not None and (queue.connections, queue.sockets) == (3, 2)
-            queue = AcceptQueueReader(os.getpid(), backlog=0).read()
+            queue = AcceptQueueReader(child.pid, backlog=0).read()
             assert queue is not None and queue.limit == 7 + 3  # what listen() was given
-            mine.accept()[0].close()
-            queue = AcceptQueueReader(os.getpid(), backlog=7).read()
+            ask("accept")
+            queue = AcceptQueueReader(child.pid, backlog=7).read()
             assert queue is not None and queue.connections == 2
         finally:
             for conn in waiting:
                 conn.close()
-    assert AcceptQueueReader(os.getpid(), backlog=7).read() is None
+        ask("close")
+        assert AcceptQueueReader(child.pid, backlog=7).read() is None
+    finally:
+        child.stdin.close()
+        child.wait(timeout=10)
 
 
 # --- PROMETHEUS_MULTIPROC_DIR: only what serve made is ever deleted ------------------------

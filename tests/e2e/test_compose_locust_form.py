@@ -34,6 +34,8 @@ def served_at(url: str) -> float:
 def test_the_compose_form_runs_every_target_and_refuses_other_sites(stack: Stack) -> None:
     import playwright.sync_api as sync_api
     web = stack.url("LOCUST_PORT")
+    # An earlier test's `loadlab run --runtime compose` stops the service after its run.
+    stack.compose("up", "--detach", "--wait", "--no-deps", "fastapi", "flask", timeout=300)
     ports = {"fastapi": "FASTAPI_PORT", "flask": "FLASK_PORT",
              "fastapi-gunicorn": "FASTAPI_GUNICORN_PORT", "flask-gevent": "FLASK_GEVENT_PORT"}
     counters = {name: partial(served_at, stack.url(port)) for name, port in ports.items()}
