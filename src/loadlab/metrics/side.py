@@ -53,7 +53,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(404, b"not found: the metrics are at /metrics\n", "text/plain")
             return
         try:
-            body = self.server.side.render()
+            try:
+                body = self.server.side.render()
+            except Exception:  # once more: a worker may have been writing a new file
+                body = self.server.side.render()
         except Exception as exc:  # a scrape must never end the supervisor's server
             self._reply(500, f"metrics unavailable: {exc}\n".encode(), "text/plain")
             return
