@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from metrics_support import scrape
 
 from loadlab.runner.execute import execute
 from loadlab.runner.options import RunSpec
-from loadlab.runner.runtime import Endpoint, NativeRuntime
+from loadlab.runner.runtime import NativeRuntime
+from loadlab.runner.runtime_base import Endpoint
 from loadlab.serve import ServerConfig
 
 IO_MS = 50
@@ -30,8 +32,9 @@ class CountingRuntime(NativeRuntime):
     served: float | None = None
     _url: str = ""
 
-    def launch(self, cfg: ServerConfig) -> Endpoint:  # start() calls it too
-        endpoint = super().launch(cfg)
+    def launch(self, cfg: ServerConfig,
+               env: Mapping[str, str] | None = None) -> Endpoint:  # start() calls it too
+        endpoint = super().launch(cfg, env)
         self._url = endpoint.base_url
         return endpoint
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,13 @@ from loadlab.loopback import is_loopback
 from loadlab.paths import lab_root
 from loadlab.runner.options import OptionError
 from loadlab.runner.prometheus_watch import PrometheusWatch
-from loadlab.runner.runtime_base import Endpoint, Placement, RuntimeError_, available_cores
+from loadlab.runner.runtime_base import (
+    Endpoint,
+    Placement,
+    Runtime,
+    RuntimeError_,
+    available_cores,
+)
 from loadlab.serve import ServerConfig
 
 CONTAINER_PORT = 8000
@@ -92,7 +99,7 @@ def loopback_url(published: str) -> str:
 
 
 @dataclass
-class ComposeRuntime:
+class ComposeRuntime(Runtime):
     """Variants of fastapi/flask as the compose project's services (see module doc)."""
 
     name: str = "compose"
@@ -100,9 +107,6 @@ class ComposeRuntime:
     project: str | None = None  # None: the compose file's `name:` (loadlab)
     env: dict[str, str] = field(default_factory=dict)  # extra variables (ports, images)
     pin: bool = True  # give the service its own cores (cpuset) when there are enough
-    # Set per run by the runner (the pool size: LOADLAB_DB_POOL_SIZE), read by the compose
-    # file's ${...} defaults; the services' DATABASE_URL is the compose file's own.
-    service_env: dict[str, str] = field(default_factory=dict)
     _service: str | None = field(default=None, init=False)
     _last_log: str = field(default="(no log)", init=False)
     _watch: PrometheusWatch | None = field(default=None, init=False)
@@ -136,13 +140,15 @@ class ComposeRuntime:
             return Placement(tuple(cores), tuple(cores))
         return Placement(tuple(cores[:wanted]), tuple(cores[wanted:]))
 
-    def start(self, cfg: ServerConfig) -> Endpoint:
+    def start(self, cfg: ServerConfig, env: Mapping[str, str] | None = None) -> Endpoint:
+        """``env`` (the pool size: LOADLAB_DB_POOL_SIZE) is read by the compose file's
+        ${...} defaults; the services' DATABASE_URL is the compose file's own."""
         service = cfg.framework
         placement = self.placement(cfg)
         cpuset = ",".join(map(str, placement.server_cores)) if placement.separated else ""
         self._service = service
         up = self.compose("up", "--detach", "--wait", "--force-recreate", "--no-deps", service,
-                          extra_env={**variant_env(cfg, cpuset), **self.service_env},
+                          extra_env={**variant_env(cfg, cpuset), **(env or {})},
                           timeout=UP_TIMEOUT_S)
         if up.returncode != 0:
             raise RuntimeError_(f"{service} did not become healthy: {_first_line(up.stderr)}; "

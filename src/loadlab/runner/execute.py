@@ -1,4 +1,9 @@
-"""One cell: start the variant, load it with Locust, sample the server, stop, summarise.
+"""One cell: start the variant, load it and sample the server, stop, summarise.
+
+In three parts: ``start`` (the service, and the load generator beside it when both can
+wait), ``measure`` (the load, the server's samples, everything read while the processes
+live, as one ``Measurement``) and ``record_from`` (a pure function from the spec and the
+measurement to the run record). ``execute`` runs the three and stops everything.
 
 A run whose service dies, or whose Locust writes no report, comes back as ``failed`` with
 the reason; a service that will not start raises (the command exits 2). Whatever happens,
@@ -12,7 +17,8 @@ import datetime as dt
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,16 +26,18 @@ from loadlab.db import default_pool_size
 from loadlab.names import DB_SCENARIOS
 from loadlab.runner.database import DatabaseWatch, RunDatabase
 from loadlab.runner.leftovers import Leftovers
-from loadlab.runner.locust_driver import LocustProcess, locustfile, waits_ready
+from loadlab.runner.loadgen import LoadFigures, LoadGenerator
+from loadlab.runner.locust_driver import locustfile, waits_ready
 from loadlab.runner.options import RunSpec
-from loadlab.runner.runtime import EarlyLoad, RemoteLoad, RunNotes, Runtime, StopsBehind
-from loadlab.runner.sampler import ServerSampler
+from loadlab.runner.runtime_base import Endpoint, Placement, Runtime
+from loadlab.runner.sampler import ServerSampler, Window
 from loadlab.runs.record import Run
 
 Tick = Callable[[float, float, float | None, float | None, str], None]
 GRACE_S = 30.0  # Locust start-up and shutdown on a busy machine
 READY_WAIT_S = 60.0  # Locust started beside its service waits this long for it (> its own)
 LATENCY_DIGITS = 3  # ms to the microsecond: what the locustfile's histogram resolves
+RAMP_WAIT_S = 10.0  # no sign of the users starting after this: the load is taken as begun
 
 
 def run_id_for(spec: RunSpec, index: int) -> str:
@@ -41,22 +49,6 @@ def _rounded(value: float | None, digits: int = 1) -> float | None:
     return None if value is None or math.isnan(value) else round(value, digits)
 
 
-def base_record(spec: RunSpec, run_id: str, server_name: str) -> Run:
-    return {
-        "run_id": run_id, "key": spec.key, "status": "ok", "target": spec.target,
-        "framework": spec.target, "scenario": spec.scenario, "cpus": spec.cpus,
-        "workers": spec.workers, "worker_class": spec.worker_class, "threads": spec.threads,
-        "users": spec.users, "spawn_rate": spec.spawn_rate or spec.users,
-        "arrival_rate": spec.arrival_rate, "io_ms": spec.io_ms, "cpu_work": spec.cpu_work,
-        "db_pool_size": spec.db_pool_size or default_pool_size(spec.worker_class, spec.threads),
-        "duration_s": spec.duration_s, "warmup_s": spec.warmup_s,
-        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "requests": 0, "failures": 0, "error_rate": None, "rps": 0.0,
-        "latency_ms": {"p50": None, "p95": None, "p99": None, "max": None},
-        "server": {"name": server_name},
-    }
-
-
 def _loadavg() -> float | None:
     """The machine's 1-minute load average at the end of the run (other tenants included)."""
     try:
@@ -65,15 +57,8 @@ def _loadavg() -> float | None:
         return None
 
 
-def _ramp_seen(locust: LocustProcess) -> bool:
-    try:
-        return "Ramping to" in locust.log_path.read_text(errors="replace")
-    except OSError:
-        return False
-
-
 def service_env(spec: RunSpec, database: RunDatabase | None) -> dict[str, str]:
-    """What a natively started service needs besides its ServerConfig."""
+    """What a service needs besides its ServerConfig."""
     # Only the database scenarios' services get it: the others run as they would alone.
     env = database.env() if database is not None and spec.scenario in DB_SCENARIOS else {}
     if spec.db_pool_size is not None:
@@ -81,7 +66,144 @@ def service_env(spec: RunSpec, database: RunDatabase | None) -> dict[str, str]:
     return env
 
 
-def saturation_warning(lab: dict[str, Any] | None) -> str | None:
+# --- the measurement ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Everything a run's record is made of, read while the service and the load generator
+    lived; JSON both ways (``as_json``/``from_json``), so records can be rebuilt from it."""
+
+    started_at: str  # ISO, UTC, seconds
+    server_name: str  # the server software (uvicorn, gunicorn, granian)
+    placement: Placement
+    samples: str  # the server samples' file, relative to the results directory
+    locust_json: str  # Locust's report, relative to the results directory
+    service_died: bool  # during the run, or found dead at its end
+    service_log: str  # the service's last lines when it died, else ""
+    figures: LoadFigures | None  # None: the load generator wrote no report
+    lab: dict[str, Any] | None  # the locustfile's own report (HDR latency, window, CPU)
+    load_exit: int | None  # the local Locust's exit code (negative: a signal)
+    load_log: str  # the load generator's last lines
+    load_peak_cpu_percent: float
+    load_cpu_seconds: float | None  # the generator's CPU over the measured window
+    window: Window  # the server's figures over the measured window
+    scrape_errors: int
+    scrape_kind: str  # "side-port" or "service-port"
+    probes_ms: list[float]  # the sampler's /healthz probes in the window
+    database: dict[str, Any] | None  # the run database's description and figures
+    runtime_notes: dict[str, Any] = field(default_factory=dict)  # Runtime.run_notes()
+    loadavg_1m: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Measurement:
+        found = dict(data)
+        cores = found["placement"]
+        found["placement"] = Placement(tuple(cores["server_cores"]), tuple(cores["load_cores"]))
+        found["window"] = Window(**found["window"])
+        if found.get("figures") is not None:
+            found["figures"] = LoadFigures(**found["figures"])
+        return cls(**found)
+
+
+# --- the record: a pure function of the spec and the measurement ---------------------------
+
+
+def _load_fields(spec: RunSpec, m: Measurement) -> dict[str, Any]:
+    """The client's figures: Locust's, then the locustfile's window and HDR latency when it
+    reports them (each replacing the coarser one)."""
+    figures, lab = m.figures, m.lab
+    if figures is None:
+        return {}
+    found: dict[str, Any] = {
+        "requests": figures.requests, "failures": figures.failures,
+        "error_rate": (_rounded(figures.failures / figures.requests, 5)
+                       if figures.requests else None),
+        "rps": round(figures.rps, 2),
+        "latency_ms": {k: _rounded(v) for k, v in figures.latency_ms.items()},
+        "measured_s": figures.window_s, "warmup_excluded": figures.warmup_excluded,
+        "latency_source": "locust",
+    }
+    if lab is None:
+        return found
+    found["model"] = lab.get("model", "closed")
+    inside = lab.get("window") or {}
+    if inside.get("requests") and float(inside.get("seconds") or 0) > 0:
+        # What completed inside the measured window: Locust's totals also count the
+        # requests a server finished after the stop, from its queue.
+        served, seconds = int(inside["requests"]), float(inside["seconds"])
+        found.update(requests=served, failures=int(inside["failures"]),
+                     error_rate=_rounded(int(inside["failures"]) / served, 5),
+                     rps=round(served / seconds, 2), measured_s=round(seconds, 3))
+    if lab.get("latency_source") == "hdr" and lab.get("latency_ms"):
+        # The locustfile's HDR histogram: µs resolution, merged over workers.
+        found["latency_ms"] = {k: _rounded(v, LATENCY_DIGITS)
+                               for k, v in lab["latency_ms"].items()}
+        found["latency_source"] = "hdr"
+    if lab.get("intended_latency_ms"):
+        found["intended_latency_ms"] = {k: _rounded(v, LATENCY_DIGITS)
+                                        for k, v in lab["intended_latency_ms"].items()}
+    if lab.get("open_model"):
+        found["open_model"] = lab["open_model"]
+    return found
+
+
+def window_seconds(spec: RunSpec, m: Measurement) -> float:
+    """The measured window's length: the client's, else the planned duration."""
+    return float(_load_fields(spec, m).get("measured_s") or spec.duration_s)
+
+
+def _status(m: Measurement) -> tuple[str, str | None]:
+    """``ok``, or ``failed`` with the first reason (a dead service before a missing report)."""
+    if m.service_died:
+        return "failed", "the service exited during the run: " + m.service_log
+    if m.figures is None:
+        code = m.load_exit
+        how = (f"Locust ended by signal {-code}" if code is not None and code < 0
+               else "Locust wrote no report")
+        return "failed", f"{how}: {m.load_log}"
+    if m.figures.requests == 0:
+        return "failed", "no request completed in the window"
+    return "ok", None
+
+
+def _server_fields(m: Measurement, window_s: float, requests: int) -> dict[str, Any]:
+    """The server's side of the window, with the CPU per request: the figure a change in
+    the code moves, whatever the load."""
+    w = m.window
+    return {
+        "name": m.server_name,
+        "cpu_seconds": _rounded(w.cpu_seconds, 3),
+        "cpu_cores_used": (_rounded(w.cpu_seconds / window_s, 3)
+                           if w.cpu_seconds is not None else None),
+        "cpu_limit": w.cpu_limit,
+        "throttled_seconds": _rounded(w.throttled_seconds, 3),
+        "throttled_share": _rounded(w.throttled_share, 4),
+        "memory_bytes": int(w.memory_bytes) if w.memory_bytes else None,
+        "requests_in_progress": _rounded(w.in_progress_mean, 2),
+        "in_progress_samples": w.in_progress_samples,
+        "source": w.source, "scrape_errors": m.scrape_errors, "scrape": m.scrape_kind,
+        "cpu_per_request_ms": (_rounded(w.cpu_seconds * 1000.0 / requests, 4)
+                               if w.cpu_seconds is not None and requests else None),
+    }
+
+
+def machine_figures(busy_cores: float, server_cores: float, load_cores: float,
+                    loadavg_1m: float | None = None) -> dict[str, float | None]:
+    """The machine in the window: ``other_cores`` is the work that is neither the service
+    nor Locust (other tenants, which spoil CPU-bound comparisons; the claims read it)."""
+    return {
+        "busy_cores": round(busy_cores, 3),
+        "other_cores": round(max(busy_cores - server_cores - load_cores, 0.0), 3),
+        "load_generator_cores": round(load_cores, 3),
+        "loadavg_1m": loadavg_1m,
+    }
+
+
+def saturation_warning(lab: Mapping[str, Any] | None) -> str | None:
     """The locustfile's load-generator CPU warning (it samples every second in the measured
     window; Locust's own never fires in short runs), as one line for the run, or None."""
     if not lab or not lab.get("locust_cpu_warning"):
@@ -92,212 +214,220 @@ def saturation_warning(lab: dict[str, Any] | None) -> str | None:
             "this measurement (fewer users per process, or more cores for Locust)")
 
 
-def machine_figures(busy_cores: float, server_cores: float, load_cores: float,
-                    ) -> dict[str, float | None]:
-    """The machine in the window: ``other_cores`` is the work that is neither the service
-    nor Locust (other tenants, which spoil CPU-bound comparisons; the claims read it)."""
-    return {
-        "busy_cores": round(busy_cores, 3),
-        "other_cores": round(max(busy_cores - server_cores - load_cores, 0.0), 3),
-        "load_generator_cores": round(load_cores, 3),
-        "loadavg_1m": _loadavg(),
+def _probe_fields(probes: list[float]) -> dict[str, Any]:
+    return {"count": len(probes),
+            "p50": _rounded(statistics.median(probes)) if probes else None,
+            "max": _rounded(max(probes)) if probes else None}
+
+
+def record_from(spec: RunSpec, run_id: str, m: Measurement) -> Run:
+    """The run record (docs/runner.md), every field assembled here, from the spec and what
+    was measured; pure, so it is tested on recorded measurements."""
+    load = _load_fields(spec, m)
+    requests = int(load.get("requests", 0))
+    window_s = float(load.get("measured_s") or spec.duration_s)
+    status, error = _status(m)
+    w = m.window
+    warning = saturation_warning(m.lab)
+    record: dict[str, Any] = {
+        "run_id": run_id, "key": spec.key, "status": status, "target": spec.target,
+        "framework": spec.target, "scenario": spec.scenario, "cpus": spec.cpus,
+        "workers": spec.workers, "worker_class": spec.worker_class, "threads": spec.threads,
+        "users": spec.users, "spawn_rate": spec.spawn_rate or spec.users,
+        "arrival_rate": spec.arrival_rate, "io_ms": spec.io_ms, "cpu_work": spec.cpu_work,
+        "db_pool_size": spec.db_pool_size or default_pool_size(spec.worker_class, spec.threads),
+        "duration_s": spec.duration_s, "warmup_s": spec.warmup_s, "started_at": m.started_at,
+        "requests": 0, "failures": 0, "error_rate": None, "rps": 0.0,
+        "latency_ms": {"p50": None, "p95": None, "p99": None, "max": None},
+        "server": _server_fields(m, window_s, requests),
+        "samples": m.samples,
+        **({"error": error} if error is not None else {}),
+        **load,  # the client's figures (requests ... latency_ms take their places above)
+        "locust_json": m.locust_json,
+        **({"database": m.database} if m.database is not None else {}),
+        "probe_ms": _probe_fields(m.probes_ms),
+        "machine": machine_figures(w.machine_busy_cores, (w.cpu_seconds or 0.0) / w.seconds,
+                                   (m.load_cpu_seconds or 0.0) / w.seconds, m.loadavg_1m),
+        "load": {"peak_cpu_percent": round(m.load_peak_cpu_percent, 1),
+                 "server_cores": list(m.placement.server_cores),
+                 "load_cores": list(m.placement.load_cores),
+                 "separated": m.placement.separated, "saturated": warning is not None},
+        **m.runtime_notes,
     }
+    if warning is not None:
+        record["notes"] = [*record.get("notes", ()), warning]
+    return cast(Run, record)
 
 
-def _track(locust: LocustProcess, leftovers: Leftovers | None) -> None:
-    if leftovers is not None and locust.proc is not None:
-        leftovers.add("locust", locust.proc.pid)
+# --- start and measure ---------------------------------------------------------------------
+
+
+@dataclass
+class Started:
+    """What ``start`` started (``execute`` stops each, whatever happens)."""
+
+    endpoint: Endpoint
+    placement: Placement
+    started_at: str
+    load: LoadGenerator | None = None  # started beside the service, else by ``measure``
+    sampler: ServerSampler | None = None
+    watch: DatabaseWatch | None = None
+
+
+def _track(load: LoadGenerator, leftovers: Leftovers | None) -> None:
+    if leftovers is not None and load.pid is not None:
+        leftovers.add("locust", load.pid)
+
+
+def _starts_early(spec: RunSpec, runtime: Runtime) -> bool:
+    """Locust's start-up (about a second) overlaps the service's when both can wait: the
+    locustfile waits until /healthz answers and every worker is up (loadlab.readiness).
+    Not where connections are kept alive across workers: users that connect the moment the
+    last worker is up are mostly accepted by the workers already polling, and stay there
+    (seen: gthread 2x4 served 58-68 req/s of 80 this way, 77-78 a second later). Gunicorn's
+    sync workers close each connection, so every request is placed anew."""
+    return (runtime.starts_early and (spec.workers == 1 or spec.worker_class == "sync")
+            and waits_ready(locustfile(), spec.workers))
+
+
+def start(spec: RunSpec, runtime: Runtime, out_prefix: Path, env: Mapping[str, str],
+          leftovers: Leftovers | None = None) -> Started:
+    """Start the service (and, when it can wait for it, the load generator beside it);
+    return once the service is ready. Raises RuntimeError_ (nothing is left running)."""
+    cfg = spec.server_config(port=0)
+    placement = runtime.placement(cfg)
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    early = _starts_early(spec, runtime)
+    endpoint = runtime.launch(cfg, env) if early else runtime.start(cfg, env)
+    started = Started(endpoint, placement, started_at)
+    if leftovers is not None and endpoint.pid is not None:
+        leftovers.add("service", endpoint.pid)
+    if not early:
+        return started
+    try:
+        started.load = runtime.load_generator(spec, out_prefix, started.endpoint, placement,
+                                              wait_ready_s=READY_WAIT_S)
+        _track(started.load.start(), leftovers)
+        runtime.wait_ready()
+    except BaseException:
+        if started.load is not None:
+            started.load.stop()
+        runtime.stop()
+        if leftovers is not None:
+            leftovers.clear()
+        raise
+    return started
+
+
+@dataclass
+class _Loop:
+    """What the polling loop saw."""
+
+    load_began: float | None = None
+    marked: bool = False
+    died: bool = False
+    cpu_at_mark: float | None = None
+    cpu_last: float | None = None
+
+
+def _mark(loop: _Loop, sampler: ServerSampler, watch: DatabaseWatch | None) -> None:
+    """The warm-up is over: the measured window begins for every figure."""
+    sampler.mark()
+    if watch is not None:
+        watch.mark()
+    loop.cpu_at_mark = loop.cpu_last
+    loop.marked = True
+
+
+def _follow(spec: RunSpec, runtime: Runtime, run: Started, load: LoadGenerator,
+            sampler: ServerSampler, tick: Tick | None) -> _Loop:
+    """Poll until the load ends, the service dies or the time is up (plus a grace)."""
+    loop = _Loop()
+    planned = spec.warmup_s + spec.duration_s
+    began = time.monotonic()
+    while load.poll() is None:
+        load.pause(0.25)
+        now = time.monotonic()
+        if loop.load_began is not None:  # Locust's own start-up would dominate the peak
+            load.sample_cpu()
+        # Read while Locust lives: once it has exited its CPU time cannot be read.
+        loop.cpu_last = load.cpu_seconds() or loop.cpu_last
+        if loop.load_began is None and (load.ramp_seen() or now - began > RAMP_WAIT_S):
+            loop.load_began = now
+        phase_t = now - loop.load_began if loop.load_began is not None else 0.0
+        warm = load.warmup_over() if load.own_warmup else phase_t >= spec.warmup_s
+        if not loop.marked and loop.load_began is not None and (warm or phase_t > planned):
+            _mark(loop, sampler, run.watch)
+        if not runtime.alive():
+            loop.died = True
+            break
+        if now - began > planned + GRACE_S:
+            break
+        if tick is not None:
+            rps, p95 = sampler.live()
+            tick(phase_t, planned, rps if rps is not None else load.live_rps(), p95,
+                 "measuring" if loop.marked else "warm-up")
+    if not loop.marked:
+        _mark(loop, sampler, run.watch)
+    return loop
+
+
+def measure(spec: RunSpec, runtime: Runtime, run: Started, raw_dir: Path, run_id: str,
+            tick: Tick | None = None, leftovers: Leftovers | None = None,
+            database: RunDatabase | None = None) -> Measurement:
+    """Put the load on the started service, sample it, and read every figure."""
+    endpoint = run.endpoint
+    if database is not None and spec.scenario in DB_SCENARIOS:
+        run.watch = database.watch()
+    sampler = run.sampler = ServerSampler(endpoint.metrics_url, endpoint.pid,
+                                          endpoint.base_url).start()
+    if run.load is None:
+        run.load = runtime.load_generator(spec, raw_dir / run_id, endpoint, run.placement)
+        _track(run.load.start(), leftovers)
+    load = run.load
+    loop = _follow(spec, runtime, run, load, sampler, tick)
+    cpu_at_end = load.cpu_seconds() or loop.cpu_last
+    window = sampler.window()
+    sampler.stop()
+    samples = raw_dir / f"{run_id}.samples.json"
+    sampler.dump(samples, loop.load_began)
+    died = loop.died or not runtime.alive()
+    load.stop()
+    m = Measurement(
+        started_at=run.started_at, server_name=spec.server_config(port=0).server,
+        placement=run.placement, samples=f"{raw_dir.name}/{samples.name}",
+        locust_json=str(load.json_path.relative_to(raw_dir.parent.resolve())),
+        service_died=died, service_log=runtime.log_tail() if died else "",
+        figures=load.figures(), lab=load.lab_report(), load_exit=load.exit_code(),
+        load_log=load.log_tail(), load_peak_cpu_percent=load.peak_cpu_percent,
+        load_cpu_seconds=(cpu_at_end - loop.cpu_at_mark if cpu_at_end is not None
+                          and loop.cpu_at_mark is not None else None),
+        window=window, scrape_errors=sampler.scrape_errors, scrape_kind=sampler.scrape_kind,
+        probes_ms=sampler.probe_ms(), database=None, loadavg_1m=_loadavg())
+    if run.watch is not None and database is not None:
+        watch, run.watch = run.watch, None
+        m = replace(m, database={**database.info, **watch.finish(window_seconds(spec, m))})
+    return replace(m, runtime_notes=runtime.run_notes())
 
 
 def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             tick: Tick | None = None, leftovers: Leftovers | None = None,
             database: RunDatabase | None = None, stop_behind: bool = False) -> Run:
-    cfg = spec.server_config(port=0)
-    # Built by mutation (untyped here, typed when returned): see base_record for its start.
-    record = cast(dict[str, Any], base_record(spec, run_id, cfg.server))
-    placement = runtime.placement(cfg)
-    if hasattr(runtime, "service_env"):
-        runtime.service_env = service_env(spec, database)
-    # Locust's start-up (about a second) overlaps the service's when both can wait: the
-    # locustfile waits until /healthz answers and every worker is up (loadlab.readiness).
-    # Not where connections are kept alive across workers: users that connect the moment
-    # the last worker is up are mostly accepted by the workers already polling, and stay
-    # there (seen: gthread 2x4 served 58-68 req/s of 80 this way, 77-78 a second later).
-    # Gunicorn's sync workers close each connection, so every request is placed anew.
-    early = (runtime if isinstance(runtime, EarlyLoad) and not isinstance(runtime, RemoteLoad)
-             and (spec.workers == 1 or spec.worker_class == "sync")
-             and waits_ready(locustfile(), spec.workers) else None)
-    endpoint = early.launch(cfg) if early is not None else runtime.start(cfg)
-    sampler: ServerSampler | None = None
-    locust: LocustProcess | None = None
-    watch: DatabaseWatch | None = None
+    """Start, measure, stop everything, and make the record."""
+    run = start(spec, runtime, raw_dir / run_id, service_env(spec, database), leftovers)
     try:
-        if leftovers is not None and endpoint.pid is not None:
-            leftovers.add("service", endpoint.pid)
-        if early is not None:
-            locust = LocustProcess(spec, endpoint.base_url, raw_dir / run_id,
-                                   cores=placement.load_cores, wait_ready_s=READY_WAIT_S)
-            _track(locust.start(), leftovers)
-            early.wait_ready()
-        if database is not None and spec.scenario in DB_SCENARIOS:
-            watch = database.watch()
-        sampler = ServerSampler(endpoint.metrics_url, endpoint.pid, endpoint.base_url).start()
-        if locust is None:
-            if isinstance(runtime, RemoteLoad):  # the load comes from the runtime's own Locust
-                locust = runtime.load_generator(spec, raw_dir / run_id)
-            else:
-                locust = LocustProcess(spec, endpoint.base_url, raw_dir / run_id,
-                                       cores=placement.load_cores)
-            _track(locust.start(), leftovers)
-        planned = spec.warmup_s + spec.duration_s
-        began = time.monotonic()
-        load_began: float | None = None
-        marked = False
-        died = False
-        locust_cpu_at_mark: float | None = None
-        locust_cpu_last: float | None = None
-        while locust.poll() is None:
-            locust.pause(0.25)
-            now = time.monotonic()
-            if load_began is not None:  # Locust's own start-up would dominate the peak
-                locust.sample_cpu()
-            # Read while Locust lives: once it has exited its CPU time cannot be read.
-            locust_cpu_last = locust.cpu_seconds() or locust_cpu_last
-            if load_began is None and (_ramp_seen(locust) or now - began > 10):
-                load_began = now
-            phase_t = now - load_began if load_began is not None else 0.0
-            warm = locust.warmup_over() if locust.own_warmup else phase_t >= spec.warmup_s
-            if not marked and load_began is not None and (warm or phase_t > planned):
-                sampler.mark()
-                if watch is not None:
-                    watch.mark()
-                locust_cpu_at_mark = locust_cpu_last
-                marked = True
-            if not runtime.alive():
-                died = True
-                break
-            if now - began > planned + GRACE_S:
-                break
-            if tick is not None:
-                rps, p95 = sampler.live()
-                tick(phase_t, planned, rps if rps is not None else locust.live_rps(), p95,
-                     "measuring" if marked else "warm-up")
-        if not marked:
-            sampler.mark()
-            if watch is not None:
-                watch.mark()
-            locust_cpu_at_mark = locust_cpu_last
-        locust_cpu_at_end = locust.cpu_seconds() or locust_cpu_last
-        window = sampler.window()
-        sampler.stop()
-        samples = raw_dir / f"{run_id}.samples.json"
-        sampler.dump(samples, load_began)
-        record["samples"] = f"{raw_dir.name}/{samples.name}"
-        alive_at_end = runtime.alive()
-        locust.stop()
-        if died or not alive_at_end:
-            record.update(status="failed", error=(
-                "the service exited during the run: " + runtime.log_tail()
-            ))
-        figures = locust.figures()
-        if figures is None and record["status"] == "ok":
-            proc = getattr(locust, "proc", None)
-            code = proc.returncode if proc is not None else None
-            how = (f"Locust ended by signal {-code}" if code is not None and code < 0
-                   else "Locust wrote no report")
-            record.update(status="failed", error=f"{how}: {locust.log_tail()}")
-        if figures is not None:
-            lat = {k: _rounded(v) for k, v in figures.latency_ms.items()}
-            record.update(
-                requests=figures.requests, failures=figures.failures,
-                error_rate=(_rounded(figures.failures / figures.requests, 5)
-                            if figures.requests else None),
-                rps=round(figures.rps, 2), latency_ms=lat, measured_s=figures.window_s,
-                warmup_excluded=figures.warmup_excluded,
-            )
-            lab = locust.lab_report()
-            record["latency_source"] = "locust"
-            if lab is not None:
-                record["model"] = lab.get("model", "closed")
-                inside = lab.get("window") or {}
-                if inside.get("requests") and float(inside.get("seconds") or 0) > 0:
-                    # What completed inside the measured window: Locust's totals also count
-                    # the requests a server finished after the stop, from its queue.
-                    served, seconds = int(inside["requests"]), float(inside["seconds"])
-                    record.update(
-                        requests=served, failures=int(inside["failures"]),
-                        error_rate=_rounded(int(inside["failures"]) / served, 5),
-                        rps=round(served / seconds, 2), measured_s=round(seconds, 3))
-                if lab.get("latency_source") == "hdr" and lab.get("latency_ms"):
-                    # The locustfile's HDR histogram: µs resolution, merged over workers.
-                    record["latency_ms"] = {
-                        k: _rounded(v, LATENCY_DIGITS) for k, v in lab["latency_ms"].items()}
-                    record["latency_source"] = "hdr"
-                if lab.get("intended_latency_ms"):
-                    record["intended_latency_ms"] = {
-                        k: _rounded(v, LATENCY_DIGITS)
-                        for k, v in lab["intended_latency_ms"].items()}
-                if lab.get("open_model"):
-                    record["open_model"] = lab["open_model"]
-            if figures.requests == 0 and record["status"] == "ok":
-                record.update(status="failed", error="no request completed in the window")
-        record["locust_json"] = str(locust.json_path.relative_to(raw_dir.parent.resolve()))
-        window_s = float(record.get("measured_s") or spec.duration_s)
-        record["server"].update(
-            cpu_seconds=_rounded(window.cpu_seconds, 3),
-            cpu_cores_used=_rounded(window.cpu_seconds / window_s, 3)
-            if window.cpu_seconds is not None else None,
-            cpu_limit=window.cpu_limit,
-            throttled_seconds=_rounded(window.throttled_seconds, 3),
-            throttled_share=_rounded(window.throttled_share, 4),
-            memory_bytes=int(window.memory_bytes) if window.memory_bytes else None,
-            requests_in_progress=_rounded(window.in_progress_mean, 2),
-            in_progress_samples=window.in_progress_samples,
-            source=window.source, scrape_errors=sampler.scrape_errors,
-            scrape=sampler.scrape_kind,
-        )
-        # CPU per request: the figure a change in the code moves, whatever the load.
-        record["server"]["cpu_per_request_ms"] = (
-            _rounded(window.cpu_seconds * 1000.0 / record["requests"], 4)
-            if window.cpu_seconds is not None and record["requests"] else None)
-        if watch is not None and database is not None:
-            record["database"] = {**database.info, **watch.finish(window_s)}
-            watch = None
-        probes = sampler.probe_ms()
-        record["probe_ms"] = {
-            "count": len(probes),
-            "p50": _rounded(statistics.median(probes)) if probes else None,
-            "max": _rounded(max(probes)) if probes else None,
-        }
-        load_cores = (
-            (locust_cpu_at_end - locust_cpu_at_mark) / window.seconds
-            if locust_cpu_at_end is not None and locust_cpu_at_mark is not None else 0.0
-        )
-        server_cores = (window.cpu_seconds or 0.0) / window.seconds
-        record["machine"] = machine_figures(window.machine_busy_cores, server_cores, load_cores)
-        record["load"] = {
-            "peak_cpu_percent": round(locust.peak_cpu_percent, 1),
-            "server_cores": list(placement.server_cores),
-            "load_cores": list(placement.load_cores),
-            "separated": placement.separated,
-        }
-        if isinstance(runtime, RunNotes):
-            record.update(runtime.run_notes())
-        warning = saturation_warning(locust.lab_report())
-        record["load"]["saturated"] = warning is not None
-        if warning is not None:
-            record["notes"] = [*record.get("notes", ()), warning]
-        return cast(Run, record)
+        measured = measure(spec, runtime, run, raw_dir, run_id, tick, leftovers, database)
     finally:
-        if watch is not None:
-            watch.finish(1.0)
-        if sampler is not None:
-            sampler.stop()
-        if locust is not None:
-            locust.stop()
-        if stop_behind and isinstance(runtime, StopsBehind):
+        if run.watch is not None:
+            run.watch.finish(1.0)
+        if run.sampler is not None:
+            run.sampler.stop()
+        if run.load is not None:
+            run.load.stop()
+        if stop_behind:
             runtime.stop_behind()  # the caller settles (the next start does too)
         else:
             runtime.stop()
         if leftovers is not None:
             leftovers.clear()
+    return record_from(spec, run_id, measured)

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import psutil
 
 from loadlab.paths import lab_path
 from loadlab.procs import kill_group, tie_to_parent
+from loadlab.runner.loadgen import LoadFigures, log_tail
 from loadlab.runner.options import RunSpec
 
 _AGGREGATED = re.compile(r"^\s+Aggregated\s+(\d+)\s+\d+\([\d.]+%\)\s*\|.*\|\s*([\d.]+)\s+[\d.]+")
@@ -122,16 +122,6 @@ def percentile(response_times: Mapping[float, int], total: int, q: float) -> flo
     return 0.0
 
 
-@dataclass(frozen=True)
-class LoadFigures:
-    requests: int
-    failures: int
-    rps: float
-    latency_ms: dict[str, float]
-    window_s: float
-    warmup_excluded: str  # "all" | "rps only" | "none"
-
-
 def summarise(entries: list[dict[str, Any]], warmup_s: float, duration_s: float,
               own_warmup: bool) -> LoadFigures:
     """Figures over all endpoints of Locust's JSON report, the warm-up left out."""
@@ -182,7 +172,7 @@ def summarise(entries: list[dict[str, Any]], warmup_s: float, duration_s: float,
 
 
 class LocustProcess:
-    """One headless Locust run in its own process group."""
+    """One headless Locust run in its own process group (a ``loadgen.LoadGenerator``)."""
 
     def __init__(self, spec: RunSpec, host: str, out_prefix: Path,
                  cores: tuple[int, ...] | None = None, wait_ready_s: float = 0.0) -> None:
@@ -215,9 +205,23 @@ class LocustProcess:
             self._ps.cpu_percent(None)
         return self
 
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
     def poll(self) -> int | None:
         assert self.proc is not None
         return self.proc.poll()
+
+    def exit_code(self) -> int | None:
+        return self.proc.returncode if self.proc is not None else None
+
+    def ramp_seen(self) -> bool:
+        """Locust has begun starting its users (its log says so)."""
+        try:
+            return "Ramping to" in self.log_path.read_text(errors="replace")
+        except OSError:
+            return False
 
     def pause(self, seconds: float) -> None:
         """Sleep up to ``seconds``, less if Locust exits meanwhile (its end is not waited on
@@ -302,9 +306,4 @@ class LocustProcess:
         return data if isinstance(data, list) else None
 
     def log_tail(self, lines: int = 3) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        kept = [line.strip() for line in text.splitlines() if line.strip()]
-        return " | ".join(kept[-lines:]) or "(empty log)"
+        return log_tail(self.log_path, lines)

@@ -1,8 +1,9 @@
 """Where a service runs: the native runtime (local processes), and ``runtime_for``.
 
 A runtime starts one variant of a service and hands back its endpoint; the runner only
-talks HTTP to it. ``loadlab.runner.compose.ComposeRuntime`` implements the same protocol
-(``runtime_base.Runtime``) against the compose stack.
+talks HTTP to it. ``loadlab.runner.compose.ComposeRuntime`` and
+``loadlab.runner.swarm.SwarmRuntime`` are the same base class (``runtime_base.Runtime``)
+against the compose stack and the swarm.
 """
 
 from __future__ import annotations
@@ -11,30 +12,22 @@ import contextlib
 import math
 import os
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 import psutil
 
 from loadlab.launch import LaunchError, ServiceProcess, free_port
 from loadlab.runner.compose import ComposeRuntime
 from loadlab.runner.options import OptionError
-from loadlab.runner.runtime_base import (  # re-exported: the runner imports them from here
-    EarlyLoad,
+from loadlab.runner.runtime_base import (
     Endpoint,
-    ManifestNotes,
     Placement,
-    RemoteLoad,
-    RunNotes,
     Runtime,
     RuntimeError_,
-    StopsBehind,
     available_cores,
 )
 from loadlab.serve import ServerConfig
-
-__all__ = ["EarlyLoad", "Endpoint", "ManifestNotes", "NativeRuntime", "Placement", "RemoteLoad",
-           "RunNotes", "Runtime", "RuntimeError_", "StopsBehind", "available_cores",
-           "plan_placement", "runtime_for"]
 
 
 def plan_placement(cpus: float, workers: int, cores: list[int] | None = None) -> Placement:
@@ -61,14 +54,14 @@ def pin_tree(pid: int, cores: tuple[int, ...]) -> None:
 
 
 @dataclass
-class NativeRuntime:
-    """Services as local ``loadlab serve`` process groups on free loopback ports."""
+class NativeRuntime(Runtime):
+    """Services as local ``loadlab serve`` process groups on free loopback ports; a service
+    can be launched before it is ready, and stopped behind while the next one starts."""
 
+    starts_early = True
     name: str = "native"
     host: str = "127.0.0.1"
     port: int | None = None  # None: a free port per start
-    # Set per run by the session: the database the service uses, its pool size.
-    service_env: dict[str, str] = field(default_factory=dict)
     _service: ServiceProcess | None = field(default=None, init=False)
     _last_log: str = field(default="(no log)", init=False)
     _stopping: list[threading.Thread] = field(default_factory=list, init=False)
@@ -76,21 +69,18 @@ class NativeRuntime:
     def placement(self, cfg: ServerConfig) -> Placement:
         return plan_placement(cfg.cpus, cfg.workers)
 
-    def start(self, cfg: ServerConfig) -> Endpoint:
-        endpoint = self.launch(cfg)
+    def start(self, cfg: ServerConfig, env: Mapping[str, str] | None = None) -> Endpoint:
+        endpoint = self.launch(cfg, env)
         self.wait_ready()
         return endpoint
 
-    def launch(self, cfg: ServerConfig) -> Endpoint:
+    def launch(self, cfg: ServerConfig, env: Mapping[str, str] | None = None) -> Endpoint:
+        """``env``: what the service needs besides ``cfg`` (its database, its pool size)."""
         if self.port is not None:
             self.settle()  # the one port is still held by the service stopping behind
         port = self.port if self.port is not None else free_port(self.host)
-        cfg = ServerConfig(
-            framework=cfg.framework, host=self.host, port=port, workers=cfg.workers,
-            worker_class=cfg.worker_class, threads=cfg.threads, cpus=cfg.cpus,
-            loop=cfg.loop, http=cfg.http,
-        )
-        service = ServiceProcess(cfg, env={**os.environ, **self.service_env})
+        cfg = replace(cfg, host=self.host, port=port)
+        service = ServiceProcess(cfg, env={**os.environ, **(env or {})})
         try:
             service.spawn()
         except LaunchError as exc:

@@ -1,17 +1,23 @@
 """What every runtime shares: its error, the endpoint it hands back, the placement of
-server and load generator, and the protocols (``Runtime``, ``RunNotes``).
+server and load generator, and the ``Runtime`` base class (its optional hooks have defaults).
 
 Kept apart from the runtimes themselves so that each (native in ``runtime``, compose in
-``compose``) imports this and none imports another.
+``compose``, swarm in ``swarm``) imports this and none imports another.
 """
 
 from __future__ import annotations
 
+import abc
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, ClassVar
 
 from loadlab.errors import UserError
+from loadlab.runner.loadgen import LoadGenerator
+from loadlab.runner.locust_driver import LocustProcess
+from loadlab.runner.options import RunSpec
 from loadlab.serve import ServerConfig
 
 
@@ -46,76 +52,76 @@ class Endpoint:
     pid: int | None = None  # the service's root process, when it is local
 
 
-class Runtime(Protocol):
+class Runtime(abc.ABC):
+    """Where a variant runs. The five methods below are each runtime's own; the hooks after
+    them have defaults that do nothing special, and a runtime overrides those it can do
+    better (so the runner never asks which kind of runtime it has)."""
+
     name: str
 
-    def start(self, cfg: ServerConfig) -> Endpoint:
-        """Start the variant; return once it answers /healthz. Raises RuntimeError_."""
+    @abc.abstractmethod
+    def start(self, cfg: ServerConfig, env: Mapping[str, str] | None = None) -> Endpoint:
+        """Start the variant; return once it answers /healthz. Raises RuntimeError_.
+        ``env``: what the service needs besides ``cfg`` (its database, its pool size)."""
 
+    @abc.abstractmethod
     def stop(self) -> None:
         """Stop whatever start() started; safe to call twice."""
 
+    @abc.abstractmethod
     def alive(self) -> bool:
         """Whether the service is still running (a dead one fails the run)."""
 
+    @abc.abstractmethod
     def placement(self, cfg: ServerConfig) -> Placement:
         """Cores for the service and for the load generator."""
 
+    @abc.abstractmethod
     def log_tail(self) -> str:
         """The service's last log lines, for error messages."""
 
+    # --- hooks with defaults ---------------------------------------------------------------
+    # True: ``launch`` hands back the endpoint before the service answers, so that the load
+    # generator starts beside the service (each start-up takes about a second) and waits for
+    # it itself (loadlab.readiness); ``wait_ready`` then waits here too.
+    starts_early: ClassVar[bool] = False
 
-@runtime_checkable
-class RunNotes(Protocol):
-    """A runtime that adds what it saw around the service to each run (e.g. compose: a
-    Prometheus gap). Read just before the run's record is returned, while still started."""
-
-    def run_notes(self) -> dict[str, Any]:
-        """Fields for the run record; a ``notes`` list holds one-line remarks."""
-
-
-@runtime_checkable
-class EarlyLoad(Protocol):
-    """A runtime that can hand back the endpoint before the service answers, so that the
-    load generator starts beside the service (each start-up takes about a second) and
-    waits for it itself (loadlab.readiness); ``wait_ready`` then waits here too."""
-
-    def launch(self, cfg: ServerConfig) -> Endpoint:
-        """Start the variant without waiting for it. Raises RuntimeError_."""
+    def launch(self, cfg: ServerConfig, env: Mapping[str, str] | None = None) -> Endpoint:
+        """Start the variant, waiting for it only if the runtime cannot do otherwise."""
+        return self.start(cfg, env)
 
     def wait_ready(self) -> None:
         """Return once the launched service is ready (/healthz, every worker up); else stop
-        it and raise RuntimeError_."""
-
-
-@runtime_checkable
-class StopsBehind(Protocol):
-    """A runtime whose service can finish exiting while the next one starts (a Gunicorn
-    stop takes 0.3-1.6 s here); ``settle`` waits for every stop still under way, and the
-    next service's ``wait_ready`` settles before it returns."""
+        it and raise RuntimeError_. By default ``launch`` has already waited."""
+        return None
 
     def stop_behind(self) -> None:
-        """Stop the service without waiting for it to end."""
+        """Stop the service, letting its exit finish while the next one starts (a Gunicorn
+        stop takes 0.3-1.6 s here); by default, stop it and wait."""
+        self.stop()
 
     def settle(self) -> None:
-        """Return once every service stopped behind has ended."""
+        """Return once every service stopped behind has ended (the next ``wait_ready``
+        settles too). By default nothing is stopped behind."""
+        return None
 
+    def load_generator(self, spec: RunSpec, out_prefix: Path, endpoint: Endpoint,
+                       placement: Placement, wait_ready_s: float = 0.0) -> LoadGenerator:
+        """The run's load generator, not yet started: by default Locust as a local process
+        on the load generator's cores (``wait_ready_s`` > 0: it waits for the service)."""
+        return LocustProcess(spec, endpoint.base_url, out_prefix, cores=placement.load_cores,
+                             wait_ready_s=wait_ready_s)
 
-@runtime_checkable
-class RemoteLoad(Protocol):
-    """A runtime whose load generator runs elsewhere (swarm: the stack's Locust master and
-    workers); its driver behaves as the local Locust process does."""
-
-    def load_generator(self, spec: Any, out_prefix: Any) -> Any:
-        """A ``LocustProcess``-like driver, not yet started."""
-
-
-@runtime_checkable
-class ManifestNotes(Protocol):
-    """A runtime that adds what it knows about where it runs to the results' manifest."""
+    def run_notes(self) -> dict[str, Any]:
+        """Fields the runtime adds to each run from what it saw around the service (compose:
+        a Prometheus gap; a ``notes`` list holds one-line remarks). Read just before the
+        run's record is built, while the service still runs."""
+        return {}
 
     def manifest_notes(self) -> dict[str, Any]:
-        """Fields for the manifest (swarm: nodes, their CPUs, the tasks' placement)."""
+        """Fields for the results' manifest about where it runs (swarm: nodes, their CPUs,
+        the tasks' placement)."""
+        return {}
 
 
 def available_cores() -> list[int]:

@@ -24,7 +24,7 @@ from loadlab.runner.manifest import manifest
 from loadlab.runner.options import Gates, RunSpec
 from loadlab.runner.progress import Progress
 from loadlab.runner.rounds import combine, half_width_pct, precise_enough
-from loadlab.runner.runtime import ManifestNotes, Runtime, RuntimeError_, StopsBehind
+from loadlab.runner.runtime_base import Runtime, RuntimeError_
 from loadlab.runs.record import BROKEN, ERRORS, OK, Run, variant_label
 
 
@@ -172,9 +172,7 @@ def _run_locked(specs: Sequence[RunSpec], out: Path, runtime: Runtime, signals: 
                 until_ci: float | None, max_error_rate: float | None) -> Outcome:
     leftovers = Leftovers(out)
     placement = runtime.placement(specs[0].server_config(port=0)).describe() if specs else ""
-    about = manifest(runtime.name, placement)
-    if isinstance(runtime, ManifestNotes):
-        about.update(runtime.manifest_notes())
+    about = {**manifest(runtime.name, placement), **runtime.manifest_notes()}
     results = ResultsDir(out, about, resume=resume)
     # A cell is done when it has all its rounds (or its precision); fewer start again.
     done = {r["key"] for r in results.runs if r.get("key") in results.done_keys() and (
@@ -243,8 +241,7 @@ def _run_locked(specs: Sequence[RunSpec], out: Path, runtime: Runtime, signals: 
                       f"in {out}")
     finally:
         progress.end()
-        if isinstance(runtime, StopsBehind):
-            runtime.settle()
+        runtime.settle()
         if database is not None:
             database.stop()
     if signals.seen and not interrupted:  # its exception was lost: the flag still counts

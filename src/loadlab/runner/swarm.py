@@ -20,14 +20,15 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadlab.runner.locust_driver import LoadFigures, LocustProcess
+from loadlab.runner.loadgen import LoadFigures, log_tail
 from loadlab.runner.options import OptionError, RunSpec
 from loadlab.runner.prometheus_watch import PrometheusWatch
-from loadlab.runner.runtime_base import Endpoint, Placement, RuntimeError_
+from loadlab.runner.runtime_base import Endpoint, Placement, Runtime, RuntimeError_
 from loadlab.serve import ServerConfig
 from loadlab.stack import Node, Stack, StackError, last_line, nodes
 
@@ -103,7 +104,7 @@ def node_cpus(stack: Stack, image: str, timeout_s: float = 90) -> dict[str, dict
 
 
 @dataclass
-class SwarmRuntime:
+class SwarmRuntime(Runtime):
     """Variants of fastapi/flask as the deployed stack's services (see module doc)."""
 
     name: str = "swarm"
@@ -180,7 +181,8 @@ class SwarmRuntime:
                 "placement": f"swarm tasks: {where}"}
 
     # --- the variant ---------------------------------------------------------------------
-    def start(self, cfg: ServerConfig) -> Endpoint:
+    def start(self, cfg: ServerConfig, env: Mapping[str, str] | None = None) -> Endpoint:
+        """``env`` is not passed on: the stack's services read their own (its .env)."""
         service = cfg.framework
         try:
             self.stack.require_deployed(service)
@@ -258,20 +260,28 @@ class SwarmRuntime:
             self.log_tail()
         self._service = self._task = None
 
-    def load_generator(self, spec: RunSpec, out_prefix: Path) -> MasterSwarm:
+    def load_generator(self, spec: RunSpec, out_prefix: Path, endpoint: Endpoint,
+                       placement: Placement, wait_ready_s: float = 0.0) -> MasterSwarm:
+        """The stack's own Locust, aimed at the service by its name on the stack's network."""
         user, password = self.auth()
         return MasterSwarm(spec, f"http://{spec.target}:{CONTAINER_PORT}", out_prefix,
                            self.published("locust-master", MASTER_WEB_PORT), (user, password))
 
 
-class MasterSwarm(LocustProcess):
-    """A swarm of the stack's Locust master, as the local driver's interface: started,
-    polled until its time is up, stopped, its statistics fetched and written here."""
+class MasterSwarm:
+    """A swarm of the stack's Locust master (a ``loadgen.LoadGenerator``): started, polled
+    until its time is up, stopped, its statistics fetched and written here."""
+
+    pid = None  # the load runs in the swarm: no local process
 
     def __init__(self, spec: RunSpec, host: str, out_prefix: Path, master_url: str,
                  auth: tuple[str, str]) -> None:
-        super().__init__(spec, host, out_prefix)
+        self.spec = spec
         self.host = host
+        self.json_prefix = out_prefix.resolve()
+        self.log_path = self.json_prefix.with_suffix(".locust.log")
+        self.peak_cpu_percent = 0.0
+        self.started = 0.0
         self.master_url = master_url.rstrip("/")
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         self.headers = {"Authorization": f"Basic {token}"}
@@ -420,11 +430,24 @@ class MasterSwarm(LocustProcess):
         return LoadFigures(requests, int(total.get("num_failures", 0)), requests / window,
                            lat, window, "all" if self.own_warmup else "none")
 
+    @property
+    def json_path(self) -> Path:
+        return self.json_prefix.parent / f"{self.json_prefix.name}.json"
+
+    def pause(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def ramp_seen(self) -> bool:
+        return bool(self.started)  # the master accepted the swarm
+
+    def exit_code(self) -> int | None:
+        return None  # no local process
+
     def lab_report(self) -> dict[str, Any] | None:
         return None
 
     def log_tail(self, lines: int = 3) -> str:
-        return super().log_tail(lines)
+        return log_tail(self.log_path, lines)
 
 
 def _aggregated(stats: dict[str, Any]) -> dict[str, Any]:
