@@ -60,3 +60,36 @@ def test_runs_sit_under_runner_and_report() -> None:
     above = sorted(m for m in seen if m.split(".")[1] in ("runner", "report", "claims"))
     assert not above, above
     assert "loadlab.runs.record" in graph["loadlab.report.html"]  # the walk sees it
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def _body_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """A function's body in lines, its docstring left out (nested functions count in it)."""
+    body = node.body
+    if (len(body) > 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)):
+        body = body[1:]
+    return (body[-1].end_lineno or body[-1].lineno) - body[0].lineno + 1
+
+
+def test_no_function_in_the_runner_is_long() -> None:
+    """One run is start, measure and record_from, each readable on one screen: a function of
+    more than MAX_FUNCTION_LINES lines in runner/ is a sign that one has grown back."""
+    long: list[str] = []
+    measured = 0
+    for path in sorted((SRC / "loadlab" / "runner").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                measured += 1
+                if _body_lines(node) > MAX_FUNCTION_LINES:
+                    long.append(f"{path.name}:{node.lineno} {node.name} {_body_lines(node)}")
+    assert measured > 100  # the walk sees the runner
+    assert not long, long
+
+
+def test_the_line_count_is_of_the_body() -> None:
+    tree = ast.parse('def f():\n    """Doc\n    string."""\n    a = 1\n\n    return a\n')
+    [func] = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+    assert _body_lines(func) == 3

@@ -205,6 +205,35 @@ def parse_matrix(text: str, path: Path = Path("matrix.toml")) -> Matrix:
     table = data.get("matrix")
     if not isinstance(table, dict):
         raise MatrixError(f"{path.name}: needs a [matrix] table")
+    axes = _axes(reader, table)
+    gates = _gates(reader, data)
+    overrides = _overrides(reader, data)
+    cells = _cells(path, axes, overrides)
+    if not cells:
+        raise MatrixError(f"{path.name}: the matrix has no cells")
+    name = str(table.get("name") or path.stem)
+    rounds, until_ci = _rounds(reader, table)
+    return Matrix(name=name, cells=cells, gates=gates, out=table.get("out"), rounds=rounds,
+                  until_ci=until_ci)
+
+
+@dataclass
+class _Axes:
+    """[matrix]'s lists (every combination is a cell) and its settings common to all."""
+
+    targets: list[str]
+    scenarios: list[str]
+    users: list[int]
+    workers: list[int]
+    threads: list[int]
+    cpus: list[float]
+    pools: list[int | None]
+    classes: dict[str, list[str]]
+    common: dict[str, Any]
+
+
+def _axes(reader: _Reader, table: dict[str, Any]) -> _Axes:
+    path = reader.path
     for key in table:
         if key not in AXES | SCALARS:
             reader.fail(f"matrix.{key}", "unknown key (expected one of "
@@ -240,10 +269,13 @@ def parse_matrix(text: str, path: Path = Path("matrix.toml")) -> Matrix:
     out = table.get("out")
     if out is not None and not isinstance(out, str):
         reader.fail("matrix.out", "expected a directory name", sec)
+    return _Axes(targets, scenarios, users, workers, threads, cpus, pools, classes, common)
 
+
+def _gates(reader: _Reader, data: dict[str, Any]) -> Gates:
     gates_table = data.get("gates", {})
     if not isinstance(gates_table, dict):
-        raise MatrixError(f"{path.name}: [gates] must be a table")
+        raise MatrixError(f"{reader.path.name}: [gates] must be a table")
     for key, value in gates_table.items():
         if key not in GATE_KEYS:
             reader.fail(f"gates.{key}", f"unknown gate (expected {', '.join(sorted(GATE_KEYS))})",
@@ -252,55 +284,69 @@ def parse_matrix(text: str, path: Path = Path("matrix.toml")) -> Matrix:
             reader.fail(f"gates.{key}", f"expected a number >= 0, got {value!r}", "gates")
         if key == "max_error_rate" and value > 1:
             reader.fail(f"gates.{key}", f"expected a share 0..1, got {value!r}", "gates")
-    gates = Gates(**{k: float(v) for k, v in gates_table.items()})
+    return Gates(**{k: float(v) for k, v in gates_table.items()})
 
+
+# An [[override]]: its match, the settings it sets, and the users it sets (None: [matrix]'s).
+_Override = tuple[dict[str, Any], dict[str, Any], list[int] | None]
+
+
+def _overrides(reader: _Reader, data: dict[str, Any]) -> list[_Override]:
     overrides = data.get("override", [])
     if not isinstance(overrides, list):
-        raise MatrixError(f"{path.name}: override must be [[override]] tables")
-    parsed_overrides: list[tuple[dict[str, Any], dict[str, Any], list[int] | None]] = []
+        raise MatrixError(f"{reader.path.name}: override must be [[override]] tables")
+    parsed = []
     for nth, item in enumerate(overrides):
-        sec_o = "override"
         if not isinstance(item, dict):
-            raise MatrixError(f"{path.name}: override must be [[override]] tables, "
+            raise MatrixError(f"{reader.path.name}: override must be [[override]] tables, "
                               f"found {item!r}")
-        for key in item:
-            if key not in SETTINGS | {"match"}:
-                reader.fail(f"override.{key}", "unknown key (expected match or one of "
-                            f"{', '.join(sorted(SETTINGS))})", sec_o, nth)
-        match = item.get("match", {})
-        if not isinstance(match, dict):
-            reader.fail("override.match", "expected a table such as { target = \"flask\" }",
-                        sec_o, nth)
-        for key in match:
-            if key not in MATCH_KEYS:
-                reader.fail(f"override.match.{key}", "unknown key (expected one of "
-                            f"{', '.join(sorted(MATCH_KEYS))})", sec_o, nth)
-        settings = _settings(reader, item, sec_o, nth)
-        for key, top in (("workers", MAX_WORKERS), ("threads", MAX_THREADS),
-                         ("db_pool_size", MAX_DB_POOL_SIZE)):
-            if key in item:
-                settings[key] = reader.ints(item[key], f"override.{key}", 1, top, sec_o, nth)[0]
-        if "cpus" in item:
-            settings["cpus"] = reader.cpus(item["cpus"], "override.cpus", sec_o, nth)[0]
-        if "worker_class" in item:
-            if not isinstance(item["worker_class"], str):
-                reader.fail("override.worker_class", "expected a string", sec_o, nth)
-            settings["worker_class"] = item["worker_class"]
-        user_list = (reader.ints(item["users"], "override.users", 1, MAX_USERS, sec_o, nth)
-                     if "users" in item else None)
-        parsed_overrides.append((match, settings, user_list))
+        parsed.append(_override(reader, item, nth))
+    return parsed
 
+
+def _override(reader: _Reader, item: dict[str, Any], nth: int) -> _Override:
+    sec_o = "override"
+    for key in item:
+        if key not in SETTINGS | {"match"}:
+            reader.fail(f"override.{key}", "unknown key (expected match or one of "
+                        f"{', '.join(sorted(SETTINGS))})", sec_o, nth)
+    match = item.get("match", {})
+    if not isinstance(match, dict):
+        reader.fail("override.match", "expected a table such as { target = \"flask\" }",
+                    sec_o, nth)
+    for key in match:
+        if key not in MATCH_KEYS:
+            reader.fail(f"override.match.{key}", "unknown key (expected one of "
+                        f"{', '.join(sorted(MATCH_KEYS))})", sec_o, nth)
+    settings = _settings(reader, item, sec_o, nth)
+    for key, top in (("workers", MAX_WORKERS), ("threads", MAX_THREADS),
+                     ("db_pool_size", MAX_DB_POOL_SIZE)):
+        if key in item:
+            settings[key] = reader.ints(item[key], f"override.{key}", 1, top, sec_o, nth)[0]
+    if "cpus" in item:
+        settings["cpus"] = reader.cpus(item["cpus"], "override.cpus", sec_o, nth)[0]
+    if "worker_class" in item:
+        if not isinstance(item["worker_class"], str):
+            reader.fail("override.worker_class", "expected a string", sec_o, nth)
+        settings["worker_class"] = item["worker_class"]
+    user_list = (reader.ints(item["users"], "override.users", 1, MAX_USERS, sec_o, nth)
+                 if "users" in item else None)
+    return match, settings, user_list
+
+
+def _cells(path: Path, axes: _Axes, overrides: list[_Override]) -> list[RunSpec]:
+    """Every combination of the axes, each with the overrides that match it applied."""
     cells: list[RunSpec] = []
     seen: set[str] = set()
     for target, scenario, cpu, n_workers, n_threads, pool in itertools.product(
-        targets, scenarios, cpus, workers, threads, pools,
+        axes.targets, axes.scenarios, axes.cpus, axes.workers, axes.threads, axes.pools,
     ):
-        for worker_class in classes.get(target, [""]):
+        for worker_class in axes.classes.get(target, [""]):
             base = dict(target=target, scenario=scenario, cpus=cpu, workers=n_workers,
                         threads=n_threads, worker_class=worker_class, db_pool_size=pool,
-                        **common)
-            cell_users = users
-            for match, settings, user_list in parsed_overrides:
+                        **axes.common)
+            cell_users = axes.users
+            for match, settings, user_list in overrides:
                 probe = {**base, "worker_class": base["worker_class"] or _default(target)}
                 if all(probe.get(k) == v for k, v in match.items()):
                     base.update(settings)
@@ -318,9 +364,12 @@ def parse_matrix(text: str, path: Path = Path("matrix.toml")) -> Matrix:
                 if spec.key not in seen:
                     seen.add(spec.key)
                     cells.append(spec)
-    if not cells:
-        raise MatrixError(f"{path.name}: the matrix has no cells")
-    name = str(table.get("name") or path.stem)
+    return cells
+
+
+def _rounds(reader: _Reader, table: dict[str, Any]) -> tuple[int | None, float | None]:
+    """[matrix]'s rounds and until_ci (None: the command line's)."""
+    sec = "matrix"
     rounds = (reader.ints(table["rounds"], "matrix.rounds", 1, 100, sec)[0]
               if "rounds" in table else None)
     until_ci = None
@@ -333,8 +382,7 @@ def parse_matrix(text: str, path: Path = Path("matrix.toml")) -> Matrix:
             until_ci = parse_pct(value, "until_ci")
         except OptionError as exc:
             reader.fail("matrix.until_ci", str(exc).split(": ", 1)[-1], sec)
-    return Matrix(name=name, cells=cells, gates=gates, out=out, rounds=rounds,
-                  until_ci=until_ci)
+    return rounds, until_ci
 
 
 def _default(target: str) -> str:

@@ -170,7 +170,6 @@ def run_cells(specs: Sequence[RunSpec], out: Path, runtime: Runtime, *,
 def _run_locked(specs: Sequence[RunSpec], out: Path, runtime: Runtime, signals: Interrupted,
                 *, resume: bool, progress: Progress, write_report: bool, rounds: int,
                 until_ci: float | None, max_error_rate: float | None) -> Outcome:
-    leftovers = Leftovers(out)
     placement = runtime.placement(specs[0].server_config(port=0)).describe() if specs else ""
     about = {**manifest(runtime.name, placement), **runtime.manifest_notes()}
     results = ResultsDir(out, about, resume=resume)
@@ -182,83 +181,122 @@ def _run_locked(specs: Sequence[RunSpec], out: Path, runtime: Runtime, signals: 
     todo = [s for s in specs if s.key not in done]
     if resume and len(todo) < len(specs):
         progress.note(f"resuming: {len(specs) - len(todo)} of {len(specs)} cells already done")
-    by_key: dict[str, list[Run]] = {s.key: [] for s in todo}
-    ids = {s.key: run_id_for(s, len(results.runs) + i) for i, s in enumerate(todo)}
+    cells = _Cells(out, runtime, results, progress, signals, Leftovers(out), rounds, until_ci,
+                   max_error_rate, by_key={s.key: [] for s in todo},
+                   ids={s.key: run_id_for(s, len(results.runs) + i) for i, s in enumerate(todo)})
     interrupted = False
-    database: RunDatabase | None = None
     progress.begin(len(todo) * rounds)
-    index = 0
     try:
         if runtime.name == "native" and needs_database(todo):
-            cores = runtime.placement(todo[0].server_config(port=0)).server_cores
-            database = RunDatabase().start(cores)
-            results.data["manifest"]["database"] = database.info
-            progress.note(f"database: PostgreSQL {database.info.get('version', '?')} "
-                          f"({database.info.get('source')})")
-        for round_no in range(1, rounds + 1):
-            for spec in todo:
-                index += 1
-                label = (variant_label(spec.fields(), "progress")
-                         + (f" round {round_no}" if rounds > 1 else ""))
-
-                def tick(elapsed: float, planned: float, rps: float | None,
-                         p95: float | None, phase: str, index: int = index,
-                         label: str = label) -> None:
-                    progress.update(index, label, elapsed, planned, rps, p95, phase)
-
-                run_id = ids[spec.key] + (f"-r{round_no}" if rounds > 1 else "")
-                signals.check()
-                try:
-                    # Each service finishes exiting while the next one starts.
-                    run = execute(spec, runtime, out / "raw", run_id, tick=tick,
-                                  leftovers=leftovers, database=database, stop_behind=True)
-                except RuntimeError_ as exc:
-                    raise StartError(str(exc)) from None
-                # A run a ^C arrived in is not kept, even if the signal's exception was lost.
-                signals.check()
-                run = judge(run, max_error_rate)
-                by_key[spec.key].append(run)
-                results.add(combine(by_key[spec.key], until_ci if rounds > 1 else None))
-                progress.done(index, describe(run))
-                for line in run.get("notes", ()):
-                    progress.note(f"    note: {line}")
-            if until_ci is not None and round_no < rounds and all(
-                precise_enough(r, until_ci, MIN_ROUNDS_FOR_CI)
-                for r in results.runs if r.get("key") in by_key
-            ):
-                progress.note(f"every interval within ±{until_ci:g}% after {round_no} rounds")
-                break
-        else:
-            if until_ci is not None:
-                widest = max((float(half_width_pct(r) or 0)
-                              for r in results.runs if r.get("key") in by_key), default=0.0)
-                progress.note(f"--until-ci {until_ci:g}%: stopped at {rounds} rounds, widest "
-                              f"rps interval ±{widest:.1f}%")
+            cells.database = _start_database(runtime, todo, results, progress)
+        cells.run(todo)
     except KeyboardInterrupt:
         interrupted = True
         progress.end()
-        progress.note(f"interrupted: kept {sum(map(len, by_key.values()))} finished round(s) "
-                      f"in {out}")
+        cells.note_kept()
     finally:
         progress.end()
         runtime.settle()
-        if database is not None:
-            database.stop()
+        if cells.database is not None:
+            cells.database.stop()
     if signals.seen and not interrupted:  # its exception was lost: the flag still counts
         interrupted = True
-        progress.note(f"interrupted: kept {sum(map(len, by_key.values()))} finished round(s) "
-                      f"in {out}")
+        cells.note_kept()
+    by_key = cells.by_key
     finished = [r for r in results.runs if r.get("key") in by_key and by_key[r["key"]]]
-    report = None
-    if write_report and results.runs:
-        from loadlab.report.html import write_report as build
-
-        try:
-            report = build(out)
-        except OSError as exc:
-            raise ResultsError(f"cannot write the report in {out}: {exc.strerror or exc}") from None
+    report = _report(out) if write_report and results.runs else None
     interrupted = interrupted or signals.seen
     return Outcome(results, finished, interrupted, report)
+
+
+def _start_database(runtime: Runtime, todo: Sequence[RunSpec], results: ResultsDir,
+                    progress: Progress) -> RunDatabase:
+    cores = runtime.placement(todo[0].server_config(port=0)).server_cores
+    database = RunDatabase().start(cores)
+    results.data["manifest"]["database"] = database.info
+    progress.note(f"database: PostgreSQL {database.info.get('version', '?')} "
+                  f"({database.info.get('source')})")
+    return database
+
+
+def _report(out: Path) -> Path:
+    from loadlab.report.html import write_report as build
+
+    try:
+        return build(out)
+    except OSError as exc:
+        raise ResultsError(f"cannot write the report in {out}: {exc.strerror or exc}") from None
+
+
+@dataclass
+class _Cells:
+    """The cells' rounds, run one after another into one results directory."""
+
+    out: Path
+    runtime: Runtime
+    results: ResultsDir
+    progress: Progress
+    signals: Interrupted
+    leftovers: Leftovers
+    rounds: int
+    until_ci: float | None
+    max_error_rate: float | None
+    by_key: dict[str, list[Run]]  # each cell's finished rounds
+    ids: dict[str, str]  # each cell's run id (rounds add -rN)
+    database: RunDatabase | None = None
+    index: int = 0
+
+    def run(self, todo: Sequence[RunSpec]) -> None:
+        """Round after round (A B A B ...); with until_ci, until every interval is tight."""
+        until_ci = self.until_ci
+        for round_no in range(1, self.rounds + 1):
+            for spec in todo:
+                self.run_one(spec, round_no)
+            if until_ci is not None and round_no < self.rounds and all(
+                precise_enough(r, until_ci, MIN_ROUNDS_FOR_CI) for r in self.mine()
+            ):
+                self.progress.note(f"every interval within ±{until_ci:g}% after {round_no} "
+                                   "rounds")
+                return
+        if until_ci is not None:
+            widest = max((float(half_width_pct(r) or 0) for r in self.mine()), default=0.0)
+            self.progress.note(f"--until-ci {until_ci:g}%: stopped at {self.rounds} rounds, "
+                               f"widest rps interval ±{widest:.1f}%")
+
+    def mine(self) -> list[Run]:
+        return [r for r in self.results.runs if r.get("key") in self.by_key]
+
+    def run_one(self, spec: RunSpec, round_no: int) -> None:
+        self.index += 1
+        index, progress = self.index, self.progress
+        label = (variant_label(spec.fields(), "progress")
+                 + (f" round {round_no}" if self.rounds > 1 else ""))
+
+        def tick(elapsed: float, planned: float, rps: float | None,
+                 p95: float | None, phase: str) -> None:
+            progress.update(index, label, elapsed, planned, rps, p95, phase)
+
+        run_id = self.ids[spec.key] + (f"-r{round_no}" if self.rounds > 1 else "")
+        self.signals.check()
+        try:
+            # Each service finishes exiting while the next one starts.
+            run = execute(spec, self.runtime, self.out / "raw", run_id, tick=tick,
+                          leftovers=self.leftovers, database=self.database, stop_behind=True)
+        except RuntimeError_ as exc:
+            raise StartError(str(exc)) from None
+        # A run a ^C arrived in is not kept, even if the signal's exception was lost.
+        self.signals.check()
+        run = judge(run, self.max_error_rate)
+        self.by_key[spec.key].append(run)
+        self.results.add(combine(self.by_key[spec.key],
+                                 self.until_ci if self.rounds > 1 else None))
+        progress.done(index, describe(run))
+        for line in run.get("notes", ()):
+            progress.note(f"    note: {line}")
+
+    def note_kept(self) -> None:
+        self.progress.note(f"interrupted: kept {sum(map(len, self.by_key.values()))} "
+                           f"finished round(s) in {self.out}")
 
 
 def gate_failures(gates: Gates, runs: Sequence[Run]) -> list[str]:
