@@ -37,7 +37,7 @@ from loadlab.metrics.acceptqueue import (
     socket_inodes,
 )
 from loadlab.names import LATENCY_BUCKETS_S
-from loadlab.runner.sampler import histogram_quantile
+from loadlab.runs.samples import histogram_quantile
 
 SIDE_TIMEOUT_S = 2.0  # generous: the side port answers at once, the service port seconds later
 

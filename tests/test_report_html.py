@@ -16,7 +16,7 @@ from loadlab.report import figures, headline
 from loadlab.report.concurrency import memory_per_request, served
 from loadlab.report.fit import usl
 from loadlab.report.html import write_report
-from loadlab.report.results import FORMAT
+from loadlab.runs.store import FORMAT
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -125,7 +125,6 @@ def test_every_user_error_class_shares_the_base() -> None:
     from loadlab.offline import OfflineError
     from loadlab.paths import LabFilesMissing
     from loadlab.report.compare import CompareError
-    from loadlab.report.results import ResultsError
     from loadlab.runner.compose import ComposeUnavailable
     from loadlab.runner.leftovers import DirectoryBusy
     from loadlab.runner.matrix import MatrixError
@@ -133,6 +132,7 @@ def test_every_user_error_class_shares_the_base() -> None:
     from loadlab.runner.runtime_base import RuntimeError_
     from loadlab.runner.session import StartError
     from loadlab.runner.swarm import SwarmUnavailable
+    from loadlab.runs.store import ResultsError
     from loadlab.serve import ServeError
     from loadlab.stack import StackError
 
@@ -187,7 +187,7 @@ def test_a_full_disk_is_a_user_error_not_a_traceback(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
-    from loadlab.report import results
+    from loadlab.runs import store as results
 
     kept = results.ResultsDir(tmp_path, {"command_line": "loadlab run"})
 

@@ -1,31 +1,59 @@
 """The package's own structure: no module imports another that imports it back (also
-through imports inside functions), so each can be read and changed on its own."""
+through imports inside functions), so each can be read and changed on its own; the
+packages form layers that go one way (the service below process control, runs below
+runner and report); every package opens with a map; the runner's functions stay short."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
 
 
-def _imports() -> dict[str, set[str]]:
+def _imported(path: Path) -> set[str]:
+    """Every module name an import in the file names (inside functions too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+    return found
+
+
+def _modules() -> dict[str, Path]:
     modules: dict[str, Path] = {}
     for path in (SRC / "loadlab").rglob("*.py"):
         parts = list(path.relative_to(SRC).with_suffix("").parts)
         modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def _imports() -> dict[str, set[str]]:
+    modules = _modules()
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
-        for node in ast.walk(ast.parse(path.read_text())):
-            found: list[str] = []
-            if isinstance(node, ast.Import):
-                found = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                found = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
-            # A submodule importing its own package is how packages work, not a cycle.
-            graph[name] |= {m for m in found if m in modules and m != name
-                            and not name.startswith(m + ".")}
+        # A submodule importing its own package is how packages work, not a cycle.
+        graph[name] |= {m for m in _imported(path) if m in modules and m != name
+                        and not name.startswith(m + ".")}
     return graph
+
+
+def _reach(graph: dict[str, set[str]], start: set[str]) -> set[str]:
+    seen = set(start)
+    todo = list(start)
+    while todo:
+        for nxt in graph[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
+def _package(module: str) -> str:
+    """loadlab.runner.execute -> loadlab.runner; a top-level module is its own."""
+    return ".".join(module.split(".")[:2])
 
 
 def test_no_import_cycles() -> None:
@@ -49,14 +77,9 @@ def test_runs_sit_under_runner_and_report() -> None:
     """The run record is the vocabulary both the runner and the report speak: it reaches
     neither of them (through any chain of imports), so either can depend on it."""
     graph = _imports()
-    start = [m for m in graph if m == "loadlab.runs" or m.startswith("loadlab.runs.")]
+    start = {m for m in graph if m == "loadlab.runs" or m.startswith("loadlab.runs.")}
     assert "loadlab.runs.record" in start
-    seen: set[str] = set()
-    todo = list(start)
-    while todo:
-        for nxt in graph[todo.pop()] - seen:
-            seen.add(nxt)
-            todo.append(nxt)
+    seen = _reach(graph, start)
     above = sorted(m for m in seen if m.split(".")[1] in ("runner", "report", "claims"))
     assert not above, above
     assert "loadlab.runs.record" in graph["loadlab.report.html"]  # the walk sees it
@@ -93,3 +116,55 @@ def test_the_line_count_is_of_the_body() -> None:
     tree = ast.parse('def f():\n    """Doc\n    string."""\n    a = 1\n\n    return a\n')
     [func] = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
     assert _body_lines(func) == 3
+
+
+def test_packages_import_each_other_one_way_only() -> None:
+    """Package by package (runner, report, claims, runs, ...): no two reach each other. The
+    runner writes results and the report reads them; both sit on loadlab.runs."""
+    graph = _imports()
+    packages: dict[str, set[str]] = {}
+    for module, imported in graph.items():
+        packages.setdefault(_package(module), set()).update(
+            _package(m) for m in imported if _package(m) != _package(module))
+    both_ways = sorted((a, b) for a, targets in packages.items() for b in targets
+                       if a < b and a in packages.get(b, set()))
+    assert not both_ways, both_ways
+    cycles = [p for p in packages if p in _reach(packages, packages[p])]
+    assert not cycles, cycles
+    assert "loadlab.runner" not in _reach(packages, {"loadlab.report"})
+    assert "loadlab.runs" in packages["loadlab.report"]  # the walk sees it
+    assert "loadlab.runs" in packages["loadlab.runner"]
+
+
+# What the service images run, and nothing of it may import: the ``loadlab serve``
+# supervisor and the process control around it, Docker tooling, the runner, the report.
+NOT_IN_THE_SERVICE = ("loadlab.serve", "loadlab.launch", "loadlab.cpulimit",
+                      "loadlab.container", "loadlab.stack", "loadlab.offline", "loadlab.cli",
+                      "loadlab.doctor", "loadlab.runner", "loadlab.report", "loadlab.claims",
+                      "loadlab.database", "loadlab.dashboards")
+
+
+def test_the_service_imports_no_supervisor_no_docker_no_runner() -> None:
+    """Every FastAPI or Flask worker imports what services/ imports, and what that imports:
+    the contract, the metrics, the database pools; not the supervisor that started it."""
+    graph = _imports()
+    apps = sorted((ROOT / "services").glob("*/*_app.py"))
+    assert len(apps) >= 2, apps
+    start = {m for app in apps for m in _imported(app) if m in graph}
+    closure = _reach(graph, start)
+    assert {"loadlab.openapi", "loadlab.contract", "loadlab.metrics.asgi"} <= closure
+    crossing = sorted(m for m in closure if any(
+        m == banned or m.startswith(banned + ".") for banned in NOT_IN_THE_SERVICE))
+    assert not crossing, crossing
+
+
+def test_every_package_opens_with_its_map() -> None:
+    """A package's __init__ says what each of its modules is for (a newcomer's map)."""
+    bare = []
+    for init in sorted((SRC / "loadlab").rglob("__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        modules = sorted(p.stem for p in init.parent.glob("*.py") if p.stem != "__init__")
+        missing = [m for m in modules if f"``{m}``" not in doc]
+        if not doc or missing:
+            bare.append(f"{init.parent.name}: {missing or 'no docstring'}")
+    assert not bare, bare

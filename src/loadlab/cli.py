@@ -113,11 +113,33 @@ def _guarded(command: str) -> Callable[[argparse.Namespace], int]:
     """A runner subcommand, imported only when used; bad input -> one line, exit 2."""
 
     def call(args: argparse.Namespace) -> int:
-        from loadlab.runner.cli_entry import dispatch
-
-        return dispatch(command, args)
+        return _dispatch(command, args)
 
     return call
+
+
+def _dispatch(command: str, args: argparse.Namespace) -> int:
+    """Here, not in the runner: report and compare read results, claims runs the runner;
+    the runner imports none of them."""
+    if command == "report":
+        if args.baseline is not None:
+            from loadlab.report.compare_html import report_with_baseline
+
+            return report_with_baseline(args.results_dir, args.baseline, args.match)
+        from loadlab.report.html import report_command
+
+        return report_command(args.results_dir)
+    if command == "compare":
+        from loadlab.report.compare import compare_command
+
+        return compare_command(args)
+    if command == "claims":
+        from loadlab.claims.command import claims_command
+
+        return claims_command(args)
+    from loadlab.runner.cli_entry import dispatch
+
+    return dispatch(command, args)
 
 
 def _register_runner(sub: argparse._SubParsersAction[_Parser]) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from loadlab import contract
-from loadlab.serve import services_dir
+from loadlab.paths import services_dir
 
 _REF = "#/components/schemas/{model}"
 _DB_DOWN = "database unavailable, or its pool exhausted past the timeout (Retry-After)"

@@ -82,3 +82,11 @@ def lab_path(relative: str, probe: str = "") -> Path:
 def lab_root() -> Path:
     """The checkout itself (the compose project directory)."""
     return lab_path(".", "docker-compose.yml").resolve()
+
+
+def services_dir() -> Path:
+    """The services' sources (``$LOADLAB_SERVICES_DIR``, else the lab's ``services/``)."""
+    configured = os.environ.get("LOADLAB_SERVICES_DIR")
+    if configured:
+        return Path(configured)
+    return lab_path("services", "fastapi/fastapi_app.py")

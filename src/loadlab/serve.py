@@ -26,7 +26,7 @@ from loadlab.contract import MAX_THREADS, MAX_WORKERS
 from loadlab.metrics.collectors import ServerLabels
 from loadlab.metrics.multiprocess import is_alive
 from loadlab.metrics.side import CONTAINER_PORT, PORT_ENV, URL_ENV, SideMetrics
-from loadlab.paths import lab_path
+from loadlab.paths import services_dir
 from loadlab.procs import set_death_signal
 from loadlab.servers import ServeError as ServeError
 
@@ -165,13 +165,6 @@ def metrics_port(cfg: ServerConfig, environ: dict[str, str] | None = None) -> in
         return port
     in_container = env.get(cgroup.CONTAINER_ENV, "").strip().lower() in ("1", "true", "yes")
     return CONTAINER_PORT if in_container and cfg.port != CONTAINER_PORT else 0
-
-
-def services_dir() -> Path:
-    configured = os.environ.get("LOADLAB_SERVICES_DIR")
-    if configured:
-        return Path(configured)
-    return lab_path("services", "fastapi/fastapi_app.py")
 
 
 RECYCLING_ENV = ("LOADLAB_MAX_REQUESTS", "LOADLAB_MAX_REQUESTS_JITTER")

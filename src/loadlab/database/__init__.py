@@ -1,4 +1,11 @@
-"""The PostgreSQL the lab starts natively: binaries found, a throwaway cluster, its seed."""
+"""The PostgreSQL the lab starts natively: binaries found, a throwaway cluster, its seed.
+
+The map: ``binaries`` (which PostgreSQL: ``PG_BIN``, the system's, or the ``pgserver``
+wheel's), ``cluster`` (a throwaway cluster: initdb, the postmaster as a child), ``seed``
+(the lab's seed data, ``seed.sql``), ``keeper`` (the owner of a ``loadlab db up``
+cluster) and ``command`` (``loadlab db up|down|status``). Not the services' database code
+(``loadlab.db``), nor a run's database (``loadlab.runner.database``).
+"""
 
 from loadlab.database.binaries import (
     INSTALL_HINT,

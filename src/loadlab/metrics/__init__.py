@@ -4,6 +4,13 @@
 * ``register_server_info(framework, settings)``: at app creation, once per worker.
 * ``start_async_probes()``: event-loop lag and AnyIO thread pool, from an ASGI lifespan.
 * ``render()``: the exposition for ``GET /metrics``, aggregated over all workers.
+
+The map: ``definitions`` (the metric objects, once for both services), ``labels`` (their
+bounded label values), ``asgi`` and ``wsgi`` (the request middleware), ``tally`` (the hot
+path's plain counters, flushed to prometheus_client), ``collectors`` (service-wide figures
+at scrape time), ``acceptqueue`` (the listening socket's queue), ``looplag`` and
+``threadpool`` (the ASGI probes), ``multiprocess`` (workers' files, dead workers, one
+locked collect), ``side`` (the supervisor's side port serving them).
 """
 
 from __future__ import annotations

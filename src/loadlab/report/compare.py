@@ -20,8 +20,8 @@ from typing import Any
 from loadlab import stats
 from loadlab.errors import UserError
 from loadlab.fileio import atomic_write
-from loadlab.report.results import ResultsError, load_summary
 from loadlab.runs.record import Run, Summary, get, read_runs, run_rounds, variant_label
+from loadlab.runs.store import ResultsError, load_summary
 
 MATCH_FIELDS = ("target", "scenario", "cpus", "workers", "worker_class", "threads", "users",
                 "arrival_rate", "io_ms", "cpu_work", "duration_s", "model")

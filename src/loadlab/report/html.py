@@ -21,9 +21,9 @@ from loadlab.fileio import atomic_write
 from loadlab.report import distribution, figures, headline, timeline
 from loadlab.report.concurrency import memory_per_request, served
 from loadlab.report.fitplot import scaling_section
-from loadlab.report.results import ResultsError, load_summary
 from loadlab.report.rundata import timeline as load_timeline
 from loadlab.runs.record import Run, read_runs, variant_label
+from loadlab.runs.store import ResultsError, load_summary
 
 CSS = """
 body{font:14px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:1080px;color:#1f2937;

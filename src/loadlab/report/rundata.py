@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from loadlab.report.concurrency import served_from_gauge
-from loadlab.runner.sampler import histogram_quantile
 from loadlab.runs.record import Run
+from loadlab.runs.samples import histogram_quantile
 
 
 def _json(path: Path) -> Any:

@@ -1,0 +1,25 @@
+"""``loadlab run`` and ``loadlab matrix``: cells of a sweep, each started, loaded with
+Locust, sampled, stopped and recorded (docs/runner.md).
+
+The map, from the command down:
+
+- ``cli_entry``: the commands' arguments (argparse only: ``loadlab --help`` builds them)
+  and the dispatch of run and matrix; ``commands``: arguments -> specs -> ``run_cells`` ->
+  exit code; ``options``: ``RunSpec`` (one cell), ``Gates`` and the string parsers;
+  ``matrix``: a TOML file -> cells.
+- ``session``: ``run_cells``, the rounds of every cell into one results directory (lock,
+  resume, Ctrl-C, the report at the end); ``rounds``: rounds folded into one run;
+  ``progress``: the live line; ``manifest``: what the machine and software were;
+  ``leftovers``: the directory lock, and process groups a killed runner left.
+- ``execute``: one run in three parts, ``start`` -> ``measure`` (a ``Measurement``) ->
+  ``record_from`` (pure: the run record); ``sampler``: the server's /metrics each second
+  and /healthz probes; ``database``: each run's PostgreSQL and its watch.
+- ``loadgen``: the ``LoadGenerator`` interface, implemented by ``locust_driver`` (Locust
+  as a local process) and by ``swarm``'s master (the stack's Locust).
+- ``runtime_base``: the ``Runtime`` base class (hooks with defaults), ``Endpoint``,
+  ``Placement``; the runtimes: ``runtime`` (native processes, and ``runtime_for``),
+  ``compose``, ``swarm``; ``prometheus_watch``: a stack's Prometheus gaps during a run.
+
+The runner writes results through ``loadlab.runs`` and builds the report at the end;
+neither ``loadlab.runs`` nor ``loadlab.report`` imports it.
+"""

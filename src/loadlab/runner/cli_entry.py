@@ -1,4 +1,4 @@
-"""Arguments of run / matrix / report / claims, and their dispatch.
+"""Arguments of run / matrix / report / compare / claims, and the dispatch of run and matrix.
 
 Kept light (argparse only) because ``loadlab --help`` builds every parser.
 """
@@ -83,7 +83,9 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
 
 
 def dispatch(command: str, args: argparse.Namespace) -> int:
-    """Bad input raises a ``loadlab.errors.UserError``: ``loadlab.cli.main`` makes it one line."""
+    """run and matrix (``loadlab.cli`` dispatches report, compare and claims: they sit above
+    or beside the runner, which imports neither). Bad input raises a
+    ``loadlab.errors.UserError``: ``loadlab.cli.main`` makes it one line."""
     if command == "run":
         from loadlab.runner.commands import run_command
 
@@ -92,20 +94,4 @@ def dispatch(command: str, args: argparse.Namespace) -> int:
         from loadlab.runner.commands import matrix_command
 
         return matrix_command(args)
-    if command == "report":
-        if args.baseline is not None:
-            from loadlab.report.compare_html import report_with_baseline
-
-            return report_with_baseline(args.results_dir, args.baseline, args.match)
-        from loadlab.report.html import report_command
-
-        return report_command(args.results_dir)
-    if command == "compare":
-        from loadlab.report.compare import compare_command
-
-        return compare_command(args)
-    if command == "claims":
-        from loadlab.claims.command import claims_command
-
-        return claims_command(args)
     raise AssertionError(command)

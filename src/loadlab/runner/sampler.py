@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loadlab.fileio import atomic_write
 from loadlab.proctree import tree_figures
+from loadlab.runs.samples import histogram_quantile
 
 IGNORED_HANDLERS = {"/metrics", "/healthz"}
 SAMPLES_FORMAT = "loadlab-samples/1"
@@ -93,24 +94,6 @@ def parse_metrics(text: str, t: float) -> Scrape:
                     current = getattr(scrape, attr)
                     setattr(scrape, attr, sample.value + (current or 0.0))
     return scrape
-
-
-def histogram_quantile(q: float, before: dict[float, float], after: dict[float, float]) -> float:
-    """Prometheus-style quantile of the requests observed between two scrapes (seconds)."""
-    les = sorted(after)
-    counts = [after[le] - before.get(le, 0.0) for le in les]
-    if not counts or counts[-1] <= 0:
-        return math.nan
-    rank = q * counts[-1]
-    prev_le, prev_count = 0.0, 0.0
-    for le, count in zip(les, counts, strict=True):
-        if count >= rank:
-            if math.isinf(le):
-                return prev_le
-            width = count - prev_count
-            return prev_le + (le - prev_le) * ((rank - prev_count) / width if width else 1.0)
-        prev_le, prev_count = le, count
-    return prev_le
 
 
 @dataclass

@@ -16,7 +16,6 @@ from types import FrameType
 from typing import Any
 
 from loadlab.errors import UserError
-from loadlab.report.results import ResultsDir, ResultsError, clear_results, held_runs
 from loadlab.runner.database import RunDatabase, needs_database
 from loadlab.runner.execute import execute, run_id_for
 from loadlab.runner.leftovers import DirectoryLock, Leftovers
@@ -26,6 +25,7 @@ from loadlab.runner.progress import Progress
 from loadlab.runner.rounds import combine, half_width_pct, precise_enough
 from loadlab.runner.runtime_base import Runtime, RuntimeError_
 from loadlab.runs.record import BROKEN, ERRORS, OK, Run, variant_label
+from loadlab.runs.store import ResultsDir, ResultsError, clear_results, held_runs
 
 
 class StartError(UserError, RuntimeError):

@@ -7,4 +7,7 @@ it imports neither of them.
   statuses, the one way to name a run's variant (``variant_label``) and its cell
   (``variant_key``), and ``read_runs``, the reader of every summary.json the lab has
   written.
+- ``store``: a results directory: ``ResultsDir`` (summary.json written atomically after
+  every run, runs.csv), ``load_summary``, ``ResultsError``.
+- ``samples``: the server's scraped samples: ``histogram_quantile`` between two scrapes.
 """

@@ -1,8 +1,8 @@
 """The run record: what one run of a cell writes into summary.json, and how it is named.
 
-``runner/execute.py`` builds a record, ``runner/rounds.py`` folds rounds of one cell into
-one, ``runner/session.py`` judges its status, ``report/results.py`` stores it; the report,
-compare and the claims read it. The shapes below are TypedDicts (the JSON stays the
+``runner/execute.py`` builds a record (``record_from``), ``runner/rounds.py`` folds rounds
+of one cell into one, ``runner/session.py`` judges its status, ``runs/store.py`` stores it;
+the report, compare and the claims read it. The shapes below are TypedDicts (the JSON stays the
 format, nothing changes at runtime) so that mypy finds every reader of a field.
 Every table is ``total=False``: summaries written by older versions lack later fields, and
 ``read_runs`` fills in the tables a reader may then rely on.
@@ -326,5 +326,5 @@ def read_run(found: Mapping[str, Any]) -> Run:
 
 def read_runs(summary: Mapping[str, Any]) -> list[Run]:
     """The runs of a summary.json of any version the lab has written (one already checked
-    by ``report.results.load_summary``: a dict per run, with its identity fields)."""
+    by ``runs.store.load_summary``: a dict per run, with its identity fields)."""
     return [read_run(r) for r in summary.get("runs") or ()]
