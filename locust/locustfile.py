@@ -167,7 +167,8 @@ class LabUser(FastHttpUser):
         Lab.open_model.intended.add((done - intended) * 1000)
 
     # One task per scenario of the registry, tagged with its name (--tags works on them).
-    tasks = {_task(s): max(s.mix_weight, 1) for s in REGISTRY}  # noqa: RUF012
+    # Locust takes a dict of weights too (its annotation says list only).
+    tasks: Any = {_task(s): max(s.mix_weight, 1) for s in REGISTRY}  # noqa: RUF012
 
 
 # --- process roles ------------------------------------------------------------------------

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 import requests
 from flask import Flask, Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from loadlab import contract, db, metrics, workloads
 from loadlab.requestinfo import describe_request
@@ -35,7 +36,7 @@ class StarletteStyleJSON(DefaultJSONProvider):
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
         obj = self._prepare_response_obj(args, kwargs)
-        return self._app.response_class(self.dumps(obj), mimetype=self.mimetype)
+        return cast(Response, self._app.response_class(self.dumps(obj), mimetype=self.mimetype))
 
 
 def _body() -> bytes:
@@ -59,7 +60,7 @@ def _local_address() -> tuple[str, int] | None:
         host, port = sock.getsockname()[:2] if sock is not None else (None, None)
     except (OSError, ValueError, TypeError):
         return None
-    return (str(host), int(port)) if host is not None else None
+    return (str(host), int(port)) if host is not None and port is not None else None
 
 
 def create_app(settings: ServiceSettings | None = None) -> Flask:
@@ -75,7 +76,7 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
     app.json = StarletteStyleJSON(app)
 
     @app.errorhandler(contract.ContractError)
-    def _contract_error(exc: contract.ContractError) -> tuple[Response, int]:
+    def _contract_error(exc: contract.ContractError) -> tuple[Response, int, dict[str, str]]:
         return jsonify(exc.body), exc.status, exc.headers
 
     @app.errorhandler(RequestEntityTooLarge)
@@ -83,7 +84,7 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
         return jsonify({"detail": contract.TOO_LARGE}), 413
 
     @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Response:
+    def _http_error(exc: HTTPException) -> WerkzeugResponse:
         response = exc.get_response()
         response.data = app.json.dumps({"detail": exc.name})
         response.content_type = "application/json"
