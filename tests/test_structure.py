@@ -168,3 +168,27 @@ def test_every_package_opens_with_its_map() -> None:
         if not doc or missing:
             bare.append(f"{init.parent.name}: {missing or 'no docstring'}")
     assert not bare, bare
+
+
+def test_the_two_load_generators_share_an_interface_not_code() -> None:
+    """The local Locust process and the swarm's master are both a LoadGenerator (mypy holds
+    their methods to it: Runtime.load_generator returns one), and neither is built on the
+    other."""
+    from loadlab.runner.locust_driver import LocustProcess
+    from loadlab.runner.swarm import MasterSwarm
+
+    assert not issubclass(MasterSwarm, LocustProcess)
+    assert not issubclass(LocustProcess, MasterSwarm)
+    assert MasterSwarm.__mro__[1:] == LocustProcess.__mro__[1:] == (object,)
+
+
+def test_the_runner_never_asks_which_runtime_it_has() -> None:
+    """Every runtime is one Runtime with default hooks: no isinstance/hasattr on a runtime."""
+    sniffing = []
+    for path in sorted((SRC / "loadlab").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in ("isinstance", "hasattr") and node.args
+                    and isinstance(node.args[0], ast.Name) and node.args[0].id == "runtime"):
+                sniffing.append(f"{path.name}:{node.lineno}")
+    assert not sniffing, sniffing

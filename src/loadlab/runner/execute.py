@@ -300,10 +300,22 @@ def start(spec: RunSpec, runtime: Runtime, out_prefix: Path, env: Mapping[str, s
     early = _starts_early(spec, runtime)
     endpoint = runtime.launch(cfg, env) if early else runtime.start(cfg, env)
     started = Started(endpoint, placement, started_at)
-    if leftovers is not None and endpoint.pid is not None:
-        leftovers.add("service", endpoint.pid)
-    if not early:
-        return started
+    try:
+        if leftovers is not None and endpoint.pid is not None:
+            leftovers.add("service", endpoint.pid)
+        if early:
+            started.load = runtime.load_generator(spec, out_prefix, endpoint, placement,
+                                                  wait_ready_s=READY_WAIT_S)
+            _track(started.load.start(), leftovers)
+            runtime.wait_ready()
+    except BaseException:
+        if started.load is not None:
+            started.load.stop()
+        runtime.stop()
+        if leftovers is not None:
+            leftovers.clear()
+        raise
+    return started
     try:
         started.load = runtime.load_generator(spec, out_prefix, started.endpoint, placement,
                                               wait_ready_s=READY_WAIT_S)
