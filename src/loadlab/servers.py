@@ -283,3 +283,13 @@ def threaded_classes(frameworks: Iterable[str]) -> list[str]:
     """The worker classes on which --threads > 1 means something, for any of `frameworks`."""
     interfaces = {INTERFACES[fw] for fw in frameworks}
     return [n for n, (_, k) in CLASSES.items() if interfaces & set(k.threaded)]
+
+
+def class_for(server: str, framework: str) -> str | None:
+    """The worker class ``--server NAME`` means for a framework: the server's first class
+    that serves the framework's interface (None: the server does not serve it)."""
+    entry = SERVERS.get(server)
+    iface = INTERFACES.get(framework)
+    if entry is None or iface is None:
+        return None
+    return next((k.name for k in entry.classes if iface in k.interfaces), None)

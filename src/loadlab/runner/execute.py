@@ -19,6 +19,7 @@ from typing import Any, cast
 from loadlab.db import default_pool_size
 from loadlab.names import DB_SCENARIOS
 from loadlab.runner.database import DatabaseWatch, RunDatabase
+from loadlab.runner.interpreter import gil_note, read_interpreter
 from loadlab.runner.leftovers import Leftovers
 from loadlab.runner.locust_driver import LocustProcess, locustfile, waits_ready
 from loadlab.runner.options import RunSpec
@@ -49,6 +50,7 @@ def base_record(spec: RunSpec, run_id: str, server_name: str) -> Run:
         "users": spec.users, "spawn_rate": spec.spawn_rate or spec.users,
         "arrival_rate": spec.arrival_rate, "io_ms": spec.io_ms, "cpu_work": spec.cpu_work,
         "db_pool_size": spec.db_pool_size or default_pool_size(spec.worker_class, spec.threads),
+        "backpressure": spec.backpressure, "python": spec.python,
         "duration_s": spec.duration_s, "warmup_s": spec.warmup_s,
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "requests": 0, "failures": 0, "error_rate": None, "rps": 0.0,
@@ -190,6 +192,9 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
         locust_cpu_at_end = locust.cpu_seconds() or locust_cpu_last
         window = sampler.window()
         sampler.stop()
+        # The interpreter and the GIL's state inside a request, asked while it still serves.
+        record["server"]["python"], record["server"]["gil_enabled"] = read_interpreter(
+            endpoint.base_url)
         samples = raw_dir / f"{run_id}.samples.json"
         sampler.dump(samples, load_began)
         record["samples"] = f"{raw_dir.name}/{samples.name}"
@@ -285,8 +290,10 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             record.update(runtime.run_notes())
         warning = saturation_warning(locust.lab_report())
         record["load"]["saturated"] = warning is not None
-        if warning is not None:
-            record["notes"] = [*record.get("notes", ()), warning]
+        gil = gil_note(spec.python, record["server"]["gil_enabled"])
+        for line in (warning, gil):
+            if line is not None:
+                record["notes"] = [*record.get("notes", ()), line]
         return cast(Run, record)
     finally:
         if watch is not None:

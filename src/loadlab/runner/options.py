@@ -19,11 +19,12 @@ from loadlab.runs.record import Run, variant_key
 from loadlab.serve import (
     DEFAULT_WORKER_CLASS,
     MAX_BACKPRESSURE,
+    PYTHONS,
     WORKER_CLASSES,
     ServeError,
     ServerConfig,
 )
-from loadlab.servers import server_of
+from loadlab.servers import INTERFACES, SERVERS, class_for, server_of
 
 TARGETS = ("fastapi", "flask")
 MAX_DURATION_S = 24 * 3600.0
@@ -96,6 +97,39 @@ def parse_int(text: str | int, name: str, low: int, high: int) -> int:
 
 
 MAX_ROUNDS = 100
+
+
+def parse_server(text: str, name: str = "server") -> str:
+    """A server of the registry (servers.py): uvicorn, gunicorn, granian."""
+    raw = str(text).strip().lower()
+    if raw not in SERVERS:
+        raise OptionError(f"--{name}: unknown server {text!r}: choose one of "
+                          f"{', '.join(SERVERS)}")
+    return raw
+
+
+def parse_python(text: str, name: str = "python") -> str:
+    """``default`` (this interpreter) or ``ft`` (the free-threaded CPython 3.13t)."""
+    raw = str(text).strip().lower()
+    if raw not in PYTHONS:
+        raise OptionError(f"--{name}: {text!r} is not one of {', '.join(PYTHONS)}")
+    return raw
+
+
+def class_of_server(server: str, target: str, worker_class: str = "") -> str:
+    """The worker class a cell of `target` runs under ``--server``: `worker_class` when it
+    is that server's, else the server's default for the target's interface."""
+    if worker_class:
+        if server_of(worker_class).name != server:
+            raise OptionError(f"--worker-class {worker_class} is {server_of(worker_class).title}"
+                              f"'s, not {SERVERS[server].title}'s: drop one of the two")
+        return worker_class
+    klass = class_for(server, target)
+    if klass is None:
+        serving = [s for s in SERVERS if class_for(s, target)]
+        raise OptionError(f"--server {server} does not serve {target} "
+                          f"({INTERFACES[target].upper()}): choose {' or '.join(serving)}")
+    return klass
 
 
 def parse_pct(text: str | float, name: str) -> float:

@@ -11,7 +11,7 @@ import contextlib
 import math
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import psutil
 
@@ -85,11 +85,7 @@ class NativeRuntime:
         if self.port is not None:
             self.settle()  # the one port is still held by the service stopping behind
         port = self.port if self.port is not None else free_port(self.host)
-        cfg = ServerConfig(
-            framework=cfg.framework, host=self.host, port=port, workers=cfg.workers,
-            worker_class=cfg.worker_class, threads=cfg.threads, cpus=cfg.cpus,
-            loop=cfg.loop, http=cfg.http,
-        )
+        cfg = replace(cfg, host=self.host, port=port)  # every other setting as asked
         service = ServiceProcess(cfg, env={**os.environ, **self.service_env})
         try:
             service.spawn()
