@@ -120,6 +120,9 @@ def test_a_free_threaded_run_records_the_gil_off_inside_a_request(
     assert run["key"].endswith("-bp4-pyft")
     assert "(free-threaded)" in variant_label(run, "prose")
     assert "free-threaded" in done.stdout
+    # The report's runs table names the server and the interpreter with the GIL's state.
+    report = (out / "report.html").read_text()
+    assert "3.13" in report and "free-threaded, GIL off" in report
     assert_nothing_left(tag)
 
 
