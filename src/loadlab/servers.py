@@ -130,6 +130,8 @@ class Server:
     # The interfaces on which the app learns the client's port (Granian's WSGI environ has
     # REMOTE_ADDR but no REMOTE_PORT).
     client_port: tuple[Interface, ...] = ("asgi", "wsgi")
+    # It caps the requests a worker takes at once (--backpressure).
+    backpressure: bool = False
 
     @property
     def interfaces(self) -> tuple[Interface, ...]:
@@ -227,6 +229,7 @@ SERVERS: dict[str, Server] = {s.name: s for s in (
         multiprocess=lambda cfg: True,  # workers are processes, the main one serves nothing
         packages=("granian",),
         client_port=("asgi",),
+        backpressure=True,
     ),
 )}
 
@@ -283,6 +286,14 @@ def threaded_classes(frameworks: Iterable[str]) -> list[str]:
     """The worker classes on which --threads > 1 means something, for any of `frameworks`."""
     interfaces = {INTERFACES[fw] for fw in frameworks}
     return [n for n, (_, k) in CLASSES.items() if interfaces & set(k.threaded)]
+
+
+def takes_backpressure(worker_class_name: str) -> bool:
+    """Whether --backpressure applies to the worker class's server."""
+    return server_of(worker_class_name).backpressure
+
+
+BACKPRESSURE_SERVERS = tuple(s.name for s in SERVERS.values() if s.backpressure)
 
 
 def class_for(server: str, framework: str) -> str | None:

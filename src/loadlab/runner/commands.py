@@ -56,6 +56,10 @@ def _float_or_none(value: str | None, name: str) -> float | None:
     return number
 
 
+def _backpressure_servers() -> str:
+    return " or ".join(servers.SERVERS[s].title for s in servers.BACKPRESSURE_SERVERS)
+
+
 def gates_from(args: argparse.Namespace) -> Gates:
     return Gates(
         max_p95_ms=_float_or_none(args.max_p95_ms, "max-p95-ms"),
@@ -104,9 +108,10 @@ def specs_from(args: argparse.Namespace) -> list[RunSpec]:
         raise OptionError(f"--threads {threads} needs --worker-class {names}{where} (threads "
                           "mean nothing to the other worker classes)")
     if backpressure is not None and any(
-            servers.server_of(k or servers.DEFAULT_WORKER_CLASS[t]).name != "granian"
+            not servers.takes_backpressure(k or servers.DEFAULT_WORKER_CLASS[t])
             for t, k in classes.items()):
-        raise OptionError("--backpressure applies to Granian only: add --server granian")
+        raise OptionError(f"--backpressure applies to {_backpressure_servers()} only: add "
+                          f"--server {servers.BACKPRESSURE_SERVERS[0]}")
     specs = []
     for target, klass in classes.items():
         specs.append(RunSpec(
@@ -195,8 +200,9 @@ def with_server_options(cells: list[RunSpec], args: argparse.Namespace) -> list[
     python = parse_python(args.python) if args.python is not None else None
     if server is None and backpressure is None and python is None:
         return cells
-    if backpressure is not None and server not in (None, "granian"):
-        raise OptionError("--backpressure applies to Granian only: use --server granian")
+    if backpressure is not None and server is not None and not servers.SERVERS[server].backpressure:
+        raise OptionError(f"--backpressure applies to {_backpressure_servers()} only: use "
+                          f"--server {servers.BACKPRESSURE_SERVERS[0]}")
     out: dict[str, RunSpec] = {}
     for cell in cells:
         changes: dict[str, object] = {}
@@ -209,9 +215,10 @@ def with_server_options(cells: list[RunSpec], args: argparse.Namespace) -> list[
             changes["python"] = python
         if backpressure is not None:
             klass = str(changes.get("worker_class") or cell.worker_class)
-            if servers.server_of(klass).name != "granian":
-                raise OptionError(f"--backpressure applies to Granian only, and the matrix "
-                                  f"runs {cell.target} on {klass}: add --server granian")
+            if not servers.takes_backpressure(klass):
+                raise OptionError(f"--backpressure applies to {_backpressure_servers()} only, "
+                                  f"and the matrix runs {cell.target} on {klass}: add "
+                                  f"--server {servers.BACKPRESSURE_SERVERS[0]}")
             changes["backpressure"] = backpressure
         spec = cell.with_(**changes)
         out.setdefault(spec.key, spec)

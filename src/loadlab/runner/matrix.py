@@ -58,7 +58,7 @@ from loadlab.runner.options import (
     parse_rate,
 )
 from loadlab.serve import MAX_BACKPRESSURE, PYTHONS, WORKER_CLASSES
-from loadlab.servers import SERVERS, class_for, server_of, threaded_classes
+from loadlab.servers import SERVERS, class_for, takes_backpressure, threaded_classes
 
 AXES = {"targets", "scenarios", "users", "workers", "cpus", "worker_classes", "threads",
         "db_pool_size", "servers", "pythons"}
@@ -326,8 +326,8 @@ def parse_matrix(text: str, path: Path = Path("matrix.toml")) -> Matrix:
                 threaded_classes([target])
             ):
                 continue  # threads only mean something to gthread (and Granian's WSGI)
-            if base.get("backpressure") and server_of(
-                    base["worker_class"] or _default(target)).name != "granian":
+            if base.get("backpressure") and not takes_backpressure(
+                    base["worker_class"] or _default(target)):
                 base.pop("backpressure")  # Granian's alone: the other cells run without
             for n_users in cell_users:
                 try:
