@@ -213,3 +213,33 @@ def test_matrix_command_options_apply_to_every_cell() -> None:
         gevent = parse_matrix('[matrix]\ntargets = ["flask"]\nscenarios = ["json"]\n'
                               'worker_classes = { flask = ["gevent"] }\n').cells
         with_server_options(gevent, _args(python="ft"))
+
+
+def test_granian_workers_are_one_process_on_the_free_threaded_build() -> None:
+    """What readiness waits for: Granian's workers are processes on a normal build and
+    threads of one process on a free-threaded one (each process counts 1 in
+    loadlab_workers)."""
+    from loadlab.serve import ServerConfig
+
+    def processes(**options: object) -> int:
+        return servers.worker_processes(ServerConfig(**options))  # type: ignore[arg-type]
+
+    assert processes(framework="fastapi", worker_class=GRANIAN, workers=2) == 2
+    assert processes(framework="fastapi", worker_class=GRANIAN, workers=2, python="ft") == 1
+    assert processes(framework="flask", worker_class="gthread", workers=2, python="ft") == 2
+
+
+@pytest.mark.slow
+def test_several_granian_workers_start_on_the_free_threaded_build(
+        tmp_path: Path, env: tuple[dict[str, str], str]) -> None:
+    require_ft()
+    environment, tag = env
+    out = tmp_path / "out"
+    done = loadlab(["run", "--scenario", "json", "--target", "fastapi", "--server", GRANIAN,
+                    "--workers", "2", "--python", "ft", "--users", "2", *SHORT,
+                    "--out", str(out)], environment)
+    assert done.returncode == 0, done.stderr
+    (run,) = summary(out)["runs"]
+    assert run["status"] == "ok" and run["workers"] == 2 and run["requests"] > 0, run
+    assert run["server"]["gil_enabled"] is False
+    assert_nothing_left(tag)

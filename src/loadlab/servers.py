@@ -47,6 +47,12 @@ class ServerConfig(Protocol):
     @property
     def backpressure(self) -> int: ...
 
+    @property
+    def python(self) -> str: ...
+
+    @property
+    def worker_class(self) -> str: ...
+
 Interface = Literal["asgi", "wsgi"]
 
 # The two apps: the interface each speaks, its module, its title in sentences, and the
@@ -132,6 +138,8 @@ class Server:
     client_port: tuple[Interface, ...] = ("asgi", "wsgi")
     # It caps the requests a worker takes at once (--backpressure).
     backpressure: bool = False
+    # The processes that serve, each one counted in loadlab_workers (None: --workers).
+    processes: Callable[[ServerConfig], int] | None = None
 
     @property
     def interfaces(self) -> tuple[Interface, ...]:
@@ -230,6 +238,8 @@ SERVERS: dict[str, Server] = {s.name: s for s in (
         packages=("granian",),
         client_port=("asgi",),
         backpressure=True,
+        # On a free-threaded build Granian's workers are threads of one process.
+        processes=lambda cfg: 1 if cfg.python == "ft" else cfg.workers,
     ),
 )}
 
@@ -286,6 +296,12 @@ def threaded_classes(frameworks: Iterable[str]) -> list[str]:
     """The worker classes on which --threads > 1 means something, for any of `frameworks`."""
     interfaces = {INTERFACES[fw] for fw in frameworks}
     return [n for n, (_, k) in CLASSES.items() if interfaces & set(k.threaded)]
+
+
+def worker_processes(cfg: ServerConfig) -> int:
+    """The worker processes a configuration runs (what readiness waits for)."""
+    count = server_of(cfg.worker_class).processes
+    return cfg.workers if count is None else count(cfg)
 
 
 def takes_backpressure(worker_class_name: str) -> bool:
