@@ -243,3 +243,17 @@ def test_several_granian_workers_start_on_the_free_threaded_build(
     assert run["status"] == "ok" and run["workers"] == 2 and run["requests"] > 0, run
     assert run["server"]["gil_enabled"] is False
     assert_nothing_left(tag)
+
+
+def test_the_shipped_servers_matrix_runs_each_app_on_each_server_that_serves_it() -> None:
+    from loadlab.runner.matrix import load_matrix
+
+    root = Path(__file__).resolve().parents[1]
+    cells = load_matrix(root / "matrices" / "servers.toml").cells
+    by_target = {t: {c.worker_class for c in cells if c.target == t} for t in servers.INTERFACES}
+    for target, classes in by_target.items():
+        serving = {servers.class_for(s, target) for s in servers.SERVERS} - {None}
+        assert classes == serving, target
+    assert len(cells) == 2 * sum(len(c) for c in by_target.values())  # two scenarios
+    ft = with_server_options(cells, _args(python="ft"))
+    assert len(ft) == len(cells) and all(c.python == "ft" for c in ft)
