@@ -88,7 +88,7 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--match", default=None,
                        help="comma-separated fields runs are matched on (default: target, "
                             "scenario, cpus, workers, worker_class, threads, users, "
-                            "arrival_rate, io_ms, cpu_work)")
+                            "arrival_rate, io_ms, cpu_work, backpressure, python)")
         p.add_argument("--out", default=None, help="where to write compare.json "
                                                    "(default: CURRENT/compare.json)")
     elif command == "claims":

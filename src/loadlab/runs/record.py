@@ -358,6 +358,10 @@ def read_run(found: Mapping[str, Any]) -> Run:
     for table in _TABLES:
         if not isinstance(run.get(table), dict):
             run[table] = {}
+    # Runs from before --python and --backpressure ran on the default interpreter, with
+    # the server's own backpressure.
+    run.setdefault("python", "default")
+    run.setdefault("backpressure", None)
     return cast(Run, run)
 
 
