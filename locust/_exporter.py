@@ -37,7 +37,8 @@ log = logging.getLogger("loadlab")
 BUCKETS_S = LATENCY_BUCKETS_S
 Key = tuple[str, str, str]  # (name, method, target)
 # `target` values: the service a request went to, or "host" for the form's Host field.
-TARGET_LABELS = frozenset({"host", "fastapi", "flask", "fastapi-gunicorn", "flask-gevent"})
+TARGET_LABELS = frozenset({"host", "fastapi", "flask", "fastapi-gunicorn", "flask-gevent",
+                           "fastapi-granian", "flask-granian"})
 # What one worker report may add (the lab's own workers stay far below these).
 MAX_SERIES = 1000
 MAX_NAME = 200

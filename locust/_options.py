@@ -28,9 +28,11 @@ TARGET_ENV = {
     "flask": "LOADLAB_FLASK_URL",
     "fastapi-gunicorn": "LOADLAB_FASTAPI_GUNICORN_URL",
     "flask-gevent": "LOADLAB_FLASK_GEVENT_URL",
+    "fastapi-granian": "LOADLAB_FASTAPI_GRANIAN_URL",
+    "flask-granian": "LOADLAB_FLASK_GRANIAN_URL",
 }
 BOTH = ("fastapi", "flask")
-TARGETS = ("host", "fastapi", "flask", "both", "fastapi-gunicorn", "flask-gevent")
+TARGETS = ("host", "fastapi", "flask", "both", *list(TARGET_ENV)[2:])
 # The master ships the URLs it knows to its workers inside the options of every spawn
 # message (Locust sends them along), so a worker without the variables still finds them.
 URLS_OPTION = "loadlab_target_urls"

@@ -27,11 +27,12 @@ _VARIANTS: list[dict[str, object]] = [
     dict(framework="flask", worker_class="granian", workers=2, threads=4),
 ]
 VARIANTS = {variant_name(str(v["framework"]), str(v["worker_class"])): v for v in _VARIANTS}
-# The same on free-threaded CPython 3.13t (``--python ft``; no gevent there): the contract
+# The same on free-threaded CPython 3.13t (``--python ft``; no gevent there, and Granian is
+# its newest release with a 3.13t wheel, see .ci/build-python-ft): the contract
 # suite's ``service`` fixture runs these too, skipping until .ci/build-python-ft has run.
 FT_VARIANTS = {
     f"{name}-ft": dict(options, python="ft") for name, options in VARIANTS.items()
-    if options["worker_class"] in ("uvicorn", "sync", "gthread")
+    if options["worker_class"] in ("uvicorn", "sync", "gthread", "granian")
 }
 
 

@@ -182,3 +182,20 @@ def test_the_lock_hash_compared_is_the_one_the_runner_records() -> None:
 
     recorded = manifest("native", "")
     assert all(key in recorded for key, _ in MANIFEST_CHECKS)
+
+
+def test_a_free_threaded_run_never_stands_in_for_a_default_one() -> None:
+    """By default the interpreter is part of the match (an old baseline, without the
+    field, ran on the default one); ``--match`` without python compares the two."""
+    from loadlab.report.compare import MATCH_DEFAULT
+
+    old = _run([1000.0, 1010.0, 990.0])  # written before the field existed
+    ft = _run([700.0, 710.0, 690.0], python="ft")
+    default = _run([1000.0, 1005.0, 995.0], python="default")
+    apart = compare(_summary(old), _summary(ft))
+    assert apart.matches == [] and apart.unmatched_current and apart.unmatched_baseline
+    assert len(compare(_summary(old), _summary(default)).matches) == 1
+    across = compare(_summary(old), _summary(ft),
+                     match=tuple(f for f in MATCH_DEFAULT if f != "python"))
+    (match,) = across.matches
+    assert {f.figure: f.verdict for f in match.figures}["rps"] == SLOWER

@@ -8,12 +8,16 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from requirements_probe import require
+
+from loadlab import servers
+from loadlab.dashboards.common import SERVICE_COLORS
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
@@ -33,7 +37,57 @@ def test_compose_spec_shape() -> None:
     assert {"fastapi", "flask", "locust-master", "locust-worker", "prometheus",
             "grafana", "postgres", "postgres-exporter"} <= set(SERVICES)
     optional = {name for name, svc in SERVICES.items() if svc.get("profiles")}
-    assert optional == {"fastapi-gunicorn", "flask-gevent"}
+    assert optional == set(VARIANTS)
+
+
+def _option(command: list[str], name: str, default: str = "") -> str:
+    return str(command[command.index(name) + 1]) if name in command else default
+
+
+# The `variants` profile's services, each named as the registry names the framework on its
+# worker class (servers.variant_name): Gunicorn's Uvicorn worker, gevent, and Granian for
+# both apps.
+VARIANTS = {servers.variant_name(fw, k): (fw, k) for fw, k in (
+    ("fastapi", "uvicorn-worker"), ("flask", "gevent"),
+    *((fw, "granian") for fw in servers.INTERFACES),
+)}
+
+
+def test_each_variant_is_its_framework_on_its_worker_class_everywhere() -> None:
+    """A variant service runs what its name says, under a CPU limit, with the lab's side
+    port for metrics, and is scraped, offered in Locust's form (with its URL for the
+    master and the workers), labelled by the exporter and coloured on the dashboards."""
+    sys.path.insert(0, str(ROOT / "locust"))
+    import _exporter
+    import _options
+
+    scrape = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    (services_job,) = [j for j in scrape["scrape_configs"] if j["job_name"] == "services"]
+    scraped = set(services_job["dns_sd_configs"][0]["names"])
+    assert services_job["dns_sd_configs"][0]["port"] == 9000
+    anchor = SERVICES["locust-master"]["environment"]
+    targets, target_env = _options.TARGETS, _options.TARGET_ENV
+    for name, (framework, klass) in VARIANTS.items():
+        svc = SERVICES[name]
+        command = [str(part) for part in svc["command"]]
+        assert command[:2] == ["serve", framework], name
+        assert _option(command, "--worker-class") == klass, name
+        assert re.fullmatch(r"\$\{\w+_CPUS:-1\}", str(svc["deploy"]["resources"]["limits"]
+                                                       ["cpus"])), name
+        assert "9000" in [str(p) for p in svc["expose"]], name
+        assert "--metrics" not in command, name  # Granian's own exporter would take 9090
+        assert name in scraped and name in targets and name in _exporter.TARGET_LABELS
+        env = target_env[name]
+        assert anchor[env] == f"${{{env}:-http://{name}:8000}}", name
+        assert SERVICES["locust-worker"]["environment"][env] == anchor[env], name
+        assert name in SERVICE_COLORS, name
+    # Granian's own metrics port (9090) is Prometheus's: the registry turns it off.
+    for framework in servers.INTERFACES:
+        from loadlab.serve import ServerConfig, build_command
+
+        argv = build_command(ServerConfig(framework=framework,  # type: ignore[arg-type]
+                                          worker_class="granian"))
+        assert "--no-metrics" in argv and "--metrics-port" not in argv
 
 
 def test_every_knob_is_documented_with_the_same_default() -> None:
@@ -237,8 +291,7 @@ def test_the_lab_images_are_built_never_pulled() -> None:
     services = json.loads(done.stdout)["services"]
     lab = {name for name, svc in services.items()
            if svc.get("build") or str(svc.get("image", "")).startswith("loadlab/")}
-    assert lab == {"fastapi", "flask", "fastapi-gunicorn", "flask-gevent", "locust-master",
-                   "locust-worker"}
+    assert lab == {"fastapi", "flask", *VARIANTS, "locust-master", "locust-worker"}
     for name in lab:
         assert services[name].get("build"), name
         assert services[name].get("pull_policy") == "build", name

@@ -59,7 +59,10 @@ def test_variant_env_sets_the_compose_knobs() -> None:
                        cpus=0.5)
     assert variant_env(cfg, "0") == {
         "FLASK_CPUS": "0.5", "FLASK_WORKERS": "4", "FLASK_WORKER_CLASS": "gthread",
-        "FLASK_THREADS": "8", "FLASK_CPUSET": "0"}
+        "FLASK_THREADS": "8", "FLASK_BACKPRESSURE": "0", "FLASK_CPUSET": "0"}
+    granian = ServerConfig(framework="fastapi", worker_class="granian", backpressure=16)
+    assert variant_env(granian)["FASTAPI_WORKER_CLASS"] == "granian"
+    assert variant_env(granian)["FASTAPI_BACKPRESSURE"] == "16"
 
 
 @pytest.mark.parametrize("published, url", [

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from loadlab.runner.execute import Measurement, record_from, window_seconds
+from loadlab.runner.interpreter import gil_note
 from loadlab.runner.loadgen import LoadFigures
 from loadlab.runner.options import RunSpec
+from loadlab.runs.record import PythonFigures
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runs"
 NAMES = sorted(p.stem for p in FIXTURES.glob("*.json"))
@@ -138,6 +140,25 @@ def test_a_saturated_generator_and_the_runtime_s_notes_are_both_kept() -> None:
         "Prometheus was down for 2 s",
         "warning: the load generator reached 97% CPU: it may be what limits this "
         "measurement (fewer users per process, or more cores for Locust)"]
+
+
+def test_the_interpreter_read_while_serving_is_the_server_s_and_ft_notes_a_gil_seen_on() -> None:
+    spec, run_id, m, _ = recorded("fastapi-io")
+    ft = replace(spec, python="ft")
+    python: PythonFigures = {"implementation": "cpython", "version": "3.13.5",
+                             "free_threaded": True}
+    off = record_from(ft, run_id, replace(m, python=python, gil_enabled=False))
+    assert off["python"] == "ft" and off["backpressure"] is None
+    assert off["server"]["python"] == python and off["server"]["gil_enabled"] is False
+    assert "notes" not in off
+    on = record_from(ft, run_id, replace(m, python=python, gil_enabled=True))
+    assert on["notes"] == [gil_note("ft", True)] and on["notes"][0] is not None
+    unread = record_from(ft, run_id, m)  # /info did not answer
+    assert unread["server"]["python"] is None and unread["server"]["gil_enabled"] is None
+    assert unread["notes"] == [gil_note("ft", None)]
+    assert "notes" not in record_from(spec, run_id, replace(m, gil_enabled=True))
+    granian = replace(spec, worker_class="granian", backpressure=32)
+    assert record_from(granian, run_id, m)["backpressure"] == 32
 
 
 def test_a_database_run_carries_its_database() -> None:

@@ -20,6 +20,7 @@ from loadlab.errors import UserError
 from loadlab.procs import free_port, kill_group, port_in_use, tie_to_parent
 from loadlab.readiness import wait_ready
 from loadlab.serve import ServerConfig, serve_argv
+from loadlab.servers import worker_processes
 
 __all__ = ["LaunchError", "ServiceProcess", "free_port", "port_in_use", "serve_argv"]
 
@@ -86,7 +87,7 @@ class ServiceProcess:
                 return f"exited with {self.proc.returncode}"
             return None
 
-        reason = wait_ready(self.url, self.ready_timeout_s, self.cfg.workers, exited)
+        reason = wait_ready(self.url, self.ready_timeout_s, worker_processes(self.cfg), exited)
         if reason is not None:
             raise LaunchError(f"{self.cfg.framework} {reason}: {self.log_tail()}")
 

@@ -88,7 +88,7 @@ class ServerConfig:
             raise ServeError(f"--threads > 1 needs --worker-class {' or '.join(threaded)} "
                              f"for {self.framework}" if threaded else
                              f"--threads > 1 does not apply to {self.framework}")
-        if self.backpressure and self.server != "granian":
+        if self.backpressure and not servers.takes_backpressure(self.worker_class):
             raise ServeError("--backpressure applies to --worker-class granian only")
         if not 0 <= self.backpressure <= MAX_BACKPRESSURE:
             raise ServeError(f"--backpressure must be 0 (the server's default) or "

@@ -47,6 +47,12 @@ class ServerConfig(Protocol):
     @property
     def backpressure(self) -> int: ...
 
+    @property
+    def python(self) -> str: ...
+
+    @property
+    def worker_class(self) -> str: ...
+
 Interface = Literal["asgi", "wsgi"]
 
 # The two apps: the interface each speaks, its module, its title in sentences, and the
@@ -130,6 +136,10 @@ class Server:
     # The interfaces on which the app learns the client's port (Granian's WSGI environ has
     # REMOTE_ADDR but no REMOTE_PORT).
     client_port: tuple[Interface, ...] = ("asgi", "wsgi")
+    # It caps the requests a worker takes at once (--backpressure).
+    backpressure: bool = False
+    # The processes that serve, each one counted in loadlab_workers (None: --workers).
+    processes: Callable[[ServerConfig], int] | None = None
 
     @property
     def interfaces(self) -> tuple[Interface, ...]:
@@ -227,6 +237,9 @@ SERVERS: dict[str, Server] = {s.name: s for s in (
         multiprocess=lambda cfg: True,  # workers are processes, the main one serves nothing
         packages=("granian",),
         client_port=("asgi",),
+        backpressure=True,
+        # On a free-threaded build Granian's workers are threads of one process.
+        processes=lambda cfg: 1 if cfg.python == "ft" else cfg.workers,
     ),
 )}
 
@@ -283,3 +296,27 @@ def threaded_classes(frameworks: Iterable[str]) -> list[str]:
     """The worker classes on which --threads > 1 means something, for any of `frameworks`."""
     interfaces = {INTERFACES[fw] for fw in frameworks}
     return [n for n, (_, k) in CLASSES.items() if interfaces & set(k.threaded)]
+
+
+def worker_processes(cfg: ServerConfig) -> int:
+    """The worker processes a configuration runs (what readiness waits for)."""
+    count = server_of(cfg.worker_class).processes
+    return cfg.workers if count is None else count(cfg)
+
+
+def takes_backpressure(worker_class_name: str) -> bool:
+    """Whether --backpressure applies to the worker class's server."""
+    return server_of(worker_class_name).backpressure
+
+
+BACKPRESSURE_SERVERS = tuple(s.name for s in SERVERS.values() if s.backpressure)
+
+
+def class_for(server: str, framework: str) -> str | None:
+    """The worker class ``--server NAME`` means for a framework: the server's first class
+    that serves the framework's interface (None: the server does not serve it)."""
+    entry = SERVERS.get(server)
+    iface = INTERFACES.get(framework)
+    if entry is None or iface is None:
+        return None
+    return next((k.name for k in entry.classes if iface in k.interfaces), None)

@@ -29,7 +29,8 @@ from loadlab.errors import UserError
 STACK = "loadlab"
 ROLE_LABEL = "loadlab.role"
 # The database is part of what is measured: it goes with the services, not with the load.
-SUT_SERVICES = ("fastapi", "flask", "fastapi-gunicorn", "flask-gevent", "postgres")
+SUT_SERVICES = ("fastapi", "flask", "fastapi-gunicorn", "flask-gevent", "fastapi-granian",
+                "flask-granian", "postgres")
 LOAD_SERVICES = ("locust-worker",)
 # Keys swarm does not have, or that the stack file spells differently (handled below).
 COMPOSE_ONLY = ("build", "depends_on", "cpuset", "security_opt", "restart", "networks",

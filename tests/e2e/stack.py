@@ -28,7 +28,7 @@ LAB_IMAGES = ("fastapi", "flask", "locust")
 SERVICES = ("fastapi", "flask", "locust-master", "locust-worker", "prometheus", "postgres",
             "postgres-exporter")
 # The compose file's `variants` profile, up only for the test that needs it.
-PROFILE_VARIANTS = ("fastapi-gunicorn", "flask-gevent")
+PROFILE_VARIANTS = ("fastapi-gunicorn", "flask-gevent", "fastapi-granian", "flask-granian")
 VARIANT_SERVICES = ("fastapi", "flask", *PROFILE_VARIANTS)
 
 
@@ -67,8 +67,8 @@ class Stack:
     def __post_init__(self) -> None:
         self.ports = {name: free_port() for name in (
             "FASTAPI_PORT", "FLASK_PORT", "FASTAPI_GUNICORN_PORT", "FLASK_GEVENT_PORT",
-            "LOCUST_PORT", "LOCUST_MASTER_PORT", "PROMETHEUS_PORT", "GRAFANA_PORT",
-            "POSTGRES_PORT")}
+            "FASTAPI_GRANIAN_PORT", "FLASK_GRANIAN_PORT", "LOCUST_PORT", "LOCUST_MASTER_PORT",
+            "PROMETHEUS_PORT", "GRAFANA_PORT", "POSTGRES_PORT")}
         self.env = {
             "COMPOSE_PROJECT_NAME": self.project, "LOADLAB_TAG": self.tag,
             # Every compose command sees the variants' services, so `down` removes them too.

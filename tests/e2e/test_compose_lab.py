@@ -245,18 +245,19 @@ KIND_SPECIFIC = ("loadlab_event_loop_lag", "loadlab_threadpool")
 
 
 def test_the_variants_profile_is_in_every_dashboard_query(stack: Stack) -> None:
-    """With the `variants` profile up, each panel that shows FastAPI or Flask shows all
-    four services (Gunicorn + uvicorn-worker and gevent too), after a little load on each.
+    """With the `variants` profile up, each panel that shows FastAPI or Flask shows every
+    service (Gunicorn + uvicorn-worker, gevent and Granian's two too), after a little load
+    on each.
     The profile's services stop again at the end: the later tests keep the machine's
     cores."""
     stack.compose("up", "--detach", "--wait", *PROFILE_VARIANTS, timeout=300)
     try:
-        _every_panel_shows_the_four(stack)
+        _every_panel_shows_every_variant(stack)
     finally:
         stack.compose("rm", "--stop", "--force", *PROFILE_VARIANTS, timeout=120)
 
 
-def _every_panel_shows_the_four(stack: Stack) -> None:
+def _every_panel_shows_every_variant(stack: Stack) -> None:
     for service in VARIANT_SERVICES:
         # By the form's Target: the boards' client-side series carry it as `target`.
         counts = swarm(stack, f"http://{service}:8000", 3, scenario="json", target=service)

@@ -37,13 +37,14 @@ def test_the_compose_form_runs_every_target_and_refuses_other_sites(stack: Stack
     # An earlier test's `loadlab run --runtime compose` stops the service after its run.
     stack.compose("up", "--detach", "--wait", "--no-deps", "fastapi", "flask", timeout=300)
     ports = {"fastapi": "FASTAPI_PORT", "flask": "FLASK_PORT",
-             "fastapi-gunicorn": "FASTAPI_GUNICORN_PORT", "flask-gevent": "FLASK_GEVENT_PORT"}
+             "fastapi-gunicorn": "FASTAPI_GUNICORN_PORT", "flask-gevent": "FLASK_GEVENT_PORT",
+             "fastapi-granian": "FASTAPI_GRANIAN_PORT", "flask-granian": "FLASK_GRANIAN_PORT"}
     counters = {name: partial(served_at, stack.url(port)) for name, port in ports.items()}
     # The variants are up only where a test asked for them: count only what answers.
     served = {name: count for name, count in counters.items() if _answers(count)}
     choices = {"fastapi": ({"fastapi"}, ""), "flask": ({"flask"}, ""),
                "both": ({"fastapi", "flask"}, ""), "host": ({"flask"}, "http://flask:8000")}
-    choices.update({v: ({v}, "") for v in ("fastapi-gunicorn", "flask-gevent") if v in served})
+    choices.update({v: ({v}, "") for v in list(ports)[2:] if v in served})
     if swarm_state(web) in ("spawning", "running"):  # another test's swarm
         stack.locust("/stop", {})
     stack.wait_for("the master idle", lambda: swarm_state(web) in ("ready", "stopped"))

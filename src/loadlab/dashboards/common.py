@@ -36,6 +36,8 @@ SERVICE_COLORS = {
     "flask": "blue",
     "fastapi-gunicorn": "orange",
     "flask-gevent": "purple",
+    "fastapi-granian": "yellow",
+    "flask-granian": "#e05ba6",  # magenta: the named palette has no hue left
     "postgres": "red",
 }
 # Lines that are bounds or tails, not the typical value: drawn dashed and unfilled.

@@ -24,9 +24,12 @@ from loadlab.runs.record import Run, Summary, get, read_runs, run_rounds, varian
 from loadlab.runs.store import ResultsError, load_summary
 
 MATCH_FIELDS = ("target", "scenario", "cpus", "workers", "worker_class", "threads", "users",
-                "arrival_rate", "io_ms", "cpu_work", "duration_s", "model")
+                "arrival_rate", "io_ms", "cpu_work", "backpressure", "python", "duration_s",
+                "model")
+# A free-threaded run never stands in for a default one (``--match`` without python
+# compares the two interpreters on purpose).
 MATCH_DEFAULT = ("target", "scenario", "cpus", "workers", "worker_class", "threads", "users",
-                 "arrival_rate", "io_ms", "cpu_work")
+                 "arrival_rate", "io_ms", "cpu_work", "backpressure", "python")
 # figure -> (path in a round, True when higher is better)
 FIGURES: dict[str, tuple[str, bool]] = {
     "rps": ("rps", True),

@@ -198,8 +198,22 @@ def _memory(data: ReportData) -> Section | None:
              "worker."))
 
 
+def _interpreter(run: Run) -> str | None:
+    """``3.11.7``, ``3.13.5 free-threaded, GIL off``: what served the run, from its /info
+    (None for runs recorded before it was)."""
+    py = run["server"].get("python")
+    if not py:
+        return None
+    if not py.get("free_threaded"):
+        return py["version"]
+    gil = run["server"].get("gil_enabled")
+    state = "GIL off" if gil is False else "GIL on" if gil else "GIL unknown"
+    return f"{py['version']} free-threaded, {state}"
+
+
 def _runs_table(data: ReportData) -> Section:
-    head = ("target", "class", "workers", "threads", "CPU limit", "scenario", "users",
+    head = ("target", "server", "class", "python", "workers", "threads", "CPU limit",
+            "scenario", "users",
             "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "cores used", "throttled",
             "memory MB", "served at once", "MB / served", "status")
     body = []
@@ -207,8 +221,9 @@ def _runs_table(data: ReportData) -> Section:
         lat, srv = r["latency_ms"], r["server"]
         mem, share, held = srv.get("memory_bytes"), srv.get("throttled_share"), served(r)
         per = memory_per_request(r)
-        cells = (r["target"], r["worker_class"], r["workers"], r["threads"],
-                 figures.cpus_text(r), r["scenario"], r["users"], f"{r['rps']:,.1f}",
+        cells = (r["target"], srv.get("name"), r["worker_class"], _interpreter(r),
+                 r["workers"], r["threads"], figures.cpus_text(r), r["scenario"], r["users"],
+                 f"{r['rps']:,.1f}",
                  lat.get("p50"), lat.get("p95"), lat.get("p99"), r.get("failures"),
                  srv.get("cpu_cores_used"), f"{share:.1%}" if share is not None else None,
                  f"{mem / 1e6:,.0f}" if mem else None,

@@ -13,7 +13,8 @@ The map, from the command down:
   ``leftovers``: the directory lock, and process groups a killed runner left.
 - ``execute``: one run in three parts, ``start`` -> ``measure`` (a ``Measurement``) ->
   ``record_from`` (pure: the run record); ``sampler``: the server's /metrics each second
-  and /healthz probes; ``database``: each run's PostgreSQL and its watch.
+  and /healthz probes; ``interpreter``: the interpreter and the GIL's state, read from
+  the service's /info while it serves; ``database``: each run's PostgreSQL and its watch.
 - ``loadgen``: the ``LoadGenerator`` interface, implemented by ``locust_driver`` (Locust
   as a local process) and by ``swarm``'s master (the stack's Locust).
 - ``runtime_base``: the ``Runtime`` base class (hooks with defaults), ``Endpoint``,

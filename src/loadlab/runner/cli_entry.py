@@ -26,7 +26,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus", default="0", help="CPU quota of the service in cores (0: none)")
     p.add_argument("--workers", default="1")
     p.add_argument("--worker-class", default=None)
-    p.add_argument("--threads", default="1")
+    add_server_arguments(p)
+    p.add_argument("--threads", default="1",
+                   help="threads per worker: gthread's, or Granian's blocking threads (flask)")
     p.add_argument("--port", default=None, help="the service's port (default: a free one)")
     p.add_argument("--max-p95-ms", default=None)
     p.add_argument("--max-p99-ms", default=None)
@@ -37,6 +39,19 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="results directory; one holding results is refused unless --replace")
     p.add_argument("--replace", action="store_true",
                    help="start over in an --out that holds results (they are removed)")
+
+
+def add_server_arguments(p: argparse.ArgumentParser) -> None:
+    """What serves the cells: the server (its default worker class per app), Granian's
+    backpressure and the interpreter."""
+    p.add_argument("--server", default=None,
+                   help="uvicorn, gunicorn or granian: the server's default worker class for "
+                        "each app (with --worker-class, the class must be that server's)")
+    p.add_argument("--backpressure", default=None, metavar="N",
+                   help="Granian: requests a worker takes at once (default: Granian's)")
+    p.add_argument("--python", default=None, metavar="default|ft",
+                   help="the service's interpreter: ft is the free-threaded CPython 3.13t "
+                        "that .ci/build-python-ft builds (native runtime only)")
 
 
 def add_round_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,6 +72,7 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
                        help="start over in an --out that holds results (they are removed)")
         p.add_argument("--out", default=None, help="results directory (default: results/NAME)")
         p.add_argument("--runtime", default="native", help="native (default), compose or swarm")
+        add_server_arguments(p)
         add_round_arguments(p)
     elif command == "report":
         p.add_argument("results_dir", help="a results directory with summary.json")
@@ -72,7 +88,7 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--match", default=None,
                        help="comma-separated fields runs are matched on (default: target, "
                             "scenario, cpus, workers, worker_class, threads, users, "
-                            "arrival_rate, io_ms, cpu_work)")
+                            "arrival_rate, io_ms, cpu_work, backpressure, python)")
         p.add_argument("--out", default=None, help="where to write compare.json "
                                                    "(default: CURRENT/compare.json)")
     elif command == "claims":

@@ -26,17 +26,20 @@ from loadlab.runner.options import (
     Gates,
     OptionError,
     RunSpec,
+    class_of_server,
     expand_targets,
     parse_cpus,
     parse_duration,
     parse_int,
+    parse_python,
     parse_rate,
     parse_rounds,
+    parse_server,
 )
 from loadlab.runner.runtime import runtime_for
 from loadlab.runner.session import DEFAULT_MAX_ERROR_RATE, Outcome, gate_failures, run_cells
 from loadlab.runs.record import read_runs
-from loadlab.serve import WORKER_CLASSES
+from loadlab.serve import MAX_BACKPRESSURE, WORKER_CLASSES, ServeError, ft_python
 
 
 def _float_or_none(value: str | None, name: str) -> float | None:
@@ -51,6 +54,10 @@ def _float_or_none(value: str | None, name: str) -> float | None:
     if name == "max-error-rate" and number > 1:
         raise OptionError(f"--{name}: a share of the requests, 0..1 (0.01 is 1%), got {value!r}")
     return number
+
+
+def _backpressure_servers() -> str:
+    return " or ".join(servers.SERVERS[s].title for s in servers.BACKPRESSURE_SERVERS)
 
 
 def gates_from(args: argparse.Namespace) -> Gates:
@@ -77,6 +84,10 @@ def specs_from(args: argparse.Namespace) -> list[RunSpec]:
             if args.cpu_work is not None else None)
     pool = (parse_int(args.db_pool_size, "db-pool-size", 1, MAX_DB_POOL_SIZE)
             if args.db_pool_size is not None else None)
+    server = parse_server(args.server) if args.server else None
+    backpressure = (parse_int(args.backpressure, "backpressure", 1, MAX_BACKPRESSURE)
+                    if args.backpressure is not None else None)
+    python = parse_python(args.python) if args.python is not None else "default"
     if args.worker_class and not any(
         args.worker_class in WORKER_CLASSES[t] for t in targets
     ):
@@ -85,22 +96,31 @@ def specs_from(args: argparse.Namespace) -> list[RunSpec]:
             f"unknown worker class {args.worker_class!r} for {args.target}: choose one of "
             f"{', '.join(every)}"
         )
+    # With --target both, a worker class applies to the framework it belongs to.
+    classes = {t: args.worker_class if args.worker_class in WORKER_CLASSES[t] else ""
+               for t in targets}
+    if server is not None:
+        classes = {t: class_of_server(server, t, k) for t, k in classes.items()}
     threaded = servers.threaded_classes(targets)
-    if threads > 1 and args.worker_class not in threaded:
+    if threads > 1 and not set(classes.values()) & set(threaded):
         names = " or ".join(threaded or servers.threaded_classes(servers.INTERFACES))
         where = "" if threaded else f", which {args.target} has none of"
         raise OptionError(f"--threads {threads} needs --worker-class {names}{where} (threads "
                           "mean nothing to the other worker classes)")
+    if backpressure is not None and any(
+            not servers.takes_backpressure(k or servers.DEFAULT_WORKER_CLASS[t])
+            for t, k in classes.items()):
+        raise OptionError(f"--backpressure applies to {_backpressure_servers()} only: add "
+                          f"--server {servers.BACKPRESSURE_SERVERS[0]}")
     specs = []
-    for target in targets:
-        # With --target both, a worker class applies to the framework it belongs to.
-        klass = args.worker_class if args.worker_class in WORKER_CLASSES[target] else ""
+    for target, klass in classes.items():
         specs.append(RunSpec(
             target=target, scenario=args.scenario, users=users, spawn_rate=spawn,
             duration_s=duration, warmup_s=warmup, arrival_rate=arrival, cpus=cpus,
             workers=workers, worker_class=klass,
-            threads=threads if (klass or "") == "gthread" else 1,
-            io_ms=io_ms, cpu_work=work, db_pool_size=pool,
+            threads=threads if klass in servers.threaded_classes([target]) else 1,
+            io_ms=io_ms, cpu_work=work, db_pool_size=pool, backpressure=backpressure,
+            python=python,
         ))
     return specs
 
@@ -132,8 +152,23 @@ def error_limit(gates: Gates) -> float:
     return gates.max_error_rate if gates.max_error_rate is not None else DEFAULT_MAX_ERROR_RATE
 
 
+def check_python(specs: list[RunSpec], runtime: str) -> None:
+    """--python ft: the native runtime only (the images hold no free-threaded build), and
+    the interpreter built, before anything starts."""
+    if not any(s.python == "ft" for s in specs):
+        return
+    if runtime != "native":
+        raise OptionError(f"--python ft runs natively only: the {runtime} runtime's images "
+                          "hold no free-threaded interpreter (use --runtime native)")
+    try:
+        ft_python()
+    except ServeError as exc:
+        raise OptionError(str(exc)) from None
+
+
 def run_command(args: argparse.Namespace) -> int:
     specs = specs_from(args)
+    check_python(specs, args.runtime)
     gates = gates_from(args)
     port = parse_int(args.port, "port", 1, 65535) if args.port is not None else None
     rounds, until_ci = parse_rounds(args.rounds, args.until_ci)
@@ -156,8 +191,44 @@ def matrix_file(name: str) -> Path:
         return path  # load_matrix says it cannot be read, in one line
 
 
+def with_server_options(cells: list[RunSpec], args: argparse.Namespace) -> list[RunSpec]:
+    """The matrix's cells under ``--server``/``--backpressure``/``--python`` (each, when
+    given, for every cell; cells that become one are run once)."""
+    server = parse_server(args.server) if args.server else None
+    backpressure = (parse_int(args.backpressure, "backpressure", 1, MAX_BACKPRESSURE)
+                    if args.backpressure is not None else None)
+    python = parse_python(args.python) if args.python is not None else None
+    if server is None and backpressure is None and python is None:
+        return cells
+    if backpressure is not None and server is not None and not servers.SERVERS[server].backpressure:
+        raise OptionError(f"--backpressure applies to {_backpressure_servers()} only: use "
+                          f"--server {servers.BACKPRESSURE_SERVERS[0]}")
+    out: dict[str, RunSpec] = {}
+    for cell in cells:
+        changes: dict[str, object] = {}
+        if server is not None and servers.server_of(cell.worker_class).name != server:
+            klass = class_of_server(server, cell.target)
+            changes.update(worker_class=klass, backpressure=None)
+            if klass not in servers.threaded_classes([cell.target]):
+                changes["threads"] = 1
+        if python is not None:
+            changes["python"] = python
+        if backpressure is not None:
+            klass = str(changes.get("worker_class") or cell.worker_class)
+            if not servers.takes_backpressure(klass):
+                raise OptionError(f"--backpressure applies to {_backpressure_servers()} only, "
+                                  f"and the matrix runs {cell.target} on {klass}: add "
+                                  f"--server {servers.BACKPRESSURE_SERVERS[0]}")
+            changes["backpressure"] = backpressure
+        spec = cell.with_(**changes)
+        out.setdefault(spec.key, spec)
+    return list(out.values())
+
+
 def matrix_command(args: argparse.Namespace) -> int:
     matrix = load_matrix(matrix_file(args.file))
+    cells = with_server_options(matrix.cells, args)
+    check_python(cells, args.runtime)
     out = Path(args.out or matrix.out or f"results/{matrix.name}")
     rounds, until_ci = parse_rounds(
         args.rounds if args.rounds is not None else matrix.rounds,
@@ -165,7 +236,7 @@ def matrix_command(args: argparse.Namespace) -> int:
     if args.resume and args.replace:
         raise OptionError("--resume keeps the results, --replace starts over: choose one")
     runtime = runtime_for(args.runtime)
-    outcome = run_cells(matrix.cells, out, runtime, resume=args.resume, replace=args.replace,
+    outcome = run_cells(cells, out, runtime, resume=args.resume, replace=args.replace,
                         rounds=rounds, until_ci=until_ci,
                         max_error_rate=error_limit(matrix.gates))
     return finish(outcome, matrix.gates, out)

@@ -83,6 +83,7 @@ def variant_env(cfg: ServerConfig, cpuset: str = "") -> dict[str, str]:
         f"{prefix}_WORKERS": str(cfg.workers),
         f"{prefix}_WORKER_CLASS": cfg.worker_class,
         f"{prefix}_THREADS": str(cfg.threads),
+        f"{prefix}_BACKPRESSURE": str(cfg.backpressure),
         f"{prefix}_CPUSET": cpuset,
     }
 

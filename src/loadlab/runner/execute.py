@@ -25,13 +25,14 @@ from typing import Any, cast
 from loadlab.db import default_pool_size
 from loadlab.names import DB_SCENARIOS
 from loadlab.runner.database import DatabaseWatch, RunDatabase
+from loadlab.runner.interpreter import gil_note, read_interpreter
 from loadlab.runner.leftovers import Leftovers
 from loadlab.runner.loadgen import LoadFigures, LoadGenerator
 from loadlab.runner.locust_driver import locustfile, waits_ready
 from loadlab.runner.options import RunSpec
 from loadlab.runner.runtime_base import Endpoint, Placement, Runtime
 from loadlab.runner.sampler import ServerSampler, Window
-from loadlab.runs.record import Run
+from loadlab.runs.record import PythonFigures, Run
 
 Tick = Callable[[float, float, float | None, float | None, str], None]
 GRACE_S = 30.0  # Locust start-up and shutdown on a busy machine
@@ -94,6 +95,10 @@ class Measurement:
     database: dict[str, Any] | None  # the run database's description and figures
     runtime_notes: dict[str, Any] = field(default_factory=dict)  # Runtime.run_notes()
     loadavg_1m: float | None = None
+    # The interpreter and the GIL's state inside a request, from /info while it served
+    # (None: /info did not answer, or a measurement from before these were read).
+    python: PythonFigures | None = None
+    gil_enabled: bool | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -175,7 +180,7 @@ def _server_fields(m: Measurement, window_s: float, requests: int) -> dict[str, 
     the code moves, whatever the load."""
     w = m.window
     return {
-        "name": m.server_name,
+        "name": m.server_name, "python": m.python, "gil_enabled": m.gil_enabled,
         "cpu_seconds": _rounded(w.cpu_seconds, 3),
         "cpu_cores_used": (_rounded(w.cpu_seconds / window_s, 3)
                            if w.cpu_seconds is not None else None),
@@ -236,6 +241,7 @@ def record_from(spec: RunSpec, run_id: str, m: Measurement) -> Run:
         "users": spec.users, "spawn_rate": spec.spawn_rate or spec.users,
         "arrival_rate": spec.arrival_rate, "io_ms": spec.io_ms, "cpu_work": spec.cpu_work,
         "db_pool_size": spec.db_pool_size or default_pool_size(spec.worker_class, spec.threads),
+        "backpressure": spec.backpressure, "python": spec.python,
         "duration_s": spec.duration_s, "warmup_s": spec.warmup_s, "started_at": m.started_at,
         "requests": 0, "failures": 0, "error_rate": None, "rps": 0.0,
         "latency_ms": {"p50": None, "p95": None, "p99": None, "max": None},
@@ -254,8 +260,9 @@ def record_from(spec: RunSpec, run_id: str, m: Measurement) -> Run:
                  "separated": m.placement.separated, "saturated": warning is not None},
         **m.runtime_notes,
     }
-    if warning is not None:
-        record["notes"] = [*record.get("notes", ()), warning]
+    notes = [line for line in (warning, gil_note(spec.python, m.gil_enabled)) if line]
+    if notes:
+        record["notes"] = [*record.get("notes", ()), *notes]
     return cast(Run, record)
 
 
@@ -308,19 +315,6 @@ def start(spec: RunSpec, runtime: Runtime, out_prefix: Path, env: Mapping[str, s
                                                   wait_ready_s=READY_WAIT_S)
             _track(started.load.start(), leftovers)
             runtime.wait_ready()
-    except BaseException:
-        if started.load is not None:
-            started.load.stop()
-        runtime.stop()
-        if leftovers is not None:
-            leftovers.clear()
-        raise
-    return started
-    try:
-        started.load = runtime.load_generator(spec, out_prefix, started.endpoint, placement,
-                                              wait_ready_s=READY_WAIT_S)
-        _track(started.load.start(), leftovers)
-        runtime.wait_ready()
     except BaseException:
         if started.load is not None:
             started.load.stop()
@@ -401,6 +395,8 @@ def measure(spec: RunSpec, runtime: Runtime, run: Started, raw_dir: Path, run_id
     cpu_at_end = load.cpu_seconds() or loop.cpu_last
     window = sampler.window()
     sampler.stop()
+    # The interpreter and the GIL's state inside a request, asked while it still serves.
+    python, gil_enabled = read_interpreter(endpoint.base_url)
     samples = raw_dir / f"{run_id}.samples.json"
     sampler.dump(samples, loop.load_began)
     died = loop.died or not runtime.alive()
@@ -415,7 +411,8 @@ def measure(spec: RunSpec, runtime: Runtime, run: Started, raw_dir: Path, run_id
         load_cpu_seconds=(cpu_at_end - loop.cpu_at_mark if cpu_at_end is not None
                           and loop.cpu_at_mark is not None else None),
         window=window, scrape_errors=sampler.scrape_errors, scrape_kind=sampler.scrape_kind,
-        probes_ms=sampler.probe_ms(), database=None, loadavg_1m=_loadavg())
+        probes_ms=sampler.probe_ms(), database=None, loadavg_1m=_loadavg(), python=python,
+        gil_enabled=gil_enabled)
     if run.watch is not None and database is not None:
         watch, run.watch = run.watch, None
         m = replace(m, database={**database.info, **watch.finish(window_seconds(spec, m))})

@@ -8,7 +8,10 @@ users = [10, 50]
 workers = [1, 2]
 cpus = [1]
 worker_classes = { fastapi = ["uvicorn"], flask = ["sync", "gthread"] }
+# or: servers = ["gunicorn", "granian"] (each server's default worker class per target)
 threads = 1
+pythons = ["default", "ft"]   # optional: the interpreters (ft: free-threaded 3.13t)
+backpressure = 64             # optional: Granian's requests per worker at once
 duration = "10s"
 warmup = "2s"
 io_ms = 100
@@ -54,16 +57,18 @@ from loadlab.runner.options import (
     parse_pct,
     parse_rate,
 )
-from loadlab.serve import WORKER_CLASSES
+from loadlab.serve import MAX_BACKPRESSURE, PYTHONS, WORKER_CLASSES
+from loadlab.servers import SERVERS, class_for, takes_backpressure, threaded_classes
 
 AXES = {"targets", "scenarios", "users", "workers", "cpus", "worker_classes", "threads",
-        "db_pool_size"}
+        "db_pool_size", "servers", "pythons"}
 SCALARS = {"duration", "warmup", "spawn_rate", "arrival_rate", "io_ms", "cpu_work", "out",
-           "name", "description", "extra", "rounds", "until_ci"}
+           "name", "description", "extra", "rounds", "until_ci", "backpressure"}
 SETTINGS = {"users", "workers", "cpus", "threads", "duration", "warmup", "spawn_rate",
-            "arrival_rate", "io_ms", "cpu_work", "worker_class", "extra", "db_pool_size"}
+            "arrival_rate", "io_ms", "cpu_work", "worker_class", "extra", "db_pool_size",
+            "backpressure"}
 MATCH_KEYS = {"target", "scenario", "worker_class", "users", "workers", "cpus", "threads",
-              "db_pool_size"}
+              "db_pool_size", "python"}
 GATE_KEYS = {"max_p95_ms", "max_p99_ms", "max_error_rate", "min_rps"}
 
 
@@ -178,8 +183,9 @@ def _settings(reader: _Reader, table: dict[str, Any], section: str, nth: int = 0
             out["spawn_rate"] = reader.rate(value, key, section, nth)
         elif name == "arrival_rate":
             out["arrival_rate"] = reader.rate(value, key, section, nth)
-        elif name in ("io_ms", "cpu_work"):
-            top = MAX_IO_MS if name == "io_ms" else MAX_CPU_WORK
+        elif name in ("io_ms", "cpu_work", "backpressure"):
+            top = {"io_ms": MAX_IO_MS, "cpu_work": MAX_CPU_WORK,
+                   "backpressure": MAX_BACKPRESSURE}[name]
             out[name] = reader.ints(value, key, 0, top, section, nth)[0]
             if isinstance(value, list):
                 reader.fail(key, "expected one whole number, not a list", section, nth)
@@ -229,6 +235,7 @@ class _Axes:
     cpus: list[float]
     pools: list[int | None]
     classes: dict[str, list[str]]
+    pythons: list[str]
     common: dict[str, Any]
 
 
@@ -263,13 +270,24 @@ def _axes(reader: _Reader, table: dict[str, Any]) -> _Axes:
     else:
         reader.fail("matrix.worker_classes",
                     "expected a table such as { flask = [\"sync\", \"gthread\"] }", sec)
+    if "servers" in table:
+        if classes:
+            reader.fail("matrix.servers", "give servers or worker_classes, not both", sec)
+        names = reader.strs(table["servers"], "matrix.servers", tuple(SERVERS), sec)
+        for fw in targets:
+            classes[fw] = list(dict.fromkeys(
+                k for k in (class_for(name, fw) for name in names) if k is not None))
+            if not classes[fw]:
+                reader.fail("matrix.servers", f"none of {', '.join(names)} serves {fw}", sec)
+    pythons = reader.strs(table.get("pythons", "default"), "matrix.pythons", PYTHONS, sec)
     common = _settings(reader, table, sec)
     if isinstance(table.get("name", ""), str) is False:
         reader.fail("matrix.name", "expected a string", sec)
     out = table.get("out")
     if out is not None and not isinstance(out, str):
         reader.fail("matrix.out", "expected a directory name", sec)
-    return _Axes(targets, scenarios, users, workers, threads, cpus, pools, classes, common)
+    return _Axes(targets, scenarios, users, workers, threads, cpus, pools, classes, pythons,
+                 common)
 
 
 def _gates(reader: _Reader, data: dict[str, Any]) -> Gates:
@@ -338,13 +356,14 @@ def _cells(path: Path, axes: _Axes, overrides: list[_Override]) -> list[RunSpec]
     """Every combination of the axes, each with the overrides that match it applied."""
     cells: list[RunSpec] = []
     seen: set[str] = set()
-    for target, scenario, cpu, n_workers, n_threads, pool in itertools.product(
+    for target, scenario, cpu, n_workers, n_threads, pool, python in itertools.product(
         axes.targets, axes.scenarios, axes.cpus, axes.workers, axes.threads, axes.pools,
+        axes.pythons,
     ):
         for worker_class in axes.classes.get(target, [""]):
             base = dict(target=target, scenario=scenario, cpus=cpu, workers=n_workers,
                         threads=n_threads, worker_class=worker_class, db_pool_size=pool,
-                        **axes.common)
+                        python=python, **axes.common)
             cell_users = axes.users
             for match, settings, user_list in overrides:
                 probe = {**base, "worker_class": base["worker_class"] or _default(target)}
@@ -352,10 +371,13 @@ def _cells(path: Path, axes: _Axes, overrides: list[_Override]) -> list[RunSpec]
                     base.update(settings)
                     if user_list is not None:
                         cell_users = user_list
-            if base.get("threads", 1) > 1 and (base["worker_class"] or _default(target)) != (
-                "gthread"
+            if base.get("threads", 1) > 1 and (base["worker_class"] or _default(target)) not in (
+                threaded_classes([target])
             ):
-                continue  # threads only mean something to gthread
+                continue  # threads only mean something to gthread (and Granian's WSGI)
+            if base.get("backpressure") and not takes_backpressure(
+                    base["worker_class"] or _default(target)):
+                base.pop("backpressure")  # Granian's alone: the other cells run without
             for n_users in cell_users:
                 try:
                     spec = RunSpec(users=n_users, **base)

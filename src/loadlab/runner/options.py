@@ -16,7 +16,15 @@ from loadlab.contract import MAX_USERS
 from loadlab.errors import UserError
 from loadlab.names import SCENARIOS
 from loadlab.runs.record import Run, variant_key
-from loadlab.serve import DEFAULT_WORKER_CLASS, WORKER_CLASSES, ServeError, ServerConfig
+from loadlab.serve import (
+    DEFAULT_WORKER_CLASS,
+    MAX_BACKPRESSURE,
+    PYTHONS,
+    WORKER_CLASSES,
+    ServeError,
+    ServerConfig,
+)
+from loadlab.servers import INTERFACES, SERVERS, class_for, server_of
 
 TARGETS = ("fastapi", "flask")
 MAX_DURATION_S = 24 * 3600.0
@@ -89,6 +97,39 @@ def parse_int(text: str | int, name: str, low: int, high: int) -> int:
 
 
 MAX_ROUNDS = 100
+
+
+def parse_server(text: str, name: str = "server") -> str:
+    """A server of the registry (servers.py): uvicorn, gunicorn, granian."""
+    raw = str(text).strip().lower()
+    if raw not in SERVERS:
+        raise OptionError(f"--{name}: unknown server {text!r}: choose one of "
+                          f"{', '.join(SERVERS)}")
+    return raw
+
+
+def parse_python(text: str, name: str = "python") -> str:
+    """``default`` (this interpreter) or ``ft`` (the free-threaded CPython 3.13t)."""
+    raw = str(text).strip().lower()
+    if raw not in PYTHONS:
+        raise OptionError(f"--{name}: {text!r} is not one of {', '.join(PYTHONS)}")
+    return raw
+
+
+def class_of_server(server: str, target: str, worker_class: str = "") -> str:
+    """The worker class a cell of `target` runs under ``--server``: `worker_class` when it
+    is that server's, else the server's default for the target's interface."""
+    if worker_class:
+        if server_of(worker_class).name != server:
+            raise OptionError(f"--worker-class {worker_class} is {server_of(worker_class).title}"
+                              f"'s, not {SERVERS[server].title}'s: drop one of the two")
+        return worker_class
+    klass = class_for(server, target)
+    if klass is None:
+        serving = [s for s in SERVERS if class_for(s, target)]
+        raise OptionError(f"--server {server} does not serve {target} "
+                          f"({INTERFACES[target].upper()}): choose {' or '.join(serving)}")
+    return klass
 
 
 def parse_pct(text: str | float, name: str) -> float:
@@ -170,6 +211,11 @@ class RunSpec:
     io_ms: int | None = None
     cpu_work: int | None = None
     db_pool_size: int | None = None  # connections per service process (None: its default)
+    # Granian: requests a worker takes at once (None: the server's default).
+    backpressure: int | None = None
+    # The interpreter the service runs on: "default" (this one) or "ft" (free-threaded
+    # CPython 3.13t, as ``loadlab serve --python ft``).
+    python: str = "default"
     extra: dict[str, str] = field(default_factory=dict)  # further locustfile options
 
     def __post_init__(self) -> None:
@@ -195,6 +241,9 @@ class RunSpec:
         if self.db_pool_size is not None and not 1 <= self.db_pool_size <= 1000:
             raise OptionError(f"--db-pool-size must be between 1 and 1000, got "
                               f"{self.db_pool_size}")
+        if self.backpressure is not None and not 1 <= self.backpressure <= MAX_BACKPRESSURE:
+            raise OptionError(f"--backpressure must be between 1 and {MAX_BACKPRESSURE}, got "
+                              f"{self.backpressure}")
         try:
             self.server_config(port=0)
         except ServeError as exc:
@@ -204,8 +253,14 @@ class RunSpec:
         return ServerConfig(
             framework=self.target,  # type: ignore[arg-type]
             host=host, port=port, workers=self.workers, worker_class=self.worker_class,
-            threads=self.threads, cpus=self.cpus,
+            threads=self.threads, cpus=self.cpus, backpressure=self.backpressure or 0,
+            python=self.python,
         )
+
+    @property
+    def server(self) -> str:
+        """The server software (the registry's name: uvicorn, gunicorn, granian)."""
+        return server_of(self.worker_class).name
 
     @property
     def key(self) -> str:

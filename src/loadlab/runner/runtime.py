@@ -79,7 +79,7 @@ class NativeRuntime(Runtime):
         if self.port is not None:
             self.settle()  # the one port is still held by the service stopping behind
         port = self.port if self.port is not None else free_port(self.host)
-        cfg = replace(cfg, host=self.host, port=port)
+        cfg = replace(cfg, host=self.host, port=port)  # every other setting as asked
         service = ServiceProcess(cfg, env={**os.environ, **(env or {})})
         try:
             service.spawn()

@@ -65,7 +65,7 @@ def server_args(cfg: ServerConfig) -> list[str]:
     """The container's command for this variant: the compose file's, other values."""
     return ["serve", cfg.framework, "--host", "0.0.0.0", "--port", str(CONTAINER_PORT),
             "--workers", str(cfg.workers), "--worker-class", cfg.worker_class,
-            "--threads", str(cfg.threads)]
+            "--threads", str(cfg.threads), "--backpressure", str(cfg.backpressure)]
 
 
 def node_cpus(stack: Stack, image: str, timeout_s: float = 90) -> dict[str, dict[str, Any]]:

@@ -33,11 +33,24 @@ class LatencyMs(TypedDict, total=False):
     mean: float | None  # the HDR histogram's, when the locustfile reports it
 
 
+class PythonFigures(TypedDict):
+    """The interpreter the service ran on, as its /info states it."""
+
+    implementation: str
+    version: str
+    free_threaded: bool  # a build that can run without the GIL (CPython 3.13t)
+
+
 class ServerFigures(TypedDict, total=False):
-    """The server's side of the window. ``name`` is the server software (uvicorn,
-    gunicorn): the results contract names both the software and these figures ``server``."""
+    """The server's side of the window. ``name`` is the server software (the server
+    registry's name: uvicorn, gunicorn, granian): the results contract names both the
+    software and these figures ``server``. ``python`` and ``gil_enabled`` come from the
+    service's /info during the run (the GIL's state read inside a request; None: /info
+    did not answer)."""
 
     name: str
+    python: PythonFigures | None
+    gil_enabled: bool | None
     cpu_seconds: float | None
     cpu_cores_used: float | None
     cpu_limit: float | None
@@ -122,6 +135,8 @@ class Variant(TypedDict, total=False):
     io_ms: int | None
     cpu_work: int | None
     db_pool_size: int | None
+    backpressure: int | None  # Granian's requests per worker at once (None: its default)
+    python: str  # the interpreter asked for: "default" or "ft" (free-threaded)
     duration_s: float
     warmup_s: float
 
@@ -223,9 +238,26 @@ def _prose(run: Mapping[str, Any]) -> str:
         where = _count(n, f"Gunicorn {klass} worker", f"Gunicorn {klass} workers")
     if int(run.get("threads") or 1) > 1:
         where += f" × {run['threads']} threads"
+    if run.get("backpressure"):
+        where += f" with backpressure {run['backpressure']}"
     limit = run.get("cpus")
     tail = f" limited to {limit:g} CPU" if limit else ""
+    if _free_threaded(run):
+        # A free-threaded build whose GIL was on inside a request ran as a normal one.
+        gil_on = get(run, "server.gil_enabled") is True
+        tail += " (free-threaded build, but the GIL was on)" if gil_on else " (free-threaded)"
     return f"{name} on {where}{tail}"
+
+
+def _free_threaded(run: Mapping[str, Any]) -> bool:
+    return run.get("python") == "ft"
+
+
+def _marks(run: Mapping[str, Any], sep: str = "=") -> str:
+    """What sets a cell apart beyond the usual fields: Granian's backpressure, the
+    free-threaded interpreter (empty for the default ones)."""
+    text = f" bp{sep}{run['backpressure']}" if run.get("backpressure") else ""
+    return text + (" free-threaded" if _free_threaded(run) else "")
 
 
 def variant_label(run: Mapping[str, Any], style: LabelStyle = "line") -> str:
@@ -244,7 +276,7 @@ def variant_label(run: Mapping[str, Any], style: LabelStyle = "line") -> str:
         return _prose(run)
     if style == "progress":
         return (f"{run['target']}/{run['worker_class']} w{run['workers']} {run['scenario']} "
-                f"u{run['users']}")
+                f"u{run['users']}{_marks(run)}")
     if style == "compare":
         text = (f"{run.get('target')} {run.get('worker_class')} w{run.get('workers')} "
                 f"t{run.get('threads')} cpus={run.get('cpus') or '-'} {run.get('scenario')} "
@@ -252,23 +284,24 @@ def variant_label(run: Mapping[str, Any], style: LabelStyle = "line") -> str:
         for key, mark in (("arrival_rate", "rate"), ("io_ms", "io"), ("cpu_work", "work")):
             if run.get(key) is not None:
                 text += f" {mark}={run[key]:g}"
-        return text
+        return text + _marks(run)
     if style == "line":
         cpus = run["cpus"]
         return (f"{run['target']} {run['worker_class']} w{run['workers']} t{run['threads']} "
                 f"{'cpus=' + format(cpus, 'g') if cpus else 'no CPU limit'} "
-                f"{run['scenario']} u{run['users']}")
+                f"{run['scenario']} u{run['users']}{_marks(run)}")
     if style == "row":
         shape = f"×{run.get('workers', 1)}"
         if int(run.get("threads") or 1) > 1:
             shape += f"×{run['threads']}t"
-        return f"{NAMES.get(run['target'], run['target'])} {run.get('worker_class') or ''} {shape}"
+        return (f"{NAMES.get(run['target'], run['target'])} {run.get('worker_class') or ''} "
+                f"{shape}{_marks(run)}")
     # plot
     text = f"{run['target']} {run['worker_class']} ×{run['workers']}"
     if run.get("threads", 1) > 1:
         text += f"×{run['threads']}t"
     text += f" @{run['cpus']:g} CPU" if run.get("cpus") else " no CPU limit"
-    return text
+    return text + _marks(run)
 
 
 def variant_key(run: Mapping[str, Any]) -> str:
@@ -288,6 +321,10 @@ def variant_key(run: Mapping[str, Any]) -> str:
         parts.append(f"work{run['cpu_work']}")
     if run.get("db_pool_size") is not None:
         parts.append(f"pool{run['db_pool_size']}")
+    if run.get("backpressure") is not None:
+        parts.append(f"bp{run['backpressure']}")
+    if run.get("python") not in (None, "default"):
+        parts.append(f"py{run['python']}")
     parts += [f"{k}={v}" for k, v in sorted((run.get("extra") or {}).items())]
     return "-".join(parts)
 
@@ -296,7 +333,7 @@ def variant_key(run: Mapping[str, Any]) -> str:
 IDENTITY = {"run_id", "key", "status", "error", "target", "framework", "scenario", "cpus",
             "workers", "worker_class", "threads", "users", "spawn_rate", "arrival_rate",
             "io_ms", "cpu_work", "duration_s", "warmup_s", "started_at", "locust_json",
-            "model", "latency_source", "db_pool_size"}
+            "model", "latency_source", "db_pool_size", "backpressure", "python"}
 
 
 def run_rounds(run: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -321,6 +358,10 @@ def read_run(found: Mapping[str, Any]) -> Run:
     for table in _TABLES:
         if not isinstance(run.get(table), dict):
             run[table] = {}
+    # Runs from before --python and --backpressure ran on the default interpreter, with
+    # the server's own backpressure.
+    run.setdefault("python", "default")
+    run.setdefault("backpressure", None)
     return cast(Run, run)
 
 
