@@ -27,8 +27,8 @@ def cells(claims: tuple[Claim, ...] = CLAIMS) -> tuple[Cell, ...]:
 
 
 def plan(sizes: Sizes, cores: int, claims: tuple[Claim, ...] = CLAIMS) -> dict[str, RunSpec]:
-    """The named runs, in the order they run."""
-    return {cell.name: cell.spec(sizes, cores) for cell in cells(claims)}
+    """The named runs, in the order they run (cells this machine cannot run left out)."""
+    return {cell.name: cell.spec(sizes, cores) for cell in cells(claims) if not cell.missing()}
 
 
 def runs_by_name(planned: dict[str, RunSpec], recorded: Sequence[Mapping[str, Any]]) -> Runs:

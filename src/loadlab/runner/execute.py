@@ -189,6 +189,9 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             locust_cpu_at_mark = locust_cpu_last
         locust_cpu_at_end = locust.cpu_seconds() or locust_cpu_last
         window = sampler.window()
+        # Per-second samples of the window; the last half second may hold Locust's stop.
+        record["series"] = sampler.series(
+            None if load_began is None else load_began + planned - 0.5)
         sampler.stop()
         samples = raw_dir / f"{run_id}.samples.json"
         sampler.dump(samples, load_began)
