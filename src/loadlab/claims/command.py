@@ -1,28 +1,64 @@
-"""``loadlab claims``: run the plan in rounds, judge every claim, write ``claims.json``, print
-the table and write the report."""
+"""``loadlab claims``: run the plan in rounds, judge every claim (with ``--until-decided``,
+add rounds of the undecided claims' cells within ``--budget``), write ``claims.json``,
+print the table and write the report."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
+from loadlab.claims.deciding import until_decided
 from loadlab.claims.plan import FULL, QUICK, plan, runs_by_name
 from loadlab.claims.registry import judge
 from loadlab.claims.table import print_table
+
+# --until-decided without --budget: the whole command's wall time, quick and full.
+DEFAULT_BUDGET_S = {"quick": 360.0, "full": 1800.0}
+MAX_BUDGET_S = 24 * 3600.0
+
+
+def parse_budget(text: str | None, quick: bool) -> float:
+    from loadlab.runner.options import OptionError, parse_duration
+
+    if text is None:
+        return DEFAULT_BUDGET_S["quick" if quick else "full"]
+    seconds = parse_duration(text, "budget")
+    if seconds <= 0:
+        raise OptionError(f"--budget: {text!r} must be above 0")
+    return seconds
+
+
+def relocated(run: dict[str, Any], sub: str) -> dict[str, Any]:
+    """A round measured in ``out/sub``: its file paths made relative to ``out``."""
+    moved = dict(run)
+    for key in ("locust_json", "samples"):
+        if isinstance(moved.get(key), str):
+            moved[key] = f"{sub}/{moved[key]}"
+    return moved
 
 
 def claims_command(args: argparse.Namespace) -> int:
     from loadlab.fileio import atomic_write
     from loadlab.report.html import write_report
     from loadlab.runner.options import OptionError, parse_rounds
+    from loadlab.runner.rounds import combine
     from loadlab.runner.runtime import available_cores, runtime_for
     from loadlab.runner.session import StartError, run_cells
+    from loadlab.runs.record import run_rounds
 
+    began = time.monotonic()
     cores = len(available_cores()) or (os.cpu_count() or 1)
     sizes = QUICK if args.quick else FULL
+    deciding = bool(getattr(args, "until_decided", False))
+    budget = parse_budget(getattr(args, "budget", None), args.quick)
+    if getattr(args, "budget", None) is not None and not deciding:
+        raise OptionError("--budget applies to --until-decided")
     cells = plan(sizes, cores)
     rounds, until_ci = parse_rounds(
         args.rounds if args.rounds is not None else (
@@ -35,10 +71,48 @@ def claims_command(args: argparse.Namespace) -> int:
                             write_report=False, rounds=rounds, until_ci=until_ci)
     except StartError as exc:
         raise OptionError(str(exc)) from None
-    verdicts = judge(runs_by_name(cells, outcome.results.runs), cores)
+    runs = runs_by_name(cells, outcome.results.runs)
+    interrupted = outcome.interrupted
+    if deciding and not interrupted and runs:
+        measured = {name: run_rounds(run) for name, run in runs.items()}
+        per_round = (time.monotonic() - began) / max(sum(map(len, measured.values())), 1)
+
+        def measure(names: Sequence[str], round_no: int) -> dict[str, dict[str, Any]]:
+            sub = f"round-{round_no}"
+            try:
+                more = run_cells([cells[n] for n in names], out / sub, runtime, resume=None,
+                                 replace=True, write_report=False)
+            except StartError as exc:
+                raise OptionError(str(exc)) from None
+            if more.interrupted:
+                raise KeyboardInterrupt
+            found = runs_by_name({n: cells[n] for n in names}, more.results.runs)
+            return {n: relocated(run_rounds(r)[-1], sub) for n, r in found.items()}
+
+        print(f"--until-decided: judged after {rounds} round(s); adding rounds of the "
+              f"undecided claims' cells within --budget {budget:g} s")
+        try:
+            decided = until_decided(measured, cores, measure, budget,
+                                    spent_s=time.monotonic() - began,
+                                    round_s={n: per_round for n in measured})
+        except KeyboardInterrupt:
+            interrupted = True
+            verdicts = judge(runs, cores)
+        else:
+            for rs in decided.rounds.values():
+                if len(rs) > 1:
+                    outcome.results.add(combine(rs))  # type: ignore[arg-type]
+            runs = decided.runs()
+            verdicts = decided.verdicts
+            print(f"--until-decided: {decided.stopped} after {decided.extra_rounds} more "
+                  f"round(s), {decided.spent_s:.0f} s in all")
+            for note in decided.notes:
+                print(f"  undecided: {note}")
+    else:
+        verdicts = judge(runs, cores)
     atomic_write(out / "claims.json",
                  json.dumps([asdict(v) for v in verdicts], indent=2) + "\n")
     print_table(verdicts)
     print(f"claims: {out / 'claims.json'}")
     print(f"report: {write_report(out)}")
-    return 130 if outcome.interrupted else 0
+    return 130 if interrupted else 0
