@@ -7,11 +7,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from loadlab.claims.deciding import until_decided
 from loadlab.claims.plan import FULL, QUICK, plan, runs_by_name
@@ -50,7 +51,7 @@ def claims_command(args: argparse.Namespace) -> int:
     from loadlab.runner.rounds import combine
     from loadlab.runner.runtime import available_cores, runtime_for
     from loadlab.runner.session import StartError, run_cells
-    from loadlab.runs.record import run_rounds
+    from loadlab.runs.record import Run, run_rounds
 
     began = time.monotonic()
     cores = len(available_cores()) or (os.cpu_count() or 1)
@@ -65,6 +66,10 @@ def claims_command(args: argparse.Namespace) -> int:
             None if args.until_ci is not None else sizes.repeats), args.until_ci)
     out = Path(args.out)
     runtime = runtime_for(args.runtime)
+    for stale in sorted(out.glob("more-*")):
+        # An earlier --until-decided's extra rounds (each a results directory of its own).
+        if (stale / "summary.json").is_file():
+            shutil.rmtree(stale, ignore_errors=True)
     try:
         # Claims start over each time (their verdicts judge errors themselves).
         outcome = run_cells(list(cells.values()), out, runtime, resume=None, replace=True,
@@ -77,8 +82,8 @@ def claims_command(args: argparse.Namespace) -> int:
         measured = {name: run_rounds(run) for name, run in runs.items()}
         per_round = (time.monotonic() - began) / max(sum(map(len, measured.values())), 1)
 
-        def measure(names: Sequence[str], round_no: int) -> dict[str, dict[str, Any]]:
-            sub = f"round-{round_no}"
+        def measure(names: Sequence[str], extra: int) -> dict[str, dict[str, Any]]:
+            sub = f"more-{extra}"
             try:
                 more = run_cells([cells[n] for n in names], out / sub, runtime, resume=None,
                                  replace=True, write_report=False)
@@ -99,9 +104,12 @@ def claims_command(args: argparse.Namespace) -> int:
             interrupted = True
             verdicts = judge(runs, cores)
         else:
-            for rs in decided.rounds.values():
-                if len(rs) > 1:
-                    outcome.results.add(combine(rs))  # type: ignore[arg-type]
+            for name, rs in decided.rounds.items():
+                if len(rs) > len(measured[name]):
+                    # The first run's own fields (its samples file, ...) kept under the
+                    # figures of all its rounds.
+                    folded = {**runs[name], **combine([cast(Run, r) for r in rs])}
+                    outcome.results.add(cast(Run, folded))
             runs = decided.runs()
             verdicts = decided.verdicts
             print(f"--until-decided: {decided.stopped} after {decided.extra_rounds} more "

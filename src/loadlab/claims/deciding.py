@@ -19,6 +19,7 @@ from loadlab.claims.verdicts import UNSURE, Runs, Verdict
 from loadlab.runner.rounds import combine
 from loadlab.runs.record import Run
 
+# (cell names, the extra round's number from 1) -> one new round record per cell name.
 Measure = Callable[[Sequence[str], int], Mapping[str, dict[str, Any]]]
 # Reasons an inconclusive verdict has that more rounds may change: an interval that
 # straddles a threshold (more_rounds set), a busy machine (it may quieten), a failed run.
@@ -90,7 +91,7 @@ def until_decided(rounds: Mapping[str, Sequence[dict[str, Any]]], cores: int,
         if spent + need > budget_s:
             return _spent(verdicts, claims, have, extra, spent, budget_s, todo, need)
         started = clock()
-        new = measure(todo, max(len(have[n]) for n in todo) + 1)
+        new = measure(todo, extra + 1)
         took = clock() - started
         for name in todo:
             if name in new:
