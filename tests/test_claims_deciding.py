@@ -241,7 +241,8 @@ def test_without_the_free_threaded_interpreter_its_claims_say_so(
     monkeypatch.setenv("LOADLAB_PYTHON_FT", str(tmp_path / "no-python"))
     cells = plan(QUICK, 2)
     assert not any(spec.python == "ft" for spec in cells.values())
-    assert "threads-2" in cells  # the normal build's side still runs for nothing else
+    assert "threads-2" not in cells  # read by no claim this machine can measure
+    assert "threads-1" in cells  # threads-not-parallel-cpu reads it too
     for v in judge(with_series(good_runs()), 2):
         if v.id.startswith("free-threading-"):
             assert v.verdict == UNSURE and v.more_rounds is None

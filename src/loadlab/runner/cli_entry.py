@@ -76,7 +76,7 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", default=None, help="where to write compare.json "
                                                    "(default: CURRENT/compare.json)")
     elif command == "claims":
-        p.add_argument("--quick", action="store_true", help="short runs (about 4 minutes)")
+        p.add_argument("--quick", action="store_true", help="short runs (about 6 minutes)")
         p.add_argument("--out", default="results/claims")
         p.add_argument("--runtime", default="native", help="native (default), compose or swarm")
         add_round_arguments(p)
