@@ -369,3 +369,46 @@ def test_folded_rounds_read_back_as_the_same_rounds() -> None:
     again = folded(_rounds(runs))
     assert [v.verdict for v in judge(again, 2)] == [v.verdict for v in judge(runs, 2)]
     assert len(CLAIMS) == len(judge(again, 2))
+
+
+MEASURE_ONE = """
+import json, sys
+from pathlib import Path
+from loadlab.claims.command import measuring
+from loadlab.runner.options import RunSpec
+from loadlab.runner.runtime import runtime_for
+spec = RunSpec(target="fastapi", scenario="json", users=2, duration_s=3, warmup_s=1)
+other = RunSpec(target="flask", scenario="json", users=2, duration_s=3, warmup_s=1)
+measure = measuring(Path(sys.argv[1]), {"json": spec, "other": other}, runtime_for("native"))
+print(json.dumps(measure(["json"], 1)))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_the_real_measure_runs_one_round_of_only_the_cells_asked_for(tmp_path: Any) -> None:
+    """Plumbing: a real service and Locust, one tiny round, its seconds recorded and its
+    files found from the claims' directory."""
+    import subprocess
+
+    from _runner_util import assert_nothing_left, kill_tagged, tagged_env
+
+    env, tag = tagged_env()
+    try:
+        done = subprocess.run([sys.executable, "-c", MEASURE_ONE, str(tmp_path)], env=env,
+                              text=True, capture_output=True, timeout=200)
+    finally:
+        kill_tagged(tag)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(got) == {"json"}
+    rnd = got["json"]
+    assert rnd["status"] == "ok", rnd.get("error")
+    series = rnd["series"]
+    assert len(series["rps"]) == len(series["seconds"]) >= 1
+    assert all(r > 0 for r in series["rps"])
+    assert rnd["samples"].startswith("more-1/") and (tmp_path / rnd["samples"]).is_file()
+    assert rnd["locust_json"].startswith("more-1/")
+    ran = json.loads((tmp_path / "more-1" / "summary.json").read_text())["runs"]
+    assert [r["target"] for r in ran] == ["fastapi"]
+    assert_nothing_left(tag)

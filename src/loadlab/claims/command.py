@@ -9,15 +9,19 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from loadlab.claims.deciding import until_decided
+from loadlab.claims.deciding import Measure, until_decided
 from loadlab.claims.plan import FULL, QUICK, plan, runs_by_name
 from loadlab.claims.registry import judge
 from loadlab.claims.table import print_table
+
+if TYPE_CHECKING:
+    from loadlab.runner.options import RunSpec
+    from loadlab.runner.runtime import Runtime
 
 # --until-decided without --budget: the whole command's wall time, quick and full.
 DEFAULT_BUDGET_S = {"quick": 360.0, "full": 1800.0}
@@ -42,6 +46,29 @@ def relocated(run: dict[str, Any], sub: str) -> dict[str, Any]:
         if isinstance(moved.get(key), str):
             moved[key] = f"{sub}/{moved[key]}"
     return moved
+
+
+def measuring(out: Path, cells: Mapping[str, RunSpec], runtime: Runtime) -> Measure:
+    """The real ``Measure``: one round of the named cells, run into ``out/more-N`` (a
+    results directory of its own), each round's record with its paths made relative to
+    ``out``. A service that will not start is one line (exit 2); ^C ends the loop."""
+    from loadlab.runner.options import OptionError
+    from loadlab.runner.session import StartError, run_cells
+    from loadlab.runs.record import run_rounds
+
+    def measure(names: Sequence[str], extra: int) -> dict[str, dict[str, Any]]:
+        sub = f"more-{extra}"
+        try:
+            more = run_cells([cells[n] for n in names], out / sub, runtime, resume=None,
+                             replace=True, write_report=False)
+        except StartError as exc:
+            raise OptionError(str(exc)) from None
+        if more.interrupted:
+            raise KeyboardInterrupt
+        found = runs_by_name({n: cells[n] for n in names}, more.results.runs)
+        return {n: relocated(run_rounds(r)[-1], sub) for n, r in found.items()}
+
+    return measure
 
 
 def claims_command(args: argparse.Namespace) -> int:
@@ -82,18 +109,7 @@ def claims_command(args: argparse.Namespace) -> int:
         measured = {name: run_rounds(run) for name, run in runs.items()}
         per_round = (time.monotonic() - began) / max(sum(map(len, measured.values())), 1)
 
-        def measure(names: Sequence[str], extra: int) -> dict[str, dict[str, Any]]:
-            sub = f"more-{extra}"
-            try:
-                more = run_cells([cells[n] for n in names], out / sub, runtime, resume=None,
-                                 replace=True, write_report=False)
-            except StartError as exc:
-                raise OptionError(str(exc)) from None
-            if more.interrupted:
-                raise KeyboardInterrupt
-            found = runs_by_name({n: cells[n] for n in names}, more.results.runs)
-            return {n: relocated(run_rounds(r)[-1], sub) for n, r in found.items()}
-
+        measure = measuring(out, cells, runtime)
         print(f"--until-decided: judged after {rounds} round(s); adding rounds of the "
               f"undecided claims' cells within --budget {budget:g} s")
         try:
