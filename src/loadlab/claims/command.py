@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from loadlab.runner.runtime import Runtime
 
 # --until-decided without --budget: the whole command's wall time, quick and full.
-DEFAULT_BUDGET_S = {"quick": 360.0, "full": 1800.0}
+DEFAULT_BUDGET_S = {"quick": 600.0, "full": 3600.0}
 MAX_BUDGET_S = 24 * 3600.0
 
 

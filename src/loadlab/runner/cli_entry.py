@@ -85,7 +85,7 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
                             "or --budget is spent")
         p.add_argument("--budget", default=None, metavar="SECONDS",
                        help="wall time for the whole command with --until-decided "
-                            "(default: 360 s quick, 1800 s full)")
+                            "(default: 600 s quick, 3600 s full)")
 
 
 def dispatch(command: str, args: argparse.Namespace) -> int:
