@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 # --until-decided without --budget: the whole command's wall time, quick and full.
 DEFAULT_BUDGET_S = {"quick": 600.0, "full": 3600.0}
-MAX_BUDGET_S = 24 * 3600.0
 
 
 def parse_budget(text: str | None, quick: bool) -> float:
