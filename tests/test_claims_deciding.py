@@ -412,3 +412,19 @@ def test_the_real_measure_runs_one_round_of_only_the_cells_asked_for(tmp_path: A
     ran = json.loads((tmp_path / "more-1" / "summary.json").read_text())["runs"]
     assert [r["target"] for r in ran] == ["fastapi"]
     assert_nothing_left(tag)
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--budget", "60"], "--budget applies to --until-decided"),
+    (["--until-decided", "--budget", "0"], "--budget: '0' must be above 0"),
+    (["--until-decided", "--budget", "soon"], "--budget: cannot read 'soon' as a duration"),
+])
+def test_a_bad_budget_is_one_line_and_exit_2(args: list[str], said: str, tmp_path: Any) -> None:
+    from _runner_util import loadlab, tagged_env
+
+    env, _ = tagged_env()
+    done = loadlab(["claims", "--quick", *args, "--out", str(tmp_path / "c")], env)
+    assert done.returncode == 2
+    assert said in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "c").exists()  # nothing measured
