@@ -16,7 +16,14 @@ from loadlab.contract import MAX_USERS
 from loadlab.errors import UserError
 from loadlab.names import SCENARIOS
 from loadlab.runs.record import Run, variant_key
-from loadlab.serve import DEFAULT_WORKER_CLASS, WORKER_CLASSES, ServeError, ServerConfig
+from loadlab.serve import (
+    DEFAULT_WORKER_CLASS,
+    MAX_BACKPRESSURE,
+    WORKER_CLASSES,
+    ServeError,
+    ServerConfig,
+)
+from loadlab.servers import server_of
 
 TARGETS = ("fastapi", "flask")
 MAX_DURATION_S = 24 * 3600.0
@@ -170,6 +177,11 @@ class RunSpec:
     io_ms: int | None = None
     cpu_work: int | None = None
     db_pool_size: int | None = None  # connections per service process (None: its default)
+    # Granian: requests a worker takes at once (None: the server's default).
+    backpressure: int | None = None
+    # The interpreter the service runs on: "default" (this one) or "ft" (free-threaded
+    # CPython 3.13t, as ``loadlab serve --python ft``).
+    python: str = "default"
     extra: dict[str, str] = field(default_factory=dict)  # further locustfile options
 
     def __post_init__(self) -> None:
@@ -195,6 +207,9 @@ class RunSpec:
         if self.db_pool_size is not None and not 1 <= self.db_pool_size <= 1000:
             raise OptionError(f"--db-pool-size must be between 1 and 1000, got "
                               f"{self.db_pool_size}")
+        if self.backpressure is not None and not 1 <= self.backpressure <= MAX_BACKPRESSURE:
+            raise OptionError(f"--backpressure must be between 1 and {MAX_BACKPRESSURE}, got "
+                              f"{self.backpressure}")
         try:
             self.server_config(port=0)
         except ServeError as exc:
@@ -204,8 +219,14 @@ class RunSpec:
         return ServerConfig(
             framework=self.target,  # type: ignore[arg-type]
             host=host, port=port, workers=self.workers, worker_class=self.worker_class,
-            threads=self.threads, cpus=self.cpus,
+            threads=self.threads, cpus=self.cpus, backpressure=self.backpressure or 0,
+            python=self.python,
         )
+
+    @property
+    def server(self) -> str:
+        """The server software (the registry's name: uvicorn, gunicorn, granian)."""
+        return server_of(self.worker_class).name
 
     @property
     def key(self) -> str:

@@ -122,8 +122,19 @@ class Variant(TypedDict, total=False):
     io_ms: int | None
     cpu_work: int | None
     db_pool_size: int | None
+    backpressure: int | None  # Granian's requests per worker at once (None: its default)
+    python: str  # the interpreter asked for: "default" or "ft" (free-threaded)
     duration_s: float
     warmup_s: float
+
+
+class Series(TypedDict):
+    """The measured window second by second (the sampler's scrape intervals): what the
+    claims' intervals are computed from (loadlab.stats.series_estimate)."""
+
+    seconds: list[float | None]
+    rps: list[float | None]  # requests the service completed per second
+    cpu_cores: list[float | None]  # the service's CPU per second (None: not read)
 
 
 class Round(TypedDict, total=False):
@@ -146,6 +157,7 @@ class Round(TypedDict, total=False):
     measured_s: float
     locust_json: str
     database: Database
+    series: Series
 
 
 class Run(Variant, total=False):
@@ -176,6 +188,7 @@ class Run(Variant, total=False):
     load: Load
     notes: list[str]
     prometheus: dict[str, Any]
+    series: Series
     rounds: list[Round]
     rounds_ok: int
     ci: CI
@@ -288,6 +301,10 @@ def variant_key(run: Mapping[str, Any]) -> str:
         parts.append(f"work{run['cpu_work']}")
     if run.get("db_pool_size") is not None:
         parts.append(f"pool{run['db_pool_size']}")
+    if run.get("backpressure") is not None:
+        parts.append(f"bp{run['backpressure']}")
+    if run.get("python") not in (None, "default"):
+        parts.append(f"py{run['python']}")
     parts += [f"{k}={v}" for k, v in sorted((run.get("extra") or {}).items())]
     return "-".join(parts)
 
@@ -296,7 +313,7 @@ def variant_key(run: Mapping[str, Any]) -> str:
 IDENTITY = {"run_id", "key", "status", "error", "target", "framework", "scenario", "cpus",
             "workers", "worker_class", "threads", "users", "spawn_rate", "arrival_rate",
             "io_ms", "cpu_work", "duration_s", "warmup_s", "started_at", "locust_json",
-            "model", "latency_source", "db_pool_size"}
+            "model", "latency_source", "db_pool_size", "backpressure", "python"}
 
 
 def run_rounds(run: Mapping[str, Any]) -> list[dict[str, Any]]:
