@@ -146,3 +146,155 @@ def rounds_needed(values: Sequence[float | None], wanted_half_width: float) -> i
     if now <= wanted_half_width:
         return len(arr)
     return math.ceil(len(arr) * (now / wanted_half_width) ** 2)
+
+
+# Per-second samples within the measured window, batched (the claims' intervals).
+#
+# A run of n seconds holds n rate samples, not one; but consecutive seconds are not
+# independent (a slow spell on the machine spans several), so they are grouped in batches
+# of b seconds whose means are nearly independent (the method of batch means), and what
+# correlation is left widens the interval. Rounds are fresh servers: their batch means are
+# pooled only when the rounds agree with each other as well as their batches suggest
+# (one-way analysis of variance, pooled unless the rounds differ at POOL_ALPHA, the
+# "sometimes pool" rule); otherwise the rounds themselves are the observations and the
+# interval has rounds - 1 degrees of freedom, as before.
+
+POOL_ALPHA = 0.25  # pool rounds unless they differ at this level (Paull's conservative rule)
+BATCH_RHO = 0.2  # batches long enough that adjacent ones correlate at most about this much
+MIN_BATCHES = 2  # per round, for a within-round spread
+SHORT_SHARE = 0.5  # an interval shorter than this share of the median is merged on
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A figure's mean with the variance of that mean and its degrees of freedom.
+
+    ``per_round``: the observations a further round would add (batch means when pooled,
+    1 when the rounds are the observations) — what "more rounds" is reckoned with.
+    """
+
+    mean: float
+    var: float
+    df: float
+    rounds: int
+    observations: int
+    per_round: float
+    method: str
+    rho: float = 0.0  # lag-1 autocorrelation of the per-second samples (bias-corrected)
+    batch_s: int = 1  # samples per batch
+
+    def interval(self, wanted: float = LEVEL) -> tuple[float, float]:
+        from scipy.stats import t as student_t
+
+        crit = float(student_t.ppf(1.0 - (1.0 - wanted) / 2.0, max(self.df, 1.0)))
+        half = crit * math.sqrt(max(self.var, 0.0))
+        return self.mean - half, self.mean + half
+
+
+def merge_short(values: Sequence[float], seconds: Sequence[float]) -> list[tuple[float, float]]:
+    """(rate, seconds) per interval, an interval much shorter than the rest (a partial
+    second at the window's edge) merged into its neighbour, weighted by its length."""
+    pairs = [(float(v), float(s)) for v, s in zip(values, seconds, strict=False)
+             if s is not None and v is not None and s > 0 and math.isfinite(float(v))]
+    if len(pairs) < 2:
+        return pairs
+    typical = float(np.median([s for _, s in pairs]))
+    out: list[tuple[float, float]] = []
+    for v, s in pairs:
+        if out and (s < SHORT_SHARE * typical or out[-1][1] < SHORT_SHARE * typical):
+            pv, ps = out[-1]
+            out[-1] = ((pv * ps + v * s) / (ps + s), ps + s)
+        else:
+            out.append((v, s))
+    return out
+
+
+def lag1(rounds: Sequence[Sequence[float]]) -> float:
+    """The lag-1 autocorrelation of series measured in rounds, pooled within rounds (each
+    about its own mean) and corrected for its bias towards -1/n in short series
+    (E[r] ~ rho - (1 + 3 rho) / n); 0 when it cannot be read, clipped to [0, 0.95]:
+    negative correlation would narrow the interval, which is not claimed."""
+    num = den = 0.0
+    lengths = []
+    for series in rounds:
+        arr = np.asarray(series, dtype=float)
+        if len(arr) < 3:
+            continue
+        dev = arr - arr.mean()
+        num += float(np.sum(dev[:-1] * dev[1:]))
+        den += float(np.sum(dev * dev))
+        lengths.append(len(arr))
+    if not lengths or den <= 0.0:
+        return 0.0
+    r = num / den
+    n = float(np.mean(lengths))
+    rho = (n * r + 1.0) / (n - 3.0) if n >= 8 else r + 1.0 / n
+    return float(min(max(rho, 0.0), 0.95))
+
+
+def batch_means(pairs: Sequence[tuple[float, float]], size: int) -> list[float]:
+    """Consecutive batches of ``size`` intervals, each the rate over its batch (a short
+    last batch joins the one before it)."""
+    groups = [list(pairs[i:i + size]) for i in range(0, len(pairs), size)]
+    if len(groups) > 1 and len(groups[-1]) < size:
+        groups[-2] += groups.pop()
+    return [sum(v * s for v, s in g) / sum(s for _, s in g) for g in groups if g]
+
+
+def series_estimate(rounds: Sequence[Sequence[tuple[float, float]]],
+                    log: bool = False) -> Estimate | None:
+    """The mean of a figure sampled each second in every round, from batch means.
+
+    ``rounds``: per round, (value, seconds) per interval (``merge_short``'s). ``log``:
+    on the log scale (for ratios: geometric means). None with fewer than 2 rounds or a
+    round of fewer than MIN_BATCHES samples: then only the rounds can be used.
+    """
+    from scipy.stats import f as f_dist
+
+    if len(rounds) < 2 or any(len(r) < MIN_BATCHES for r in rounds):
+        return None
+    if log and any(v <= 0 for r in rounds for v, _ in r):
+        return None
+    tf = (lambda v: math.log(v)) if log else (lambda v: v)
+    rho = lag1([[tf(v) for v, _ in r] for r in rounds])
+    shortest = min(len(r) for r in rounds)
+    size = 1
+    while rho ** size > BATCH_RHO and shortest // (size + 1) >= MIN_BATCHES:
+        size += 1
+    left = rho ** size  # adjacent batch means' correlation, at most about this
+    inflate = (1.0 + left) / (1.0 - left)
+    batches = [[tf(m) for m in batch_means(r, size)] for r in rounds]
+    counts = np.asarray([len(b) for b in batches], dtype=float)
+    means = np.asarray([float(np.mean(b)) for b in batches])
+    total = float(counts.sum())
+    grand = float(np.sum(counts * means) / total)
+    ss_within = float(sum(np.sum((np.asarray(b) - m) ** 2) for b, m in zip(batches, means,
+                                                                          strict=True)))
+    ss_between = float(np.sum(counts * (means - grand) ** 2))
+    k, df_w = len(batches), total - len(batches)
+    ms_w = ss_within / df_w if df_w > 0 else 0.0
+    ms_b = ss_between / (k - 1)
+    method = (f"batch means ({size} s each, lag-1 autocorrelation {rho:.2f}"
+              + (f", variance x{inflate:.2f}" if inflate > 1.0001 else "") + ")")
+    p_rounds = float(f_dist.sf(ms_b / ms_w, k - 1, df_w)) if ms_w > 0 else 0.0 if ms_b > 0 else 1.0
+    if p_rounds >= POOL_ALPHA:
+        # Rounds agree: every batch mean is an observation of one figure.
+        pooled = (ss_within + ss_between) / (total - 1)
+        return Estimate(grand, inflate * pooled / total, total - 1, k, int(total),
+                        total / k, f"{method}, rounds pooled (they agree: p={p_rounds:.2f})",
+                        rho, size)
+    # Rounds differ more than their seconds do: the rounds are the observations.
+    return Estimate(float(means.mean()), float(means.var(ddof=1)) / k, k - 1, k, k, 1.0,
+                    f"{method}; rounds differ (p={p_rounds:.2f}): rounds as observations",
+                    rho, size)
+
+
+def difference(a: Estimate, b: Estimate) -> Estimate:
+    """b - a, with Welch-Satterthwaite degrees of freedom (on the log scale: a ratio)."""
+    var = a.var + b.var
+    parts = [v ** 2 / max(e.df, 1.0) for v, e in ((a.var, a), (b.var, b)) if v > 0]
+    df = var ** 2 / sum(parts) if parts and sum(parts) > 0 else max(a.df + b.df, 1.0)
+    method = a.method if a.method == b.method else f"{a.method} | {b.method}"
+    return Estimate(b.mean - a.mean, var, df, min(a.rounds, b.rounds),
+                    a.observations + b.observations, (a.per_round + b.per_round) / 2.0,
+                    method, max(a.rho, b.rho), max(a.batch_s, b.batch_s))

@@ -11,11 +11,14 @@ The map:
   entry of ``claims.json``) and the readers of recorded rounds. Knows no claim.
 - ``claim``: ``Claim``, ``Cell`` (one named run a claim needs), ``Sizes`` and ``Reading``
   (what a judge is given).
-- ``io``, ``cpu``, ``db``: the families; each claim's cells, judge and ``Claim`` together.
+- ``io``, ``cpu``, ``db``, ``ft``, ``stack``: the families; each claim's cells, judge and
+  ``Claim`` together (``ft``: the free-threaded build; ``stack``: server or framework).
 - ``registry``: ``CLAIMS`` (the families' claims in order), ``CLAIM_IDS`` and ``judge``.
 - ``plan``: ``QUICK``/``FULL`` sizes; ``plan`` (the cells to run, each once, in claim
   order); ``runs_by_name`` (recorded runs back to cell names).
-- ``table``: the terminal table. ``command``: ``loadlab claims`` itself.
+- ``deciding``: ``until_decided``, more rounds of the undecided claims' cells within a
+  budget (``--until-decided``). ``table``: the terminal table. ``command``: ``loadlab
+  claims`` itself.
 
 Adding a claim to a family touches that module; a new family is a module with a
 ``CLAIMS`` tuple and one entry in ``registry.FAMILIES``.

@@ -51,12 +51,21 @@ class Sizes:
         return dict(scenario="cpu", cpu_work=self.cpu_work, **self.timing())
 
 
+def _anywhere() -> str | None:
+    return None
+
+
 @dataclass(frozen=True)
 class Cell:
-    """One configuration a claim measures, named (its name keys the runs a judge reads)."""
+    """One configuration a claim measures, named (its name keys the runs a judge reads).
+
+    ``missing``: why it cannot run on this machine (an interpreter or a server not
+    installed), None when it can; such a cell is not planned and its claims say why.
+    """
 
     name: str
     build: Callable[[Sizes, int], RunSpec]  # (sizes, cores of the machine) -> the run
+    missing: Callable[[], str | None] = _anywhere
 
     def spec(self, sizes: Sizes, cores: int) -> RunSpec:
         return self.build(sizes, cores)
@@ -87,7 +96,13 @@ class Claim:
         return said.format(**figures)
 
     def judged(self, runs: Runs, cores: int) -> Verdict:
-        """The verdict on recorded runs (by cell name): inconclusive when a cell is missing."""
+        """The verdict on recorded runs (by cell name): inconclusive when a cell is missing
+        (not measured, with the reason, when this machine cannot run it)."""
+        cannot = list(dict.fromkeys(why for c in self.cells if (why := c.missing())))
+        if cannot:
+            said = "; ".join(cannot)
+            return Verdict(self.id, self.text, UNSURE, f"not measured: {said}",
+                           reason=f"not measured: {said}")
         absent = [c.name for c in self.cells if not cell_rounds(runs, c.name)]
         if absent:
             reasons = "; ".join(

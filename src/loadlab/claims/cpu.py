@@ -14,12 +14,14 @@ from loadlab.claims.verdicts import (
     UNSURE,
     Decision,
     Verdict,
+    ceiling_series,
     decide,
     median,
     other_work,
     ratio_effect,
     rps_of,
     rps_text,
+    series_of,
 )
 from loadlab.runner.options import RunSpec
 
@@ -41,7 +43,8 @@ def _cpu_scales(seen: Reading) -> Verdict:
     n = many[0]["workers"]
     ideal = min(n, cores)
     need = 1 + 0.5 * (ideal - 1)
-    effect = ratio_effect(f"rps {n} workers / 1 worker", rps_of(one), rps_of(many))
+    effect = ratio_effect(f"rps {n} workers / 1 worker", rps_of(one), rps_of(many),
+                          series_of(one), series_of(many))
     busy = other_work(one, many)
     evidence = (f"Gunicorn sync, ~{(one[0]['cpu_work'] or 100) * 0.1:g} ms CPU per request: "
                 f"1 worker {rps_text(one)} req/s, {n} workers {rps_text(many)} req/s on "
@@ -77,7 +80,7 @@ def _threads_not_parallel(seen: Reading) -> Verdict:
     one, four = seen.rounds(THREADS_1), seen.rounds(THREADS_4)
     cores = seen.cores
     effect = ratio_effect(f"rps {four[0]['threads']} threads / 1 thread", rps_of(one),
-                          rps_of(four))
+                          rps_of(four), series_of(one), series_of(four))
     used = max(float((r.get("server") or {}).get("cpu_cores_used") or 0.0) for r in four)
     busy = other_work(one, four)
     evidence = (f"Gunicorn gthread, 1 worker: 1 thread {rps_text(one)} req/s, "
@@ -126,7 +129,8 @@ def _limit_caps(seen: Reading) -> Verdict:
               is not None]
     share = statistics.median(shares) if shares else None
     effect = ratio_effect(f"rps {two[0]['workers']} workers / the ceiling", ceilings,
-                          rps_of(two)) if ceilings else None
+                          rps_of(two), ceiling_series(one, limit),
+                          series_of(two)) if ceilings else None
     ceiling_text = f"{median(ceilings):,.1f}" if ceilings else "unknown"
     share_text = "unknown" if share is None else f"{share:.0%}"
     evidence = (f"Gunicorn sync: 1 worker (no limit) {rps_text(one)} req/s, "

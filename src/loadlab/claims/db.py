@@ -21,6 +21,7 @@ from loadlab.claims.verdicts import (
     other_work,
     ratio_effect,
     rps_of,
+    series_of,
 )
 from loadlab.runner.options import RunSpec
 
@@ -36,7 +37,8 @@ def _db_pool_caps(seen: Reading) -> Verdict:
     pool, users, wait_ms = first["db_pool_size"], first["users"], first["io_ms"] or 100
     # Little's law on the database side: connections busy = throughput x the hold time.
     effect = mean_effect("database waits / pool",
-                         [float(r["rps"]) * wait_ms / 1000.0 / pool for r in rounds])
+                         [float(r["rps"]) * wait_ms / 1000.0 / pool for r in rounds],
+                         series=series_of(rounds, scale=wait_ms / 1000.0 / pool))
     peak = max(int((r.get("database") or {}).get("connections_peak") or 0) for r in rounds)
     evidence = (f"1 Uvicorn process, pool {pool}, {users} users each holding a connection "
                 f"{wait_ms} ms: {median(rps_of(rounds)):,.1f} req/s (median), database "
@@ -160,7 +162,8 @@ def _db_bound(seen: Reading) -> Verdict:
     if None in shares:
         return seen.unsure("the database's CPU was not measured", "database CPU not measured")
     db_share = median([s for s in shares if s is not None])
-    effect = ratio_effect("FastAPI / Flask gevent on /db", rps_of(fl), rps_of(fa))
+    effect = ratio_effect("FastAPI / Flask gevent on /db", rps_of(fl), rps_of(fa),
+                          series_of(fl), series_of(fa))
     busy = other_work(fa, fl)
     evidence = (f"/db with {fa[0]['users']} users, each service on a {fa[0]['cpus']:g}-CPU "
                 f"limit beside the database: FastAPI {median(rps_of(fa)):,.0f} req/s, Flask "

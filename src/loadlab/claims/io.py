@@ -18,6 +18,7 @@ from loadlab.claims.verdicts import (
     other_work,
     ratio_effect,
     rps_of,
+    series_of,
 )
 from loadlab.report.concurrency import client_in_flight, memory_per_request, served
 from loadlab.runner.options import RunSpec
@@ -109,7 +110,8 @@ def _sync_per_request(seen: Reading) -> Verdict:
         # Each request holds its worker (thread) for the wait: concurrency = rps × wait.
         held = [r["rps"] * (r["io_ms"] or 100) / 1000.0 for r in rounds]
         effect = mean_effect(f"{run['worker_class']} concurrency / cap",
-                             [h / cap for h in held], "%")
+                             [h / cap for h in held], "%",
+                             series_of(rounds, scale=(run["io_ms"] or 100) / 1000.0 / cap))
         effects.append(effect)
         parts.append(f"{run['worker_class']} {run['workers']}x{run['threads']} with "
                      f"{run['users']} users: {median(rps_of(rounds)):,.1f} req/s = "

@@ -27,8 +27,10 @@ def cells(claims: tuple[Claim, ...] = CLAIMS) -> tuple[Cell, ...]:
 
 
 def plan(sizes: Sizes, cores: int, claims: tuple[Claim, ...] = CLAIMS) -> dict[str, RunSpec]:
-    """The named runs, in the order they run."""
-    return {cell.name: cell.spec(sizes, cores) for cell in cells(claims)}
+    """The named runs, in the order they run. A claim this machine cannot measure (a cell
+    it cannot run: ``Cell.missing``) adds none of its cells: its verdict says why."""
+    measurable = tuple(c for c in claims if not any(cell.missing() for cell in c.cells))
+    return {cell.name: cell.spec(sizes, cores) for cell in cells(measurable)}
 
 
 def runs_by_name(planned: dict[str, RunSpec], recorded: Sequence[Mapping[str, Any]]) -> Runs:

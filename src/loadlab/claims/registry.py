@@ -3,11 +3,11 @@ claims in order. A new family is one module with a ``CLAIMS`` tuple and one entr
 
 from __future__ import annotations
 
-from loadlab.claims import cpu, db, io
+from loadlab.claims import cpu, db, ft, io, stack
 from loadlab.claims.claim import Claim
 from loadlab.claims.verdicts import Runs, Verdict
 
-FAMILIES = (io, cpu, db)
+FAMILIES = (io, cpu, db, ft, stack)
 CLAIMS: tuple[Claim, ...] = tuple(claim for family in FAMILIES for claim in family.CLAIMS)
 CLAIM_IDS: tuple[str, ...] = tuple(claim.id for claim in CLAIMS)
 

@@ -40,13 +40,21 @@ class Effect:
     rounds: int
     unit: str = "x"
     method: str = ""
+    # From per-second samples (loadlab.stats.series_estimate): the observations the
+    # interval rests on, its degrees of freedom and what one more round adds. None: the
+    # rounds alone (observations = rounds, df = rounds - 1).
+    observations: int | None = None
+    df: float | None = None
+    per_round: float = 1.0
 
     def text(self) -> str:
         fmt = (lambda v: f"{v:.2f}") if self.unit == "x" else (lambda v: f"{v:.0%}")
         if self.low is None or self.high is None:
             return f"{self.name} {fmt(self.value)} (one round: no interval)"
-        return (f"{self.name} {fmt(self.value)} [95% {fmt(self.low)}, {fmt(self.high)}] over "
-                f"{self.rounds} rounds")
+        over = f"{self.rounds} rounds"
+        if self.observations is not None and self.observations != self.rounds:
+            over += f" ({self.observations} batch means)"
+        return f"{self.name} {fmt(self.value)} [95% {fmt(self.low)}, {fmt(self.high)}] over {over}"
 
 
 @dataclass(frozen=True)
@@ -85,8 +93,59 @@ def cell_rounds(runs: Runs, name: str) -> list[dict[str, Any]]:
     return [r for run in reps for r in run_rounds(run) if ok(r)]
 
 
-def ratio_effect(name: str, base: Sequence[float], cur: Sequence[float]) -> Effect:
-    """cur / base of two cells' per-round figures (geometric means, Welch on the logs)."""
+Series = list[list[tuple[float, float]]]  # per round: (value, seconds) per interval
+
+
+def series_of(runs: Sequence[dict[str, Any]], figure: str = "rps",
+              scale: float = 1.0) -> Series | None:
+    """Each round's per-second samples of ``figure`` (the record's ``series``), times
+    ``scale``; None when a round has none (records from before they were kept)."""
+    out: Series = []
+    for r in runs:
+        s = r.get("series") or {}
+        values = [None if v is None else float(v) * scale for v in s.get(figure) or []]
+        pairs = stats.merge_short(values, s.get("seconds") or [])  # type: ignore[arg-type]
+        if len(pairs) < stats.MIN_BATCHES:
+            return None
+        out.append(pairs)
+    return out
+
+
+def ceiling_series(runs: Sequence[dict[str, Any]], limit: float) -> Series | None:
+    """Per second, the rate a CPU limit allows at the CPU cost of that second's requests
+    (limit x requests / CPU seconds); None without CPU samples."""
+    out: Series = []
+    for r in runs:
+        s = r.get("series") or {}
+        pairs = [(limit * float(q) / float(c), float(t)) for q, c, t in zip(
+            s.get("rps") or [], s.get("cpu_cores") or [], s.get("seconds") or [],
+            strict=False) if q and c and t]
+        pairs = stats.merge_short([v for v, _ in pairs], [t for _, t in pairs])
+        if len(pairs) < stats.MIN_BATCHES:
+            return None
+        out.append(pairs)
+    return out
+
+
+def _from_estimate(name: str, e: stats.Estimate, unit: str, log: bool) -> Effect:
+    low, high = e.interval()
+    tf = math.exp if log else (lambda v: v)
+    method = ("ratio of geometric means, " if log else "mean, ") + e.method
+    return Effect(name, tf(e.mean), tf(low), tf(high), e.rounds, unit, method,
+                  e.observations, round(e.df, 2), e.per_round)
+
+
+def ratio_effect(name: str, base: Sequence[float], cur: Sequence[float],
+                 base_series: Series | None = None,
+                 cur_series: Series | None = None) -> Effect:
+    """cur / base of two cells: from their per-second samples when both sides have them
+    in every round (batch means, loadlab.stats.series_estimate), else from per-round
+    figures (geometric means, Welch on the logs)."""
+    if base_series is not None and cur_series is not None:
+        a = stats.series_estimate(base_series, log=True)
+        b = stats.series_estimate(cur_series, log=True)
+        if a is not None and b is not None:
+            return _from_estimate(name, stats.difference(a, b), "x", log=True)
     r = stats.ratio_ci(list(base), list(cur))
     rounds = min(len(base), len(cur))
     method = "ratio of geometric means, Welch t on the logs"
@@ -97,8 +156,14 @@ def ratio_effect(name: str, base: Sequence[float], cur: Sequence[float]) -> Effe
     return Effect(name, r.ratio, r.low, r.high, rounds, method=method)
 
 
-def mean_effect(name: str, values: Sequence[float], unit: str = "x") -> Effect:
-    """A figure measured once per round: its mean with Student's t interval."""
+def mean_effect(name: str, values: Sequence[float], unit: str = "x",
+                series: Series | None = None) -> Effect:
+    """A figure measured once per round: its mean with Student's t interval; with its
+    per-second samples in every round (``series``), from their batch means."""
+    if series is not None:
+        e = stats.series_estimate(series)
+        if e is not None:
+            return _from_estimate(name, e, unit, log=False)
     ci = stats.mean_ci(list(values))
     if ci is None:
         value = values[0] if values else math.nan
@@ -126,10 +191,15 @@ def more_rounds(effect: Effect, threshold: float) -> int | None:
     n = effect.rounds
     if distance <= 0 or half <= 0 or n < 2:
         return None
-    now = float(student_t.ppf(0.975, n - 1)) / math.sqrt(n)
+    # Observations (rounds, or batch means) and degrees of freedom now; each round adds
+    # per_round of both.
+    obs = float(effect.observations if effect.observations is not None else n)
+    df = float(effect.df if effect.df is not None else n - 1)
+    now = float(student_t.ppf(0.975, max(df, 1.0))) / math.sqrt(obs)
     for more in range(1, MAX_MORE_ROUNDS + 1):
-        m = n + more
-        if half * float(student_t.ppf(0.975, m - 1)) / math.sqrt(m) / now < distance:
+        add = effect.per_round * more
+        later = float(student_t.ppf(0.975, df + add)) / math.sqrt(obs + add)
+        if half * later / now < distance:
             return more
     return None
 

@@ -92,10 +92,16 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", default=None, help="where to write compare.json "
                                                    "(default: CURRENT/compare.json)")
     elif command == "claims":
-        p.add_argument("--quick", action="store_true", help="short runs (about 4 minutes)")
+        p.add_argument("--quick", action="store_true", help="short runs (about 6 minutes)")
         p.add_argument("--out", default="results/claims")
         p.add_argument("--runtime", default="native", help="native (default), compose or swarm")
         add_round_arguments(p)
+        p.add_argument("--until-decided", action="store_true",
+                       help="add rounds of the undecided claims' cells until each is decided "
+                            "or --budget is spent")
+        p.add_argument("--budget", default=None, metavar="SECONDS",
+                       help="wall time for the whole command with --until-decided "
+                            "(default: 600 s quick, 3600 s full)")
 
 
 def dispatch(command: str, args: argparse.Namespace) -> int:

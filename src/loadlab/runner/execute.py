@@ -99,6 +99,9 @@ class Measurement:
     # (None: /info did not answer, or a measurement from before these were read).
     python: PythonFigures | None = None
     gil_enabled: bool | None = None
+    # The window second by second (ServerSampler.series); None in measurements recorded
+    # before the claims read it.
+    series: dict[str, list[float | None]] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -247,6 +250,7 @@ def record_from(spec: RunSpec, run_id: str, m: Measurement) -> Run:
         "latency_ms": {"p50": None, "p95": None, "p99": None, "max": None},
         "server": _server_fields(m, window_s, requests),
         "samples": m.samples,
+        **({"series": m.series} if m.series is not None else {}),
         **({"error": error} if error is not None else {}),
         **load,  # the client's figures (requests ... latency_ms take their places above)
         "locust_json": m.locust_json,
@@ -412,7 +416,10 @@ def measure(spec: RunSpec, runtime: Runtime, run: Started, raw_dir: Path, run_id
                           and loop.cpu_at_mark is not None else None),
         window=window, scrape_errors=sampler.scrape_errors, scrape_kind=sampler.scrape_kind,
         probes_ms=sampler.probe_ms(), database=None, loadavg_1m=_loadavg(), python=python,
-        gil_enabled=gil_enabled)
+        gil_enabled=gil_enabled,
+        # Per-second samples of the window; the last half second may hold Locust's stop.
+        series=sampler.series(None if loop.load_began is None
+                              else loop.load_began + spec.warmup_s + spec.duration_s - 0.5))
     if run.watch is not None and database is not None:
         watch, run.watch = run.watch, None
         m = replace(m, database={**database.info, **watch.finish(window_seconds(spec, m))})

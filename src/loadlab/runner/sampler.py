@@ -11,6 +11,7 @@ histogram deltas.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import threading
@@ -243,6 +244,28 @@ class ServerSampler:
             in_progress_mean=sum(gauge) / len(gauge) if gauge else None,
             in_progress_samples=len(gauge),
         )
+
+    def series(self, until: float | None = None) -> dict[str, list[float | None]]:
+        """The window second by second: each interval between two answered scrapes from the
+        mark up to ``until`` (monotonic; None: all but the scrape taken after the load),
+        with the server's completed requests per second and the cores it used. The claims
+        read these as many samples of one run (loadlab.stats.series_estimate)."""
+        taken = [s for s in self.scrapes[self._mark:] if s.ok]
+        taken = taken[:-1] if until is None else [s for s in taken if s.t <= until]
+        seconds: list[float | None] = []
+        rps: list[float | None] = []
+        cores: list[float | None] = []
+        for a, b in itertools.pairwise(taken):
+            dt = b.t - a.t
+            if dt <= 0:
+                continue
+            cpu_a, cpu_b = ((a.cpu_seconds, b.cpu_seconds) if a.cpu_seconds and b.cpu_seconds
+                            else (a.tree_cpu_seconds, b.tree_cpu_seconds))
+            seconds.append(round(dt, 3))
+            rps.append(round(max(b.requests - a.requests, 0.0) / dt, 3))
+            cores.append(None if cpu_a is None or cpu_b is None
+                         else round(max(cpu_b - cpu_a, 0.0) / dt, 4))
+        return {"seconds": seconds, "rps": rps, "cpu_cores": cores}
 
     def dump(self, path: Path, load_began: float | None) -> None:
         """The scrapes as taken (cumulative counters), for the report's figures over time."""

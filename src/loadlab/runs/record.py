@@ -141,6 +141,15 @@ class Variant(TypedDict, total=False):
     warmup_s: float
 
 
+class Series(TypedDict):
+    """The measured window second by second (the sampler's scrape intervals): what the
+    claims' intervals are computed from (loadlab.stats.series_estimate)."""
+
+    seconds: list[float | None]
+    rps: list[float | None]  # requests the service completed per second
+    cpu_cores: list[float | None]  # the service's CPU per second (None: not read)
+
+
 class Round(TypedDict, total=False):
     """One round's own figures, kept under a run's ``rounds`` (runner/rounds.py)."""
 
@@ -161,6 +170,7 @@ class Round(TypedDict, total=False):
     measured_s: float
     locust_json: str
     database: Database
+    series: Series
 
 
 class Run(Variant, total=False):
@@ -191,6 +201,7 @@ class Run(Variant, total=False):
     load: Load
     notes: list[str]
     prometheus: dict[str, Any]
+    series: Series
     rounds: list[Round]
     rounds_ok: int
     ci: CI
