@@ -46,6 +46,7 @@ from _reliability import process_group
 from loadlab.launch import free_port, serve_argv
 from loadlab.serve import ServerConfig
 from loadlab.servers import native_name
+from loadlab.stats import mean_ci
 
 HERE = Path(__file__).resolve().parent
 SERVER_CORE, LOAD_CORE = "0", "1"
@@ -149,10 +150,14 @@ def scraped(server: Server) -> Iterator[None]:
     stop = threading.Event()
 
     def scrape() -> None:
-        while not stop.wait(SCRAPE_INTERVAL_S[0]):
+        # The first scrape as the block starts, then one per interval: a window of one
+        # interval's length pays for exactly one scrape, as under Prometheus.
+        while True:
             with contextlib.suppress(OSError), \
                     urllib.request.urlopen(server.metrics_url, timeout=5) as reply:
                 reply.read()
+            if stop.wait(SCRAPE_INTERVAL_S[0]):
+                return
 
     thread = threading.Thread(target=scrape, daemon=True)
     thread.start()
@@ -191,10 +196,11 @@ def measure(variant: Variant, rounds: int, seconds: float, asked: int) -> dict[s
     per_cpu: dict[str, list[float]] = {app: [] for app in APPS}
     for _ in range(rounds):
         for app in APPS:
-            with running(variant, app) as server, scraped(server):
+            with running(variant, app) as server:
                 wrk(server.url, 1, connections)  # warm-up
                 cpu = server.cpu_seconds()
-                rate, count = wrk(server.url, seconds, connections)
+                with scraped(server):
+                    rate, count = wrk(server.url, seconds, connections)
                 rps[app].append(rate)
                 per_cpu[app].append(count / max(server.cpu_seconds() - cpu, 1e-9))
 
@@ -207,10 +213,10 @@ def measure(variant: Variant, rounds: int, seconds: float, asked: int) -> dict[s
 
 
 def measure_side_by_side(variant: Variant, rounds: int, seconds: float,
-                         asked: int) -> dict[str, float]:
+                         asked: int) -> dict[str, list[float]]:
     """``bare`` and each other app served at the same time, on the same core, under two wrk
-    at once: whatever else the machine does hits both alike. Per-round ratio of requests
-    per CPU-second, median over the rounds."""
+    at once: whatever else the machine does hits both alike. Per-round ratios of requests
+    per CPU-second."""
     connections = connections_for(variant, asked)
     ratios: dict[str, list[float]] = {app: [] for app in APPS if app != "bare"}
     for _ in range(rounds):
@@ -219,9 +225,9 @@ def measure_side_by_side(variant: Variant, rounds: int, seconds: float,
                 per_cpu: list[float] = [0.0, 0.0]
 
                 def load(i: int, server: Server, per_cpu: list[float] = per_cpu) -> None:
+                    wrk(server.url, 1, connections)  # warm-up
+                    cpu = server.cpu_seconds()
                     with scraped(server):
-                        wrk(server.url, 1, connections)  # warm-up
-                        cpu = server.cpu_seconds()
                         _, count = wrk(server.url, seconds, connections)
                         per_cpu[i] = count / max(server.cpu_seconds() - cpu, 1e-9)
 
@@ -232,7 +238,15 @@ def measure_side_by_side(variant: Variant, rounds: int, seconds: float,
                 for t in threads:
                     t.join()
                 ratios[app].append(per_cpu[1] / per_cpu[0])
-    return {app: statistics.median(values) for app, values in ratios.items()}
+    return ratios
+
+
+def _with_interval(values: list[float]) -> str:
+    """The median of the rounds and the 95% interval of their mean: a ratio read
+    against a bar (0.95) is only below or above it when its interval is."""
+    interval = mean_ci(values)
+    spread = f" [{interval[1]:.3f}, {interval[2]:.3f}]" if interval else ""
+    return f"{statistics.median(values):.3f}{spread}"
 
 
 def main() -> int:
@@ -252,11 +266,12 @@ def main() -> int:
         print("bench_metrics_overhead: needs 2 cores, wrk and taskset", file=sys.stderr)
         return 2
     if args.side_by_side:
-        print(f"{'variant':<22}{'per-CPU, side by side: metrics/bare':>37}{'lab/bare':>10}")
+        print(f"{'variant':<22}{'per-CPU, side by side: metrics/bare':>37}{'lab/bare':>25}")
         for name in args.variants:
             together = measure_side_by_side(VARIANTS[name], args.rounds, args.duration,
                                             args.connections)
-            print(f"{name:<22}{together['metrics']:>37.3f}{together['lab']:>10.3f}", flush=True)
+            print(f"{name:<22}{_with_interval(together['metrics']):>37}"
+                  f"{_with_interval(together['lab']):>25}", flush=True)
         return 0
     print(f"{'variant':<22}{'bare rps':>9}{'metrics':>9}{'lab':>9}{'metrics/bare':>13}"
           f"{'lab/bare':>9}{'per-CPU: metrics/bare':>23}{'lab/bare':>9}")

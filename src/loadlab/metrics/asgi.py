@@ -58,14 +58,15 @@ class ASGIMetricsMiddleware:
         if scope["type"] != "http" or scope["path"] in EXCLUDED_PATHS:
             await self.app(scope, receive, send)
             return
-        series = self._resolve(scope)
-        status = 500  # what the client sees if the app fails before answering
+        series = self._by_path.get((scope["method"], scope["path"])) or self._resolve(scope)
+        status = [500]  # what the client sees if the app fails before answering
 
-        async def send_status(message: Message) -> None:
-            nonlocal status
+        # A plain function handing back the server's own awaitable, not a coroutine:
+        # each message then costs no coroutine object and frame of its own.
+        def send_status(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
+                status[0] = message["status"]
+            return send(message)
 
         series.in_flight += 1
         started = perf_counter()
@@ -73,4 +74,4 @@ class ASGIMetricsMiddleware:
             await self.app(scope, receive, send_status)
         finally:
             series.in_flight -= 1
-            series.done(perf_counter() - started, status)
+            series.done(perf_counter() - started, status[0])
