@@ -117,6 +117,8 @@ def bad_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
      + ", ".join(servers.classes_for("asgi"))),
     (["--app", "asgi_only:app", "--interface", "wsgi", "--worker-class", "uvicorn"],
      "--worker-class 'uvicorn' does not fit asgi_only:app (WSGI)"),
+    (["--app", "asgi_only:app", "--threads", "4"],
+     "--threads > 1 does not apply to asgi_only:app (ASGI)"),
     (["--app", "./nofile.py:app"], "no such file"),
     (["--app", "asgi_only"], "--app must be MODULE:ATTR or path/to/file.py:ATTR"),
     (["fastapi", "--app", "asgi_only:app"], "--app serves your app: leave out 'fastapi'"),
