@@ -175,6 +175,9 @@ def test_each_example_serves_under_each_fitting_server(example: str, worker_clas
         assert info and info[0]["framework"] == "app" and \
             info[0]["worker_class"] == worker_class
         assert result.value("loadlab_workers") == 2
+        if interface == "asgi":  # the probes started from the app's lifespan, per worker
+            assert result.value("loadlab_event_loop_lag_seconds_count") > 0
+            assert result.value("loadlab_threadpool_size") == 2 * 40  # AnyIO's default
     finally:
         service.stop()
 
