@@ -12,8 +12,8 @@ import subprocess
 from requirements_probe import require
 
 from loadlab.launch import ServiceProcess, free_port
-from loadlab.serve import FT_PYTHON, FT_PYTHON_ENV, ServeError, ServerConfig, ft_python
-from loadlab.servers import variant_name
+from loadlab.serve import ServeError, ServerConfig
+from loadlab.servers import FT_PYTHON, FT_PYTHON_ENV, ft_python, variant_name
 
 # The variants the contract suite runs against: every worker class of every server in the
 # registry (tests/test_servers.py checks none is missing), 2 workers, named by the registry.

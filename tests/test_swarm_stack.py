@@ -163,7 +163,7 @@ def test_prometheus_names_every_task_in_a_swarm(tmp_path: Path) -> None:
         source = yaml.safe_load((config / "prometheus.yml").read_text())
         plain = source["scrape_configs"][0]["dns_sd_configs"][0]["names"]
         assert names[0] == want and names == [f"{prefix}{n}" for n in plain], names
-        assert len(names) >= 6  # fastapi, flask and the four variants
+        assert len(names) >= 7  # fastapi, flask, the four variants and the app profile's
 
 
 def test_no_password_file_volume_in_a_swarm(rendered: dict[str, Any]) -> None:

@@ -54,7 +54,7 @@ class RequestGuard:
                 error = _duplicate_params_error(scope["query_string"])
             if error is not None:
                 return JSONResponse(error.body, status_code=error.status)(scope, receive, send)
-        return self.app(scope, receive, send)  # type: ignore[no-any-return]
+        return self.app(scope, receive, send)
 
 
 def _duplicate_params_error(query_string: bytes) -> contract.ContractError | None:

@@ -22,6 +22,7 @@ from types import FrameType
 from typing import Literal
 
 from loadlab import cgroup, cpulimit, servers
+from loadlab.apps.spec import AppSpec
 from loadlab.contract import MAX_THREADS, MAX_WORKERS
 from loadlab.metrics.collectors import ServerLabels
 from loadlab.metrics.multiprocess import is_alive
@@ -29,8 +30,9 @@ from loadlab.metrics.side import CONTAINER_PORT, PORT_ENV, URL_ENV, SideMetrics
 from loadlab.paths import services_dir
 from loadlab.procs import set_death_signal
 from loadlab.servers import ServeError as ServeError
+from loadlab.servers import ft_python
 
-Framework = Literal["fastapi", "flask"]
+Framework = Literal["fastapi", "flask", "app"]  # "app": a user's app (--app)
 
 # Derived from the server registry (servers.py), kept here for their importers.
 WORKER_CLASSES = servers.WORKER_CLASSES
@@ -43,10 +45,8 @@ MAX_BACKPRESSURE = 100_000
 # gauge can state its limit (metrics/acceptqueue.py).
 LISTEN_BACKLOG = 2048
 # The interpreters a service can run on: this one, or the free-threaded CPython 3.13t that
-# .ci/build-python-ft builds (its venv's python at FT_PYTHON, or $LOADLAB_PYTHON_FT).
+# .ci/build-python-ft builds (servers.ft_python).
 PYTHONS = ("default", "ft")
-FT_PYTHON_ENV = "LOADLAB_PYTHON_FT"
-FT_PYTHON = Path("/opt/loadlab-python-ft/venv/bin/python")
 
 
 @dataclass(frozen=True)
@@ -67,27 +67,40 @@ class ServerConfig:
     # containers, else a free port (0).
     metrics_port: int | None = None
     python: str = "default"  # one of PYTHONS
+    # framework "app": the user's app (loadlab.apps.AppSpec: --app, --app-dir, --interface
+    # as detected by the probe or forced).
+    app: AppSpec | None = None
 
     def __post_init__(self) -> None:
-        if self.framework not in WORKER_CLASSES:
+        if self.framework == "app":
+            if self.app is None or self.app.interface not in ("asgi", "wsgi"):
+                raise ServeError("an app needs --app MODULE:ATTR and its interface")
+            allowed = servers.classes_for(self.app.interface)
+            fits = f"{self.app.target} ({self.app.interface.upper()})"
+        elif self.app is not None:
+            raise ServeError(f"--app serves your app: leave out {self.framework!r}")
+        elif self.framework not in WORKER_CLASSES:
             raise ServeError(f"unknown framework {self.framework!r}: choose fastapi or flask")
+        else:
+            allowed, fits = WORKER_CLASSES[self.framework], self.framework
         if not self.worker_class:
-            object.__setattr__(self, "worker_class", DEFAULT_WORKER_CLASS[self.framework])
-        allowed = WORKER_CLASSES[self.framework]
+            object.__setattr__(self, "worker_class", allowed[0])
         if self.worker_class not in allowed:
             raise ServeError(
-                f"--worker-class {self.worker_class!r} does not fit {self.framework}: "
+                f"--worker-class {self.worker_class!r} does not fit {fits}: "
                 f"choose one of {', '.join(allowed)}"
             )
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ServeError(f"--workers must be 1-{MAX_WORKERS}, got {self.workers}")
         if not 1 <= self.threads <= MAX_THREADS:
             raise ServeError(f"--threads must be 1-{MAX_THREADS}, got {self.threads}")
-        threaded = servers.threaded_classes([self.framework])
+        threaded = [k for k in allowed if self.app is not None and self.app.interface in
+                    servers.CLASSES[k][1].threaded] if self.framework == "app" else \
+            servers.threaded_classes([self.framework])
         if self.threads > 1 and self.worker_class not in threaded:
             raise ServeError(f"--threads > 1 needs --worker-class {' or '.join(threaded)} "
-                             f"for {self.framework}" if threaded else
-                             f"--threads > 1 does not apply to {self.framework}")
+                             f"for {fits}" if threaded else
+                             f"--threads > 1 does not apply to {fits}")
         if self.backpressure and not servers.takes_backpressure(self.worker_class):
             raise ServeError("--backpressure applies to --worker-class granian only")
         if not 0 <= self.backpressure <= MAX_BACKPRESSURE:
@@ -132,8 +145,10 @@ class ServerConfig:
 def serve_argv(cfg: ServerConfig) -> list[str]:
     """The command line of ``loadlab serve`` for `cfg` (launch starts it; serve runs itself
     again under systemd-run)."""
+    what = ["--app", cfg.app.target, "--app-dir", cfg.app.app_dir, "--interface",
+            cfg.app.interface] if cfg.app is not None else [cfg.framework]
     argv = [
-        sys.executable, "-m", "loadlab", "serve", cfg.framework, "--host", cfg.host,
+        sys.executable, "-m", "loadlab", "serve", *what, "--host", cfg.host,
         "--port", str(cfg.port), "--workers", str(cfg.workers),
         "--worker-class", cfg.worker_class, "--threads", str(cfg.threads),
         "--loop", cfg.loop, "--http", cfg.http,
@@ -186,21 +201,16 @@ def recycling() -> tuple[int, int]:
 def build_command(cfg: ServerConfig) -> list[str]:
     """The server's command line, as its registry entry builds it (servers.py)."""
     max_requests, jitter = recycling()
+    if cfg.app is not None:
+        launch = servers.Launch(python=sys.executable, app_dir=cfg.app.app_dir,
+                                backlog=LISTEN_BACKLOG, max_requests=max_requests,
+                                max_requests_jitter=jitter, module="loadlab.apps.entry",
+                                interface="asgi" if cfg.app.interface == "asgi" else "wsgi")
+        return servers.server_of(cfg.worker_class).command(cfg, launch)
     launch = servers.Launch(python=sys.executable, app_dir=str(services_dir() / cfg.framework),
                             backlog=LISTEN_BACKLOG, max_requests=max_requests,
                             max_requests_jitter=jitter)
     return servers.server_of(cfg.worker_class).command(cfg, launch)
-
-
-def ft_python(environ: dict[str, str] | None = None) -> Path:
-    """The free-threaded interpreter: $LOADLAB_PYTHON_FT, else the venv that
-    .ci/build-python-ft makes. One line saying how to build it when it is not there."""
-    env = os.environ if environ is None else environ
-    path = Path(env.get(FT_PYTHON_ENV, "").strip() or FT_PYTHON)
-    if not os.access(path, os.X_OK) or path.is_dir():
-        raise ServeError(f"--python ft: no free-threaded interpreter at {path}: build it with "
-                         f".ci/build-python-ft (or set {FT_PYTHON_ENV} to one)")
-    return path
 
 
 def on_python(cfg: ServerConfig, command: list[str], env: dict[str, str]) -> list[str]:
@@ -228,9 +238,12 @@ def build_env(cfg: ServerConfig, metrics_dir: Path | None) -> dict[str, str]:
         LOADLAB_BIND=f"{host}:{cfg.port}",
         LOADLAB_ROOT_PID=str(os.getpid()),
         PYTHONPATH=os.pathsep.join(
-            p for p in (str(services_dir() / cfg.framework), env.get("PYTHONPATH")) if p
+            p for p in (cfg.app.app_dir if cfg.app is not None else
+                        str(services_dir() / cfg.framework), env.get("PYTHONPATH")) if p
         ),
     )
+    if cfg.app is not None:
+        env.update(cfg.app.env())
     env.setdefault("FORWARDED_ALLOW_IPS", "")  # trust no X-Forwarded-For unless a proxy is named
     if cfg.server == "gunicorn":
         env["LOADLAB_GUNICORN_WORKER_CLASS"] = servers.native_name(cfg.worker_class)
@@ -429,8 +442,8 @@ def serve(cfg: ServerConfig) -> int:
             raise ServeError(f"cannot start the {cfg.server} server: {exc}") from None
         side.listener(proc.pid)
         side.start()
-        print(f"loadlab serve: metrics at {side.url} (also /metrics on the service port)",
-              flush=True)
+        also = " (also /metrics on the service port)" if cfg.app is None else ""
+        print(f"loadlab serve: metrics at {side.url}{also}", flush=True)
         if received:
             proc.send_signal(signal.SIGTERM)
         return _exit_status(proc.wait())

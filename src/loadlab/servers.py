@@ -12,8 +12,10 @@ Standard library only: a Gunicorn master, the report and the database layer impo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Protocol
 
 from loadlab.errors import UserError
@@ -84,6 +86,16 @@ class Launch:
     backlog: int
     max_requests: int = 0
     max_requests_jitter: int = 0
+    # A user's app (loadlab.apps): the factory's module and the interface, else the
+    # framework's own.
+    module: str = ""
+    interface: Interface | None = None
+
+    def factory_module(self, framework: str) -> str:
+        return self.module or APP_MODULE[framework]
+
+    def interface_of(self, framework: str) -> Interface:
+        return self.interface or INTERFACES[framework]
 
 
 def _one_pool(threads: int) -> int:
@@ -148,7 +160,7 @@ class Server:
 
 def _uvicorn_command(cfg: ServerConfig, launch: Launch) -> list[str]:
     argv = [
-        launch.python, "-m", "uvicorn", f"{APP_MODULE[cfg.framework]}:create_app",
+        launch.python, "-m", "uvicorn", f"{launch.factory_module(cfg.framework)}:create_app",
         "--factory", "--app-dir", launch.app_dir, "--host", cfg.host, "--port", str(cfg.port),
         "--workers", str(cfg.workers), "--loop", cfg.loop, "--http", cfg.http,
         "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "10",
@@ -167,7 +179,7 @@ def _gunicorn_command(cfg: ServerConfig, launch: Launch) -> list[str]:
     # Everything else (bind, workers, class, backlog, recycling) is read from the
     # environment by gunicorn_conf.py.
     return [
-        launch.python, "-m", "gunicorn", f"{APP_MODULE[cfg.framework]}:create_app()",
+        launch.python, "-m", "gunicorn", f"{launch.factory_module(cfg.framework)}:create_app()",
         "--config", "python:loadlab.gunicorn_conf", "--chdir", launch.app_dir,
     ]
 
@@ -185,8 +197,8 @@ def _granian_command(cfg: ServerConfig, launch: Launch) -> list[str]:
         raise ServeError("LOADLAB_MAX_REQUESTS does not apply to Granian: it recycles "
                          "workers by age or memory, not by request count")
     argv = [
-        launch.python, "-m", "granian", "--interface", INTERFACES[cfg.framework],
-        "--factory", f"{APP_MODULE[cfg.framework]}:create_app",
+        launch.python, "-m", "granian", "--interface", launch.interface_of(cfg.framework),
+        "--factory", f"{launch.factory_module(cfg.framework)}:create_app",
         "--working-dir", launch.app_dir, "--host", cfg.host, "--port", str(cfg.port),
         "--workers", str(cfg.workers), "--backlog", str(launch.backlog),
         "--log-level", "warning", "--no-access-log", "--no-metrics",
@@ -195,7 +207,7 @@ def _granian_command(cfg: ServerConfig, launch: Launch) -> list[str]:
         # limits): a larger head is refused rather than read.
         "--http1-buffer-size", "8192",
     ]
-    if INTERFACES[cfg.framework] == "wsgi":
+    if launch.interface_of(cfg.framework) == "wsgi":
         argv += ["--blocking-threads", str(cfg.threads)]
     if cfg.backpressure:
         argv += ["--backpressure", str(cfg.backpressure)]
@@ -292,6 +304,11 @@ def variant_name(framework: str, worker_class_name: str) -> str:
     return f"{framework}-{klass.variant if klass and klass.variant else worker_class_name}"
 
 
+def classes_for(interface: str) -> tuple[str, ...]:
+    """The worker classes that serve ``interface`` (a user's app), in registry order."""
+    return tuple(n for n, (_, k) in CLASSES.items() if interface in k.interfaces)
+
+
 def threaded_classes(frameworks: Iterable[str]) -> list[str]:
     """The worker classes on which --threads > 1 means something, for any of `frameworks`."""
     interfaces = {INTERFACES[fw] for fw in frameworks}
@@ -320,3 +337,20 @@ def class_for(server: str, framework: str) -> str | None:
     if entry is None or iface is None:
         return None
     return next((k.name for k in entry.classes if iface in k.interfaces), None)
+
+
+# The free-threaded CPython 3.13t that .ci/build-python-ft builds (its venv's python), or
+# $LOADLAB_PYTHON_FT.
+FT_PYTHON_ENV = "LOADLAB_PYTHON_FT"
+FT_PYTHON = Path("/opt/loadlab-python-ft/venv/bin/python")
+
+
+def ft_python(environ: dict[str, str] | None = None) -> Path:
+    """The free-threaded interpreter: $LOADLAB_PYTHON_FT, else the venv that
+    .ci/build-python-ft makes. One line saying how to build it when it is not there."""
+    env = os.environ if environ is None else environ
+    path = Path(env.get(FT_PYTHON_ENV, "").strip() or FT_PYTHON)
+    if not os.access(path, os.X_OK) or path.is_dir():
+        raise ServeError(f"--python ft: no free-threaded interpreter at {path}: build it with "
+                         f".ci/build-python-ft (or set {FT_PYTHON_ENV} to one)")
+    return path

@@ -31,7 +31,7 @@ NOT_BUILT = "the free-threaded interpreter is not built (bash .ci/build-python-f
 
 def ft_missing() -> str | None:
     """Why the free-threaded cells cannot run here, or None."""
-    from loadlab.serve import ServeError, ft_python
+    from loadlab.servers import ServeError, ft_python
 
     try:
         ft_python()

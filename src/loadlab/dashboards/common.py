@@ -38,6 +38,7 @@ SERVICE_COLORS = {
     "flask-gevent": "purple",
     "fastapi-granian": "yellow",
     "flask-granian": "#e05ba6",  # magenta: the named palette has no hue left
+    "app": "#00b4c4",  # teal: a user's app (compose profile `app`)
     "postgres": "red",
 }
 # Lines that are bounds or tails, not the typical value: drawn dashed and unfilled.

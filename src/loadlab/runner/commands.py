@@ -39,7 +39,8 @@ from loadlab.runner.options import (
 from loadlab.runner.runtime import runtime_for
 from loadlab.runner.session import DEFAULT_MAX_ERROR_RATE, Outcome, gate_failures, run_cells
 from loadlab.runs.record import read_runs
-from loadlab.serve import MAX_BACKPRESSURE, WORKER_CLASSES, ServeError, ft_python
+from loadlab.serve import MAX_BACKPRESSURE, WORKER_CLASSES, ServeError
+from loadlab.servers import ft_python
 
 
 def _float_or_none(value: str | None, name: str) -> float | None:
