@@ -291,6 +291,9 @@ def test_loadlab_run_with_the_compose_runtime(stack: Stack, tmp_path: Path) -> N
     run = json.loads((out / "summary.json").read_text())["runs"][0]
     assert run["status"] == "ok" and run["requests"] > 0 and run["failures"] == 0
     assert run["server"]["cpu_limit"] == 0.5
+    # Sampled on the supervisor's side port (published on an ephemeral host port), which
+    # answers while the workers are busy, not on the service's own /metrics.
+    assert run["server"]["scrape"] == "side-port" and run["server"]["scrape_errors"] == 0
     scrape_settle(stack)
     limit = stack.query('last_over_time(loadlab_cpu_limit_cores{service="fastapi"}[1m])')
     assert limit["fastapi"] == 0.5

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from loadlab.loopback import is_loopback
+from loadlab.metrics import side
 from loadlab.paths import lab_root
 from loadlab.runner.options import OptionError
 from loadlab.runner.prometheus_watch import PrometheusWatch
@@ -33,6 +34,7 @@ from loadlab.runner.runtime_base import (
 from loadlab.serve import ServerConfig
 
 CONTAINER_PORT = 8000
+SIDE_METRICS_PORT = side.CONTAINER_PORT  # 9000: loadlab serve's metrics server
 PROMETHEUS_SERVICE, PROMETHEUS_PORT = "prometheus", 9090
 UP_TIMEOUT_S = 180
 
@@ -159,7 +161,19 @@ class ComposeRuntime(Runtime):
             raise RuntimeError_(f"{service} publishes no port: {_first_line(port.stderr)}")
         base = loopback_url(port.stdout.splitlines()[0])
         self._watch = self._watch_prometheus()
-        return Endpoint(base, f"{base}/metrics", pid=None)
+        return Endpoint(base, self._metrics_url(service, base), pid=None)
+
+    def _metrics_url(self, service: str, base: str) -> str:
+        """The supervisor's side port (published on an ephemeral host port), which answers
+        while every worker is busy; the service's own /metrics where it is not published
+        (a compose file of an older checkout)."""
+        side = self.compose("port", service, str(SIDE_METRICS_PORT))
+        if side.returncode == 0 and side.stdout.strip():
+            try:
+                return f"{loopback_url(side.stdout.splitlines()[0])}/metrics"
+            except RuntimeError_:
+                pass
+        return f"{base}/metrics"
 
     def _watch_prometheus(self) -> PrometheusWatch:
         port = self.compose("port", PROMETHEUS_SERVICE, str(PROMETHEUS_PORT))
