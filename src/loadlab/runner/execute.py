@@ -24,6 +24,7 @@ from loadlab.runner.locust_driver import LocustProcess, locustfile, waits_ready
 from loadlab.runner.options import RunSpec
 from loadlab.runner.runtime import EarlyLoad, RemoteLoad, RunNotes, Runtime, StopsBehind
 from loadlab.runner.sampler import ServerSampler
+from loadlab.runs import bottleneck
 from loadlab.runs.record import Run
 
 Tick = Callable[[float, float, float | None, float | None, str], None]
@@ -287,6 +288,7 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
         record["load"]["saturated"] = warning is not None
         if warning is not None:
             record["notes"] = [*record.get("notes", ()), warning]
+        record["bottleneck"] = bottleneck.for_run(record, sampler.measured())
         return cast(Run, record)
     finally:
         if watch is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, TypedDict, cast
 
+from loadlab.runs.bottleneck import Bottleneck
 from loadlab.servers import FRAMEWORK_TITLES, worker_class
 
 # Statuses of a run (docs/runner.md): only "ok" runs are figures.
@@ -182,6 +183,7 @@ class Run(Variant, total=False):
     ci_level: float
     ci_method: str
     precision: Precision
+    bottleneck: Bottleneck  # the resource that limited the run (runs/bottleneck.py)
 
 
 def get(record: Mapping[str, Any], path: str) -> Any:
