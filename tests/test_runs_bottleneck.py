@@ -174,3 +174,15 @@ def test_the_terminal_and_the_headline_say_it() -> None:
     assert "limited by its 1 worker slot: busy 100%, 48 connections queued" in line
     runs = read_runs({"runs": [record]})
     assert "limited by its 1 worker slot" in " ".join(sentences(runs))
+
+
+def test_a_sync_worker_with_a_queue_is_limited_by_its_slot_though_it_idles_between() -> None:
+    """Recorded: one Gunicorn sync worker, 5 users on short random waits; the app saw one
+    request in progress at most scrapes and the kernel held 4-5 connections for it. The
+    trailing scrape came after the load ended (0, 0)."""
+    seen = [(0.0, 4.0), (1.0, 5.0), (1.0, 5.0), (1.0, 4.0), (1.0, 4.0), (0.0, 0.0)]
+    scrapes = [FakeScrape(in_progress=p, accept_queue=q) for p, q in seen]
+    record = _record(users=5, rps=84.3, latency_ms={"p50": 59.5, "mean": 58.3})
+    verdict_ = for_run(record, scrapes)
+    assert verdict_["resource"] == "worker_slots", verdict_
+    assert "4 connections queued" in verdict_["evidence"]

@@ -13,7 +13,8 @@ from loadlab.names import SCENARIOS
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", default="native", help="native (default), compose or swarm")
     p.add_argument("--target", default="both", help="fastapi, flask or both")
-    p.add_argument("--scenario", required=True, help=", ".join(SCENARIOS))
+    p.add_argument("--scenario", default=None, help=", ".join(SCENARIOS))
+    add_load_arguments(p)
     p.add_argument("--users", default="10")
     p.add_argument("--spawn-rate", default=None, help="users started per second (default: all)")
     p.add_argument("--duration", default="30s", help="measured time after the warm-up")
@@ -37,6 +38,15 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="results directory; one holding results is refused unless --replace")
     p.add_argument("--replace", action="store_true",
                    help="start over in an --out that holds results (they are removed)")
+
+
+def add_load_arguments(p: argparse.ArgumentParser) -> None:
+    """The user's own load, instead of a --scenario of the lab's."""
+    p.add_argument("--locustfile", default=None, metavar="FILE",
+                   help="your own locustfile (its user classes, the lab's measurement)")
+    p.add_argument("--request", action="append", default=None, metavar="TEMPLATE",
+                   help='a request to send, repeatable: "[WEIGHT*]METHOD /path[/{id}] '
+                        '[@body.json]" ({id}: a counter, {random}: 1..10000)')
 
 
 def add_round_arguments(p: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from loadlab import servers
+from loadlab import requestlist, servers
 from loadlab.contract import (
     MAX_CPU_WORK,
     MAX_DB_POOL_SIZE,
@@ -62,7 +62,31 @@ def gates_from(args: argparse.Namespace) -> Gates:
     )
 
 
+def own_load(args: argparse.Namespace) -> tuple[str, tuple[str, ...]]:
+    """``--locustfile`` / ``--request``, checked (a file that exists, templates that parse)."""
+    locustfile = getattr(args, "locustfile", None) or ""
+    requests = tuple(getattr(args, "request", None) or ())
+    if locustfile and requests:
+        raise OptionError("--locustfile and --request: choose one")
+    if locustfile:
+        path = Path(locustfile)
+        if not path.is_file():
+            raise OptionError(f"--locustfile {locustfile}: no such file")
+        if path.suffix != ".py":
+            raise OptionError(f"--locustfile {locustfile}: not a .py file")
+        locustfile = str(path.resolve())
+    if requests:
+        requestlist.parse_all(requests, Path.cwd())
+    return locustfile, requests
+
+
 def specs_from(args: argparse.Namespace) -> list[RunSpec]:
+    locustfile, requests = own_load(args)
+    if args.scenario is None and not (locustfile or requests):
+        raise OptionError("--scenario, --locustfile or --request: say what load to put on")
+    if args.scenario is not None and (locustfile or requests):
+        raise OptionError("--scenario is the lab's load; --locustfile and --request are "
+                          "yours: choose one")
     targets = expand_targets(args.target)
     duration = parse_duration(args.duration, "duration")
     warmup = parse_duration(args.warmup, "warmup")
@@ -96,11 +120,12 @@ def specs_from(args: argparse.Namespace) -> list[RunSpec]:
         # With --target both, a worker class applies to the framework it belongs to.
         klass = args.worker_class if args.worker_class in WORKER_CLASSES[target] else ""
         specs.append(RunSpec(
-            target=target, scenario=args.scenario, users=users, spawn_rate=spawn,
+            target=target, scenario=args.scenario or "", users=users, spawn_rate=spawn,
             duration_s=duration, warmup_s=warmup, arrival_rate=arrival, cpus=cpus,
             workers=workers, worker_class=klass,
             threads=threads if (klass or "") == "gthread" else 1,
             io_ms=io_ms, cpu_work=work, db_pool_size=pool,
+            locustfile=locustfile, request_templates=requests,
         ))
     return specs
 

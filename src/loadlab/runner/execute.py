@@ -55,6 +55,9 @@ def base_record(spec: RunSpec, run_id: str, server_name: str) -> Run:
         "requests": 0, "failures": 0, "error_rate": None, "rps": 0.0,
         "latency_ms": {"p50": None, "p95": None, "p99": None, "max": None},
         "server": {"name": server_name},
+        **({"locustfile": spec.locustfile} if spec.locustfile else {}),
+        **({"request_templates": list(spec.request_templates)}
+           if spec.request_templates else {}),
     }
 
 

@@ -152,6 +152,10 @@ class Gates:
         return missed
 
 
+# The scenario a run of the user's own load is recorded under.
+OWN_LOAD = {"locustfile": "locustfile", "requests": "requests"}
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One cell: one target under one configuration and one load."""
@@ -171,11 +175,20 @@ class RunSpec:
     cpu_work: int | None = None
     db_pool_size: int | None = None  # connections per service process (None: its default)
     extra: dict[str, str] = field(default_factory=dict)  # further locustfile options
+    # The user's own load instead of the lab's scenarios: a locustfile (its user classes,
+    # measured by locust/loadlab_plugin.py) or --request templates (loadlab.requestlist).
+    locustfile: str = ""
+    request_templates: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise OptionError(f"unknown target {self.target!r}: choose fastapi, flask or both")
-        if self.scenario not in SCENARIOS:
+        if self.locustfile and self.request_templates:
+            raise OptionError("--locustfile and --request: choose one")
+        if self.own_load:
+            object.__setattr__(self, "scenario", OWN_LOAD["locustfile" if self.locustfile
+                                                           else "requests"])
+        elif self.scenario not in SCENARIOS:
             raise OptionError(
                 f"unknown scenario {self.scenario!r}: choose one of {', '.join(SCENARIOS)}"
             )
@@ -206,6 +219,11 @@ class RunSpec:
             host=host, port=port, workers=self.workers, worker_class=self.worker_class,
             threads=self.threads, cpus=self.cpus,
         )
+
+    @property
+    def own_load(self) -> bool:
+        """The user's load (--locustfile or --request), not one of the lab's scenarios."""
+        return bool(self.locustfile or self.request_templates)
 
     @property
     def key(self) -> str:

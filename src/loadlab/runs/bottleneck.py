@@ -10,6 +10,7 @@ The names are the run record's ``bottleneck.resource`` values (docs/design.md).
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypedDict
@@ -54,8 +55,8 @@ class Signals:
     throttled_share: float | None = None
     slots: int | None = None            # workers × threads where a request holds one
     workers: int = 1
-    in_progress: float | None = None    # requests in progress, mean
-    accept_queue: float | None = None   # connections waiting to be accepted, mean
+    in_progress: float | None = None    # requests in progress (median of the scrapes)
+    accept_queue: float | None = None   # connections waiting to be accepted (median)
     loop_lag_s: float | None = None     # mean event-loop lag
     threadpool_busy: float | None = None
     threadpool_size: float | None = None
@@ -117,7 +118,7 @@ def verdict(s: Signals) -> Bottleneck:
     slots_full = (s.slots is not None and s.in_progress is not None
                   and s.in_progress >= BUSY * s.slots)
     queued = s.accept_queue is not None and s.accept_queue >= QUEUED
-    if s.slots is not None and (slots_full or (queued and s.in_progress is None)):
+    if s.slots is not None and (slots_full or queued):
         waiting = f", {s.accept_queue:.0f} connections queued" if queued and s.accept_queue \
             else ""
         busy = (f"{100 * min(s.in_progress / s.slots, 1.0):.0f}%"
@@ -184,9 +185,11 @@ class Scraped(Protocol):
     loop_lag_buckets: dict[float, float]
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
+def _typical(values: Sequence[float | None]) -> float | None:
+    """The median of a gauge over the window's scrapes: a scrape taken as the load ends
+    (the sampler's clock is not Locust's) reads an idle server and must not drag it down."""
     present = [v for v in values if v is not None]
-    return sum(present) / len(present) if present else None
+    return statistics.median(present) if present else None
 
 
 def _lag_mean_s(first: Mapping[float, float], last: Mapping[float, float],
@@ -252,14 +255,14 @@ def signals(record: Mapping[str, Any], scrapes: Sequence[Scraped],
         cpu_used=server.get("cpu_cores_used"),
         throttled_share=server.get("throttled_share"),
         slots=slots_of(klass, workers, threads, interface), workers=workers,
-        in_progress=_mean([s.in_progress for s in good]),
-        accept_queue=_mean([s.accept_queue for s in good]),
+        in_progress=_typical([s.in_progress for s in good]),
+        accept_queue=_typical([s.accept_queue for s in good]),
         loop_lag_s=lag,
-        threadpool_busy=_mean([s.threadpool_busy for s in good]),
-        threadpool_size=_mean([s.threadpool_size for s in good]),
-        db_pool_in_use=_mean([s.db_pool_in_use for s in good]),
-        db_pool_size=_mean([s.db_pool_size for s in good]),
-        db_pool_waiting=_mean([s.db_pool_waiting for s in good]),
+        threadpool_busy=_typical([s.threadpool_busy for s in good]),
+        threadpool_size=_typical([s.threadpool_size for s in good]),
+        db_pool_in_use=_typical([s.db_pool_in_use for s in good]),
+        db_pool_size=_typical([s.db_pool_size for s in good]),
+        db_pool_waiting=_typical([s.db_pool_waiting for s in good]),
         db_cpu_used=database.get("cpu_cores_used"),
         db_cpu_cores=float(len(db_cores)) if db_cores else None,
         load_cpu_used=machine.get("load_generator_cores"),

@@ -125,6 +125,8 @@ class Variant(TypedDict, total=False):
     db_pool_size: int | None
     duration_s: float
     warmup_s: float
+    locustfile: str  # the user's own load (scenario "locustfile")
+    request_templates: list[str]  # --request (scenario "requests")
 
 
 class Round(TypedDict, total=False):
@@ -291,6 +293,10 @@ def variant_key(run: Mapping[str, Any]) -> str:
     if run.get("db_pool_size") is not None:
         parts.append(f"pool{run['db_pool_size']}")
     parts += [f"{k}={v}" for k, v in sorted((run.get("extra") or {}).items())]
+    if run.get("locustfile"):
+        parts.append(f"lf={run['locustfile']}")
+    if run.get("request_templates"):
+        parts.append("req=" + "|".join(run["request_templates"]))
     return "-".join(parts)
 
 
@@ -298,7 +304,7 @@ def variant_key(run: Mapping[str, Any]) -> str:
 IDENTITY = {"run_id", "key", "status", "error", "target", "framework", "scenario", "cpus",
             "workers", "worker_class", "threads", "users", "spawn_rate", "arrival_rate",
             "io_ms", "cpu_work", "duration_s", "warmup_s", "started_at", "locust_json",
-            "model", "latency_source", "db_pool_size"}
+            "model", "latency_source", "db_pool_size", "locustfile", "request_templates"}
 
 
 def run_rounds(run: Mapping[str, Any]) -> list[dict[str, Any]]:
