@@ -126,6 +126,8 @@ def _register_runner(sub: argparse._SubParsersAction[_Parser]) -> None:
     for name, help_text in (
         ("run", "load one or both services headless with Locust; results and a report"),
         ("matrix", "run a sweep described in a TOML file"),
+        ("size", "search server configurations within a CPU budget and a latency target; "
+                 "recommend one (size.json)"),
         ("report", "(re)build report.html from a results directory"),
         ("claims", "measure the textbook claims and print verdicts"),
         ("compare", "current / baseline per matched run with intervals; exit 1 on a "

@@ -85,6 +85,10 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
                             "arrival_rate, io_ms, cpu_work)")
         p.add_argument("--out", default=None, help="where to write compare.json "
                                                    "(default: CURRENT/compare.json)")
+    elif command == "size":
+        from loadlab.sizing.arguments import add_arguments as add_size_arguments
+
+        add_size_arguments(p)
     elif command == "claims":
         p.add_argument("--quick", action="store_true", help="short runs (about 4 minutes)")
         p.add_argument("--out", default="results/claims")
@@ -114,6 +118,10 @@ def dispatch(command: str, args: argparse.Namespace) -> int:
         from loadlab.report.compare import compare_command
 
         return compare_command(args)
+    if command == "size":
+        from loadlab.sizing.command import size_command
+
+        return size_command(args)
     if command == "claims":
         from loadlab.claims.command import claims_command
 
