@@ -38,8 +38,19 @@ def _cpus(text: str) -> float:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    app = None
+    if args.app is not None:
+        from loadlab.apps.serving import app_from_args
+
+        app = app_from_args(args.framework, args.app, args.app_dir, args.interface,
+                            args.worker_class, args.python)
+    elif args.framework is None:
+        raise UserError("name the service: fastapi, flask, or --app MODULE:ATTR")
+    elif args.app_dir is not None or args.interface is not None:
+        raise UserError("--app-dir and --interface apply to --app only")
     cfg = ServerConfig(
-        framework=args.framework, host=args.host, port=args.port, workers=args.workers,
+        framework="app" if app is not None else args.framework, app=app, host=args.host,
+        port=args.port, workers=args.workers,
         worker_class=args.worker_class or "", threads=args.threads, cpus=args.cpus,
         loop=args.loop, http=args.http, metrics_port=args.metrics_port, python=args.python,
         backpressure=args.backpressure,
@@ -147,8 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "from (never any other current directory)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("serve", help="start a service (FastAPI or Flask) natively")
-    p.add_argument("framework", choices=["fastapi", "flask"])
+    p = sub.add_parser("serve", help="start a service (FastAPI, Flask, or your own app with "
+                                     "--app) natively")
+    p.add_argument("framework", choices=["fastapi", "flask"], nargs="?", default=None)
+    p.add_argument("--app", default=None, metavar="MODULE:ATTR",
+                   help="serve your own ASGI or WSGI app (or path/to/file.py:ATTR) instead; "
+                        "see docs/your-app.md")
+    p.add_argument("--app-dir", default=None, metavar="DIR",
+                   help="--app: the directory its module is imported from (default: here)")
+    p.add_argument("--interface", default=None, choices=["asgi", "wsgi"],
+                   help="--app: force the interface instead of detecting it")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1)

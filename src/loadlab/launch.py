@@ -86,7 +86,13 @@ class ServiceProcess:
                 return f"exited with {self.proc.returncode}"
             return None
 
-        reason = wait_ready(self.url, self.ready_timeout_s, self.cfg.workers, exited)
+        if self.cfg.app is not None:  # a user's app may have no /healthz (loadlab.apps)
+            from loadlab.apps.ready import wait_ready as app_ready
+
+            reason = app_ready(self.cfg.host, self.cfg.port, self.metrics_url,
+                               self.cfg.workers, self.ready_timeout_s, exited)
+        else:
+            reason = wait_ready(self.url, self.ready_timeout_s, self.cfg.workers, exited)
         if reason is not None:
             raise LaunchError(f"{self.cfg.framework} {reason}: {self.log_tail()}")
 

@@ -22,6 +22,7 @@ from types import FrameType
 from typing import Literal
 
 from loadlab import cgroup, cpulimit, servers
+from loadlab.apps.spec import AppSpec
 from loadlab.contract import MAX_THREADS, MAX_WORKERS
 from loadlab.metrics.collectors import ServerLabels
 from loadlab.metrics.multiprocess import is_alive
@@ -30,7 +31,7 @@ from loadlab.paths import lab_path
 from loadlab.procs import set_death_signal
 from loadlab.servers import ServeError as ServeError
 
-Framework = Literal["fastapi", "flask"]
+Framework = Literal["fastapi", "flask", "app"]  # "app": a user's app (--app)
 
 # Derived from the server registry (servers.py), kept here for their importers.
 WORKER_CLASSES = servers.WORKER_CLASSES
@@ -67,23 +68,34 @@ class ServerConfig:
     # containers, else a free port (0).
     metrics_port: int | None = None
     python: str = "default"  # one of PYTHONS
+    # framework "app": the user's app (loadlab.apps.AppSpec: --app, --app-dir, --interface
+    # as detected by the probe or forced).
+    app: AppSpec | None = None
 
     def __post_init__(self) -> None:
-        if self.framework not in WORKER_CLASSES:
+        if self.framework == "app":
+            if self.app is None or self.app.interface not in ("asgi", "wsgi"):
+                raise ServeError("an app needs --app MODULE:ATTR and its interface")
+            allowed = servers.classes_for(self.app.interface)
+            fits = f"{self.app.target} ({self.app.interface.upper()})"
+        elif self.framework not in WORKER_CLASSES:
             raise ServeError(f"unknown framework {self.framework!r}: choose fastapi or flask")
+        else:
+            allowed, fits = WORKER_CLASSES[self.framework], self.framework
         if not self.worker_class:
-            object.__setattr__(self, "worker_class", DEFAULT_WORKER_CLASS[self.framework])
-        allowed = WORKER_CLASSES[self.framework]
+            object.__setattr__(self, "worker_class", allowed[0])
         if self.worker_class not in allowed:
             raise ServeError(
-                f"--worker-class {self.worker_class!r} does not fit {self.framework}: "
+                f"--worker-class {self.worker_class!r} does not fit {fits}: "
                 f"choose one of {', '.join(allowed)}"
             )
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ServeError(f"--workers must be 1-{MAX_WORKERS}, got {self.workers}")
         if not 1 <= self.threads <= MAX_THREADS:
             raise ServeError(f"--threads must be 1-{MAX_THREADS}, got {self.threads}")
-        threaded = servers.threaded_classes([self.framework])
+        threaded = [k for k in allowed if self.app is not None and self.app.interface in
+                    servers.CLASSES[k][1].threaded] if self.framework == "app" else \
+            servers.threaded_classes([self.framework])
         if self.threads > 1 and self.worker_class not in threaded:
             raise ServeError(f"--threads > 1 needs --worker-class {' or '.join(threaded)} "
                              f"for {self.framework}" if threaded else
@@ -132,8 +144,10 @@ class ServerConfig:
 def serve_argv(cfg: ServerConfig) -> list[str]:
     """The command line of ``loadlab serve`` for `cfg` (launch starts it; serve runs itself
     again under systemd-run)."""
+    what = ["--app", cfg.app.target, "--app-dir", cfg.app.app_dir, "--interface",
+            cfg.app.interface] if cfg.app is not None else [cfg.framework]
     argv = [
-        sys.executable, "-m", "loadlab", "serve", cfg.framework, "--host", cfg.host,
+        sys.executable, "-m", "loadlab", "serve", *what, "--host", cfg.host,
         "--port", str(cfg.port), "--workers", str(cfg.workers),
         "--worker-class", cfg.worker_class, "--threads", str(cfg.threads),
         "--loop", cfg.loop, "--http", cfg.http,
@@ -193,6 +207,12 @@ def recycling() -> tuple[int, int]:
 def build_command(cfg: ServerConfig) -> list[str]:
     """The server's command line, as its registry entry builds it (servers.py)."""
     max_requests, jitter = recycling()
+    if cfg.app is not None:
+        launch = servers.Launch(python=sys.executable, app_dir=cfg.app.app_dir,
+                                backlog=LISTEN_BACKLOG, max_requests=max_requests,
+                                max_requests_jitter=jitter, module="loadlab.apps.entry",
+                                interface="asgi" if cfg.app.interface == "asgi" else "wsgi")
+        return servers.server_of(cfg.worker_class).command(cfg, launch)
     launch = servers.Launch(python=sys.executable, app_dir=str(services_dir() / cfg.framework),
                             backlog=LISTEN_BACKLOG, max_requests=max_requests,
                             max_requests_jitter=jitter)
@@ -235,9 +255,12 @@ def build_env(cfg: ServerConfig, metrics_dir: Path | None) -> dict[str, str]:
         LOADLAB_BIND=f"{host}:{cfg.port}",
         LOADLAB_ROOT_PID=str(os.getpid()),
         PYTHONPATH=os.pathsep.join(
-            p for p in (str(services_dir() / cfg.framework), env.get("PYTHONPATH")) if p
+            p for p in (cfg.app.app_dir if cfg.app is not None else
+                        str(services_dir() / cfg.framework), env.get("PYTHONPATH")) if p
         ),
     )
+    if cfg.app is not None:
+        env.update(cfg.app.env())
     env.setdefault("FORWARDED_ALLOW_IPS", "")  # trust no X-Forwarded-For unless a proxy is named
     if cfg.server == "gunicorn":
         env["LOADLAB_GUNICORN_WORKER_CLASS"] = servers.native_name(cfg.worker_class)
@@ -436,8 +459,8 @@ def serve(cfg: ServerConfig) -> int:
             raise ServeError(f"cannot start the {cfg.server} server: {exc}") from None
         side.listener(proc.pid)
         side.start()
-        print(f"loadlab serve: metrics at {side.url} (also /metrics on the service port)",
-              flush=True)
+        also = " (also /metrics on the service port)" if cfg.app is None else ""
+        print(f"loadlab serve: metrics at {side.url}{also}", flush=True)
         if received:
             proc.send_signal(signal.SIGTERM)
         return _exit_status(proc.wait())

@@ -78,6 +78,16 @@ class Launch:
     backlog: int
     max_requests: int = 0
     max_requests_jitter: int = 0
+    # A user's app (loadlab.apps): the factory's module and the interface, else the
+    # framework's own.
+    module: str = ""
+    interface: Interface | None = None
+
+    def factory_module(self, framework: str) -> str:
+        return self.module or APP_MODULE[framework]
+
+    def interface_of(self, framework: str) -> Interface:
+        return self.interface or INTERFACES[framework]
 
 
 def _one_pool(threads: int) -> int:
@@ -138,7 +148,7 @@ class Server:
 
 def _uvicorn_command(cfg: ServerConfig, launch: Launch) -> list[str]:
     argv = [
-        launch.python, "-m", "uvicorn", f"{APP_MODULE[cfg.framework]}:create_app",
+        launch.python, "-m", "uvicorn", f"{launch.factory_module(cfg.framework)}:create_app",
         "--factory", "--app-dir", launch.app_dir, "--host", cfg.host, "--port", str(cfg.port),
         "--workers", str(cfg.workers), "--loop", cfg.loop, "--http", cfg.http,
         "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "10",
@@ -157,7 +167,7 @@ def _gunicorn_command(cfg: ServerConfig, launch: Launch) -> list[str]:
     # Everything else (bind, workers, class, backlog, recycling) is read from the
     # environment by gunicorn_conf.py.
     return [
-        launch.python, "-m", "gunicorn", f"{APP_MODULE[cfg.framework]}:create_app()",
+        launch.python, "-m", "gunicorn", f"{launch.factory_module(cfg.framework)}:create_app()",
         "--config", "python:loadlab.gunicorn_conf", "--chdir", launch.app_dir,
     ]
 
@@ -175,8 +185,8 @@ def _granian_command(cfg: ServerConfig, launch: Launch) -> list[str]:
         raise ServeError("LOADLAB_MAX_REQUESTS does not apply to Granian: it recycles "
                          "workers by age or memory, not by request count")
     argv = [
-        launch.python, "-m", "granian", "--interface", INTERFACES[cfg.framework],
-        "--factory", f"{APP_MODULE[cfg.framework]}:create_app",
+        launch.python, "-m", "granian", "--interface", launch.interface_of(cfg.framework),
+        "--factory", f"{launch.factory_module(cfg.framework)}:create_app",
         "--working-dir", launch.app_dir, "--host", cfg.host, "--port", str(cfg.port),
         "--workers", str(cfg.workers), "--backlog", str(launch.backlog),
         "--log-level", "warning", "--no-access-log", "--no-metrics",
@@ -185,7 +195,7 @@ def _granian_command(cfg: ServerConfig, launch: Launch) -> list[str]:
         # limits): a larger head is refused rather than read.
         "--http1-buffer-size", "8192",
     ]
-    if INTERFACES[cfg.framework] == "wsgi":
+    if launch.interface_of(cfg.framework) == "wsgi":
         argv += ["--blocking-threads", str(cfg.threads)]
     if cfg.backpressure:
         argv += ["--backpressure", str(cfg.backpressure)]
@@ -277,6 +287,11 @@ def variant_name(framework: str, worker_class_name: str) -> str:
     """The name tests (and the compose variants) give a framework on a worker class."""
     klass = worker_class(worker_class_name)
     return f"{framework}-{klass.variant if klass and klass.variant else worker_class_name}"
+
+
+def classes_for(interface: str) -> tuple[str, ...]:
+    """The worker classes that serve ``interface`` (a user's app), in registry order."""
+    return tuple(n for n, (_, k) in CLASSES.items() if interface in k.interfaces)
 
 
 def threaded_classes(frameworks: Iterable[str]) -> list[str]:

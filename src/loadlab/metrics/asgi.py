@@ -40,8 +40,15 @@ def route_template(scope: Scope) -> str:
 
 
 class ASGIMetricsMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    """``resolve`` names a request's handler (default: the Starlette router the app
+    puts in the scope); ``excluded`` are paths left out (the lab's own /metrics; a user's
+    app, whose metrics are on the side port, leaves none out: loadlab.apps)."""
+
+    def __init__(self, app: ASGIApp, resolve: Callable[[Scope], str] | None = None,
+                 excluded: frozenset[str] = EXCLUDED_PATHS) -> None:
         self.app = app
+        self._template = resolve or route_template
+        self._excluded = excluded
         self._series = SeriesCache()
         self._by_path: dict[tuple[str, str], Series] = {}
 
@@ -49,13 +56,13 @@ class ASGIMetricsMiddleware:
         key = (scope["method"], scope["path"])
         series = self._by_path.get(key)
         if series is None:
-            series = self._series.get(key[0], route_template(scope))
+            series = self._series.get(key[0], self._template(scope))
             if len(self._by_path) < MAX_CACHED_PATHS:
                 self._by_path[key] = series
         return series
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in EXCLUDED_PATHS:
+        if scope["type"] != "http" or scope["path"] in self._excluded:
             await self.app(scope, receive, send)
             return
         series = self._resolve(scope)

@@ -10,6 +10,7 @@ updated under their series' lock.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from time import perf_counter
 from typing import Any
 
@@ -40,6 +41,10 @@ def rule_template(url_map: Map, path: str, method: str) -> str:
         return UNMATCHED
     except (HTTPException, RequestRedirect):
         return UNMATCHED
+
+
+def _rule_of(url_map: Map, method: str, path: str) -> str:
+    return rule_template(url_map, path, method)
 
 
 class _Tracked:
@@ -79,9 +84,20 @@ class _Tracked:
 
 
 class WSGIMetricsMiddleware:
-    def __init__(self, app: WSGIApp, url_map: Map) -> None:
+    """``resolve`` names a request's handler from (method, path) (default: the rule of
+    ``url_map``); ``excluded`` as in the ASGI middleware."""
+
+    def __init__(self, app: WSGIApp, url_map: Map | None = None,
+                 resolve: Callable[[str, str], str] | None = None,
+                 excluded: frozenset[str] = EXCLUDED_PATHS) -> None:
         self.app = app
         self.url_map = url_map
+        if resolve is None:
+            if url_map is None:
+                raise TypeError("WSGIMetricsMiddleware needs url_map or resolve")
+            resolve = partial(_rule_of, url_map)
+        self._template = resolve
+        self._excluded = excluded
         self._series = SeriesCache()
         self._by_path: dict[tuple[str, str], Series] = {}
 
@@ -89,14 +105,14 @@ class WSGIMetricsMiddleware:
         key = (method, path)
         series = self._by_path.get(key)
         if series is None:
-            series = self._series.get(method, rule_template(self.url_map, path, method))
+            series = self._series.get(method, self._template(method, path))
             if len(self._by_path) < MAX_CACHED_PATHS:
                 self._by_path[key] = series
         return series
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
-        if path in EXCLUDED_PATHS:
+        if path in self._excluded:
             return self.app(environ, start_response)
         series = self._resolve(environ.get("REQUEST_METHOD", "GET"), path)
         with series.lock:
