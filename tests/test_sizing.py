@@ -16,6 +16,7 @@ from loadlab.sizing.candidates import (
     CandidateError,
     cores_of,
     parse_candidates,
+    serving_classes,
     textbook,
 )
 from loadlab.sizing.search import Point, capacity, recommend, walk_branch
@@ -38,18 +39,18 @@ def test_a_bad_target_is_refused(text: str) -> None:
 
 def test_textbook_points_for_two_cores() -> None:
     assert cores_of(2) == 2 and cores_of(0.5) == 1
-    wsgi = textbook("flask", 2)
+    wsgi = textbook(serving_classes("flask"), 2)
     assert wsgi[Branch("sync")] == [1, 2, 5]  # 1, cores, 2·cores+1
     assert wsgi[Branch("gthread", 4)] == [2, 5]  # threads for I/O
-    asgi = textbook("fastapi", 2)
+    asgi = textbook(serving_classes("", "asgi"), 2)
     assert asgi[Branch("uvicorn")] == [1, 2, 5]  # one event loop per core, and beyond
     assert all(b.worker_class in ("uvicorn", "uvicorn-worker", "granian") for b in asgi)
-    pooled = textbook("flask", 2, [4, 10])
+    pooled = textbook(serving_classes("flask"), 2, [4, 10])
     assert {b.db_pool_size for b in pooled} == {4, 10}
 
 
 def test_explicit_candidates() -> None:
-    got = parse_candidates("sync:2,gthread:2x8,sync:1", "flask")
+    got = parse_candidates("sync:2,gthread:2x8,sync:1", serving_classes("flask"), "flask")
     assert got == {Branch("sync"): [1, 2], Branch("gthread", 8): [2]}
     assert Candidate(Branch("gthread", 8), 2).label() == "gthread 2×8"
     assert Candidate(Branch("uvicorn"), 2).label() == "uvicorn ×2"
@@ -63,7 +64,7 @@ def test_explicit_candidates() -> None:
 ])
 def test_bad_candidates(text: str, words: str) -> None:
     with pytest.raises(CandidateError, match=words):
-        parse_candidates(text, "flask")
+        parse_candidates(text, serving_classes("flask"), "flask")
 
 
 def _known(capacities: dict[int, float], spread: float = 0.02):  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", default="native", help="native (default), compose or swarm")
     p.add_argument("--target", default="both", help="fastapi, flask or both")
     p.add_argument("--scenario", default=None, help=", ".join(SCENARIOS))
+    add_app_arguments(p)
     add_load_arguments(p)
     p.add_argument("--users", default="10")
     p.add_argument("--spawn-rate", default=None, help="users started per second (default: all)")
@@ -38,6 +39,16 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="results directory; one holding results is refused unless --replace")
     p.add_argument("--replace", action="store_true",
                    help="start over in an --out that holds results (they are removed)")
+
+
+def add_app_arguments(p: argparse.ArgumentParser) -> None:
+    """The user's own app, instead of the lab's services (as ``loadlab serve --app``)."""
+    p.add_argument("--app", default=None, metavar="MODULE:ATTR",
+                   help="your own ASGI or WSGI app (or path/to/file.py:ATTR)")
+    p.add_argument("--app-dir", default=None, metavar="DIR",
+                   help="--app: the directory its module is imported from (default: here)")
+    p.add_argument("--interface", default=None, choices=["asgi", "wsgi"],
+                   help="--app: force the interface instead of detecting it")
 
 
 def add_load_arguments(p: argparse.ArgumentParser) -> None:

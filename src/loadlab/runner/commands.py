@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from loadlab import requestlist, servers
+from loadlab.apps.spec import AppSpec
 from loadlab.contract import (
     MAX_CPU_WORK,
     MAX_DB_POOL_SIZE,
@@ -87,6 +88,12 @@ def specs_from(args: argparse.Namespace) -> list[RunSpec]:
     if args.scenario is not None and (locustfile or requests):
         raise OptionError("--scenario is the lab's load; --locustfile and --request are "
                           "yours: choose one")
+    app = app_from(args)
+    if app is not None:
+        if not (locustfile or requests):
+            raise OptionError("--app: load it with --locustfile or --request (the lab's "
+                              "scenarios call the lab's own routes)")
+        return [app_spec_from(args, app, locustfile, requests)]
     targets = expand_targets(args.target)
     duration = parse_duration(args.duration, "duration")
     warmup = parse_duration(args.warmup, "warmup")
@@ -128,6 +135,40 @@ def specs_from(args: argparse.Namespace) -> list[RunSpec]:
             locustfile=locustfile, request_templates=requests,
         ))
     return specs
+
+
+def app_from(args: argparse.Namespace) -> AppSpec | None:
+    """``--app`` (with ``--app-dir``, ``--interface``), imported once in a throwaway
+    interpreter to find its interface; None without it."""
+    app = getattr(args, "app", None)
+    if app is None:
+        if getattr(args, "app_dir", None) or getattr(args, "interface", None):
+            raise OptionError("--app-dir and --interface apply to --app only")
+        return None
+    from loadlab.apps.serving import app_from_args
+
+    return app_from_args(None, app, args.app_dir, args.interface, args.worker_class)
+
+
+def app_spec_from(args: argparse.Namespace, app: AppSpec, locustfile: str,
+                  requests: tuple[str, ...]) -> RunSpec:
+    """The one cell of ``run --app``: the user's app under the load they gave."""
+    threads = parse_int(args.threads, "threads", 1, MAX_THREADS)
+    return RunSpec(
+        target="app", scenario="", app=app,
+        users=parse_int(args.users, "users", 1, MAX_USERS),
+        spawn_rate=parse_rate(args.spawn_rate, "spawn-rate") if args.spawn_rate else 0.0,
+        duration_s=parse_duration(args.duration, "duration"),
+        warmup_s=parse_duration(args.warmup, "warmup"),
+        arrival_rate=parse_rate(args.arrival_rate, "arrival-rate") if args.arrival_rate
+        else None,
+        cpus=parse_cpus(args.cpus, "cpus"),
+        workers=parse_int(args.workers, "workers", 1, MAX_WORKERS),
+        worker_class=args.worker_class or "", threads=threads,
+        db_pool_size=(parse_int(args.db_pool_size, "db-pool-size", 1, MAX_DB_POOL_SIZE)
+                      if args.db_pool_size is not None else None),
+        locustfile=locustfile, request_templates=requests,
+    )
 
 
 def finish(outcome: Outcome, gates: Gates, out: Path) -> int:

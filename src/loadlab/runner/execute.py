@@ -55,6 +55,7 @@ def base_record(spec: RunSpec, run_id: str, server_name: str) -> Run:
         "requests": 0, "failures": 0, "error_rate": None, "rps": 0.0,
         "latency_ms": {"p50": None, "p95": None, "p99": None, "max": None},
         "server": {"name": server_name},
+        **({"app": spec.app.target} if spec.app is not None else {}),
         **({"locustfile": spec.locustfile} if spec.locustfile else {}),
         **({"request_templates": list(spec.request_templates)}
            if spec.request_templates else {}),
@@ -130,6 +131,7 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
     # Gunicorn's sync workers close each connection, so every request is placed anew.
     early = (runtime if isinstance(runtime, EarlyLoad) and not isinstance(runtime, RemoteLoad)
              and (spec.workers == 1 or spec.worker_class == "sync")
+             and spec.app is None  # a user's app may have no /healthz to wait on
              and waits_ready(locustfile(), spec.workers) else None)
     endpoint = early.launch(cfg) if early is not None else runtime.start(cfg)
     sampler: ServerSampler | None = None

@@ -12,11 +12,13 @@ from dataclasses import asdict, dataclass, field, replace
 from dataclasses import fields as dataclass_fields
 from typing import Any
 
+from loadlab import servers
+from loadlab.apps.spec import AppSpec
 from loadlab.contract import MAX_USERS
 from loadlab.errors import UserError
 from loadlab.names import SCENARIOS
 from loadlab.runs.record import Run, variant_key
-from loadlab.serve import DEFAULT_WORKER_CLASS, WORKER_CLASSES, ServeError, ServerConfig
+from loadlab.serve import WORKER_CLASSES, ServeError, ServerConfig
 
 TARGETS = ("fastapi", "flask")
 MAX_DURATION_S = 24 * 3600.0
@@ -152,6 +154,7 @@ class Gates:
         return missed
 
 
+APP = "app"  # the target of a user's own app (ServerConfig's framework "app")
 # The scenario a run of the user's own load is recorded under.
 OWN_LOAD = {"locustfile": "locustfile", "requests": "requests"}
 
@@ -179,9 +182,13 @@ class RunSpec:
     # measured by locust/loadlab_plugin.py) or --request templates (loadlab.requestlist).
     locustfile: str = ""
     request_templates: tuple[str, ...] = ()
+    # The user's own app (loadlab.apps, its interface found): target "app".
+    app: AppSpec | None = None
 
     def __post_init__(self) -> None:
-        if self.target not in TARGETS:
+        if self.app is not None:
+            object.__setattr__(self, "target", APP)
+        elif self.target not in TARGETS:
             raise OptionError(f"unknown target {self.target!r}: choose fastapi, flask or both")
         if self.locustfile and self.request_templates:
             raise OptionError("--locustfile and --request: choose one")
@@ -192,12 +199,13 @@ class RunSpec:
             raise OptionError(
                 f"unknown scenario {self.scenario!r}: choose one of {', '.join(SCENARIOS)}"
             )
+        classes = self.worker_classes
         if not self.worker_class:
-            object.__setattr__(self, "worker_class", DEFAULT_WORKER_CLASS[self.target])
-        if self.worker_class not in WORKER_CLASSES[self.target]:
+            object.__setattr__(self, "worker_class", classes[0])
+        if self.worker_class not in classes:
             raise OptionError(
                 f"unknown worker class {self.worker_class!r} for {self.target}: choose one of "
-                f"{', '.join(WORKER_CLASSES[self.target])}"
+                f"{', '.join(classes)}"
             )
         if not 1 <= self.users <= MAX_USERS:
             raise OptionError(f"--users must be between 1 and {MAX_USERS}, got {self.users}")
@@ -213,11 +221,18 @@ class RunSpec:
         except ServeError as exc:
             raise OptionError(str(exc)) from None
 
+    @property
+    def worker_classes(self) -> tuple[str, ...]:
+        """The worker classes that can serve this cell's app (the first is the default)."""
+        if self.app is not None:
+            return servers.classes_for(self.app.interface)
+        return WORKER_CLASSES[self.target]
+
     def server_config(self, port: int, host: str = "127.0.0.1") -> ServerConfig:
         return ServerConfig(
             framework=self.target,  # type: ignore[arg-type]
             host=host, port=port, workers=self.workers, worker_class=self.worker_class,
-            threads=self.threads, cpus=self.cpus,
+            threads=self.threads, cpus=self.cpus, app=self.app,
         )
 
     @property
@@ -232,7 +247,9 @@ class RunSpec:
 
     def fields(self) -> dict[str, Any]:
         """The spec's fields by name, as the results' variant functions read them."""
-        return {f.name: getattr(self, f.name) for f in dataclass_fields(self)}
+        fields = {f.name: getattr(self, f.name) for f in dataclass_fields(self)}
+        fields["app"] = self.app.target if self.app is not None else None
+        return fields
 
     def with_(self, **changes: Any) -> RunSpec:
         return replace(self, **changes)

@@ -88,7 +88,7 @@ class NativeRuntime:
         cfg = ServerConfig(
             framework=cfg.framework, host=self.host, port=port, workers=cfg.workers,
             worker_class=cfg.worker_class, threads=cfg.threads, cpus=cfg.cpus,
-            loop=cfg.loop, http=cfg.http,
+            loop=cfg.loop, http=cfg.http, app=cfg.app,
         )
         service = ServiceProcess(cfg, env={**os.environ, **self.service_env})
         try:

@@ -125,6 +125,7 @@ class Variant(TypedDict, total=False):
     db_pool_size: int | None
     duration_s: float
     warmup_s: float
+    app: str  # the user's own app, MODULE:ATTR (target "app")
     locustfile: str  # the user's own load (scenario "locustfile")
     request_templates: list[str]  # --request (scenario "requests")
 
@@ -293,6 +294,8 @@ def variant_key(run: Mapping[str, Any]) -> str:
     if run.get("db_pool_size") is not None:
         parts.append(f"pool{run['db_pool_size']}")
     parts += [f"{k}={v}" for k, v in sorted((run.get("extra") or {}).items())]
+    if run.get("app"):
+        parts.append(f"app={run['app']}")
     if run.get("locustfile"):
         parts.append(f"lf={run['locustfile']}")
     if run.get("request_templates"):
@@ -304,7 +307,7 @@ def variant_key(run: Mapping[str, Any]) -> str:
 IDENTITY = {"run_id", "key", "status", "error", "target", "framework", "scenario", "cpus",
             "workers", "worker_class", "threads", "users", "spawn_rate", "arrival_rate",
             "io_ms", "cpu_work", "duration_s", "warmup_s", "started_at", "locust_json",
-            "model", "latency_source", "db_pool_size", "locustfile", "request_templates"}
+            "model", "latency_source", "db_pool_size", "locustfile", "request_templates", "app"}
 
 
 def run_rounds(run: Mapping[str, Any]) -> list[dict[str, Any]]:

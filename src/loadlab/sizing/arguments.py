@@ -6,9 +6,11 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from loadlab.runner.cli_entry import add_load_arguments
+    from loadlab.runner.cli_entry import add_app_arguments, add_load_arguments
 
-    p.add_argument("--target", default=None, help="fastapi or flask: a built-in service")
+    add_app_arguments(p)
+    p.add_argument("--target", default=None, help="fastapi or flask: a built-in service "
+                                                  "(instead of --app)")
     p.add_argument("--scenario", default=None, help="the lab's load (else --locustfile or "
                                                     "--request)")
     p.add_argument("--io-ms", default=None, help="with --scenario: the wait of io requests")

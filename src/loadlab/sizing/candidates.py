@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from loadlab.errors import UserError
-from loadlab.servers import CLASSES, WORKER_CLASSES, server_of
+from loadlab.servers import CLASSES, WORKER_CLASSES, classes_for, server_of
 
 # Threads per gthread worker tried for I/O-bound apps (few for CPU, many for waiting).
 IO_THREADS = (4, 16)
@@ -79,8 +79,10 @@ def installed(worker_class: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def textbook(target: str, cpus: float, pool_sizes: Sequence[int] = ()) -> dict[Branch, list[int]]:
-    """Each branch with the workers to walk, for an app on ``target``'s interface."""
+def textbook(classes: Sequence[str], cpus: float,
+             pool_sizes: Sequence[int] = ()) -> dict[Branch, list[int]]:
+    """Each branch with the workers to walk, over the worker classes that fit the app
+    (``serving_classes``)."""
     cores = cores_of(cpus)
     walk = sorted({1, cores, 2 * cores + 1})
     from_cores = sorted({cores, 2 * cores + 1})
@@ -94,7 +96,7 @@ def textbook(target: str, cpus: float, pool_sizes: Sequence[int] = ()) -> dict[B
     }
     pools: list[int | None] = list(pool_sizes) or [None]
     out: dict[Branch, list[int]] = {}
-    for klass in WORKER_CLASSES[target]:
+    for klass in classes:
         if klass not in plan or not installed(klass):
             continue
         for threads, workers in plan[klass]:
@@ -106,7 +108,12 @@ def textbook(target: str, cpus: float, pool_sizes: Sequence[int] = ()) -> dict[B
 _ENTRY = re.compile(r"^([a-z][a-z0-9-]*)[:\s]+(\d+)(?:x(\d+))?$")
 
 
-def parse_candidates(text: str, target: str,
+def serving_classes(target: str, interface: str = "") -> tuple[str, ...]:
+    """The worker classes that can serve a built-in ``target`` or an app's ``interface``."""
+    return classes_for(interface) if interface else WORKER_CLASSES[target]
+
+
+def parse_candidates(text: str, classes: Sequence[str], what: str,
                      pool_sizes: Sequence[int] = ()) -> dict[Branch, list[int]]:
     """``"sync:2,gthread:2x8,uvicorn:2"``: worker class, workers, threads (an explicit set;
     each branch still stops early when more workers no longer help)."""
@@ -119,9 +126,9 @@ def parse_candidates(text: str, target: str,
                                  "CLASS:WORKERSxTHREADS, e.g. gthread:2x8")
         klass, workers = match[1], int(match[2])
         threads = int(match[3] or 1)
-        if klass not in CLASSES or klass not in WORKER_CLASSES[target]:
-            raise CandidateError(f"--candidates {raw!r}: {klass!r} does not serve {target} "
-                                 f"(one of {', '.join(WORKER_CLASSES[target])})")
+        if klass not in CLASSES or klass not in classes:
+            raise CandidateError(f"--candidates {raw!r}: {klass!r} does not serve {what} "
+                                 f"(one of {', '.join(classes)})")
         if not 1 <= workers <= MAX_WORKERS:
             raise CandidateError(f"--candidates {raw!r}: workers must be 1..{MAX_WORKERS}")
         if threads > 1 and klass not in ("gthread", "granian"):

@@ -20,8 +20,9 @@ from typing import Any
 from loadlab.contract import MAX_DB_POOL_SIZE, MAX_USERS
 from loadlab.fileio import atomic_write
 from loadlab.report.results import ResultsError
-from loadlab.runner.commands import own_load
+from loadlab.runner.commands import app_from, own_load
 from loadlab.runner.options import (
+    APP,
     OptionError,
     RunSpec,
     parse_cpus,
@@ -33,7 +34,13 @@ from loadlab.runner.progress import Progress
 from loadlab.runner.runtime import runtime_for
 from loadlab.runner.session import run_cells
 from loadlab.runs.record import Run
-from loadlab.sizing.candidates import Branch, Candidate, parse_candidates, textbook
+from loadlab.sizing.candidates import (
+    Branch,
+    Candidate,
+    parse_candidates,
+    serving_classes,
+    textbook,
+)
 from loadlab.sizing.search import (
     BranchWalk,
     Outcome,
@@ -86,10 +93,19 @@ def _pool_sizes(text: str | None) -> list[int]:
 
 
 def size_spec(args: argparse.Namespace) -> SizeSpec:
-    target = args.target
-    if target not in TARGETS:
-        raise OptionError("--target: the service to size, fastapi or flask")
     locustfile, requests = own_load(args)
+    app = app_from(args)
+    if app is not None:
+        if args.target is not None:
+            raise OptionError("--app sizes your app: leave out --target")
+        if not (locustfile or requests):
+            raise OptionError("--app: load it with --locustfile or --request")
+        target, what = APP, f"{app.target} ({app.interface.upper()})"
+    elif args.target in TARGETS:
+        target = what = args.target
+    else:
+        raise OptionError("--app MODULE:ATTR (your app) or --target fastapi|flask: what to size")
+    classes = serving_classes(target, app.interface if app is not None else "")
     if args.scenario is None and not (locustfile or requests):
         raise OptionError("--scenario, --locustfile or --request: say what load to put on")
     if args.scenario is not None and (locustfile or requests):
@@ -100,8 +116,8 @@ def size_spec(args: argparse.Namespace) -> SizeSpec:
         raise OptionError("--cpus: the budget must be above 0 cores (e.g. --cpus 2)")
     slo = parse_slo(args.slo, _float(args.max_error_rate, "max-error-rate"))
     pools = _pool_sizes(args.db_pool_sizes)
-    branches = (parse_candidates(args.candidates, target, pools) if args.candidates
-                else textbook(target, cpus, pools))
+    branches = (parse_candidates(args.candidates, classes, what, pools) if args.candidates
+                else textbook(classes, cpus, pools))
     if not branches:
         raise OptionError(f"no server installed here serves {target}")
     start = parse_rate(args.start_rate, "start-rate")
@@ -111,7 +127,7 @@ def size_spec(args: argparse.Namespace) -> SizeSpec:
     io_ms = parse_int(args.io_ms, "io-ms", 0, 60_000) if args.io_ms is not None else None
     work = parse_int(args.cpu_work, "cpu-work", 0, 10**7) if args.cpu_work is not None else None
     base = RunSpec(
-        target=target, scenario=args.scenario or "", users=1, cpus=cpus,
+        target=target, scenario=args.scenario or "", users=1, cpus=cpus, app=app,
         duration_s=parse_duration(args.duration, "duration"),
         warmup_s=parse_duration(args.warmup, "warmup"), arrival_rate=start,
         io_ms=io_ms, cpu_work=work, locustfile=locustfile, request_templates=requests)
@@ -222,6 +238,7 @@ def document(spec: SizeSpec, walks: list[BranchWalk], rec: Recommendation) -> di
     return {
         "format": FORMAT,
         "target": spec.target,
+        "app": spec.base.app.target if spec.base.app is not None else None,
         "load": ({"locustfile": spec.base.locustfile} if spec.base.locustfile else
                  {"requests": list(spec.base.request_templates)}
                  if spec.base.request_templates else
