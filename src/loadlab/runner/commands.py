@@ -147,7 +147,8 @@ def app_from(args: argparse.Namespace) -> AppSpec | None:
         return None
     from loadlab.apps.serving import app_from_args
 
-    return app_from_args(None, app, args.app_dir, args.interface, args.worker_class)
+    return app_from_args(None, app, args.app_dir, args.interface,
+                         getattr(args, "worker_class", None))
 
 
 def app_spec_from(args: argparse.Namespace, app: AppSpec, locustfile: str,

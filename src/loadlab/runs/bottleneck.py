@@ -121,11 +121,14 @@ def verdict(s: Signals) -> Bottleneck:
     if s.slots is not None and (slots_full or queued):
         waiting = f", {s.accept_queue:.0f} connections queued" if queued and s.accept_queue \
             else ""
-        busy = (f"{100 * min(s.in_progress / s.slots, 1.0):.0f}%"
-                if s.in_progress is not None else "full")
+        # Between scrapes a slot may be caught idle (a connection being accepted): the
+        # queue is then the evidence, a low busy share would only confuse.
+        busy = (f"busy {100 * min(s.in_progress / s.slots, 1.0):.0f}%"
+                if s.in_progress is not None and s.in_progress >= 0.5 * s.slots else "")
         what = (f"its {s.slots} worker slot" + ("" if s.slots == 1 else "s")
                 + (" (workers × threads)" if s.slots != s.workers else ""))
-        return found("worker_slots", f"{what}: busy {busy}{waiting}",
+        detail = ", ".join(x for x in (busy, waiting.removeprefix(", ")) if x) or "full"
+        return found("worker_slots", f"{what}: {detail}",
                      slots=s.slots, in_progress=s.in_progress, accept_queue=s.accept_queue)
     if (s.threadpool_size and s.threadpool_busy is not None
             and s.threadpool_busy >= BUSY * s.threadpool_size):
