@@ -93,3 +93,49 @@ def test_run_with_request_templates(tmp_path: Path) -> None:
     assert run["failures"] == 0 and run["requests"] > 0
     assert run["request_templates"] == ["3*GET /io?ms={random:5}", f"POST /echo @{body}"]
     assert_nothing_left(tag)
+
+
+WSGI_APP = """
+import time
+
+
+def app(environ, start_response):
+    if environ["PATH_INFO"].startswith("/items/"):
+        time.sleep(0.002)
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b'{"ok": true}']
+    start_response("404 Not Found", [("Content-Type", "text/plain")])
+    return [b"no"]
+"""
+
+
+@pytest.mark.slow
+def test_run_with_the_users_own_app_and_requests(tmp_path: Path) -> None:
+    """A plain WSGI app (no /healthz, no lab import) under the runner: ready from the side
+    port, loaded by templates, its handler label bounded by the fallback."""
+    (tmp_path / "shop.py").write_text(WSGI_APP)
+    env, tag = tagged_env()
+    out = tmp_path / "out"
+    try:
+        done = loadlab(["run", "--app", f"{tmp_path / 'shop.py'}:app", "--request",
+                        "GET /items/{id}", "--users", "4", *SHORT, "--out", str(out)], env)
+    finally:
+        kill_tagged(tag)
+    assert done.returncode == 0, done.stderr[-2000:]
+    [run] = summary(out)["runs"]
+    assert run["status"] == "ok", run.get("error")
+    assert run["target"] == "app" and run["app"] == "shop:app"
+    assert run["worker_class"] == "sync" and run["failures"] == 0 and run["requests"] > 0
+    assert run["bottleneck"]["resource"]
+    assert_nothing_left(tag)
+
+
+def test_run_app_without_own_load_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "shop.py").write_text(WSGI_APP)
+    env, tag = tagged_env()
+    done = loadlab(["run", "--app", f"{tmp_path / 'shop.py'}:app", "--scenario", "io",
+                    "--out", str(tmp_path / "o")], env)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+    assert_nothing_left(tag)

@@ -23,6 +23,7 @@ from loadlab.sizing.search import Point, capacity, recommend, walk_branch
 from loadlab.sizing.slo import Slo, SloError, parse_slo
 
 SLO = Slo("p95", 200.0, 0.01)
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "flask_shop" / "app.py"
 
 
 def test_the_target_is_read() -> None:
@@ -145,6 +146,10 @@ def test_the_recommendation_names_the_runner_up_and_the_difference() -> None:
     (["--target", "flask", "--scenario", "io", "--cpus", "2", "--slo", "p95<9ms",
       "--min-capacity", "x"], "--min-capacity"),
     (["--target", "flask", "--scenario", "io", "--cpus", "2"], "--slo"),
+    (["--app", "no_such_dir/app.py:app", "--request", "GET /", "--cpus", "2", "--slo",
+      "p95<9ms"], "no such file"),
+    (["--app", f"{EXAMPLE}:app", "--target", "flask", "--request", "GET /",
+      "--cpus", "2", "--slo", "p95<9ms"], "leave out --target"),
 ])
 def test_bad_input_is_one_line_exit_2(args: list[str], words: str, tmp_path: Path) -> None:
     env, tag = tagged_env()
