@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from loadlab.names import SCENARIOS
+from loadlab.runner.own_load_arguments import add_app_arguments, add_load_arguments
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,25 +40,6 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="results directory; one holding results is refused unless --replace")
     p.add_argument("--replace", action="store_true",
                    help="start over in an --out that holds results (they are removed)")
-
-
-def add_app_arguments(p: argparse.ArgumentParser) -> None:
-    """The user's own app, instead of the lab's services (as ``loadlab serve --app``)."""
-    p.add_argument("--app", default=None, metavar="MODULE:ATTR",
-                   help="your own ASGI or WSGI app (or path/to/file.py:ATTR)")
-    p.add_argument("--app-dir", default=None, metavar="DIR",
-                   help="--app: the directory its module is imported from (default: here)")
-    p.add_argument("--interface", default=None, choices=["asgi", "wsgi"],
-                   help="--app: force the interface instead of detecting it")
-
-
-def add_load_arguments(p: argparse.ArgumentParser) -> None:
-    """The user's own load, instead of a --scenario of the lab's."""
-    p.add_argument("--locustfile", default=None, metavar="FILE",
-                   help="your own locustfile (its user classes, the lab's measurement)")
-    p.add_argument("--request", action="append", default=None, metavar="TEMPLATE",
-                   help='a request to send, repeatable: "[WEIGHT*]METHOD /path[/{id}] '
-                        '[@body.json]" ({id}: a counter, {random}: 1..10000)')
 
 
 def add_round_arguments(p: argparse.ArgumentParser) -> None:

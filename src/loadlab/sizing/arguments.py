@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from loadlab.runner.own_load_arguments import add_app_arguments, add_load_arguments
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from loadlab.runner.cli_entry import add_app_arguments, add_load_arguments
-
     add_app_arguments(p)
     p.add_argument("--target", default=None, help="fastapi or flask: a built-in service "
                                                   "(instead of --app)")
