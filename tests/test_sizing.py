@@ -206,3 +206,16 @@ def test_an_unmeetable_target_exits_non_zero(tmp_path: Path) -> None:
     doc = json.loads((out / "size.json").read_text())
     assert doc["recommendation"]["met"] is False
     assert_nothing_left(tag)
+
+
+def test_two_rounds_are_too_few_to_call_a_difference() -> None:
+    def measure(candidate: Candidate, rate: float) -> Point:
+        cap = {2: 400.0, 5: 200.0}[candidate.workers]
+        met = rate <= cap
+        return Point(rate, [min(rate, cap) * 0.99, min(rate, cap) * 1.01],
+                     [50.0 if met else 900.0] * 2, [0.0] * 2, met)
+
+    outs = [capacity(Candidate(Branch("sync"), w), measure, SLO, 50, 5000, 8) for w in (2, 5)]
+    rec = recommend(outs, SLO, 2)
+    assert rec.best is outs[0] and not rec.significant
+    assert "too few rounds to tell them apart (2; 3 or more" in rec.sentence

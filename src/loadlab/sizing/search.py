@@ -23,6 +23,7 @@ from loadlab.sizing.candidates import Branch, Candidate
 from loadlab.sizing.slo import Slo
 
 MIN_RATE = 1.0
+MIN_ROUNDS_TO_JUDGE = 3  # as --until-ci (runner.session.MIN_ROUNDS_FOR_CI)
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def capacity(candidate: Candidate, measure: Measure, slo: Slo, start_rate: float
         for _ in range(steps):
             if missed.rate - met.rate <= max(1.0, 0.02 * met.rate):
                 break
-            point = at((met.rate + missed.rate) / 2)
+            point = at(_round_rate((met.rate + missed.rate) / 2))
             if point.met:
                 met = point
             else:
@@ -139,6 +140,11 @@ def capacity(candidate: Candidate, measure: Measure, slo: Slo, start_rate: float
     out.capacity = statistics.median(met.rps) if met.rps else None
     out.ci = stats.median_ci(met.rps)
     return out
+
+
+def _round_rate(rate: float) -> float:
+    """Bisection midpoints to a whole request per second (two decimals below 10)."""
+    return float(round(rate)) if rate >= 10 else round(rate, 2)
 
 
 def significantly_above(a: Outcome, b: Outcome) -> bool:
@@ -267,15 +273,19 @@ def recommend(outcomes: Sequence[Outcome], slo: Slo, cpus: float) -> Recommendat
     diff = (best.capacity or 0.0) - (second.capacity or 0.0)
     met = best.points and [p for p in best.points if p.rate == best.rate_met]
     met2 = second.points and [p for p in second.points if p.rate == second.rate_met]
-    interval = difference_ci(met[-1].rps if met else [], met2[-1].rps if met2 else [])
-    significant = interval is not None and interval[0] > 0
+    a_rounds, b_rounds = (met[-1].rps if met else []), (met2[-1].rps if met2 else [])
+    interval = difference_ci(a_rounds, b_rounds)
+    # Two rounds give a 50% interval at best: no verdict of significance from them.
+    enough = min(len(a_rounds), len(b_rounds)) >= MIN_ROUNDS_TO_JUDGE
+    significant = enough and interval is not None and interval[0] > 0
     tail = (f"; {second.candidate.label()} serves {_rate(second.capacity or 0.0)}"
             f"{_ci(second.ci)}: ")
     if significant and interval is not None:
         tail += (f"{_rate(diff)} req/s more [{_rate(interval[0])}, {_rate(interval[1])}] "
                  f"for {best.candidate.label()}.")
-    elif interval is None:
-        tail += "too few rounds to tell them apart."
+    elif interval is None or not enough:
+        tail += (f"too few rounds to tell them apart ({min(len(a_rounds), len(b_rounds))}; "
+                 f"{MIN_ROUNDS_TO_JUDGE} or more judge the difference).")
     else:
         tail += "no significant difference."
     return Recommendation(best, second, round(diff, 2), interval, significant, head + tail)
