@@ -187,9 +187,12 @@ def walk_branch(branch: Branch, workers: Sequence[int], measure: Measure, slo: S
         nxt = workers[i + 1]
         measured = [o for o in walk.outcomes if o.capacity]
         if len(measured) >= 2 and not significantly_above(measured[-1], measured[-2]):
-            walk.stopped = (f"{measured[-1].candidate.workers} workers served no more than "
-                            f"{measured[-2].candidate.workers} (intervals overlap): "
-                            f"{nxt} not tried")
+            less = (measured[-1].capacity or 0.0) < (measured[-2].capacity or 0.0)
+            how = "less than" if less else "no more than"
+            overlap = "" if less and measured[-1].ci and measured[-2].ci and \
+                measured[-1].ci[1] < measured[-2].ci[0] else " (the intervals overlap)"
+            walk.stopped = (f"{measured[-1].candidate.workers} workers served {how} "
+                            f"{measured[-2].candidate.workers}{overlap}: {nxt} not tried")
             break
         if len(measured) >= 3:
             # Every round at each count's highest rate met is one observation.
@@ -227,7 +230,8 @@ class Recommendation:
             "runner_up_capacity_rps": None if self.runner_up is None
             else self.runner_up.capacity,
             "difference_rps": self.difference,
-            "difference_ci": None if self.difference_ci is None else list(self.difference_ci),
+            "difference_ci": None if self.difference_ci is None
+            else [round(v, 2) for v in self.difference_ci],
             "significant": self.significant, "met": self.best is not None,
             "sentence": self.sentence,
         }
