@@ -72,6 +72,18 @@ def test_the_fallback_label_is_bounded() -> None:
     assert ids("/") == "/" and ids("/orders/7") == "/orders"
 
 
+def test_an_app_is_named_by_module_or_by_file(tmp_path: Path) -> None:
+    package = tmp_path / "src" / "shop"
+    package.mkdir(parents=True)
+    (package / "api.py").write_text("app = None\n")
+    inside = parse(f"{package / 'api.py'}:app", str(tmp_path / "src"))
+    assert (inside.module, inside.attr, inside.app_dir) == ("shop.api", "app",
+                                                           str(tmp_path / "src"))
+    alone = parse(f"{package / 'api.py'}:service.app")
+    assert (alone.module, alone.attr, alone.app_dir) == ("api", "service.app", str(package))
+    assert parse("shop.api:app", str(tmp_path / "src")).env()["LOADLAB_APP"] == "shop.api:app"
+
+
 # -- bad input: one line, exit 2, nothing started ----------------------------------------
 
 BAD_APPS = {

@@ -33,7 +33,7 @@ def test_compose_spec_shape() -> None:
     assert {"fastapi", "flask", "locust-master", "locust-worker", "prometheus",
             "grafana", "postgres", "postgres-exporter"} <= set(SERVICES)
     optional = {name for name, svc in SERVICES.items() if svc.get("profiles")}
-    assert optional == {"fastapi-gunicorn", "flask-gevent"}
+    assert optional == {"fastapi-gunicorn", "flask-gevent", "app"}
 
 
 def test_every_knob_is_documented_with_the_same_default() -> None:

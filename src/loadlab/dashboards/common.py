@@ -36,6 +36,7 @@ SERVICE_COLORS = {
     "flask": "blue",
     "fastapi-gunicorn": "orange",
     "flask-gevent": "purple",
+    "app": "yellow",  # a user's app (compose profile `app`)
     "postgres": "red",
 }
 # Lines that are bounds or tails, not the typical value: drawn dashed and unfilled.
