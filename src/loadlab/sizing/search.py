@@ -148,14 +148,14 @@ def _round_rate(rate: float) -> float:
 
 
 def significantly_above(a: Outcome, b: Outcome) -> bool:
-    """Whether ``a`` serves more than ``b`` beyond both intervals (one round: by medians
-    alone is not enough; intervals must not overlap)."""
+    """Whether ``a`` serves more than ``b`` beyond both intervals (with one round a point,
+    no interval: by more than 5%, the figures alone)."""
     if a.capacity is None:
         return False
     if b.capacity is None:
         return True
     if a.ci is None or b.ci is None:
-        return False
+        return a.capacity > 1.05 * b.capacity
     return a.ci[0] > b.ci[1]
 
 
@@ -189,8 +189,9 @@ def walk_branch(branch: Branch, workers: Sequence[int], measure: Measure, slo: S
         if len(measured) >= 2 and not significantly_above(measured[-1], measured[-2]):
             less = (measured[-1].capacity or 0.0) < (measured[-2].capacity or 0.0)
             how = "less than" if less else "no more than"
-            overlap = "" if less and measured[-1].ci and measured[-2].ci and \
-                measured[-1].ci[1] < measured[-2].ci[0] else " (the intervals overlap)"
+            a_ci, b_ci = measured[-1].ci, measured[-2].ci
+            overlap = ("" if a_ci is None or b_ci is None or (less and a_ci[1] < b_ci[0])
+                       else " (the intervals overlap)")
             walk.stopped = (f"{measured[-1].candidate.workers} workers served {how} "
                             f"{measured[-2].candidate.workers}{overlap}: {nxt} not tried")
             break
