@@ -219,3 +219,20 @@ def test_two_rounds_are_too_few_to_call_a_difference() -> None:
     rec = recommend(outs, SLO, 2)
     assert rec.best is outs[0] and not rec.significant
     assert "too few rounds to tell them apart (2; 3 or more" in rec.sentence
+
+
+@pytest.mark.slow
+def test_below_min_capacity_is_a_missed_gate(tmp_path: Path) -> None:
+    env, tag = tagged_env()
+    out = tmp_path / "size"
+    try:
+        done = loadlab(["size", *SMALL, "--rounds", "1", "--candidates", "sync:1",
+                        "--slo", "p95<500ms", "--start-rate", "10", "--max-rate", "20",
+                        "--min-capacity", "100000", "--out", str(out)], env, timeout=600)
+    finally:
+        kill_tagged(tag)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "gate missed: --min-capacity 100000" in done.stderr
+    doc = json.loads((out / "size.json").read_text())
+    assert doc["recommendation"]["met"] is True and doc["below_min_capacity"] is True
+    assert_nothing_left(tag)
