@@ -125,13 +125,12 @@ def main() -> int:
         print("bench_app_overhead: needs 2 cores, wrk and taskset", file=sys.stderr)
         return 2
     print(f"server core {SERVER_CORE}, load core {LOAD_CORE}, GET {PATH}")
-    print(f"{'example':<16}{'server':<10}{'per-CPU wrapped/unwrapped (median)':>36}"
-          f"{'rounds':>30}")
+    print(f"{'example':<16}{'server':<10}{'per-CPU wrapped/unwrapped (median)':>36}  rounds")
     for name in args.examples:
         example = EXAMPLES[name]
         ratios = side_by_side(example, args.rounds, args.duration)
-        print(f"{name:<16}{example.worker_class:<10}{statistics.median(ratios):>36.3f}"
-              f"{' '.join(f'{r:.3f}' for r in ratios):>30}", flush=True)
+        print(f"{name:<16}{example.worker_class:<10}{statistics.median(ratios):>36.3f}  "
+              f"{' '.join(f'{r:.3f}' for r in ratios)}", flush=True)
     return 0
 
 

@@ -117,6 +117,8 @@ def bad_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
      + ", ".join(servers.classes_for("asgi"))),
     (["--app", "asgi_only:app", "--interface", "wsgi", "--worker-class", "uvicorn"],
      "--worker-class 'uvicorn' does not fit asgi_only:app (WSGI)"),
+    (["--app", "asgi_only:app", "--threads", "4"],
+     "--threads > 1 does not apply to asgi_only:app (ASGI)"),
     (["--app", "./nofile.py:app"], "no such file"),
     (["--app", "asgi_only"], "--app must be MODULE:ATTR or path/to/file.py:ATTR"),
     (["fastapi", "--app", "asgi_only:app"], "--app serves your app: leave out 'fastapi'"),
@@ -173,6 +175,9 @@ def test_each_example_serves_under_each_fitting_server(example: str, worker_clas
         assert info and info[0]["framework"] == "app" and \
             info[0]["worker_class"] == worker_class
         assert result.value("loadlab_workers") == 2
+        if interface == "asgi":  # the probes started from the app's lifespan, per worker
+            assert result.value("loadlab_event_loop_lag_seconds_count") > 0
+            assert result.value("loadlab_threadpool_size") == 2 * 40  # AnyIO's default
     finally:
         service.stop()
 

@@ -78,6 +78,8 @@ class ServerConfig:
                 raise ServeError("an app needs --app MODULE:ATTR and its interface")
             allowed = servers.classes_for(self.app.interface)
             fits = f"{self.app.target} ({self.app.interface.upper()})"
+        elif self.app is not None:
+            raise ServeError(f"--app serves your app: leave out {self.framework!r}")
         elif self.framework not in WORKER_CLASSES:
             raise ServeError(f"unknown framework {self.framework!r}: choose fastapi or flask")
         else:
@@ -98,8 +100,8 @@ class ServerConfig:
             servers.threaded_classes([self.framework])
         if self.threads > 1 and self.worker_class not in threaded:
             raise ServeError(f"--threads > 1 needs --worker-class {' or '.join(threaded)} "
-                             f"for {self.framework}" if threaded else
-                             f"--threads > 1 does not apply to {self.framework}")
+                             f"for {fits}" if threaded else
+                             f"--threads > 1 does not apply to {fits}")
         if self.backpressure and self.server != "granian":
             raise ServeError("--backpressure applies to --worker-class granian only")
         if not 0 <= self.backpressure <= MAX_BACKPRESSURE:

@@ -30,46 +30,41 @@ def spec_from_env(environ: dict[str, str] | None = None) -> AppSpec:
                    env.get(INTERFACE_ENV, ""))
 
 
-class InstrumentedASGI:
-    """The request middleware, plus the worker probes (event-loop lag, AnyIO's thread
-    pool) started when the app's lifespan completes, or at the first request for an app
-    without one; the lifespan's shutdown passes on the last tallies."""
+class LifespanProbes:
+    """The app's lifespan, watched: the worker probes (event-loop lag, AnyIO's thread
+    pool) start when the server opens the lifespan (all three ASGI servers here do, whether
+    or not the app answers it) and stop, passing on the last tallies, when its shutdown
+    completes. HTTP requests never pass here (the middleware's ``other``)."""
 
     def __init__(self, app: Any) -> None:
-        from loadlab.apps.routes import asgi_resolver
-        from loadlab.metrics.asgi import ASGIMetricsMiddleware
-
         self.app = app
-        self.measured = ASGIMetricsMiddleware(app, resolve=asgi_resolver(app),
-                                              excluded=frozenset())
         self._stop: Callable[[], None] | None = None
 
-    def _start_probes(self) -> None:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
         if self._stop is None:
             from loadlab import metrics
 
             self._stop = metrics.start_async_probes()
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            async def lifespan_send(message: Any) -> None:
-                if message["type"] == "lifespan.startup.complete":
-                    self._start_probes()
-                elif message["type"] == "lifespan.shutdown.complete" and self._stop:
-                    self._stop()
-                    self._stop = None
-                await send(message)
+        async def watched_send(message: Any) -> None:
+            if message["type"] == "lifespan.shutdown.complete" and self._stop is not None:
+                self._stop()
+                self._stop = None
+            await send(message)
 
-            await self.app(scope, receive, lifespan_send)
-            return
-        if self._stop is None:
-            self._start_probes()
-        await self.measured(scope, receive, send)
+        await self.app(scope, receive, watched_send)
 
 
 def instrument(app: Any, interface: str) -> Any:
     if interface == "asgi":
-        return InstrumentedASGI(app)
+        from loadlab.apps.routes import asgi_resolver
+        from loadlab.metrics.asgi import ASGIMetricsMiddleware
+
+        return ASGIMetricsMiddleware(app, resolve=asgi_resolver(app), excluded=frozenset(),
+                                     other=LifespanProbes(app))
     from loadlab.apps.routes import wsgi_resolver
     from loadlab.metrics.wsgi import WSGIMetricsMiddleware
 

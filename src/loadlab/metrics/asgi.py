@@ -42,13 +42,17 @@ def route_template(scope: Scope) -> str:
 class ASGIMetricsMiddleware:
     """``resolve`` names a request's handler (default: the Starlette router the app
     puts in the scope); ``excluded`` are paths left out (the lab's own /metrics; a user's
-    app, whose metrics are on the side port, leaves none out: loadlab.apps)."""
+    app, whose metrics are on the side port, leaves none out: loadlab.apps); ``other``
+    takes what is not measured (lifespan, websockets, excluded paths; default: the app),
+    so a wrapper that only watches the lifespan costs HTTP requests nothing."""
 
     def __init__(self, app: ASGIApp, resolve: Callable[[Scope], str] | None = None,
-                 excluded: frozenset[str] = EXCLUDED_PATHS) -> None:
+                 excluded: frozenset[str] = EXCLUDED_PATHS,
+                 other: ASGIApp | None = None) -> None:
         self.app = app
         self._template = resolve or route_template
         self._excluded = excluded
+        self._other = other or app
         self._series = SeriesCache()
         self._by_path: dict[tuple[str, str], Series] = {}
 
@@ -63,7 +67,7 @@ class ASGIMetricsMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self._excluded:
-            await self.app(scope, receive, send)
+            await self._other(scope, receive, send)
             return
         series = self._resolve(scope)
         status = 500  # what the client sees if the app fails before answering
