@@ -186,3 +186,20 @@ def test_a_sync_worker_with_a_queue_is_limited_by_its_slot_though_it_idles_betwe
     verdict_ = for_run(record, scrapes)
     assert verdict_["resource"] == "worker_slots", verdict_
     assert "4 connections queued" in verdict_["evidence"]
+
+
+def test_a_busy_loop_with_cpu_to_spare_is_not_a_blocked_loop() -> None:
+    """Recorded: FastAPI, 50 users waiting 50 ms, one Uvicorn worker: the loop answered 6 ms
+    late at about a thousand requests a second while the process used 0.4 of its core."""
+    s = Signals(rps=930.0, users=50, latency_mean_ms=53.7, cpu_limit=None, cpu_cores=1.0,
+                cpu_used=0.4, throttled_share=None, slots=None, workers=1, in_progress=49.0,
+                loop_lag_s=0.006)
+    assert verdict(s)["resource"] == "offered_load"
+    blocked = Signals(rps=60.0, cpu_cores=1.0, cpu_used=0.97, workers=1, loop_lag_s=0.006)
+    assert verdict(blocked)["resource"] == "event_loop"
+
+
+def test_a_throttled_quota_names_the_quota_though_tenants_took_some_periods() -> None:
+    s = Signals(rps=24.0, cpu_limit=1.0, cpu_used=0.82, throttled_share=0.38, slots=2,
+                workers=2, in_progress=2.0, accept_queue=8.0)
+    assert verdict(s)["resource"] == "cpu_quota"

@@ -26,7 +26,9 @@ RESOURCES: tuple[Resource, ...] = (
 # How close to its limit a resource must run to be called saturated.
 BUSY = 0.9
 THROTTLED_SHARE = 0.2  # CFS periods throttled: the service wanted more than its quota
-LOOP_LAG_S = 0.005     # mean event-loop lag: the loop answered 5 ms late on average
+THROTTLED_BUSY = 0.75  # with that throttling, the share of the quota used that names it
+LOOP_LAG_S = 0.005     # mean event-loop lag: the loop answered 5 ms late on average ...
+LOOP_BLOCKED_S = 0.020  # ... and this late whatever the CPU: blocked
 QUEUED = 1.0           # connections waiting in the accept queue, on average
 POOL_WAITING = 0.5     # requests waiting for a pooled connection, on average
 OPEN_MET = 0.95        # an open model that served this share of its rate got what it asked
@@ -91,7 +93,9 @@ def verdict(s: Signals) -> Bottleneck:
                             for k, v in figures.items()}}
 
     limit = s.cpu_limit if s.cpu_limit else None
-    if s.cpu_used is not None and limit is not None and s.cpu_used >= BUSY * limit and (
+    # Throttling is the quota biting: then used a little under the limit (the machine's
+    # other tenants took some of the periods) still names the quota.
+    if s.cpu_used is not None and limit is not None and s.cpu_used >= THROTTLED_BUSY * limit and (
             s.throttled_share is not None and s.throttled_share >= THROTTLED_SHARE):
         return found("cpu_quota",
                      f"its CPU quota: {s.cpu_used:.2f} of {_cores(limit)} used, throttled in "
@@ -110,7 +114,13 @@ def verdict(s: Signals) -> Bottleneck:
         return found("database_cpu",
                      f"the database's CPU: {s.db_cpu_used:.2f} of {_cores(s.db_cpu_cores)} "
                      "busy", db_cpu_used=s.db_cpu_used, db_cpu_cores=s.db_cpu_cores)
-    if s.loop_lag_s is not None and s.loop_lag_s >= LOOP_LAG_S:
+    # A loop late by a few ms while it still has CPU to spare is a busy loop, not a blocked
+    # one (a thousand requests a second make some lag): below LOOP_BLOCKED_S the loops'
+    # threads must also be using most of what they can (one core each, within the quota).
+    loops_busy = s.cpu_used is not None and s.cpu_used >= 0.8 * min(
+        s.workers, limit or s.cpu_cores or s.workers)
+    if s.loop_lag_s is not None and (s.loop_lag_s >= LOOP_BLOCKED_S or (
+            s.loop_lag_s >= LOOP_LAG_S and loops_busy)):
         return found("event_loop",
                      f"its event loop: blocked, {1000 * s.loop_lag_s:.0f} ms late on average "
                      "(work on the loop instead of awaiting)", loop_lag_s=s.loop_lag_s,
