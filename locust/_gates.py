@@ -110,9 +110,10 @@ def write_atomic(path: str, payload: dict[str, Any]) -> None:
 def report(options: Any, fig: Figures, gates: list[Gate], open_model: OpenModelStats | None,
            cpu_peaks: dict[str, float], cpu_warned: bool) -> dict[str, Any]:
     return {
-        "scenario": options.scenario,
-        "io_ms": options.io_ms,
-        "cpu_work": options.cpu_work,
+        # The lab's workload options (None with a user's own locustfile).
+        "scenario": getattr(options, "scenario", None),
+        "io_ms": getattr(options, "io_ms", None),
+        "cpu_work": getattr(options, "cpu_work", None),
         "model": "open" if open_model is not None else "closed",
         "arrival_rate": options.arrival_rate or None,
         "warmup_s": options.warmup_s,

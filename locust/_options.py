@@ -51,9 +51,14 @@ def fail(message: str) -> NoReturn:
 
 
 def add_arguments(parser: Any) -> None:
-    """Register the options; ``include_in_web_ui`` ones appear under "Custom parameters"."""
-    # argparse's own errors (a non-numeric value, an unknown choice) in one line as well;
-    # LocustArgumentParser.error would add usage text over several lines.
+    """Register every option (the lab's locustfile: its scenarios and the measurement)."""
+    add_lab_arguments(parser)
+    add_measurement_arguments(parser)
+
+
+def add_lab_arguments(parser: Any) -> None:
+    """The lab's own workload options (scenario, target, wait, work); ``include_in_web_ui``
+    ones appear under "Custom parameters"."""
     parser.error = fail
     parser.add_argument("--scenario", choices=SCENARIOS, default="json",
                        help="which endpoint(s) the users call")
@@ -68,6 +73,13 @@ def add_arguments(parser: Any) -> None:
                        "each (queries)")
     parser.add_argument("--cpu-work", type=int, default=100, help="units of CPU work (~0.1 ms "
                        "each) for cpu* and mixed")
+
+
+def add_measurement_arguments(parser: Any) -> None:
+    """The measurement's options, for any user class (loadlab_plugin.py registers them)."""
+    # argparse's own errors (a non-numeric value, an unknown choice) in one line as well;
+    # LocustArgumentParser.error would add usage text over several lines.
+    parser.error = fail
     parser.add_argument("--arrival-rate", type=float, default=0.0,
                        help="open model: requests/s in total, independent of response times "
                             "(0 = closed model: each user waits for its answer)")
@@ -130,15 +142,7 @@ def problems(options: Any, users: int | None, host: str | None = None) -> list[s
 
     ``host`` stands for the options' own when given (a worker learns the host from its
     master's spawn message, not from its options)."""
-    out: list[str] = []
-    if options.scenario not in SCENARIOS:
-        out.append(f"--scenario {options.scenario!r}: choose from {', '.join(SCENARIOS)}")
-    if not 0 <= options.io_ms <= MAX_IO_MS:
-        out.append(f"--io-ms {options.io_ms}: must be between 0 and {MAX_IO_MS}")
-    if not 0 <= options.cpu_work <= MAX_CPU_WORK:
-        out.append(f"--cpu-work {options.cpu_work}: must be between 0 and {MAX_CPU_WORK}")
-    if not 1 <= getattr(options, "queries", 1) <= MAX_QUERIES:
-        out.append(f"--queries {options.queries}: must be between 1 and {MAX_QUERIES}")
+    out: list[str] = lab_problems(options) if lab_options(options) else []
     if not options.arrival_rate >= 0:  # also rejects nan
         out.append(f"--arrival-rate {options.arrival_rate}: must be >= 0")
     if not options.late_ms > 0:
@@ -162,12 +166,33 @@ def problems(options: Any, users: int | None, host: str | None = None) -> list[s
     if getattr(options, "target", "") == "both" and users is not None and users < 2:
         out.append(f"--target both: needs at least 2 users, one per service (got {users})")
     if not out and options.arrival_rate > 0 and users is not None:
-        need = options.arrival_rate * Knobs.from_options(options).min_service_s()
+        least = (Knobs.from_options(options).min_service_s() if lab_options(options)
+                 else MIN_SERVICE_S)
+        need = options.arrival_rate * least
         if users < need:
             out.append(
                 f"--arrival-rate {options.arrival_rate:g}: needs at least {need:.0f} users "
                 f"(-u) to carry it even at the server's minimum latency (got {users})"
             )
+    return out
+
+
+def lab_options(options: Any) -> bool:
+    """Whether the lab's own workload options are registered (its locustfile is loaded);
+    a user's own locustfile with the plugin has the measurement's options only."""
+    return hasattr(options, "scenario")
+
+
+def lab_problems(options: Any) -> list[str]:
+    out: list[str] = []
+    if options.scenario not in SCENARIOS:
+        out.append(f"--scenario {options.scenario!r}: choose from {', '.join(SCENARIOS)}")
+    if not 0 <= options.io_ms <= MAX_IO_MS:
+        out.append(f"--io-ms {options.io_ms}: must be between 0 and {MAX_IO_MS}")
+    if not 0 <= options.cpu_work <= MAX_CPU_WORK:
+        out.append(f"--cpu-work {options.cpu_work}: must be between 0 and {MAX_CPU_WORK}")
+    if not 1 <= getattr(options, "queries", 1) <= MAX_QUERIES:
+        out.append(f"--queries {options.queries}: must be between 1 and {MAX_QUERIES}")
     return out
 
 

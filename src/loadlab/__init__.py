@@ -21,8 +21,9 @@ Running the lab: ``cli`` (the ``loadlab`` command), ``__main__``, ``doctor``, ``
 (Docker Swarm), ``offline`` (images without a registry), ``loopback``, ``fileio`` (the one
 atomic write), ``stats`` (intervals over rounds), and the packages ``runs`` (the run record,
 under both ``runner`` and ``report``), ``runner`` (``loadlab run``/``matrix``), ``report``
-(report.html, ``loadlab compare``), ``claims``, ``database`` (the lab's own PostgreSQL) and
-``dashboards`` (Grafana as code).
+(report.html, ``loadlab compare``), ``claims``, ``sizing`` (``loadlab size``), ``apps``
+(a user's own app under the lab), ``requestlist`` (``--request`` templates), ``database``
+(the lab's own PostgreSQL) and ``dashboards`` (Grafana as code).
 """
 
 __version__ = "0.1.0"

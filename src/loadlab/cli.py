@@ -130,8 +130,8 @@ def _guarded(command: str) -> Callable[[argparse.Namespace], int]:
 
 
 def _dispatch(command: str, args: argparse.Namespace) -> int:
-    """Here, not in the runner: report and compare read results, claims runs the runner;
-    the runner imports none of them."""
+    """Here, not in the runner: report and compare read results, claims and size run the
+    runner; the runner imports none of them."""
     if command == "report":
         if args.baseline is not None:
             from loadlab.report.compare_html import report_with_baseline
@@ -148,6 +148,10 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
         from loadlab.claims.command import claims_command
 
         return claims_command(args)
+    if command == "size":
+        from loadlab.sizing.command import size_command
+
+        return size_command(args)
     from loadlab.runner.cli_entry import dispatch
 
     return dispatch(command, args)
@@ -159,13 +163,20 @@ def _register_runner(sub: argparse._SubParsersAction[_Parser]) -> None:
     for name, help_text in (
         ("run", "load one or both services headless with Locust; results and a report"),
         ("matrix", "run a sweep described in a TOML file"),
+        ("size", "search server configurations within a CPU budget and a latency target; "
+                 "recommend one (size.json)"),
         ("report", "(re)build report.html from a results directory"),
         ("claims", "measure the textbook claims and print verdicts"),
         ("compare", "current / baseline per matched run with intervals; exit 1 on a "
                     "significant regression"),
     ):
         p = sub.add_parser(name, help=help_text)
-        add_arguments(name, p)
+        if name == "size":  # sizing runs the runner: its arguments live there, not here
+            from loadlab.sizing.arguments import add_arguments as add_size_arguments
+
+            add_size_arguments(p)
+        else:
+            add_arguments(name, p)
         p.set_defaults(func=_guarded(name))
 
 

@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, cast
 
+from loadlab.runs.bottleneck import words
 from loadlab.runs.record import NAMES, Run, variant_label
 
 # The lab locustfile's defaults, for runs that did not set them (docs/locust.md).
@@ -81,13 +82,21 @@ def _compare(best: Run, other: Run) -> str:
     return (f"{variant_label(best, 'prose')} served {_rps(best)}, "
             f"{ratio(best['rps'], other['rps'])} {variant_label(other, 'prose')}, for the same "
             f"{load(best)}; p50 {ms(lb.get('p50'))} against {ms(lo.get('p50'))}, "
-            f"p99 {ms(lb.get('p99'))} against {ms(lo.get('p99'))}.")
+            f"p99 {ms(lb.get('p99'))} against {ms(lo.get('p99'))}."
+            + _limits(best, other))
+
+
+def _limits(*runs: Run) -> str:
+    """What limited each run, in words (runs recorded before the verdict existed: nothing)."""
+    said = [f"{variant_label(r, 'prose')}: {words(r.get('bottleneck'))}" for r in runs
+            if r.get("bottleneck")]
+    return (" " + "; ".join(said) + ".") if said else ""
 
 
 def _describe(run: Run) -> str:
     lat = run["latency_ms"]
     return (f"{variant_label(run, 'prose')} served {_rps(run)} for {load(run)}; "
-            f"p50 {ms(lat.get('p50'))}, p99 {ms(lat.get('p99'))}.")
+            f"p50 {ms(lat.get('p50'))}, p99 {ms(lat.get('p99'))}." + _limits(run))
 
 
 def sentences(runs: list[Run]) -> list[str]:

@@ -4,7 +4,8 @@ Locust, sampled, stopped and recorded (docs/runner.md).
 The map, from the command down:
 
 - ``cli_entry``: the commands' arguments (argparse only: ``loadlab --help`` builds them)
-  and the dispatch of run and matrix; ``commands``: arguments -> specs -> ``run_cells`` ->
+  and the dispatch of run and matrix; ``own_load_arguments``: --app, --locustfile and
+  --request (``loadlab size`` adds them too); ``commands``: arguments -> specs -> ``run_cells`` ->
   exit code; ``options``: ``RunSpec`` (one cell), ``Gates`` and the string parsers;
   ``matrix``: a TOML file -> cells.
 - ``session``: ``run_cells``, the rounds of every cell into one results directory (lock,

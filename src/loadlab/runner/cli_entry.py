@@ -8,12 +8,15 @@ from __future__ import annotations
 import argparse
 
 from loadlab.names import SCENARIOS
+from loadlab.runner.own_load_arguments import add_app_arguments, add_load_arguments
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", default="native", help="native (default), compose or swarm")
     p.add_argument("--target", default="both", help="fastapi, flask or both")
-    p.add_argument("--scenario", required=True, help=", ".join(SCENARIOS))
+    p.add_argument("--scenario", default=None, help=", ".join(SCENARIOS))
+    add_app_arguments(p)
+    add_load_arguments(p)
     p.add_argument("--users", default="10")
     p.add_argument("--spawn-rate", default=None, help="users started per second (default: all)")
     p.add_argument("--duration", default="30s", help="measured time after the warm-up")

@@ -11,7 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from loadlab import servers
+from loadlab import requestlist, servers
+from loadlab.apps.spec import AppSpec
 from loadlab.contract import (
     MAX_CPU_WORK,
     MAX_DB_POOL_SIZE,
@@ -70,25 +71,28 @@ def gates_from(args: argparse.Namespace) -> Gates:
     )
 
 
-def specs_from(args: argparse.Namespace) -> list[RunSpec]:
-    targets = expand_targets(args.target)
-    duration = parse_duration(args.duration, "duration")
-    warmup = parse_duration(args.warmup, "warmup")
-    spawn = parse_rate(args.spawn_rate, "spawn-rate") if args.spawn_rate else 0.0
-    arrival = parse_rate(args.arrival_rate, "arrival-rate") if args.arrival_rate else None
-    cpus = parse_cpus(args.cpus, "cpus")
-    users = parse_int(args.users, "users", 1, MAX_USERS)
-    workers = parse_int(args.workers, "workers", 1, MAX_WORKERS)
-    threads = parse_int(args.threads, "threads", 1, MAX_THREADS)
-    io_ms = parse_int(args.io_ms, "io-ms", 0, MAX_IO_MS) if args.io_ms is not None else None
-    work = (parse_int(args.cpu_work, "cpu-work", 0, MAX_CPU_WORK)
-            if args.cpu_work is not None else None)
-    pool = (parse_int(args.db_pool_size, "db-pool-size", 1, MAX_DB_POOL_SIZE)
-            if args.db_pool_size is not None else None)
-    server = parse_server(args.server) if args.server else None
-    backpressure = (parse_int(args.backpressure, "backpressure", 1, MAX_BACKPRESSURE)
-                    if args.backpressure is not None else None)
-    python = parse_python(args.python) if args.python is not None else "default"
+def own_load(args: argparse.Namespace) -> tuple[str, tuple[str, ...]]:
+    """``--locustfile`` / ``--request``, checked (a file that exists, templates that parse)."""
+    locustfile = getattr(args, "locustfile", None) or ""
+    requests = tuple(getattr(args, "request", None) or ())
+    if locustfile and requests:
+        raise OptionError("--locustfile and --request: choose one")
+    if locustfile:
+        path = Path(locustfile)
+        if not path.is_file():
+            raise OptionError(f"--locustfile {locustfile}: no such file")
+        if path.suffix != ".py":
+            raise OptionError(f"--locustfile {locustfile}: not a .py file")
+        locustfile = str(path.resolve())
+    if requests:
+        requestlist.parse_all(requests, Path.cwd())
+    return locustfile, requests
+
+
+def _classes_for(args: argparse.Namespace, targets: list[str], server: str | None,
+                 threads: int, backpressure: int | None) -> dict[str, str]:
+    """Each target's worker class ("" for its default), checked against --threads and
+    --backpressure."""
     if args.worker_class and not any(
         args.worker_class in WORKER_CLASSES[t] for t in targets
     ):
@@ -113,17 +117,87 @@ def specs_from(args: argparse.Namespace) -> list[RunSpec]:
             for t, k in classes.items()):
         raise OptionError(f"--backpressure applies to {_backpressure_servers()} only: add "
                           f"--server {servers.BACKPRESSURE_SERVERS[0]}")
+    return classes
+
+
+def specs_from(args: argparse.Namespace) -> list[RunSpec]:
+    locustfile, requests = own_load(args)
+    if args.scenario is None and not (locustfile or requests):
+        raise OptionError("--scenario, --locustfile or --request: say what load to put on")
+    if args.scenario is not None and (locustfile or requests):
+        raise OptionError("--scenario is the lab's load; --locustfile and --request are "
+                          "yours: choose one")
+    app = app_from(args)
+    if app is not None:
+        if not (locustfile or requests):
+            raise OptionError("--app: load it with --locustfile or --request (the lab's "
+                              "scenarios call the lab's own routes)")
+        return [app_spec_from(args, app, locustfile, requests)]
+    targets = expand_targets(args.target)
+    duration = parse_duration(args.duration, "duration")
+    warmup = parse_duration(args.warmup, "warmup")
+    spawn = parse_rate(args.spawn_rate, "spawn-rate") if args.spawn_rate else 0.0
+    arrival = parse_rate(args.arrival_rate, "arrival-rate") if args.arrival_rate else None
+    cpus = parse_cpus(args.cpus, "cpus")
+    users = parse_int(args.users, "users", 1, MAX_USERS)
+    workers = parse_int(args.workers, "workers", 1, MAX_WORKERS)
+    threads = parse_int(args.threads, "threads", 1, MAX_THREADS)
+    io_ms = parse_int(args.io_ms, "io-ms", 0, MAX_IO_MS) if args.io_ms is not None else None
+    work = (parse_int(args.cpu_work, "cpu-work", 0, MAX_CPU_WORK)
+            if args.cpu_work is not None else None)
+    pool = (parse_int(args.db_pool_size, "db-pool-size", 1, MAX_DB_POOL_SIZE)
+            if args.db_pool_size is not None else None)
+    server = parse_server(args.server) if args.server else None
+    backpressure = (parse_int(args.backpressure, "backpressure", 1, MAX_BACKPRESSURE)
+                    if args.backpressure is not None else None)
+    python = parse_python(args.python) if args.python is not None else "default"
+    classes = _classes_for(args, targets, server, threads, backpressure)
     specs = []
     for target, klass in classes.items():
         specs.append(RunSpec(
-            target=target, scenario=args.scenario, users=users, spawn_rate=spawn,
+            target=target, scenario=args.scenario or "", users=users, spawn_rate=spawn,
             duration_s=duration, warmup_s=warmup, arrival_rate=arrival, cpus=cpus,
             workers=workers, worker_class=klass,
             threads=threads if klass in servers.threaded_classes([target]) else 1,
             io_ms=io_ms, cpu_work=work, db_pool_size=pool, backpressure=backpressure,
-            python=python,
+            python=python, locustfile=locustfile, request_templates=requests,
         ))
     return specs
+
+
+def app_from(args: argparse.Namespace) -> AppSpec | None:
+    """``--app`` (with ``--app-dir``, ``--interface``), imported once in a throwaway
+    interpreter to find its interface; None without it."""
+    app = getattr(args, "app", None)
+    if app is None:
+        if getattr(args, "app_dir", None) or getattr(args, "interface", None):
+            raise OptionError("--app-dir and --interface apply to --app only")
+        return None
+    from loadlab.apps.serving import app_from_args
+
+    return app_from_args(None, app, args.app_dir, args.interface,
+                         getattr(args, "worker_class", None))
+
+
+def app_spec_from(args: argparse.Namespace, app: AppSpec, locustfile: str,
+                  requests: tuple[str, ...]) -> RunSpec:
+    """The one cell of ``run --app``: the user's app under the load they gave."""
+    threads = parse_int(args.threads, "threads", 1, MAX_THREADS)
+    return RunSpec(
+        target="app", scenario="", app=app,
+        users=parse_int(args.users, "users", 1, MAX_USERS),
+        spawn_rate=parse_rate(args.spawn_rate, "spawn-rate") if args.spawn_rate else 0.0,
+        duration_s=parse_duration(args.duration, "duration"),
+        warmup_s=parse_duration(args.warmup, "warmup"),
+        arrival_rate=parse_rate(args.arrival_rate, "arrival-rate") if args.arrival_rate
+        else None,
+        cpus=parse_cpus(args.cpus, "cpus"),
+        workers=parse_int(args.workers, "workers", 1, MAX_WORKERS),
+        worker_class=args.worker_class or "", threads=threads,
+        db_pool_size=(parse_int(args.db_pool_size, "db-pool-size", 1, MAX_DB_POOL_SIZE)
+                      if args.db_pool_size is not None else None),
+        locustfile=locustfile, request_templates=requests,
+    )
 
 
 def finish(outcome: Outcome, gates: Gates, out: Path) -> int:

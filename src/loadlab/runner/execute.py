@@ -32,6 +32,7 @@ from loadlab.runner.locust_driver import locustfile, waits_ready
 from loadlab.runner.options import RunSpec
 from loadlab.runner.runtime_base import Endpoint, Placement, Runtime
 from loadlab.runner.sampler import ServerSampler, Window
+from loadlab.runs import bottleneck
 from loadlab.runs.record import PythonFigures, Run
 
 Tick = Callable[[float, float, float | None, float | None, str], None]
@@ -70,6 +71,35 @@ def service_env(spec: RunSpec, database: RunDatabase | None) -> dict[str, str]:
 # --- the measurement ---------------------------------------------------------------------
 
 
+@dataclass
+class Gauges:
+    """One scrape of the measured window as the bottleneck verdict reads it
+    (``loadlab.runs.bottleneck.Scraped``): the service's queues, pools and loop lag."""
+
+    ok: bool
+    in_progress: float | None
+    accept_queue: float | None
+    threadpool_busy: float | None
+    threadpool_size: float | None
+    db_pool_in_use: float | None
+    db_pool_size: float | None
+    db_pool_waiting: float | None
+    loop_lag_buckets: dict[float, float]
+
+    @classmethod
+    def of(cls, scrape: Any) -> Gauges:
+        """From a sampler scrape, or a measurement's JSON (bucket bounds read as floats)."""
+        get = scrape.get if isinstance(scrape, Mapping) else (
+            lambda name: getattr(scrape, name))
+        buckets = get("loop_lag_buckets") or {}
+        return cls(
+            ok=bool(get("ok")), in_progress=get("in_progress"),
+            accept_queue=get("accept_queue"), threadpool_busy=get("threadpool_busy"),
+            threadpool_size=get("threadpool_size"), db_pool_in_use=get("db_pool_in_use"),
+            db_pool_size=get("db_pool_size"), db_pool_waiting=get("db_pool_waiting"),
+            loop_lag_buckets={float(le): float(n) for le, n in buckets.items()})
+
+
 @dataclass(frozen=True)
 class Measurement:
     """Everything a run's record is made of, read while the service and the load generator
@@ -102,6 +132,9 @@ class Measurement:
     # The window second by second (ServerSampler.series); None in measurements recorded
     # before the claims read it.
     series: dict[str, list[float | None]] | None = None
+    # The window's scrapes as the bottleneck verdict reads them (``ServerSampler.measured``);
+    # None in measurements recorded before the verdict: their records have no bottleneck.
+    gauges: list[Gauges] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,6 +147,8 @@ class Measurement:
         found["window"] = Window(**found["window"])
         if found.get("figures") is not None:
             found["figures"] = LoadFigures(**found["figures"])
+        if found.get("gauges") is not None:
+            found["gauges"] = [Gauges.of(g) for g in found["gauges"]]
         return cls(**found)
 
 
@@ -249,6 +284,10 @@ def record_from(spec: RunSpec, run_id: str, m: Measurement) -> Run:
         "requests": 0, "failures": 0, "error_rate": None, "rps": 0.0,
         "latency_ms": {"p50": None, "p95": None, "p99": None, "max": None},
         "server": _server_fields(m, window_s, requests),
+        **({"app": spec.app.target} if spec.app is not None else {}),
+        **({"locustfile": spec.locustfile} if spec.locustfile else {}),
+        **({"request_templates": list(spec.request_templates)}
+           if spec.request_templates else {}),
         "samples": m.samples,
         **({"series": m.series} if m.series is not None else {}),
         **({"error": error} if error is not None else {}),
@@ -267,6 +306,8 @@ def record_from(spec: RunSpec, run_id: str, m: Measurement) -> Run:
     notes = [line for line in (warning, gil_note(spec.python, m.gil_enabled)) if line]
     if notes:
         record["notes"] = [*record.get("notes", ()), *notes]
+    if m.gauges is not None:  # the verdict reads the record made so far
+        record["bottleneck"] = bottleneck.for_run(record, m.gauges)
     return cast(Run, record)
 
 
@@ -298,6 +339,7 @@ def _starts_early(spec: RunSpec, runtime: Runtime) -> bool:
     (seen: gthread 2x4 served 58-68 req/s of 80 this way, 77-78 a second later). Gunicorn's
     sync workers close each connection, so every request is placed anew."""
     return (runtime.starts_early and (spec.workers == 1 or spec.worker_class == "sync")
+            and spec.app is None  # a user's app may have no /healthz to wait on
             and waits_ready(locustfile(), spec.workers))
 
 
@@ -398,6 +440,7 @@ def measure(spec: RunSpec, runtime: Runtime, run: Started, raw_dir: Path, run_id
     loop = _follow(spec, runtime, run, load, sampler, tick)
     cpu_at_end = load.cpu_seconds() or loop.cpu_last
     window = sampler.window()
+    gauges = [Gauges.of(s) for s in sampler.measured()]  # after window(): its scrapes
     sampler.stop()
     # The interpreter and the GIL's state inside a request, asked while it still serves.
     python, gil_enabled = read_interpreter(endpoint.base_url)
@@ -416,7 +459,7 @@ def measure(spec: RunSpec, runtime: Runtime, run: Started, raw_dir: Path, run_id
                           and loop.cpu_at_mark is not None else None),
         window=window, scrape_errors=sampler.scrape_errors, scrape_kind=sampler.scrape_kind,
         probes_ms=sampler.probe_ms(), database=None, loadavg_1m=_loadavg(), python=python,
-        gil_enabled=gil_enabled,
+        gil_enabled=gil_enabled, gauges=gauges,
         # Per-second samples of the window; the last half second may hold Locust's stop.
         series=sampler.series(None if loop.load_began is None
                               else loop.load_began + spec.warmup_s + spec.duration_s - 0.5))

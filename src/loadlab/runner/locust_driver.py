@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 
+from loadlab import requestlist
 from loadlab.paths import lab_path
 from loadlab.procs import kill_group, tie_to_parent
 from loadlab.runner.loadgen import LoadFigures, log_tail
@@ -36,6 +37,29 @@ def locustfile() -> Path:
     if configured:
         return Path(configured)
     return lab_path("locust", "locustfile.py") / "locustfile.py"
+
+
+def plugin() -> Path:
+    """The lab's measurement as a Locust plugin, loaded beside a user's own locustfile."""
+    return lab_path("locust", "loadlab_plugin.py") / "loadlab_plugin.py"
+
+
+def load_files(spec: RunSpec) -> list[Path]:
+    """The files Locust loads (``-f a.py,b.py``): the lab's locustfile (which imports the
+    plugin), or the user's own load beside the plugin."""
+    if spec.locustfile:
+        return [Path(spec.locustfile).resolve(), plugin()]
+    if spec.request_templates:
+        return [plugin().with_name("loadlab_requests.py"), plugin()]
+    return [locustfile()]
+
+
+def load_env(spec: RunSpec) -> dict[str, str] | None:
+    """Locust's environment: with --request, the parsed templates (None: the runner's)."""
+    if not spec.request_templates:
+        return None
+    templates = requestlist.parse_all(spec.request_templates, Path.cwd())
+    return {**os.environ, requestlist.ENV: requestlist.to_json(templates)}
 
 
 def locust_bin() -> str:
@@ -70,24 +94,28 @@ def waits_ready(path: Path, workers: int = 1) -> bool:
 
 
 def build_argv(spec: RunSpec, host: str, json_prefix: Path, path: Path,
-               wait_ready_s: float = 0.0) -> tuple[list[str], bool]:
+               wait_ready_s: float = 0.0, files: list[Path] | None = None,
+               ) -> tuple[list[str], bool]:
     """The Locust command; the flag says whether the locustfile drops the warm-up itself.
 
     ``wait_ready_s`` > 0: the service is still starting; the locustfile waits for it.
+    ``files``: what Locust loads when not ``path`` alone (the user's load and the plugin;
+    ``path`` is then the plugin, whose options the command may use).
     """
     known = locustfile_options(str(path))
     spawn_rate = spec.spawn_rate or float(spec.users)
     argv = [
-        locust_bin(), "-f", str(path), "--headless", "--host", host,
-        "-u", str(spec.users), "-r", f"{spawn_rate:g}",
+        locust_bin(), "-f", ",".join(str(f) for f in files or [path]), "--headless",
+        "--host", host, "-u", str(spec.users), "-r", f"{spawn_rate:g}",
         "-t", f"{math.ceil(spec.warmup_s + spec.duration_s)}s",
         "--json-file", str(json_prefix), "--stop-timeout", "2",
-        "--scenario", spec.scenario,
     ]
-    if spec.io_ms is not None:
-        argv += ["--io-ms", str(spec.io_ms)]
-    if spec.cpu_work is not None:
-        argv += ["--cpu-work", str(spec.cpu_work)]
+    if not spec.own_load:  # the lab's scenarios; a user's load has its own requests
+        argv += ["--scenario", spec.scenario]
+        if spec.io_ms is not None:
+            argv += ["--io-ms", str(spec.io_ms)]
+        if spec.cpu_work is not None:
+            argv += ["--cpu-work", str(spec.cpu_work)]
     if spec.arrival_rate:
         argv += ["--arrival-rate", f"{spec.arrival_rate:g}"]
     for key, value in sorted(spec.extra.items()):
@@ -180,8 +208,10 @@ class LocustProcess:
         out_prefix = out_prefix.resolve()  # Locust runs in the locustfile's directory
         self.json_prefix = out_prefix
         self.log_path = out_prefix.with_suffix(".locust.log")
-        self.argv, self.own_warmup = build_argv(spec, host, out_prefix, locustfile(),
-                                                wait_ready_s)
+        self.files = load_files(spec)
+        self.argv, self.own_warmup = build_argv(spec, host, out_prefix, self.files[-1],
+                                                wait_ready_s, self.files)
+        self.env = load_env(spec)
         self.cores = cores
         self.proc: subprocess.Popen[bytes] | None = None
         self.peak_cpu_percent = 0.0
@@ -195,7 +225,8 @@ class LocustProcess:
             # SIGKILL: no load outlives its runner.
             self.proc = subprocess.Popen(
                 self.argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                cwd=str(locustfile().parent), preexec_fn=tie_to_parent(signal.SIGTERM),
+                cwd=str(self.files[0].parent), preexec_fn=tie_to_parent(signal.SIGTERM),
+                env=self.env,
             )
         self.started = time.monotonic()
         with contextlib.suppress(psutil.Error, OSError):

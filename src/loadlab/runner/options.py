@@ -12,12 +12,13 @@ from dataclasses import asdict, dataclass, field, replace
 from dataclasses import fields as dataclass_fields
 from typing import Any
 
+from loadlab import servers
+from loadlab.apps.spec import AppSpec
 from loadlab.contract import MAX_USERS
 from loadlab.errors import UserError
 from loadlab.names import SCENARIOS
 from loadlab.runs.record import Run, variant_key
 from loadlab.serve import (
-    DEFAULT_WORKER_CLASS,
     MAX_BACKPRESSURE,
     PYTHONS,
     WORKER_CLASSES,
@@ -193,6 +194,11 @@ class Gates:
         return missed
 
 
+APP = "app"  # the target of a user's own app (ServerConfig's framework "app")
+# The scenario a run of the user's own load is recorded under.
+OWN_LOAD = {"locustfile": "locustfile", "requests": "requests"}
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One cell: one target under one configuration and one load."""
@@ -217,20 +223,34 @@ class RunSpec:
     # CPython 3.13t, as ``loadlab serve --python ft``).
     python: str = "default"
     extra: dict[str, str] = field(default_factory=dict)  # further locustfile options
+    # The user's own load instead of the lab's scenarios: a locustfile (its user classes,
+    # measured by locust/loadlab_plugin.py) or --request templates (loadlab.requestlist).
+    locustfile: str = ""
+    request_templates: tuple[str, ...] = ()
+    # The user's own app (loadlab.apps, its interface found): target "app".
+    app: AppSpec | None = None
 
     def __post_init__(self) -> None:
-        if self.target not in TARGETS:
+        if self.app is not None:
+            object.__setattr__(self, "target", APP)
+        elif self.target not in TARGETS:
             raise OptionError(f"unknown target {self.target!r}: choose fastapi, flask or both")
-        if self.scenario not in SCENARIOS:
+        if self.locustfile and self.request_templates:
+            raise OptionError("--locustfile and --request: choose one")
+        if self.own_load:
+            object.__setattr__(self, "scenario", OWN_LOAD["locustfile" if self.locustfile
+                                                           else "requests"])
+        elif self.scenario not in SCENARIOS:
             raise OptionError(
                 f"unknown scenario {self.scenario!r}: choose one of {', '.join(SCENARIOS)}"
             )
+        classes = self.worker_classes
         if not self.worker_class:
-            object.__setattr__(self, "worker_class", DEFAULT_WORKER_CLASS[self.target])
-        if self.worker_class not in WORKER_CLASSES[self.target]:
+            object.__setattr__(self, "worker_class", classes[0])
+        if self.worker_class not in classes:
             raise OptionError(
                 f"unknown worker class {self.worker_class!r} for {self.target}: choose one of "
-                f"{', '.join(WORKER_CLASSES[self.target])}"
+                f"{', '.join(classes)}"
             )
         if not 1 <= self.users <= MAX_USERS:
             raise OptionError(f"--users must be between 1 and {MAX_USERS}, got {self.users}")
@@ -249,12 +269,19 @@ class RunSpec:
         except ServeError as exc:
             raise OptionError(str(exc)) from None
 
+    @property
+    def worker_classes(self) -> tuple[str, ...]:
+        """The worker classes that can serve this cell's app (the first is the default)."""
+        if self.app is not None:
+            return servers.classes_for(self.app.interface)
+        return WORKER_CLASSES[self.target]
+
     def server_config(self, port: int, host: str = "127.0.0.1") -> ServerConfig:
         return ServerConfig(
             framework=self.target,  # type: ignore[arg-type]
             host=host, port=port, workers=self.workers, worker_class=self.worker_class,
             threads=self.threads, cpus=self.cpus, backpressure=self.backpressure or 0,
-            python=self.python,
+            python=self.python, app=self.app,
         )
 
     @property
@@ -263,13 +290,20 @@ class RunSpec:
         return server_of(self.worker_class).name
 
     @property
+    def own_load(self) -> bool:
+        """The user's load (--locustfile or --request), not one of the lab's scenarios."""
+        return bool(self.locustfile or self.request_templates)
+
+    @property
     def key(self) -> str:
         """Identifies the cell in a results directory (what --resume skips)."""
         return variant_key(self.fields())
 
     def fields(self) -> dict[str, Any]:
         """The spec's fields by name, as the results' variant functions read them."""
-        return {f.name: getattr(self, f.name) for f in dataclass_fields(self)}
+        fields = {f.name: getattr(self, f.name) for f in dataclass_fields(self)}
+        fields["app"] = self.app.target if self.app is not None else None
+        return fields
 
     def with_(self, **changes: Any) -> RunSpec:
         return replace(self, **changes)

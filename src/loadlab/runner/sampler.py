@@ -59,6 +59,8 @@ class Scrape:
     threadpool_size: float | None = None
     db_pool_in_use: float | None = None
     db_pool_size: float | None = None
+    db_pool_waiting: float | None = None
+    accept_queue: float | None = None  # connections completed, not yet accepted
 
 
 def parse_metrics(text: str, t: float) -> Scrape:
@@ -75,6 +77,8 @@ def parse_metrics(text: str, t: float) -> Scrape:
         "loadlab_threadpool_size": "threadpool_size",
         "loadlab_db_pool_in_use": "db_pool_in_use",
         "loadlab_db_pool_size": "db_pool_size",
+        "loadlab_db_pool_waiting": "db_pool_waiting",
+        "loadlab_accept_queue_connections": "accept_queue",
     }
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -206,6 +210,11 @@ class ServerSampler:
 
     def probe_ms(self) -> list[float]:
         return [s * 1000 for _, s in self.probes[self._mark_probe:]]
+
+    def measured(self) -> list[Scrape]:
+        """The scrapes of the measured window, after ``window()`` (its last scrape, taken
+        once Locust has gone, left out)."""
+        return list(self.scrapes[self._mark:-1])
 
     def window(self) -> Window:
         self.scrapes.append(self.scrape())

@@ -24,6 +24,7 @@ from loadlab.runner.options import Gates, RunSpec
 from loadlab.runner.progress import Progress
 from loadlab.runner.rounds import combine, half_width_pct, precise_enough
 from loadlab.runner.runtime_base import Runtime, RuntimeError_
+from loadlab.runs.bottleneck import words
 from loadlab.runs.record import BROKEN, ERRORS, OK, Run, variant_label
 from loadlab.runs.store import ResultsDir, ResultsError, clear_results, held_runs
 
@@ -139,6 +140,8 @@ def describe(run: Run) -> str:
     load = run.get("load") or {}
     if load and not load.get("separated", True):
         text += f" (Locust shared cores {load.get('load_cores')} with the server)"
+    if run.get("bottleneck"):
+        text += f"; {words(run.get('bottleneck'))}"
     return text
 
 

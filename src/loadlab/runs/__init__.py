@@ -10,4 +10,6 @@ it imports neither of them.
 - ``store``: a results directory: ``ResultsDir`` (summary.json written atomically after
   every run, runs.csv), ``load_summary``, ``ResultsError``.
 - ``samples``: the server's scraped samples: ``histogram_quantile`` between two scrapes.
+- ``bottleneck``: the resource that limited a run (a pure verdict from the record and the
+  window's scrapes).
 """

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, TypedDict, cast
 
+from loadlab.runs.bottleneck import Bottleneck
 from loadlab.servers import FRAMEWORK_TITLES, worker_class
 
 # Statuses of a run (docs/runner.md): only "ok" runs are figures.
@@ -139,6 +140,9 @@ class Variant(TypedDict, total=False):
     python: str  # the interpreter asked for: "default" or "ft" (free-threaded)
     duration_s: float
     warmup_s: float
+    app: str  # the user's own app, MODULE:ATTR (target "app")
+    locustfile: str  # the user's own load (scenario "locustfile")
+    request_templates: list[str]  # --request (scenario "requests")
 
 
 class Series(TypedDict):
@@ -208,6 +212,7 @@ class Run(Variant, total=False):
     ci_level: float
     ci_method: str
     precision: Precision
+    bottleneck: Bottleneck  # the resource that limited the run (runs/bottleneck.py)
 
 
 def get(record: Mapping[str, Any], path: str) -> Any:
@@ -337,6 +342,12 @@ def variant_key(run: Mapping[str, Any]) -> str:
     if run.get("python") not in (None, "default"):
         parts.append(f"py{run['python']}")
     parts += [f"{k}={v}" for k, v in sorted((run.get("extra") or {}).items())]
+    if run.get("app"):
+        parts.append(f"app={run['app']}")
+    if run.get("locustfile"):
+        parts.append(f"lf={run['locustfile']}")
+    if run.get("request_templates"):
+        parts.append("req=" + "|".join(run["request_templates"]))
     return "-".join(parts)
 
 
@@ -344,7 +355,8 @@ def variant_key(run: Mapping[str, Any]) -> str:
 IDENTITY = {"run_id", "key", "status", "error", "target", "framework", "scenario", "cpus",
             "workers", "worker_class", "threads", "users", "spawn_rate", "arrival_rate",
             "io_ms", "cpu_work", "duration_s", "warmup_s", "started_at", "locust_json",
-            "model", "latency_source", "db_pool_size", "backpressure", "python"}
+            "model", "latency_source", "db_pool_size", "backpressure", "python",
+            "locustfile", "request_templates", "app"}
 
 
 def run_rounds(run: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -1,0 +1,335 @@
+"""``loadlab size``: measure the candidates for real and recommend one.
+
+Exit codes: 0 a configuration meets the target (and ``--min-capacity``); 1 none does, or
+the best is below ``--min-capacity`` (a gate, as ``run``'s); 2 bad input (one line,
+nothing started) or a service that would not start; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadlab.contract import MAX_DB_POOL_SIZE, MAX_USERS
+from loadlab.fileio import atomic_write
+from loadlab.runner.commands import app_from, own_load
+from loadlab.runner.options import (
+    APP,
+    OptionError,
+    RunSpec,
+    parse_cpus,
+    parse_duration,
+    parse_int,
+    parse_rate,
+)
+from loadlab.runner.progress import Progress
+from loadlab.runner.runtime import runtime_for
+from loadlab.runner.session import run_cells
+from loadlab.runs.record import Run
+from loadlab.runs.store import ResultsError
+from loadlab.sizing.candidates import (
+    Branch,
+    Candidate,
+    parse_candidates,
+    serving_classes,
+    textbook,
+)
+from loadlab.sizing.search import (
+    BranchWalk,
+    Outcome,
+    Point,
+    Recommendation,
+    judge,
+    recommend,
+    walk_branch,
+)
+from loadlab.sizing.slo import Slo, parse_slo
+
+FORMAT = "loadlab-size/1"
+TARGETS = ("fastapi", "flask")
+
+
+@dataclass(frozen=True)
+class SizeSpec:
+    """Everything ``size`` needs, checked before anything starts."""
+
+    target: str
+    base: RunSpec  # the load and the budget; the search varies server, workers, rate
+    slo: Slo
+    cpus: float
+    branches: dict[Branch, list[int]]
+    rounds: int
+    start_rate: float
+    max_rate: float
+    steps: int
+    min_capacity: float | None
+    out: Path
+    replace: bool
+    argv: list[str] = field(default_factory=list)
+
+
+def _float(text: str, name: str, low: float = 0.0) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise OptionError(f"--{name}: cannot read {text!r} as a number") from None
+    if not value >= low or math.isinf(value):
+        raise OptionError(f"--{name}: must be at least {low:g}, got {text!r}")
+    return value
+
+
+def _pool_sizes(text: str | None) -> list[int]:
+    if not text:
+        return []
+    parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
+    return sorted({parse_int(p, "db-pool-sizes", 1, MAX_DB_POOL_SIZE) for p in parts})
+
+
+def size_spec(args: argparse.Namespace) -> SizeSpec:
+    locustfile, requests = own_load(args)
+    app = app_from(args)
+    if app is not None:
+        if args.target is not None:
+            raise OptionError("--app sizes your app: leave out --target")
+        if not (locustfile or requests):
+            raise OptionError("--app: load it with --locustfile or --request")
+        target, what = APP, f"{app.target} ({app.interface.upper()})"
+    elif args.target in TARGETS:
+        target = what = args.target
+    else:
+        raise OptionError("--app MODULE:ATTR (your app) or --target fastapi|flask: what to size")
+    classes = serving_classes(target, app.interface if app is not None else "")
+    if args.scenario is None and not (locustfile or requests):
+        raise OptionError("--scenario, --locustfile or --request: say what load to put on")
+    if args.scenario is not None and (locustfile or requests):
+        raise OptionError("--scenario is the lab's load; --locustfile and --request are "
+                          "yours: choose one")
+    cpus = parse_cpus(args.cpus, "cpus")
+    if cpus <= 0:
+        raise OptionError("--cpus: the budget must be above 0 cores (e.g. --cpus 2)")
+    slo = parse_slo(args.slo, _float(args.max_error_rate, "max-error-rate"))
+    pools = _pool_sizes(args.db_pool_sizes)
+    branches = (parse_candidates(args.candidates, classes, what, pools) if args.candidates
+                else textbook(classes, cpus, pools))
+    if not branches:
+        raise OptionError(f"no server installed here serves {target}")
+    start = parse_rate(args.start_rate, "start-rate")
+    top = parse_rate(args.max_rate, "max-rate")
+    if start > top:
+        raise OptionError(f"--start-rate {start:g} is above --max-rate {top:g}")
+    io_ms = parse_int(args.io_ms, "io-ms", 0, 60_000) if args.io_ms is not None else None
+    work = parse_int(args.cpu_work, "cpu-work", 0, 10**7) if args.cpu_work is not None else None
+    base = RunSpec(
+        target=target, scenario=args.scenario or "", users=1, cpus=cpus, app=app,
+        duration_s=parse_duration(args.duration, "duration"),
+        warmup_s=parse_duration(args.warmup, "warmup"), arrival_rate=start,
+        io_ms=io_ms, cpu_work=work, locustfile=locustfile, request_templates=requests)
+    min_capacity = (_float(args.min_capacity, "min-capacity")
+                    if args.min_capacity is not None else None)
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.replace:
+        raise ResultsError(f"{out} holds results: --replace to start over, or another --out")
+    return SizeSpec(target, base, slo, cpus, branches,
+                    rounds=parse_int(args.rounds, "rounds", 1, 20), start_rate=start,
+                    max_rate=top, steps=parse_int(args.steps, "steps", 0, 10),
+                    min_capacity=min_capacity, out=out, replace=bool(args.replace),
+                    argv=list(sys.argv))
+
+
+def users_for(rate: float, slo: Slo) -> int:
+    """Users enough to carry ``rate`` at the target's latency, with room for late sends."""
+    return int(min(MAX_USERS, max(8, math.ceil(rate * slo.limit_ms / 1000 * 1.5) + 4)))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+class Measurer:
+    """Real rounds of one candidate at one rate (each point its own results directory)."""
+
+    def __init__(self, spec: SizeSpec, progress: Progress) -> None:
+        self.spec = spec
+        self.runtime = runtime_for("native")
+        self.progress = progress
+        self.count = 0
+
+    def run_spec(self, candidate: Candidate, rate: float) -> RunSpec:
+        return self.spec.base.with_(
+            worker_class=candidate.worker_class, workers=candidate.workers,
+            threads=candidate.threads, db_pool_size=candidate.db_pool_size,
+            arrival_rate=round(rate, 2), users=users_for(rate, self.spec.slo))
+
+    def __call__(self, candidate: Candidate, rate: float) -> Point:
+        self.count += 1
+        where = self.spec.out / "points" / (
+            f"{self.count:03d}-{_slug(candidate.label())}-{rate:g}")
+        outcome = run_cells([self.run_spec(candidate, rate)], where, self.runtime,
+                            progress=self.progress, write_report=False,
+                            rounds=self.spec.rounds, max_error_rate=1.0)
+        if outcome.interrupted:
+            raise KeyboardInterrupt
+        [run] = outcome.runs or [None]  # type: ignore[list-item]
+        return point_from(run, rate, self.spec.slo, where, self.spec.out)
+
+
+def point_from(run: Run | None, rate: float, slo: Slo, where: Path, out: Path) -> Point:
+    """A point from a run (with rounds: each round's figures)."""
+    if run is None:
+        return Point(rate, [], [], [], False, None, "no run", str(where.relative_to(out)))
+    rounds: list[dict[str, Any]] = [dict(r) for r in (run.get("rounds") or [run])]
+    rps, lat, err = [], [], []
+    for r in rounds:
+        if r.get("status") != "ok":
+            continue
+        figures = r.get("intended_latency_ms") or r.get("latency_ms") or {}
+        value = figures.get(slo.percentile)
+        if value is None:
+            continue
+        rps.append(float(r.get("rps") or 0.0))
+        lat.append(float(value))
+        requests = int(r.get("requests") or 0)
+        err.append(int(r.get("failures") or 0) / requests if requests else 1.0)
+    verdict: dict[str, Any] = dict(run.get("bottleneck") or {})
+    evidence = verdict.get("evidence") if verdict else None
+    if run.get("status") != "ok":
+        evidence = str(run.get("error") or run.get("status"))
+    return Point(rate, rps, lat, err, judge(slo, rate, rps, lat, err),
+                 verdict.get("resource") if verdict else None, evidence,
+                 str(where.relative_to(out)))
+
+
+def search(spec: SizeSpec, measure: Any) -> tuple[list[BranchWalk], Recommendation]:
+    walks: list[BranchWalk] = []
+    ceiling: float | None = None
+    for branch, workers in spec.branches.items():
+        walk = walk_branch(branch, workers, measure, spec.slo, spec.start_rate,
+                           spec.max_rate, spec.steps, ceiling)
+        walks.append(walk)
+        caps = [o.capacity for o in walk.outcomes if o.capacity is not None]
+        if caps:
+            ceiling = max(ceiling or 0.0, *caps)
+    outcomes = [o for w in walks for o in w.outcomes]
+    return walks, recommend(outcomes, spec.slo, spec.cpus)
+
+
+def dominated(outcomes: list[Outcome], rec: Recommendation) -> set[str]:
+    """Candidates whose interval lies wholly below the best's."""
+    best = rec.best
+    if best is None or best.ci is None:
+        return set()
+    return {o.candidate.label() for o in outcomes
+            if o is not best and (o.capacity is None or (o.ci is not None
+                                                         and o.ci[1] < best.ci[0]))}
+
+
+def document(spec: SizeSpec, walks: list[BranchWalk], rec: Recommendation) -> dict[str, Any]:
+    outcomes = [o for w in walks for o in w.outcomes]
+    beaten = dominated(outcomes, rec)
+    below = (spec.min_capacity is not None and rec.best is not None
+             and (rec.best.capacity or 0.0) < spec.min_capacity)
+    return {
+        "format": FORMAT,
+        "target": spec.target,
+        "app": spec.base.app.target if spec.base.app is not None else None,
+        "load": ({"locustfile": spec.base.locustfile} if spec.base.locustfile else
+                 {"requests": list(spec.base.request_templates)}
+                 if spec.base.request_templates else
+                 {"scenario": spec.base.scenario, "io_ms": spec.base.io_ms,
+                  "cpu_work": spec.base.cpu_work}),
+        "cpus": spec.cpus,
+        "slo": {"percentile": spec.slo.percentile, "limit_ms": spec.slo.limit_ms,
+                "max_error_rate": spec.slo.max_error_rate, "text": str(spec.slo),
+                "latency": "from the intended send time (open model)"},
+        "search": {"rounds": spec.rounds, "duration_s": spec.base.duration_s,
+                   "warmup_s": spec.base.warmup_s, "start_rate": spec.start_rate,
+                   "max_rate": spec.max_rate, "bisection_steps": spec.steps},
+        "candidates": [{**o.as_dict(), "dominated": o.candidate.label() in beaten}
+                       for o in outcomes],
+        "branches": [{"branch": w.branch.label(), "stopped": w.stopped, "fit": w.fit,
+                      "workers": [o.candidate.workers for o in w.outcomes]} for w in walks],
+        "recommendation": rec.as_dict(),
+        "min_capacity": spec.min_capacity,
+        "below_min_capacity": below,
+        "command": spec.argv,
+    }
+
+
+def _e(value: Any) -> str:
+    return html.escape("-" if value is None else str(value))
+
+
+def render_html(doc: dict[str, Any]) -> str:
+    """The report section: the candidates' capacity against the target, the search path."""
+    rows = []
+    for c in doc["candidates"]:
+        ci = c["ci"]
+        path = " → ".join(f"{p['rate']:g}{'✓' if p['met'] else '✗'}" for p in c["points"])
+        rows.append(
+            f"<tr><td>{_e(c['label'])}</td><td>{_e(c['capacity_rps'])}</td>"
+            f"<td>{_e(f'[{ci[0]}, {ci[1]}]' if ci else None)}</td>"
+            f"<td>{'dominated' if c['dominated'] else ''}</td><td>{_e(c['stopped'])}</td>"
+            f"<td>{_e(path)}</td></tr>")
+    branches = "".join(f"<li>{_e(b['branch'])}: workers {_e(b['workers'])}; "
+                       f"{_e(b['stopped'])}{'; ' + _e(b['fit']) if b['fit'] else ''}</li>"
+                       for b in doc["branches"])
+    rec = doc["recommendation"]
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            "<title>loadlab size</title><style>body{font:14px system-ui,sans-serif;"
+            "margin:2rem;max-width:1100px}td,th{padding:3px 8px;text-align:left}"
+            "tr:nth-child(even){background:#f3f4f6}</style></head><body>"
+            f"<section id='size'><h1>Sizing: {_e(doc['target'])} within "
+            f"{_e(doc['cpus'])} CPUs, {_e(doc['slo']['text'])}</h1>"
+            f"<p class='headline'>{_e(rec['sentence'])}</p>"
+            "<h2>Candidates</h2><table><tr><th>configuration</th><th>capacity (req/s)</th>"
+            "<th>95% interval</th><th></th><th>stopped</th><th>search path (req/s offered)"
+            f"</th></tr>{''.join(rows)}</table><h2>Branches</h2><ul>{branches}</ul>"
+            "<p>Capacity: the throughput served at the highest arrival rate whose rounds "
+            "met the target (their medians), latency measured from each request's intended "
+            "send time.</p></section></body></html>\n")
+
+
+def size_command(args: argparse.Namespace) -> int:
+    spec = size_spec(args)
+    spec.out.mkdir(parents=True, exist_ok=True)
+    if spec.replace:
+        import shutil
+
+        for child in spec.out.iterdir():
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    progress = Progress()
+    measure = Measurer(spec, progress)
+    try:
+        walks, rec = search(spec, measure)
+    except KeyboardInterrupt:
+        print(f"interrupted: the points measured so far are in {spec.out / 'points'}",
+              file=sys.stderr)
+        return 130
+    doc = document(spec, walks, rec)
+    atomic_write(spec.out / "size.json", json.dumps(doc, indent=2) + "\n")
+    atomic_write(spec.out / "size.html", render_html(doc))
+    for c in doc["candidates"]:
+        cap = c["capacity_rps"]
+        ci = c["ci"]
+        print(f"{c['label']:<22} {'-' if cap is None else f'{cap:,.1f} req/s':>14}"
+              f"{f' [{ci[0]:,.1f}, {ci[1]:,.1f}]' if ci else '':<22} {c['stopped']}")
+    print(rec.sentence)
+    print(f"size: {spec.out / 'size.json'}")
+    print(f"report: {spec.out / 'size.html'}")
+    if rec.best is None:
+        return 1
+    if doc["below_min_capacity"]:
+        print(f"gate missed: --min-capacity {spec.min_capacity:g}: the best serves "
+              f"{rec.best.capacity:,.1f} req/s", file=sys.stderr)
+        return 1
+    return 0
