@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from loadlab.runner.execute import Measurement, record_from, window_seconds
+from loadlab.runner.execute import Gauges, Measurement, record_from, window_seconds
 from loadlab.runner.interpreter import gil_note
 from loadlab.runner.loadgen import LoadFigures
 from loadlab.runner.options import RunSpec
+from loadlab.runs import bottleneck
 from loadlab.runs.record import PythonFigures
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runs"
@@ -174,3 +175,30 @@ def test_the_record_is_a_pure_function() -> None:
     first = as_stored(record_from(spec, run_id, m))
     assert as_stored(record_from(spec, run_id, m)) == first
     assert json.dumps(m.as_json()) == before
+
+
+def _gauges(queue: float) -> list[Gauges]:
+    return [Gauges(ok=True, in_progress=1.0, accept_queue=queue, threadpool_busy=None,
+                   threadpool_size=None, db_pool_in_use=None, db_pool_size=None,
+                   db_pool_waiting=None, loop_lag_buckets={0.005: n, float("inf"): n})
+            for n in (10.0, 20.0, 30.0)]
+
+
+def test_the_bottleneck_is_the_verdict_on_the_window_s_gauges_and_none_without() -> None:
+    spec, run_id, m, _ = recorded("flask-open")
+    assert "bottleneck" not in record_from(spec, run_id, m)  # recorded before the gauges
+    with_gauges = replace(m, gauges=_gauges(queue=8.0))
+    record = record_from(spec, run_id, with_gauges)
+    without = {k: v for k, v in record.items() if k != "bottleneck"}
+    assert record["bottleneck"] == bottleneck.for_run(without, with_gauges.gauges or [])
+    assert record["bottleneck"] != record_from(spec, run_id,
+                                               replace(m, gauges=[]))["bottleneck"]
+    assert Measurement.from_json(json.loads(json.dumps(with_gauges.as_json()))) == with_gauges
+
+
+def test_the_user_s_own_load_is_recorded_after_the_server() -> None:
+    spec, run_id, m, _ = recorded("fastapi-io")
+    own = replace(spec, scenario="", request_templates=("GET /items/{id}",))
+    record = list(as_stored(record_from(own, run_id, m)))
+    assert record[record.index("server") + 1] == "request_templates"
+    assert "locustfile" not in record and "app" not in record
