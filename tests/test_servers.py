@@ -15,8 +15,9 @@ from loadlab.metrics.collectors import ServerLabels, service_families
 from loadlab.metrics.definitions import THREADPOOL_SIZE
 from loadlab.runner import manifest
 from loadlab.runs.record import variant_label
-from loadlab.serve import LISTEN_BACKLOG, ServeError, ServerConfig, build_command
+from loadlab.serve import ServeError, ServerConfig, build_command
 from loadlab.serverinfo import package_versions
+from loadlab.servers import LISTEN_BACKLOG
 
 
 def test_the_contract_suite_runs_every_worker_class_of_every_server() -> None:

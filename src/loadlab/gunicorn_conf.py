@@ -8,7 +8,7 @@ import os
 import sys
 
 from loadlab.contract import MAX_THREADS, MAX_WORKER_CONNECTIONS, MAX_WORKERS
-from loadlab.serve import LISTEN_BACKLOG, recycling
+from loadlab.servers import LISTEN_BACKLOG, recycling
 
 
 def _whole(name: str, default: str, top: int) -> int:

@@ -29,8 +29,8 @@ from loadlab.metrics.multiprocess import is_alive
 from loadlab.metrics.side import CONTAINER_PORT, PORT_ENV, URL_ENV, SideMetrics
 from loadlab.paths import services_dir
 from loadlab.procs import set_death_signal
+from loadlab.servers import LISTEN_BACKLOG, ft_python, recycling
 from loadlab.servers import ServeError as ServeError
-from loadlab.servers import ft_python
 
 Framework = Literal["fastapi", "flask", "app"]  # "app": a user's app (--app)
 
@@ -41,9 +41,6 @@ APP_MODULE = servers.APP_MODULE
 LOOPS = ("auto", "asyncio", "uvloop")
 HTTPS = ("auto", "h11", "httptools")
 MAX_BACKPRESSURE = 100_000
-# listen() backlog of both servers (their own default), passed on so that the accept-queue
-# gauge can state its limit (metrics/acceptqueue.py).
-LISTEN_BACKLOG = 2048
 # The interpreters a service can run on: this one, or the free-threaded CPython 3.13t that
 # .ci/build-python-ft builds (servers.ft_python).
 PYTHONS = ("default", "ft")
@@ -180,22 +177,6 @@ def metrics_port(cfg: ServerConfig, environ: dict[str, str] | None = None) -> in
         return port
     in_container = env.get(cgroup.CONTAINER_ENV, "").strip().lower() in ("1", "true", "yes")
     return CONTAINER_PORT if in_container and cfg.port != CONTAINER_PORT else 0
-
-
-RECYCLING_ENV = ("LOADLAB_MAX_REQUESTS", "LOADLAB_MAX_REQUESTS_JITTER")
-
-
-def recycling() -> tuple[int, int]:
-    """Worker recycling, the same knobs for both servers: a worker is replaced after
-    LOADLAB_MAX_REQUESTS requests plus up to LOADLAB_MAX_REQUESTS_JITTER more (0: never).
-    Gunicorn reads them in gunicorn_conf.py; Uvicorn gets them as flags."""
-    values = []
-    for name in RECYCLING_ENV:
-        raw = os.environ.get(name, "").strip() or "0"
-        if not raw.isdigit():
-            raise ServeError(f"{name} must be a whole number >= 0, got {raw!r}")
-        values.append(int(raw))
-    return values[0], values[1]
 
 
 def build_command(cfg: ServerConfig) -> list[str]:

@@ -354,3 +354,23 @@ def ft_python(environ: dict[str, str] | None = None) -> Path:
         raise ServeError(f"--python ft: no free-threaded interpreter at {path}: build it with "
                          f".ci/build-python-ft (or set {FT_PYTHON_ENV} to one)")
     return path
+
+
+# listen() backlog of both servers (their own default), passed on so that the accept-queue
+# gauge can state its limit (metrics/acceptqueue.py).
+LISTEN_BACKLOG = 2048
+
+RECYCLING_ENV = ("LOADLAB_MAX_REQUESTS", "LOADLAB_MAX_REQUESTS_JITTER")
+
+
+def recycling() -> tuple[int, int]:
+    """Worker recycling, the same knobs for both servers: a worker is replaced after
+    LOADLAB_MAX_REQUESTS requests plus up to LOADLAB_MAX_REQUESTS_JITTER more (0: never).
+    Gunicorn reads them in gunicorn_conf.py; Uvicorn gets them as flags."""
+    values = []
+    for name in RECYCLING_ENV:
+        raw = os.environ.get(name, "").strip() or "0"
+        if not raw.isdigit():
+            raise ServeError(f"{name} must be a whole number >= 0, got {raw!r}")
+        values.append(int(raw))
+    return values[0], values[1]
