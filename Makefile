@@ -33,7 +33,7 @@ SHELL_SCRIPTS := .ci/run .ci/engine.sh .ci/install-compose-v2 .ci/build-python-f
 	src/loadlab/healthcheck.sh
 
 lint: install
-	$(BIN)/ruff check src services locust tests benchmarks scripts
+	$(BIN)/ruff check src services locust tests benchmarks scripts examples
 	$(BIN)/mypy
 	$(BIN)/hadolint --failure-threshold warning Dockerfile prometheus/Dockerfile.debian \
 		postgres/Dockerfile.debian postgres/Dockerfile.exporter.debian
@@ -47,7 +47,7 @@ test: install lint
 # Docker (`docker`, `swarm`) and Chromium (`browser`). `make test` remains the whole suite.
 QUICK_MARKS := not slow and not docker and not browser and not swarm
 test-quick: install
-	$(BIN)/ruff check src services locust tests benchmarks scripts
+	$(BIN)/ruff check src services locust tests benchmarks scripts examples
 	$(BIN)/pytest -m "$(QUICK_MARKS)" $(PYTEST_ARGS)
 
 # A newcomer's machine: a clean Debian container (Python, make and git only) runs a fresh
