@@ -51,6 +51,11 @@ class Series:
     """One name/method: its latency histogram, which counts its failures too."""
 
     latency: Latency = field(default_factory=Latency)
+    # The buckets of the last scrape and the count they were read at: walking a histogram
+    # that holds every microsecond value of a long run costs seconds in pure Python, and a
+    # series that has not changed since (every one, once a swarm stops) need not be read
+    # again at the next scrape.
+    _buckets: tuple[int, list[tuple[str, int]]] | None = field(default=None, repr=False)
 
     @property
     def count(self) -> int:
@@ -75,8 +80,12 @@ class Series:
 
     def cumulative(self) -> list[tuple[str, int]]:
         """Prometheus buckets (cumulative, +Inf last) read from the histogram."""
+        if self._buckets is not None and self._buckets[0] == self.count:
+            return self._buckets[1]
         counts = self.latency.count_at_or_below(BUCKETS_S)
-        return [*zip(map(str, BUCKETS_S), counts, strict=True), ("+Inf", self.count)]
+        buckets = [*zip(map(str, BUCKETS_S), counts, strict=True), ("+Inf", self.count)]
+        self._buckets = (self.count, buckets)
+        return buckets
 
 
 def _row_key(row: Any) -> tuple[Key, dict[str, object]] | None:

@@ -14,6 +14,8 @@ import base64
 import binascii
 import struct
 import zlib
+from bisect import bisect_left
+from itertools import accumulate
 
 from hdrh.histogram import HdrHistogram
 
@@ -89,15 +91,12 @@ class Latency:
         A value sits in a bucket of its equivalent range; the range's top decides, so a
         bound splits at most one HDR bucket (0.1% wide) the wrong way.
         """
-        out = [0] * len(bounds_s)
         limits = [round(b * 1_000_000) for b in bounds_s]
+        within = [0] * (len(limits) + 1)  # per bucket, above the last bound at the end
         for item in self.hist.get_recorded_iterator():
-            value = item.value_iterated_to
-            n = item.count_added_in_this_iter_step
-            for i, limit in enumerate(limits):
-                if value <= limit:
-                    out[i] += n
-        return out
+            within[bisect_left(limits, item.value_iterated_to)] += \
+                item.count_added_in_this_iter_step
+        return list(accumulate(within[:-1]))
 
     def dump(self) -> dict[str, object]:
         encoded = self.hist.encode() if self.total else b""

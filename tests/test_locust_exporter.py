@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 from lab_services import start_service
 from locustrun import (
+    ROOT,
     Locust,
     Run,
     exporter_totals,
@@ -174,3 +175,19 @@ def test_killed_worker_master_carries_on(fastapi: ServiceProcess) -> None:
               if n == "locust_workers"}
     assert states.get("ready", 0) + states.get("running", 0) == 1, states
     assert "Traceback" not in run.output
+
+
+def test_a_series_buckets_are_read_again_only_when_it_changed() -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "locust"))
+    from _exporter import Series
+
+    series = Series()
+    series.add(0.002, failed=False)
+    first = series.cumulative()
+    assert series.cumulative() is first  # unchanged: the last reading, not a new walk
+    series.add(0.2, failed=True)
+    second = series.cumulative()
+    assert second is not first and second[-1] == ("+Inf", 2)
+    assert dict(second)["0.1"] == 1 and dict(second)["0.25"] == 2

@@ -128,3 +128,19 @@ def test_exporter_buckets_reach_below_a_millisecond() -> None:
         1, 2, 4, 5)
     assert buckets["+Inf"] == series.count == 6
     assert series.sum_s == pytest.approx(4.93 / 1000)
+
+
+def test_prometheus_buckets_count_every_value_at_or_below_each_bound() -> None:
+    """The exporter's buckets, read from the histogram in one pass, against a count of the
+    recorded values themselves (each at its HDR range's top, as the bucket reading takes)."""
+    rng = random.Random(7)
+    latency = Latency()
+    for _ in range(5000):
+        latency.add(rng.lognormvariate(1.0, 1.5), failed=False)  # ms, 0.01 ms .. seconds
+    bounds_s = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0)
+    values = [(item.value_iterated_to, item.count_added_in_this_iter_step)
+              for item in latency.hist.get_recorded_iterator()]
+    want = [sum(n for v, n in values if v <= round(b * 1_000_000)) for b in bounds_s]
+    got = latency.count_at_or_below(bounds_s)
+    assert got == want
+    assert got == sorted(got) and 0 < got[-1] <= latency.total
