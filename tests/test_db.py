@@ -131,7 +131,10 @@ def test_pool_metrics_are_exact_under_concurrent_load(database_url: str, variant
         threads, holding = _hold(service.url, "/db/sleep?ms=6000", held)
         try:
             wait_for(lambda: _active_sleeps(database_url) == held, 10, "sleeps in the database")
-            wait_for(lambda: scrape(service.url).value("loadlab_db_pool_in_use") == held, 10,
+            # Read on the supervisor's side port: a gthread worker whose threads all hold a
+            # sleep answers its own /metrics only once one of them is done.
+            side = service.metrics_url.removesuffix("/metrics")
+            wait_for(lambda: scrape(side).value("loadlab_db_pool_in_use") == held, 10,
                      f"{held} connections in use")
         finally:
             for thread in threads:
