@@ -31,6 +31,14 @@ def loadlab(args: list[str], env: dict[str, str], timeout: float = 120,
                           capture_output=True, timeout=timeout, cwd=cwd)
 
 
+def one_line_error(stderr: str) -> str:
+    """The one line a refused command printed (and no traceback)."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "loadlab", *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 import requirements_probe
+from _runner_util import kill_tagged, tagged_env
 from lab_services import VARIANTS, start_service
 
 from loadlab.launch import ServiceProcess
@@ -22,6 +23,17 @@ def service(request: pytest.FixtureRequest) -> Iterator[ServiceProcess]:
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture
+def env() -> Iterator[tuple[dict[str, str], str]]:
+    """An environment for ``loadlab`` subprocesses whose tag their processes inherit; what
+    still carries the tag at the end is killed (the runner tests)."""
+    environment, tag = tagged_env()
+    try:
+        yield environment, tag
+    finally:
+        kill_tagged(tag)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from _runner_util import (
     assert_nothing_left,
     kill_tagged,
     loadlab,
+    one_line_error,
     running,
     runs_done,
     spawn,
@@ -28,22 +28,6 @@ from _runner_util import (
 
 RUN_FIELDS = {"target", "framework", "server", "scenario", "cpus", "workers", "worker_class",
               "threads", "users", "duration_s", "requests", "failures", "rps", "latency_ms"}
-
-
-@pytest.fixture
-def env() -> Iterator[tuple[dict[str, str], str]]:
-    environment, tag = tagged_env()
-    try:
-        yield environment, tag
-    finally:
-        kill_tagged(tag)
-
-
-def one_line_error(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize(("args", "words"), [

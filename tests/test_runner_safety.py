@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,15 +27,6 @@ from _runner_util import (
 
 from loadlab.procs import is_alive
 from loadlab.runner.leftovers import DirectoryBusy, DirectoryLock, Leftovers
-
-
-@pytest.fixture
-def env() -> Iterator[tuple[dict[str, str], str]]:
-    environment, tag = tagged_env()
-    try:
-        yield environment, tag
-    finally:
-        kill_tagged(tag)
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:
