@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from requirements_probe import require
+from support.system_tools import require
 
 from loadlab import servers
 from loadlab.dashboards.common import SERVICE_COLORS

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
-from contract_check import (
+from support.contract_check import (
     NOT_ALLOWED,
     NOT_FOUND,
     NOT_JSON,
@@ -28,7 +28,7 @@ from contract_check import (
     document,
     service_pids,
 )
-from lab_services import FT_VARIANTS, VARIANTS, start_service
+from support.services import FT_VARIANTS, VARIANTS, start_service
 
 from loadlab import contract, servers, workloads
 from loadlab.launch import ServiceProcess

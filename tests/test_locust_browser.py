@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab_services import start_service
-from locustrun import ROOT, SHAPES, Locust, free_port, get, metrics, wait_for
+from support.locust_process import ROOT, SHAPES, Locust, free_port, get, metrics, wait_for
+from support.services import start_service
 
 from loadlab.launch import ServiceProcess
 

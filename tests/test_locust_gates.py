@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from lab_services import start_service
-from locustrun import LOCUSTFILE, ROOT, Locust, free_port, headless, run_headless
+from support.locust_process import LOCUSTFILE, ROOT, Locust, free_port, headless, run_headless
+from support.services import start_service
 
 from loadlab.launch import ServiceProcess
 

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _runner_util import SHORT, kill_tagged, loadlab, tagged_env
-from lab_services import start_service
-from locustrun import ROOT, Locust, free_port, headless
+from support.locust_process import ROOT, Locust, free_port, headless
+from support.runner_cli import SHORT, kill_tagged, loadlab, tagged_env
+from support.services import start_service
 
 from loadlab.launch import ServiceProcess
 

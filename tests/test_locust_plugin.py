@@ -9,8 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lab_services import start_service
-from locustrun import (
+from support.locust_process import (
     ROOT,
     Locust,
     exporter_totals,
@@ -20,6 +19,7 @@ from locustrun import (
     stats_totals,
     wait_for,
 )
+from support.services import start_service
 
 from loadlab.launch import ServiceProcess
 

@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import prometheus_native as prom
 import pytest
+from support import prometheus_server as prom
 
 from loadlab.runner.prometheus_watch import PrometheusWatch, is_ready
 

@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from _runner_util import (
+from support.runner_cli import (
     SHORT,
     assert_nothing_left,
     kill_tagged,

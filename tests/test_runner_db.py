@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _runner_util import SHORT, assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
-from lab_services import VARIANTS
-from locustrun import headless
+from support.locust_process import headless
+from support.runner_cli import SHORT, assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
+from support.services import VARIANTS
 from test_db import db_service
 
 from loadlab.database.cluster import clusters_root

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _runner_util import (
+from support.runner_cli import (
     SHORT,
     kill_tagged,
     loadlab,

@@ -11,8 +11,8 @@ import argparse
 from pathlib import Path
 
 import pytest
-from _runner_util import SHORT, assert_nothing_left, loadlab, one_line_error, summary
-from lab_services import require_ft
+from support.runner_cli import SHORT, assert_nothing_left, loadlab, one_line_error, summary
+from support.services import require_ft
 
 from loadlab import servers
 from loadlab.runner.commands import with_server_options

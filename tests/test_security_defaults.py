@@ -20,10 +20,10 @@ from typing import Any
 
 import psutil
 import pytest
-from contract_check import service_pids
-from lab_services import start_service
-from locustrun import Locust, wait_for
-from requirements_probe import require
+from support.contract_check import service_pids
+from support.locust_process import Locust, wait_for
+from support.services import start_service
+from support.system_tools import require
 
 from loadlab.cli import build_parser
 from loadlab.launch import free_port

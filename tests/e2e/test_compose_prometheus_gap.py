@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from stack import Stack
+from support.compose_project import Stack
 
 from loadlab.runner.prometheus_watch import is_ready
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stack import ROOT, Stack
+from support.compose_project import ROOT, Stack
 
 from loadlab.runner.locust_driver import locust_bin
 

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loadlab.launch import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = ROOT / "locust" / "locustfile.py"
 SHAPES = ROOT / "locust" / "shapes.py"
 LOCUST = str(Path(sys.executable).with_name("locust"))

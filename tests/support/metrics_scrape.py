@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
-from requirements_probe import require_tool
 
 from loadlab.launch import ServiceProcess
 from loadlab.metrics import tally
+from support.system_tools import require_tool
 
 
 @dataclass(frozen=True)

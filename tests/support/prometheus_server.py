@@ -24,7 +24,7 @@ import yaml
 
 from loadlab.launch import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "prometheus" / "entrypoint.sh"
 CONFIG_DIR = ROOT / "prometheus"
 EXPORTER = "prometheus-postgres-exporter"  # Debian's name for postgres_exporter
