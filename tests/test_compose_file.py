@@ -299,10 +299,6 @@ def test_the_lab_images_are_built_never_pulled() -> None:
         assert services[name].get("pull_policy") in (None, "missing"), name
 
 
-def _tracked(path: str) -> bool:
-    return (ROOT / path).is_file()
-
-
 def scripts_the_lab_runs() -> set[str]:
     """Every file the images or compose run or read as configuration, by repository path:
     bind mounts and swarm configs, the Dockerfiles and what they COPY, the CI scripts."""

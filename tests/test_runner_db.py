@@ -38,10 +38,6 @@ def test_every_database_scenario_runs_clean(service: ServiceProcess) -> None:
         assert run.requests > 0 and run.failures == 0, (name, run.stats)
 
 
-def _clusters_of(pid: int) -> list[Path]:
-    return list(clusters_root().glob(f"loadlab-pg-{pid}-*"))
-
-
 @pytest.mark.slow
 def test_run_starts_its_database_and_records_it(tmp_path: Path, database_url: str) -> None:
     del database_url  # the same skip (or CI failure) when PostgreSQL is missing

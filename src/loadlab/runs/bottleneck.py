@@ -221,8 +221,7 @@ def _typical(values: Sequence[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
-def _lag_mean_s(first: Mapping[float, float], last: Mapping[float, float],
-                sum_delta: float | None = None) -> float | None:
+def _lag_mean_s(first: Mapping[float, float], last: Mapping[float, float]) -> float | None:
     """Mean lag from a histogram's bucket deltas (each observation at its bucket's middle)."""
     les = sorted(le for le in last if le != float("inf"))
     if not les:
