@@ -25,6 +25,17 @@ def service(request: pytest.FixtureRequest) -> Iterator[ServiceProcess]:
         proc.stop()
 
 
+@pytest.fixture(scope="module")
+def fastapi() -> Iterator[ServiceProcess]:
+    """One FastAPI service (one Uvicorn worker) shared by a module's tests: the Locust tests'
+    target."""
+    proc = start_service(framework="fastapi", worker_class="uvicorn", workers=1)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
 @pytest.fixture
 def env() -> Iterator[tuple[dict[str, str], str]]:
     """An environment for ``loadlab`` subprocesses whose tag their processes inherit; what

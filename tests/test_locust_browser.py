@@ -29,15 +29,6 @@ IO_MS = 40
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def fastapi() -> Iterator[ServiceProcess]:
-    proc = start_service(framework="fastapi", worker_class="uvicorn", workers=1)
-    try:
-        yield proc
-    finally:
-        proc.stop()
-
-
 @pytest.mark.requires("chromium")
 def test_web_ui_swarm_with_custom_parameters_and_shape(fastapi: ServiceProcess,
                                                        tmp_path: Path) -> None:
