@@ -9,11 +9,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from support.polling import wait_for as wait_for  # the runner tests import it from here
 
 SHORT = ["--duration", "2s", "--warmup", "1s"]
 
@@ -74,15 +75,6 @@ def kill_tagged(tag: str) -> None:
 def summary(out: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((out / "summary.json").read_text())
     return data
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def runs_done(out: Path) -> int:
