@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from support import system_tools
 from support.runner_cli import kill_tagged, tagged_env
@@ -34,6 +35,13 @@ def fastapi() -> Iterator[ServiceProcess]:
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture
+def client(service: ServiceProcess) -> Iterator[httpx.Client]:
+    """An HTTP client on the module's ``service``."""
+    with httpx.Client(base_url=service.url, timeout=20) as http:
+        yield http
 
 
 @pytest.fixture

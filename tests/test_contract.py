@@ -47,12 +47,6 @@ def service(request: pytest.FixtureRequest) -> Iterator[ServiceProcess]:
         proc.stop()
 
 
-@pytest.fixture
-def client(service: ServiceProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=service.url, timeout=20) as http:
-        yield http
-
-
 def get(client: httpx.Client, url: str, **kwargs: object) -> httpx.Response:
     return check(client.get(url, **kwargs))  # type: ignore[arg-type]
 

@@ -38,12 +38,6 @@ def service(request: pytest.FixtureRequest, database_url: str) -> Iterator[Servi
         proc.stop()
 
 
-@pytest.fixture
-def client(service: ServiceProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=service.url, timeout=20) as http:
-        yield http
-
-
 def get(client: httpx.Client, url: str) -> httpx.Response:
     return check(client.get(url))
 

@@ -13,6 +13,7 @@ import pytest
 from support.runner_cli import (
     SHORT,
     assert_nothing_left,
+    interrupted_in_the_second_run,
     kill_tagged,
     loadlab,
     one_line_error,
@@ -157,13 +158,7 @@ def test_ctrl_c_in_the_second_run_keeps_the_first(tmp_path: Path,
     out = tmp_path / "c"
     proc = spawn(["matrix", str(two_cell_matrix(tmp_path / "m.toml", "6s")), "--out", str(out)],
                  env[0])
-    try:
-        wait_for(lambda: runs_done(out) == 1 and len(running(out)) == 2, 90, "the second run")
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    stderr = interrupted_in_the_second_run(proc, out)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "interrupted: kept 1" in stderr
     runs = summary(out)["runs"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -90,6 +91,19 @@ def running(out: Path) -> list[dict[str, Any]]:
         return entries
     except (OSError, ValueError):
         return []
+
+
+def interrupted_in_the_second_run(proc: subprocess.Popen[str], out: Path) -> str:
+    """Ctrl-C to a two-cell matrix once its second run has begun; its stderr once it ended
+    (killed if it would not)."""
+    try:
+        wait_for(lambda: runs_done(out) == 1 and len(running(out)) == 2, 90, "the second run")
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return stderr
 
 
 def under_load(out: Path) -> bool:
