@@ -25,13 +25,13 @@ import os
 import shutil
 import statistics
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from _reliability import process_group
-from bench_metrics_overhead import LOAD_CORE, SERVER_CORE, Server, scraped, wrk
+from _sidebyside import at_once
+from bench_metrics_overhead import LOAD_CORE, SERVER_CORE, Server, per_cpu_second
 from bench_metrics_overhead import SCRAPE_INTERVAL_S as SCRAPE
 
 from loadlab.launch import free_port
@@ -92,22 +92,8 @@ def side_by_side(example: Example, rounds: int, seconds: float) -> list[float]:
     ratios = []
     for _ in range(rounds):
         with running(example, False) as bare, running(example, True) as lab:
-            per_cpu = [0.0, 0.0]
-
-            def load(i: int, server: Server, per_cpu: list[float] = per_cpu) -> None:
-                with scraped(server):
-                    wrk(server.url, 1, example.connections)  # warm-up
-                    cpu = server.cpu_seconds()
-                    _, count = wrk(server.url, seconds, example.connections)
-                    per_cpu[i] = count / max(server.cpu_seconds() - cpu, 1e-9)
-
-            threads = [threading.Thread(target=load, args=(i, s))
-                       for i, s in enumerate((bare, lab))]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            ratios.append(per_cpu[1] / per_cpu[0])
+            ratios.append(at_once(
+                lambda s: per_cpu_second(s, seconds, example.connections), bare, lab))
     return ratios
 
 

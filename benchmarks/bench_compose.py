@@ -31,10 +31,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from _dockercpu import cgroup_cpu_s, daemon_pids, proc_cpu_s, shim_pids
-from stack import ROOT, SERVICES, Stack, engine_problem, registry_answers
+from support.compose_project import ROOT, SERVICES, Stack, engine_problem, registry_answers
 
 # The e2e's fast settings, which the bench drops to measure the compose file's defaults.
 E2E_ONLY = ("SCRAPE_INTERVAL", "HEALTHCHECK_INTERVAL", "LOCUST_WORKERS", "FASTAPI_CPUS",

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import psutil
 from _reliability import process_group
+from _sidebyside import at_once
 
 from loadlab.launch import free_port, serve_argv
 from loadlab.serve import ServerConfig
@@ -181,6 +182,16 @@ def wrk(url: str, seconds: float, connections: int) -> tuple[float, int]:
     return float(rate.group(1)), int(count.group(1))
 
 
+def per_cpu_second(server: Server, seconds: float, connections: int) -> float:
+    """Requests per CPU-second of the server's tree under one wrk run (after a warm-up),
+    its side port scraped meanwhile."""
+    wrk(server.url, 1, connections)  # warm-up
+    cpu = server.cpu_seconds()
+    with scraped(server):
+        _, count = wrk(server.url, seconds, connections)
+        return count / max(server.cpu_seconds() - cpu, 1e-9)
+
+
 def connections_for(variant: Variant, asked: int) -> int:
     """A sync worker serves one connection at a time: a deep queue only adds noise."""
     if asked:
@@ -222,22 +233,8 @@ def measure_side_by_side(variant: Variant, rounds: int, seconds: float,
     for _ in range(rounds):
         for app in ratios:
             with running(variant, "bare") as bare, running(variant, app) as other:
-                per_cpu: list[float] = [0.0, 0.0]
-
-                def load(i: int, server: Server, per_cpu: list[float] = per_cpu) -> None:
-                    wrk(server.url, 1, connections)  # warm-up
-                    cpu = server.cpu_seconds()
-                    with scraped(server):
-                        _, count = wrk(server.url, seconds, connections)
-                        per_cpu[i] = count / max(server.cpu_seconds() - cpu, 1e-9)
-
-                threads = [threading.Thread(target=load, args=(i, s))
-                           for i, s in enumerate((bare, other))]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
-                ratios[app].append(per_cpu[1] / per_cpu[0])
+                ratios[app].append(at_once(
+                    lambda s: per_cpu_second(s, seconds, connections), bare, other))
     return ratios
 
 

@@ -30,10 +30,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from stack import Stack as ComposeProject
-from stack import engine_problem
+from support.compose_project import Stack as ComposeProject
+from support.compose_project import engine_problem
 
 from loadlab.launch import free_port
 from loadlab.stack import Stack, swarm_state

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from metrics_support import Scrape, fetch, scrape, settled_scrape, wait_for
+from support.metrics_scrape import Scrape, fetch, scrape, settled_scrape, wait_for
 
 from loadlab import servers
 from loadlab.apps.load import interface_of

@@ -391,7 +391,7 @@ def test_the_real_measure_runs_one_round_of_only_the_cells_asked_for(tmp_path: A
     files found from the claims' directory."""
     import subprocess
 
-    from _runner_util import assert_nothing_left, kill_tagged, tagged_env
+    from support.runner_cli import assert_nothing_left, kill_tagged, tagged_env
 
     env, tag = tagged_env()
     try:
@@ -420,7 +420,7 @@ def test_the_real_measure_runs_one_round_of_only_the_cells_asked_for(tmp_path: A
     (["--until-decided", "--budget", "soon"], "--budget: cannot read 'soon' as a duration"),
 ])
 def test_a_bad_budget_is_one_line_and_exit_2(args: list[str], said: str, tmp_path: Any) -> None:
-    from _runner_util import loadlab, tagged_env
+    from support.runner_cli import loadlab, tagged_env
 
     env, _ = tagged_env()
     done = loadlab(["claims", "--quick", *args, "--out", str(tmp_path / "c")], env)

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from _runner_util import assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
+from support.runner_cli import assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
 
 from loadlab.claims import CLAIM_IDS, QUICK, judge, plan, runs_by_name
 

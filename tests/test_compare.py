@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _runner_util import kill_tagged, loadlab, tagged_env
+from support.runner_cli import kill_tagged, loadlab, tagged_env
 
 from loadlab.report.compare import FASTER, SAME, SLOWER, UNSURE, compare, judge_figure
 from loadlab.report.compare_html import comparison_section

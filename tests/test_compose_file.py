@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from requirements_probe import require
+from support.system_tools import require
 
 from loadlab import servers
 from loadlab.dashboards.common import SERVICE_COLORS
@@ -297,10 +297,6 @@ def test_the_lab_images_are_built_never_pulled() -> None:
         assert services[name].get("pull_policy") == "build", name
     for name in set(services) - lab:  # third-party images come from their registries
         assert services[name].get("pull_policy") in (None, "missing"), name
-
-
-def _tracked(path: str) -> bool:
-    return (ROOT / path).is_file()
 
 
 def scripts_the_lab_runs() -> set[str]:

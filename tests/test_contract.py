@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
-from contract_check import (
+from support.contract_check import (
     NOT_ALLOWED,
     NOT_FOUND,
     NOT_JSON,
@@ -28,7 +28,7 @@ from contract_check import (
     document,
     service_pids,
 )
-from lab_services import FT_VARIANTS, VARIANTS, start_service
+from support.services import FT_VARIANTS, VARIANTS, start_service
 
 from loadlab import contract, servers, workloads
 from loadlab.launch import ServiceProcess
@@ -45,12 +45,6 @@ def service(request: pytest.FixtureRequest) -> Iterator[ServiceProcess]:
         yield proc
     finally:
         proc.stop()
-
-
-@pytest.fixture
-def client(service: ServiceProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=service.url, timeout=20) as http:
-        yield http
 
 
 def get(client: httpx.Client, url: str, **kwargs: object) -> httpx.Response:

@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import psutil
 import pytest
-from lab_services import start_service
-from metrics_support import fetch, scrape, wait_for
+from support.metrics_scrape import fetch, scrape, wait_for
+from support.services import start_service
 
 from loadlab.contract import MAX_CPU_WORK
 from loadlab.launch import ServiceProcess

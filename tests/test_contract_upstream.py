@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-from contract_check import check
+from support.contract_check import check
 
 from loadlab.launch import ServiceProcess, free_port
 from loadlab.serve import ServerConfig

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import prometheus_native as prom
 import pytest
 import yaml
-from lab_services import db_service, start_service
-from locustrun import Locust
+from support import prometheus_server as prom
+from support.locust_process import Locust
+from support.services import db_service, start_service
 
 from loadlab.cli import main as cli_main
 from loadlab.dashboards import BOARDS, database, default_dir, render, stale

@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import psycopg
 import pytest
-from contract_check import check
-from lab_services import VARIANTS, db_service
-from metrics_support import fetch, scrape, wait_for
+from support.contract_check import check
+from support.metrics_scrape import fetch, scrape, wait_for
+from support.services import VARIANTS, db_service
 
 from loadlab import contract, db
 from loadlab.launch import ServiceProcess, free_port
@@ -36,12 +36,6 @@ def service(request: pytest.FixtureRequest, database_url: str) -> Iterator[Servi
         yield proc
     finally:
         proc.stop()
-
-
-@pytest.fixture
-def client(service: ServiceProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=service.url, timeout=20) as http:
-        yield http
 
 
 def get(client: httpx.Client, url: str) -> httpx.Response:

@@ -9,8 +9,8 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from lab_services import VARIANTS, db_service
-from metrics_support import fetch, scrape, wait_for, worker_pids
+from support.metrics_scrape import fetch, scrape, wait_for, worker_pids
+from support.services import VARIANTS, db_service
 
 from loadlab.database import PostgresCluster, PostgresUnavailable
 

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from contract_check import document
-from lab_services import VARIANTS, db_service
-from metrics_support import fetch
+from support.contract_check import document
+from support.metrics_scrape import fetch
+from support.services import VARIANTS, db_service
 
 from loadlab.launch import ServiceProcess
 from loadlab.openapi import document_path
@@ -43,7 +43,7 @@ def service(request: pytest.FixtureRequest, database_url: str) -> Iterator[Servi
 def test_fuzz_from_the_document(service: ServiceProcess, tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     tests_dir = str(Path(__file__).parent)
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": "fuzz_hooks",
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "support.schemathesis_hooks",
            "PYTHONPATH": os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")]))}
     argv = [
         str(Path(sys.executable).parent / "st"), "run", str(document_path()),

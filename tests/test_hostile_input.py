@@ -14,7 +14,7 @@ import socket
 
 import httpx
 import pytest
-from contract_check import service_pids
+from support.contract_check import service_pids
 
 from loadlab import contract
 from loadlab.launch import ServiceProcess

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from requirements_probe import require_tool
+from support.system_tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFLIGHT = ROOT / "scripts" / "preflight.py"

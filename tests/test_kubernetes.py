@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from requirements_probe import missing, require
+from support.system_tools import missing, require
 
 from loadlab.dashboards import kube
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab_services import start_service
-from locustrun import ROOT, SHAPES, Locust, free_port, get, metrics, wait_for
+from support.locust_process import ROOT, SHAPES, Locust, free_port, get, metrics, wait_for
+from support.services import start_service
 
 from loadlab.launch import ServiceProcess
 
@@ -27,15 +27,6 @@ UPDATE_DOCS = os.environ.get("LOADLAB_UPDATE_DOCS") == "1"
 IO_MS = 40
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def fastapi() -> Iterator[ServiceProcess]:
-    proc = start_service(framework="fastapi", worker_class="uvicorn", workers=1)
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.mark.requires("chromium")

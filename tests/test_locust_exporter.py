@@ -11,8 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from lab_services import start_service
-from locustrun import (
+from support.locust_process import (
     ROOT,
     Locust,
     Run,
@@ -23,7 +22,8 @@ from locustrun import (
     stats_totals,
     wait_for,
 )
-from requirements_probe import require_tool
+from support.services import start_service
+from support.system_tools import require_tool
 
 from loadlab.launch import ServiceProcess
 

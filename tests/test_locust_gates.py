@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from lab_services import start_service
-from locustrun import LOCUSTFILE, ROOT, Locust, free_port, headless, run_headless
+from support.locust_process import LOCUSTFILE, ROOT, Locust, free_port, headless, run_headless
 
 from loadlab.launch import ServiceProcess
-
-
-@pytest.fixture(scope="module")
-def fastapi() -> Iterator[ServiceProcess]:
-    proc = start_service(framework="fastapi", worker_class="uvicorn", workers=1)
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.mark.slow

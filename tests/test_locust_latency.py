@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import random
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _runner_util import SHORT, kill_tagged, loadlab, tagged_env
-from lab_services import start_service
-from locustrun import ROOT, Locust, free_port, headless
+from support.locust_process import ROOT, Locust, free_port, headless
+from support.runner_cli import SHORT, kill_tagged, loadlab, tagged_env
 
 from loadlab.launch import ServiceProcess
 
@@ -51,15 +49,6 @@ def test_merged_histograms_equal_one_histogram_of_everything() -> None:
     everything = [v for part in parts for v in part]
     assert merged.count_at_or_below((0.01,))[0] == pytest.approx(
         sum(v <= 10.0 for v in everything), abs=5)
-
-
-@pytest.fixture(scope="module")
-def fastapi() -> Iterator[ServiceProcess]:
-    proc = start_service(framework="fastapi", worker_class="uvicorn", workers=1)
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 def _assert_sub_ms_gate_fails(returncode: int, output: str, report: dict | None) -> None:

@@ -23,8 +23,8 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
-from lab_services import start_service
-from locustrun import ROOT, Locust, Run, free_port, headless
+from support.locust_process import ROOT, Locust, Run, free_port, headless
+from support.services import start_service
 
 from loadlab.launch import ServiceProcess
 

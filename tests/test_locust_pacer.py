@@ -7,7 +7,7 @@ import importlib.util
 import sys
 from types import ModuleType
 
-from locustrun import ROOT
+from support.locust_process import ROOT
 
 
 def load_openmodel() -> ModuleType:

@@ -5,12 +5,10 @@ an exporter whose totals equal Locust's own statistics; the open model paces its
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lab_services import start_service
-from locustrun import (
+from support.locust_process import (
     ROOT,
     Locust,
     exporter_totals,
@@ -26,15 +24,6 @@ from loadlab.launch import ServiceProcess
 OWN = Path(__file__).parent / "locustfiles" / "own_shop.py"
 PLUGIN = ROOT / "locust" / "loadlab_plugin.py"
 WITH_PLUGIN = f"{OWN},{PLUGIN}"
-
-
-@pytest.fixture(scope="module")
-def fastapi() -> Iterator[ServiceProcess]:
-    proc = start_service(framework="fastapi", worker_class="uvicorn", workers=1)
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 def _own(host: str, *extra: str, users: int = 4, run_time: str = "3s") -> Locust:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from lab_services import start_service
-from locustrun import Run, get, headless
+from support.locust_process import Run, get, headless
+from support.services import start_service
 
 from loadlab.launch import ServiceProcess
 

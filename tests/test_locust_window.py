@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from _runner_util import kill_tagged, loadlab, summary, tagged_env
+from support.runner_cli import kill_tagged, loadlab, summary, tagged_env
 
 pytestmark = pytest.mark.slow  # a real Locust run with a backlog
 

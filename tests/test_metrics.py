@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from metrics_support import (
+from support.metrics_scrape import (
     Scrape,
     fetch,
     get_all,

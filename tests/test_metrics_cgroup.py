@@ -10,9 +10,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from lab_services import start_service
-from metrics_support import fetch, scrape
-from requirements_probe import require
+from support.metrics_scrape import fetch, scrape
+from support.services import start_service
+from support.system_tools import require
 
 from loadlab import cpulimit
 

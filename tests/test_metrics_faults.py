@@ -19,8 +19,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import psutil
 import pytest
-from lab_services import start_service
-from metrics_support import fetch, scrape, server_master, settled_scrape, wait_for, worker_pids
+from support.metrics_scrape import (
+    fetch,
+    scrape,
+    server_master,
+    settled_scrape,
+    wait_for,
+    worker_pids,
+)
+from support.services import start_service
 
 from loadlab.launch import ServiceProcess
 

@@ -16,8 +16,15 @@ import time
 from pathlib import Path
 
 import pytest
-from lab_services import start_service
-from metrics_support import fetch, metrics_dir, sample_files, scrape, settled_scrape, wait_for
+from support.metrics_scrape import (
+    fetch,
+    metrics_dir,
+    sample_files,
+    scrape,
+    settled_scrape,
+    wait_for,
+)
+from support.services import start_service
 
 from loadlab.metrics.multiprocess import LockedMultiProcessCollector, mark_dead
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from lab_services import start_service
-from metrics_support import Scrape, fetch, settled_scrape
 from prometheus_client.parser import text_string_to_metric_families
+from support.metrics_scrape import Scrape, fetch, settled_scrape
+from support.services import start_service
 
 from loadlab.launch import ServiceProcess, free_port
 from loadlab.metrics.acceptqueue import (
@@ -413,7 +413,7 @@ def test_prometheus_keeps_scraping_a_saturated_sync_worker(
     """The lab's own Prometheus config and rules, scraping the side port every second
     (timeout 1 s): under an overload that holds a service-port scrape for seconds, ``up``
     stays 1 and Prometheus records the accept queue."""
-    import prometheus_native as prom
+    from support import prometheus_server as prom
 
     address = sync_one.metrics_url.removeprefix("http://").removesuffix("/metrics")
     config = prom.lab_config(tmp_path / "config", {"services": {"flask": address}})

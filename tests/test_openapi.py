@@ -1,7 +1,7 @@
 """services/openapi.json: generated from the FastAPI app, current, and complete.
 
 Both services are held against it response by response in the contract suite
-(``contract_check.check``) and by the fuzzer (test_fuzz.py).
+(``support.contract_check.check``) and by the fuzzer (test_fuzz.py).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from contract_check import document
+from support.contract_check import document
 
 from loadlab.openapi import document_path
 

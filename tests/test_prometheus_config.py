@@ -9,9 +9,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import prometheus_native as prom
 import pytest
 import yaml
+from support import prometheus_server as prom
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "prometheus" / "prometheus.yml"

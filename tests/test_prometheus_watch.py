@@ -9,8 +9,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import prometheus_native as prom
 import pytest
+from support import polling
+from support import prometheus_server as prom
 
 from loadlab.runner.prometheus_watch import PrometheusWatch, is_ready
 
@@ -18,10 +19,7 @@ FAST = 0.2  # seconds between checks in these tests
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 15) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+    polling.wait_for(check, timeout_s, what)
 
 
 @pytest.mark.requires("prometheus")

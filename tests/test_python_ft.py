@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from lab_services import require_ft
+from support.services import require_ft
 
 from loadlab.launch import ServiceProcess, free_port
 from loadlab.serve import ServeError, ServerConfig, serve_argv

@@ -4,7 +4,7 @@ ready for load only when its /metrics counts them all (real Gunicorn and Uvicorn
 from __future__ import annotations
 
 import pytest
-from lab_services import start_service
+from support.services import start_service
 
 from loadlab.readiness import not_ready, wait_ready, workers_up
 

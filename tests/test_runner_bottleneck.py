@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _runner_util import SHORT, assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
+from support.runner_cli import SHORT, assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
 
 CASES = {
     "worker_slots": ["--target", "flask", "--worker-class", "sync", "--workers", "1",

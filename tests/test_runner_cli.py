@@ -7,15 +7,16 @@ import os
 import re
 import signal
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _runner_util import (
+from support.runner_cli import (
     SHORT,
     assert_nothing_left,
+    interrupted_in_the_second_run,
     kill_tagged,
     loadlab,
+    one_line_error,
     running,
     runs_done,
     spawn,
@@ -28,22 +29,6 @@ from _runner_util import (
 
 RUN_FIELDS = {"target", "framework", "server", "scenario", "cpus", "workers", "worker_class",
               "threads", "users", "duration_s", "requests", "failures", "rps", "latency_ms"}
-
-
-@pytest.fixture
-def env() -> Iterator[tuple[dict[str, str], str]]:
-    environment, tag = tagged_env()
-    try:
-        yield environment, tag
-    finally:
-        kill_tagged(tag)
-
-
-def one_line_error(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize(("args", "words"), [
@@ -173,13 +158,7 @@ def test_ctrl_c_in_the_second_run_keeps_the_first(tmp_path: Path,
     out = tmp_path / "c"
     proc = spawn(["matrix", str(two_cell_matrix(tmp_path / "m.toml", "6s")), "--out", str(out)],
                  env[0])
-    try:
-        wait_for(lambda: runs_done(out) == 1 and len(running(out)) == 2, 90, "the second run")
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    stderr = interrupted_in_the_second_run(proc, out)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "interrupted: kept 1" in stderr
     runs = summary(out)["runs"]

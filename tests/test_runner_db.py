@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _runner_util import SHORT, assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
-from lab_services import VARIANTS
-from locustrun import headless
+from support.locust_process import headless
+from support.runner_cli import SHORT, assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
+from support.services import VARIANTS
 from test_db import db_service
 
 from loadlab.database.cluster import clusters_root
@@ -36,10 +36,6 @@ def test_every_database_scenario_runs_clean(service: ServiceProcess) -> None:
         seen = {e["name"] for e in run.stats if e["num_requests"] > 0}
         assert seen == {ROUTES[name]}, (name, seen)
         assert run.requests > 0 and run.failures == 0, (name, run.stats)
-
-
-def _clusters_of(pid: int) -> list[Path]:
-    return list(clusters_root().glob(f"loadlab-pg-{pid}-*"))
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _runner_util import loadlab, tagged, tagged_env
+from support.runner_cli import loadlab, tagged, tagged_env
 
 from loadlab.contract import MAX_CPU_WORK, MAX_IO_MS
 from loadlab.errors import UserError

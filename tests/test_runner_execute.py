@@ -12,8 +12,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from _runner_util import loadlab, summary, tagged_env
-from metrics_support import scrape
+from support.metrics_scrape import scrape
+from support.runner_cli import loadlab, summary, tagged_env
 
 from loadlab.runner.execute import execute
 from loadlab.runner.options import RunSpec

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from _runner_util import SHORT, assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
+from support.runner_cli import SHORT, assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
 
 from loadlab.requestlist import RequestError, fill, parse
 

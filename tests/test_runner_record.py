@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from loadlab.runner.execute import Gauges, Measurement, record_from, window_seconds
+from loadlab.runner.execute import Measurement, record_from, window_seconds
 from loadlab.runner.interpreter import gil_note
 from loadlab.runner.loadgen import LoadFigures
 from loadlab.runner.options import RunSpec
@@ -177,10 +177,10 @@ def test_the_record_is_a_pure_function() -> None:
     assert json.dumps(m.as_json()) == before
 
 
-def _gauges(queue: float) -> list[Gauges]:
-    return [Gauges(ok=True, in_progress=1.0, accept_queue=queue, threadpool_busy=None,
-                   threadpool_size=None, db_pool_in_use=None, db_pool_size=None,
-                   db_pool_waiting=None, loop_lag_buckets={0.005: n, float("inf"): n})
+def _gauges(queue: float) -> list[bottleneck.Gauges]:
+    return [bottleneck.Gauges(ok=True, in_progress=1.0, accept_queue=queue, threadpool_busy=None,
+                              threadpool_size=None, db_pool_in_use=None, db_pool_size=None,
+                              db_pool_waiting=None, loop_lag_buckets={0.005: n, float("inf"): n})
             for n in (10.0, 20.0, 30.0)]
 
 

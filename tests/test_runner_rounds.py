@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from _runner_util import SHORT, kill_tagged, loadlab, tagged_env
+from support.runner_cli import SHORT, kill_tagged, loadlab, tagged_env
 
 from loadlab.runner.matrix import MatrixError, parse_matrix
 from loadlab.runner.options import OptionError, parse_rounds

@@ -8,16 +8,15 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _runner_util import (
+from support.runner_cli import (
     SHORT,
+    interrupted_in_the_second_run,
     kill_tagged,
     loadlab,
     running,
-    runs_done,
     summary,
     tagged,
     tagged_env,
@@ -28,15 +27,6 @@ from _runner_util import (
 
 from loadlab.procs import is_alive
 from loadlab.runner.leftovers import DirectoryBusy, DirectoryLock, Leftovers
-
-
-@pytest.fixture
-def env() -> Iterator[tuple[dict[str, str], str]]:
-    environment, tag = tagged_env()
-    try:
-        yield environment, tag
-    finally:
-        kill_tagged(tag)
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -177,13 +167,7 @@ def test_ctrl_c_ends_a_runner_that_inherited_sigint_ignored(
                                                                          "6s")),
          "--out", str(out)], env=env[0], text=True, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, preexec_fn=_sigint_ignored)
-    try:
-        wait_for(lambda: runs_done(out) == 1 and len(running(out)) == 2, 90, "the last run")
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    stderr = interrupted_in_the_second_run(proc, out)
     assert proc.returncode == 130, stderr
     assert "interrupted: kept 1" in stderr
     assert len(summary(out)["runs"]) == 1

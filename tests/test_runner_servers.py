@@ -8,12 +8,11 @@ one line and exit 2. Server names come from the registry (servers.py) only.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _runner_util import SHORT, assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
-from lab_services import require_ft
+from support.runner_cli import SHORT, assert_nothing_left, loadlab, one_line_error, summary
+from support.services import require_ft
 
 from loadlab import servers
 from loadlab.runner.commands import with_server_options
@@ -24,22 +23,6 @@ from loadlab.runs.record import variant_label
 
 GRANIAN = "granian"
 assert GRANIAN in servers.SERVERS
-
-
-@pytest.fixture
-def env() -> Iterator[tuple[dict[str, str], str]]:
-    environment, tag = tagged_env()
-    try:
-        yield environment, tag
-    finally:
-        kill_tagged(tag)
-
-
-def one_line_error(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize(("args", "words"), [

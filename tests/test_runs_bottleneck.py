@@ -8,7 +8,6 @@ shaped as the sampler records them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from loadlab.report.headline import sentences
 from loadlab.runner.session import describe
 from loadlab.runs.bottleneck import (
     RESOURCES,
+    Gauges,
     Signals,
     for_run,
     signals,
@@ -25,21 +25,6 @@ from loadlab.runs.bottleneck import (
     words,
 )
 from loadlab.runs.record import read_runs
-
-
-@dataclass
-class FakeScrape:
-    """One scrape as runner.sampler.Scrape holds it (only the fields the verdict reads)."""
-
-    ok: bool = True
-    in_progress: float | None = None
-    accept_queue: float | None = None
-    threadpool_busy: float | None = None
-    threadpool_size: float | None = None
-    db_pool_in_use: float | None = None
-    db_pool_size: float | None = None
-    db_pool_waiting: float | None = None
-    loop_lag_buckets: dict[float, float] = field(default_factory=dict)
 
 
 def test_one_sync_worker_under_50_users_is_limited_by_its_worker_slot() -> None:
@@ -146,9 +131,9 @@ def _record(**over: Any) -> dict[str, Any]:
 
 
 def test_signals_from_a_record_and_its_scrapes() -> None:
-    scrapes = [FakeScrape(in_progress=1.0, accept_queue=47.0),
-               FakeScrape(in_progress=1.0, accept_queue=49.0),
-               FakeScrape(ok=False)]
+    scrapes = [Gauges(in_progress=1.0, accept_queue=47.0),
+               Gauges(in_progress=1.0, accept_queue=49.0),
+               Gauges(ok=False)]
     s = signals(_record(), scrapes)
     assert s.slots == 1 and s.in_progress == 1.0 and s.accept_queue == 48.0
     assert s.latency_mean_ms == 2600.0 and s.load_cores == 1.0
@@ -160,7 +145,7 @@ def test_loop_lag_is_read_from_the_histogram_of_the_window() -> None:
     before = {0.001: 10.0, 0.025: 10.0, 0.05: 10.0, float("inf"): 10.0}
     after = {0.001: 10.0, 0.025: 10.0, 0.05: 110.0, float("inf"): 110.0}
     record = _record(target="fastapi", worker_class="uvicorn", users=20)
-    s = signals(record, [FakeScrape(loop_lag_buckets=before), FakeScrape(loop_lag_buckets=after)])
+    s = signals(record, [Gauges(loop_lag_buckets=before), Gauges(loop_lag_buckets=after)])
     assert s.slots is None
     assert s.loop_lag_s == pytest.approx(0.0375)
     assert verdict(s)["resource"] == "event_loop"
@@ -169,7 +154,7 @@ def test_loop_lag_is_read_from_the_histogram_of_the_window() -> None:
 def test_the_terminal_and_the_headline_say_it() -> None:
     record = _record(status="ok", requests=570, failures=0, scenario="io", io_ms=50,
                      framework="flask", duration_s=30)
-    record["bottleneck"] = for_run(record, [FakeScrape(in_progress=1.0, accept_queue=48.0)])
+    record["bottleneck"] = for_run(record, [Gauges(in_progress=1.0, accept_queue=48.0)])
     line = describe(record)  # type: ignore[arg-type]
     assert "limited by its 1 worker slot: busy 100%, 48 connections queued" in line
     runs = read_runs({"runs": [record]})
@@ -181,7 +166,7 @@ def test_a_sync_worker_with_a_queue_is_limited_by_its_slot_though_it_idles_betwe
     request in progress at most scrapes and the kernel held 4-5 connections for it. The
     trailing scrape came after the load ended (0, 0)."""
     seen = [(0.0, 4.0), (1.0, 5.0), (1.0, 5.0), (1.0, 4.0), (1.0, 4.0), (0.0, 0.0)]
-    scrapes = [FakeScrape(in_progress=p, accept_queue=q) for p, q in seen]
+    scrapes = [Gauges(in_progress=p, accept_queue=q) for p, q in seen]
     record = _record(users=5, rps=84.3, latency_ms={"p50": 59.5, "mean": 58.3})
     verdict_ = for_run(record, scrapes)
     assert verdict_["resource"] == "worker_slots", verdict_

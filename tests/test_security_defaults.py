@@ -20,14 +20,15 @@ from typing import Any
 
 import psutil
 import pytest
-from contract_check import service_pids
-from lab_services import start_service
-from locustrun import Locust, wait_for
-from requirements_probe import require
+from support.contract_check import service_pids
+from support.locust_process import Locust, wait_for
+from support.services import start_service
+from support.system_tools import require
 
 from loadlab.cli import build_parser
 from loadlab.launch import free_port
 from loadlab.loopback import is_loopback
+from loadlab.procs import kill_group
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAFANA_ENTRY = ROOT / "grafana" / "entrypoint.sh"
@@ -159,13 +160,8 @@ class Volume:
 
     @staticmethod
     def stop(proc: subprocess.Popen[str]) -> None:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)  # the image's STOPSIGNAL: a fast shutdown
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
+        if proc.poll() is None:  # SIGINT: the image's STOPSIGNAL, a fast shutdown
+            kill_group(proc.pid, 60, signal.SIGINT, proc=proc)
 
     def connects(self, password: str | None) -> bool:
         """Whether a client over TCP gets in as the database's superuser with `password`."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from requirements_probe import require
+from support.system_tools import require
 
 from loadlab import cgroup, cpulimit
 from loadlab.cgroup import CgroupRef

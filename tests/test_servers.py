@@ -6,8 +6,8 @@ import time
 
 import httpx
 import pytest
-from lab_services import VARIANTS, start_service
 from prometheus_client.parser import text_string_to_metric_families
+from support.services import VARIANTS, start_service
 
 from loadlab import db, servers
 from loadlab.metrics.acceptqueue import effective_backlog

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from _runner_util import assert_nothing_left, kill_tagged, loadlab, tagged_env
+from support.runner_cli import assert_nothing_left, kill_tagged, loadlab, tagged_env
 
 from loadlab.sizing.candidates import (
     Branch,

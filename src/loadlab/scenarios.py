@@ -3,7 +3,7 @@ its weight in the ``all`` mix, and the route its requests are named by.
 
 Standard library only, so the Locust processes import it as they are (the locustfile
 builds its tasks from this table; ``locust/_scenarios.py`` holds one checked request per
-entry). tests/test_locust_registry.py checks that the copies derived from it agree.
+entry). tests/test_scenarios.py checks that the copies derived from it agree.
 """
 
 from __future__ import annotations

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from requirements_probe import require
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from stack import Stack, engine_problem, registry_answers
+from support.compose_project import Stack, engine_problem, registry_answers
+from support.system_tools import require
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

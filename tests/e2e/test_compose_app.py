@@ -11,8 +11,8 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from requirements_probe import require
-from stack import Stack, engine_problem, registry_answers
+from support.compose_project import Stack, engine_problem, registry_answers
+from support.system_tools import require
 
 from loadlab import offline
 from loadlab.launch import free_port

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 
-from stack import Stack
+from support.compose_project import Stack
 from test_compose_lab import KIND_SPECIFIC
 
 from loadlab.dashboards import render

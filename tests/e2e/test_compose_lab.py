@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from stack import PROFILE_VARIANTS, VARIANT_SERVICES, Stack
+from support.compose_project import PROFILE_VARIANTS, VARIANT_SERVICES, Stack
 
 from loadlab.dashboards import database, render
 from loadlab.dashboards.queries import queries, substitute

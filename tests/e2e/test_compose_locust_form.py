@@ -8,8 +8,8 @@ from collections.abc import Callable
 from functools import partial
 
 import pytest
-from locustrun import get, metrics
-from stack import Stack
+from support.compose_project import Stack
+from support.locust_process import get, metrics
 from test_locust_browser import (
     CHROMIUM,
     FLAGS,

@@ -8,15 +8,14 @@ whatever happened. Like the other compose-runtime test, the run leaves `fastapi`
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from stack import Stack
+from support.compose_project import Stack
 
+from loadlab.procs import kill_group
 from loadlab.runner.prometheus_watch import is_ready
 
 
@@ -31,12 +30,7 @@ def health(stack: Stack, service: str) -> str:
 def end_run(proc: subprocess.Popen[str]) -> None:
     """SIGTERM to the run's own process group: it stops its Locust and its service."""
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_group(proc.pid, 90, proc=proc)
 
 
 def test_prometheus_stopped_mid_run_figures_from_the_direct_scrape(

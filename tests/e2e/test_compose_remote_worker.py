@@ -3,16 +3,14 @@ another host) joins the compose lab's master through its published port 5557."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from stack import ROOT, Stack
+from support.compose_project import ROOT, Stack
 
+from loadlab.procs import kill_group
 from loadlab.runner.locust_driver import locust_bin
 
 
@@ -81,12 +79,6 @@ def test_a_native_worker_joins_through_the_published_port(stack: Stack,
             sum(stack.query(served).values()) - before >= sent), 30)
         assert sent <= sum(stack.query(served).values()) - before <= sent + 4
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+        kill_group(worker.pid, 15, proc=worker)
         log.close()
         stack.compose("up", "--detach", "--wait", "--no-deps", "locust-worker", timeout=180)

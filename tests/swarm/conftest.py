@@ -17,10 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-
-from stack import engine_problem, registry_answers
+from support.compose_project import engine_problem, registry_answers
 
 from loadlab.launch import free_port
 from loadlab.stack import Stack, swarm_state

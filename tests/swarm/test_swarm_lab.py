@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import SwarmLab
+from support import polling
 
 from loadlab.stack import Stack
 
@@ -31,14 +32,7 @@ def total(lab: SwarmLab, expr: str) -> float:
 
 
 def wait_for(what: str, check: Any, timeout_s: float = 90) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(1)
+    return polling.wait_for(check, timeout_s, what, every_s=1)
 
 
 def loadlab(lab: SwarmLab, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

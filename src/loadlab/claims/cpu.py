@@ -14,12 +14,14 @@ from loadlab.claims.verdicts import (
     UNSURE,
     Decision,
     Verdict,
+    busy_machine,
     ceiling_series,
     decide,
     median,
     other_work,
     ratio_effect,
     rps_of,
+    rps_ratio,
     rps_text,
     series_of,
 )
@@ -43,8 +45,7 @@ def _cpu_scales(seen: Reading) -> Verdict:
     n = many[0]["workers"]
     ideal = min(n, cores)
     need = 1 + 0.5 * (ideal - 1)
-    effect = ratio_effect(f"rps {n} workers / 1 worker", rps_of(one), rps_of(many),
-                          series_of(one), series_of(many))
+    effect = rps_ratio(f"rps {n} workers / 1 worker", one, many)
     busy = other_work(one, many)
     evidence = (f"Gunicorn sync, ~{(one[0]['cpu_work'] or 100) * 0.1:g} ms CPU per request: "
                 f"1 worker {rps_text(one)} req/s, {n} workers {rps_text(many)} req/s on "
@@ -53,9 +54,8 @@ def _cpu_scales(seen: Reading) -> Verdict:
     d = decide(effect, need, 1.15)
     if ideal < 2:
         return seen.verdict(d, evidence, effect, UNSURE, "one core cannot show scaling")
-    if d.verdict != HOLDS and busy > BUSY_CORES:
-        return seen.verdict(d, evidence, effect, UNSURE,
-                            f"the machine was busy ({busy:.2f} cores of other work)")
+    if why := busy_machine(d, busy):
+        return seen.verdict(d, evidence, effect, UNSURE, why)
     return seen.verdict(d, evidence, effect)
 
 
@@ -79,8 +79,7 @@ THREADS_4 = Cell("threads-4", lambda s, cores: _flask_cpu(
 def _threads_not_parallel(seen: Reading) -> Verdict:
     one, four = seen.rounds(THREADS_1), seen.rounds(THREADS_4)
     cores = seen.cores
-    effect = ratio_effect(f"rps {four[0]['threads']} threads / 1 thread", rps_of(one),
-                          rps_of(four), series_of(one), series_of(four))
+    effect = rps_ratio(f"rps {four[0]['threads']} threads / 1 thread", one, four)
     used = max(float((r.get("server") or {}).get("cpu_cores_used") or 0.0) for r in four)
     busy = other_work(one, four)
     evidence = (f"Gunicorn gthread, 1 worker: 1 thread {rps_text(one)} req/s, "
@@ -149,9 +148,8 @@ def _limit_caps(seen: Reading) -> Verdict:
     if d.verdict == HOLDS and share < 0.05:
         d = Decision(UNSURE, f"throttled in {share:.0%} of periods, under 5%")
     busy = other_work(one, two)
-    if d.verdict != HOLDS and busy > BUSY_CORES:
-        return seen.verdict(d, evidence, effect, UNSURE,
-                            f"the machine was busy ({busy:.2f} cores)")
+    if why := busy_machine(d, busy, "cores"):
+        return seen.verdict(d, evidence, effect, UNSURE, why)
     if share == 0.0:
         return seen.verdict(d, evidence, effect, FAILS, "no throttling at all")
     return seen.verdict(d, evidence, effect)

@@ -8,19 +8,20 @@ from typing import Any
 
 from loadlab.claims.claim import Cell, Claim, Reading
 from loadlab.claims.verdicts import (
-    BUSY_CORES,
     FAILS,
     HOLDS,
     UNSURE,
     Decision,
     Verdict,
     all_of,
+    busy_machine,
     decide,
     mean_effect,
     median,
     other_work,
     ratio_effect,
     rps_of,
+    rps_ratio,
     series_of,
 )
 from loadlab.runner.options import RunSpec
@@ -162,8 +163,7 @@ def _db_bound(seen: Reading) -> Verdict:
     if None in shares:
         return seen.unsure("the database's CPU was not measured", "database CPU not measured")
     db_share = median([s for s in shares if s is not None])
-    effect = ratio_effect("FastAPI / Flask gevent on /db", rps_of(fl), rps_of(fa),
-                          series_of(fl), series_of(fa))
+    effect = rps_ratio("FastAPI / Flask gevent on /db", fl, fa)
     busy = other_work(fa, fl)
     evidence = (f"/db with {fa[0]['users']} users, each service on a {fa[0]['cpus']:g}-CPU "
                 f"limit beside the database: FastAPI {median(rps_of(fa)):,.0f} req/s, Flask "
@@ -172,9 +172,8 @@ def _db_bound(seen: Reading) -> Verdict:
     d = all_of(decide(effect, 0.8, 0.67), decide(effect, 1.25, 1.5, higher=False))
     if d.verdict == HOLDS and db_share < 0.4:
         d = Decision(UNSURE, f"the database took only {db_share:.0%} of the CPU")
-    if d.verdict != HOLDS and busy > BUSY_CORES:
-        return seen.verdict(d, evidence, effect, UNSURE,
-                            f"the machine was busy ({busy:.2f} cores)")
+    if why := busy_machine(d, busy, "cores"):
+        return seen.verdict(d, evidence, effect, UNSURE, why)
     return seen.verdict(d, evidence, effect)
 
 

@@ -12,17 +12,15 @@ from loadlab.claims.cpu import THREADS_1
 from loadlab.claims.verdicts import (
     BUSY_CORES,
     FAILS,
-    HOLDS,
     UNSURE,
     Decision,
     Verdict,
     all_of,
+    busy_machine,
     decide,
     other_work,
-    ratio_effect,
-    rps_of,
+    rps_ratio,
     rps_text,
-    series_of,
 )
 from loadlab.runner.options import RunSpec
 
@@ -66,10 +64,8 @@ def gil_enabled(run: dict[str, Any]) -> bool | None:
 def _parallel(seen: Reading) -> Verdict:
     g1, g2 = seen.rounds(THREADS_1), seen.rounds(THREADS_2)
     f1, f2 = seen.rounds(FT_THREADS_1), seen.rounds(FT_THREADS_2)
-    ft = ratio_effect("rps 2 threads / 1, free-threaded", rps_of(f1), rps_of(f2),
-                      series_of(f1), series_of(f2))
-    gil = ratio_effect("rps 2 threads / 1, with the GIL", rps_of(g1), rps_of(g2),
-                       series_of(g1), series_of(g2))
+    ft = rps_ratio("rps 2 threads / 1, free-threaded", f1, f2)
+    gil = rps_ratio("rps 2 threads / 1, with the GIL", g1, g2)
     busy = other_work(g1, g2, f1, f2)
     gil_on = [gil_enabled(r) for r in f1 + f2]
     evidence = (f"Gunicorn gthread, 1 worker, ~{(g1[0].get('cpu_work') or 100) * 0.1:g} ms "
@@ -83,9 +79,8 @@ def _parallel(seen: Reading) -> Verdict:
     if any(g is True for g in gil_on):
         return seen.verdict(d, evidence, ft, UNSURE,
                             "the GIL was on inside a request of the free-threaded service")
-    if d.verdict != HOLDS and busy > BUSY_CORES:
-        return seen.verdict(d, evidence, ft, UNSURE,
-                            f"the machine was busy ({busy:.2f} cores of other work)")
+    if why := busy_machine(d, busy):
+        return seen.verdict(d, evidence, ft, UNSURE, why)
     # The effect shown is the free-threaded one, unless the GIL side decided against.
     gil_fails = decide(gil, 1.2, 1.5, higher=False).verdict == FAILS
     return seen.verdict(d, evidence, gil if gil_fails else ft)
@@ -107,8 +102,7 @@ FREE_THREADING_PARALLEL_CPU = Claim(
 def _single_cost(seen: Reading) -> Verdict:
     g1, f1 = seen.rounds(THREADS_1), seen.rounds(FT_THREADS_1)
     # Time per request, free-threaded / normal build = rps normal / rps free-threaded.
-    effect = ratio_effect("time per request, free-threaded / with the GIL", rps_of(f1),
-                          rps_of(g1), series_of(f1), series_of(g1))
+    effect = rps_ratio("time per request, free-threaded / with the GIL", f1, g1)
     busy = other_work(g1, f1)
     evidence = (f"Gunicorn gthread, 1 worker, 1 thread, ~{(g1[0].get('cpu_work') or 100) * 0.1:g}"
                 f" ms CPU per request: with the GIL {rps_text(g1)} req/s, free-threaded "
@@ -118,9 +112,8 @@ def _single_cost(seen: Reading) -> Verdict:
     if any(gil_enabled(r) is True for r in f1):
         return seen.verdict(d, evidence, effect, UNSURE,
                             "the GIL was on inside a request of the free-threaded service")
-    if d.verdict != HOLDS and busy > BUSY_CORES:
-        return seen.verdict(d, evidence, effect, UNSURE,
-                            f"the machine was busy ({busy:.2f} cores of other work)")
+    if why := busy_machine(d, busy):
+        return seen.verdict(d, evidence, effect, UNSURE, why)
     if d.verdict == FAILS:
         d = Decision(FAILS, d.reason + ": the free-threaded build is not slower here")
     return seen.verdict(d, evidence, effect)

@@ -19,9 +19,8 @@ from loadlab.claims.verdicts import (
     decide,
     median,
     other_work,
-    ratio_effect,
     rps_of,
-    series_of,
+    rps_ratio,
 )
 from loadlab.runner.options import RunSpec
 
@@ -64,8 +63,7 @@ def _server_or_framework(seen: Reading) -> Verdict:
     parts, decisions, effects = [], [], []
     for what, usual, granian in PAIRS:
         a, b = seen.rounds(usual), seen.rounds(granian)
-        effect = ratio_effect(f"{what}: Granian / {a[0]['worker_class']}", rps_of(a),
-                              rps_of(b), series_of(a), series_of(b))
+        effect = rps_ratio(f"{what}: Granian / {a[0]['worker_class']}", a, b)
         effects.append(effect)
         decisions.append(all_of(decide(effect, 0.8, 0.67), decide(effect, 1.25, 1.5,
                                                                    higher=False)))
@@ -73,10 +71,8 @@ def _server_or_framework(seen: Reading) -> Verdict:
                      f"{median(rps_of(b)):,.0f} on Granian ({effect.text()})")
     ja, jb = seen.rounds(JSON_UVICORN), seen.rounds(JSON_GUNICORN)
     fa, fb = seen.rounds(JSON_GRANIAN_ASGI), seen.rounds(JSON_GRANIAN_WSGI)
-    usual_fw = ratio_effect("FastAPI / Flask on /json, each on its usual server",
-                            rps_of(jb), rps_of(ja), series_of(jb), series_of(ja))
-    granian_fw = ratio_effect("FastAPI / Flask on /json, both on Granian", rps_of(fb),
-                              rps_of(fa), series_of(fb), series_of(fa))
+    usual_fw = rps_ratio("FastAPI / Flask on /json, each on its usual server", jb, ja)
+    granian_fw = rps_ratio("FastAPI / Flask on /json, both on Granian", fb, fa)
     busy = other_work(*(seen.rounds(c) for _, u, g in PAIRS for c in (u, g)))
     evidence = ("; ".join(parts) + f"; the framework: {usual_fw.text()}, {granian_fw.text()}; "
                 f"{SERVICE_CPUS:g} CPU each, other work up to {busy:.2f} cores "

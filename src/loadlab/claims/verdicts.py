@@ -5,10 +5,11 @@ when the interval clears the holding threshold, ``does not hold`` when it clears
 threshold the other way, ``inconclusive`` when it straddles one (or a figure is missing, or
 the machine was busy), with the reason and how many rounds would likely decide it.
 
-For judges: ``cell_rounds`` (a cell's rounds), ``ratio_effect`` and ``mean_effect`` (an
-``Effect`` with its interval), ``decide`` (an effect against its thresholds -> a
-``Decision``), ``all_of`` (several decisions that must all hold), ``verdict`` (a ``Verdict``
-from a decision) and the small readers of recorded rounds (``rps_of``, ``other_work``...).
+For judges: ``cell_rounds`` (a cell's rounds), ``ratio_effect``, ``rps_ratio`` and
+``mean_effect`` (an ``Effect`` with its interval), ``decide`` (an effect against its
+thresholds -> a ``Decision``), ``all_of`` (several decisions that must all hold),
+``verdict`` (a ``Verdict`` from a decision), ``busy_machine`` (why other work leaves it
+inconclusive) and the small readers of recorded rounds (``rps_of``, ``other_work``...).
 Nothing here knows any particular claim.
 """
 
@@ -156,6 +157,11 @@ def ratio_effect(name: str, base: Sequence[float], cur: Sequence[float],
     return Effect(name, r.ratio, r.low, r.high, rounds, method=method)
 
 
+def rps_ratio(name: str, base: list[dict[str, Any]], cur: list[dict[str, Any]]) -> Effect:
+    """cur's rate / base's, its interval from the rounds' per-second samples."""
+    return ratio_effect(name, rps_of(base), rps_of(cur), series_of(base), series_of(cur))
+
+
 def mean_effect(name: str, values: Sequence[float], unit: str = "x",
                 series: Series | None = None) -> Effect:
     """A figure measured once per round: its mean with Student's t interval; with its
@@ -263,6 +269,14 @@ def verdict(cid: str, text: str, decision: Decision, evidence: str,
     shown += f"; {final}: {reason}"
     return Verdict(cid, text, final, shown, asdict(effect) if effect is not None else None,
                    reason, more)
+
+
+def busy_machine(decision: Decision, busy: float, unit: str = "cores of other work") -> str:
+    """Why a decision that does not hold is only inconclusive: other work beyond
+    ``BUSY_CORES`` may have slowed a side ("" when it holds or the machine was quiet)."""
+    if decision.verdict == HOLDS or busy <= BUSY_CORES:
+        return ""
+    return f"the machine was busy ({busy:.2f} {unit})"
 
 
 def other_work(*groups: list[dict[str, Any]]) -> float:

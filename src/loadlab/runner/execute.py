@@ -33,6 +33,7 @@ from loadlab.runner.options import RunSpec
 from loadlab.runner.runtime_base import Endpoint, Placement, Runtime
 from loadlab.runner.sampler import ServerSampler, Window
 from loadlab.runs import bottleneck
+from loadlab.runs.bottleneck import Gauges
 from loadlab.runs.record import PythonFigures, Run
 
 Tick = Callable[[float, float, float | None, float | None, str], None]
@@ -69,35 +70,6 @@ def service_env(spec: RunSpec, database: RunDatabase | None) -> dict[str, str]:
 
 
 # --- the measurement ---------------------------------------------------------------------
-
-
-@dataclass
-class Gauges:
-    """One scrape of the measured window as the bottleneck verdict reads it
-    (``loadlab.runs.bottleneck.Scraped``): the service's queues, pools and loop lag."""
-
-    ok: bool
-    in_progress: float | None
-    accept_queue: float | None
-    threadpool_busy: float | None
-    threadpool_size: float | None
-    db_pool_in_use: float | None
-    db_pool_size: float | None
-    db_pool_waiting: float | None
-    loop_lag_buckets: dict[float, float]
-
-    @classmethod
-    def of(cls, scrape: Any) -> Gauges:
-        """From a sampler scrape, or a measurement's JSON (bucket bounds read as floats)."""
-        get = scrape.get if isinstance(scrape, Mapping) else (
-            lambda name: getattr(scrape, name))
-        buckets = get("loop_lag_buckets") or {}
-        return cls(
-            ok=bool(get("ok")), in_progress=get("in_progress"),
-            accept_queue=get("accept_queue"), threadpool_busy=get("threadpool_busy"),
-            threadpool_size=get("threadpool_size"), db_pool_in_use=get("db_pool_in_use"),
-            db_pool_size=get("db_pool_size"), db_pool_waiting=get("db_pool_waiting"),
-            loop_lag_buckets={float(le): float(n) for le, n in buckets.items()})
 
 
 @dataclass(frozen=True)

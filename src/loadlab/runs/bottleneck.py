@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypedDict
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict
 
 from loadlab.servers import worker_class
 
@@ -184,18 +184,34 @@ def words(bottleneck: Mapping[str, Any] | None) -> str:
 
 # --- from a run -----------------------------------------------------------------------------
 
-class Scraped(Protocol):
-    """What the verdict reads of one of the sampler's scrapes (runner.sampler.Scrape)."""
+@dataclass
+class Gauges:
+    """One scrape of the measured window as the verdict reads it (from a
+    ``runner.sampler.Scrape``, or a measurement's JSON): the service's queues, pools and
+    loop lag."""
 
-    ok: bool
-    in_progress: float | None
-    accept_queue: float | None
-    threadpool_busy: float | None
-    threadpool_size: float | None
-    db_pool_in_use: float | None
-    db_pool_size: float | None
-    db_pool_waiting: float | None
-    loop_lag_buckets: dict[float, float]
+    ok: bool = True
+    in_progress: float | None = None
+    accept_queue: float | None = None
+    threadpool_busy: float | None = None
+    threadpool_size: float | None = None
+    db_pool_in_use: float | None = None
+    db_pool_size: float | None = None
+    db_pool_waiting: float | None = None
+    loop_lag_buckets: dict[float, float] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, scrape: Any) -> Gauges:
+        """From a sampler scrape, or a measurement's JSON (bucket bounds read as floats)."""
+        get = scrape.get if isinstance(scrape, Mapping) else (
+            lambda name: getattr(scrape, name))
+        buckets = get("loop_lag_buckets") or {}
+        return cls(
+            ok=bool(get("ok")), in_progress=get("in_progress"),
+            accept_queue=get("accept_queue"), threadpool_busy=get("threadpool_busy"),
+            threadpool_size=get("threadpool_size"), db_pool_in_use=get("db_pool_in_use"),
+            db_pool_size=get("db_pool_size"), db_pool_waiting=get("db_pool_waiting"),
+            loop_lag_buckets={float(le): float(n) for le, n in buckets.items()})
 
 
 def _typical(values: Sequence[float | None]) -> float | None:
@@ -205,8 +221,7 @@ def _typical(values: Sequence[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
-def _lag_mean_s(first: Mapping[float, float], last: Mapping[float, float],
-                sum_delta: float | None = None) -> float | None:
+def _lag_mean_s(first: Mapping[float, float], last: Mapping[float, float]) -> float | None:
     """Mean lag from a histogram's bucket deltas (each observation at its bucket's middle)."""
     les = sorted(le for le in last if le != float("inf"))
     if not les:
@@ -236,7 +251,7 @@ def slots_of(worker_class_name: str, workers: int, threads: int, interface: str)
     return None
 
 
-def signals(record: Mapping[str, Any], scrapes: Sequence[Scraped],
+def signals(record: Mapping[str, Any], scrapes: Sequence[Gauges],
             load_cores: int | None = None, machine_cores: int | None = None) -> Signals:
     """The verdict's inputs from a run's record and its window's scrapes."""
     server = record.get("server") or {}
@@ -284,6 +299,6 @@ def signals(record: Mapping[str, Any], scrapes: Sequence[Scraped],
     )
 
 
-def for_run(record: Mapping[str, Any], scrapes: Sequence[Scraped]) -> Bottleneck:
+def for_run(record: Mapping[str, Any], scrapes: Sequence[Gauges]) -> Bottleneck:
     """The run record's ``bottleneck`` (runner/execute.py calls this once per run)."""
     return verdict(signals(record, scrapes))

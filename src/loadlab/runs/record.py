@@ -158,30 +158,6 @@ class Round(TypedDict, total=False):
     """One round's own figures, kept under a run's ``rounds`` (runner/rounds.py)."""
 
     run_id: str
-    status: str
-    error: str
-    started_at: str
-    requests: int
-    failures: int
-    error_rate: float | None
-    rps: float
-    latency_ms: LatencyMs
-    intended_latency_ms: LatencyMs
-    server: ServerFigures
-    machine: Machine
-    probe_ms: ProbeMs
-    load: Load
-    measured_s: float
-    locust_json: str
-    database: Database
-    series: Series
-
-
-class Run(Variant, total=False):
-    """One run of a cell (with rounds: their medians on top, each round kept)."""
-
-    run_id: str
-    key: str
     status: str  # one of STATUSES
     error: str
     started_at: str
@@ -191,21 +167,28 @@ class Run(Variant, total=False):
     rps: float
     latency_ms: LatencyMs
     intended_latency_ms: LatencyMs
+    server: ServerFigures
+    machine: Machine
+    probe_ms: ProbeMs
+    load: Load
+    measured_s: float
+    locust_json: str
+    database: Database
+    series: Series
+
+
+class Run(Variant, Round, total=False):
+    """One run of a cell (with rounds: their medians on top, each round kept): a round's
+    figures, and these."""
+
+    key: str
     latency_source: str  # "locust" or "hdr"
     model: str  # "closed" or "open"
     open_model: dict[str, Any]
-    measured_s: float
     warmup_excluded: str  # "all", "rps only" or "none"
     samples: str
-    locust_json: str
-    server: ServerFigures
-    database: Database
-    probe_ms: ProbeMs
-    machine: Machine
-    load: Load
     notes: list[str]
     prometheus: dict[str, Any]
-    series: Series
     rounds: list[Round]
     rounds_ok: int
     ci: CI

@@ -170,9 +170,6 @@ class ResultsDir:
         """Cells that finished (failed runs are tried again on resume)."""
         return {r["key"] for r in self.runs if r.get("status") == "ok"}
 
-    def raw_path(self, run_id: str) -> Path:
-        return self.directory / "raw" / run_id
-
     def add(self, run: Run) -> None:
         self.data["runs"] = [r for r in self.runs if r.get("key") != run.get("key")] + [run]
         peaks = [(r.get("load") or {}).get("peak_cpu_percent") or 0.0 for r in self.runs]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import http.client
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -13,10 +13,11 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
-from requirements_probe import require_tool
 
 from loadlab.launch import ServiceProcess
 from loadlab.metrics import tally
+from support.polling import wait_for as wait_for  # the metrics tests import it from here
+from support.system_tools import require_tool
 
 
 @dataclass(frozen=True)
@@ -77,15 +78,6 @@ def settled_scrape(url: str, timeout_s: float = 15) -> Scrape:
 def promtool_check(text: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([require_tool("promtool"), "check", "metrics"], input=text.encode(),
                           capture_output=True, timeout=30)
-
-
-def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def server_master(service: ServiceProcess) -> psutil.Process:

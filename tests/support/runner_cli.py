@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from support.polling import wait_for as wait_for  # the runner tests import it from here
 
 SHORT = ["--duration", "2s", "--warmup", "1s"]
 
@@ -29,6 +31,14 @@ def loadlab(args: list[str], env: dict[str, str], timeout: float = 120,
             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "loadlab", *args], env=env, text=True,
                           capture_output=True, timeout=timeout, cwd=cwd)
+
+
+def one_line_error(stderr: str) -> str:
+    """The one line a refused command printed (and no traceback)."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
 
 
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
@@ -68,15 +78,6 @@ def summary(out: Path) -> dict[str, Any]:
     return data
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def runs_done(out: Path) -> int:
     try:
         return len(summary(out)["runs"])
@@ -90,6 +91,19 @@ def running(out: Path) -> list[dict[str, Any]]:
         return entries
     except (OSError, ValueError):
         return []
+
+
+def interrupted_in_the_second_run(proc: subprocess.Popen[str], out: Path) -> str:
+    """Ctrl-C to a two-cell matrix once its second run has begun; its stderr once it ended
+    (killed if it would not)."""
+    try:
+        wait_for(lambda: runs_done(out) == 1 and len(running(out)) == 2, 90, "the second run")
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return stderr
 
 
 def under_load(out: Path) -> bool:

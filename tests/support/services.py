@@ -1,7 +1,7 @@
 """Real services on free loopback ports, shared by the test modules.
 
-Kept out of conftest.py so that test modules can import it by a name no other
-directory's conftest shadows.
+Kept out of conftest.py so that test modules can import it (``support.services``) by a
+name no other directory's conftest shadows.
 """
 
 from __future__ import annotations
@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 import subprocess
 
-from requirements_probe import require
-
 from loadlab.launch import ServiceProcess, free_port
 from loadlab.serve import ServeError, ServerConfig
 from loadlab.servers import FT_PYTHON, FT_PYTHON_ENV, ft_python, variant_name
+from support.system_tools import require
 
 # The variants the contract suite runs against: every worker class of every server in the
 # registry (tests/test_servers.py checks none is missing), 2 workers, named by the registry.

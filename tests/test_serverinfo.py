@@ -1,3 +1,5 @@
+"""Every variant answers /healthz, and /info says what it runs on (loadlab.serverinfo)."""
+
 from __future__ import annotations
 
 import httpx

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from requirements_probe import postgres_missing, require_cluster
+from support.system_tools import postgres_missing, require_cluster
 
 from loadlab.database import (
     FORTUNE_ROWS,

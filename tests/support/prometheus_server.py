@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 import urllib.parse
@@ -23,8 +22,9 @@ from typing import Any
 import yaml
 
 from loadlab.launch import free_port
+from loadlab.procs import kill_group
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "prometheus" / "entrypoint.sh"
 CONFIG_DIR = ROOT / "prometheus"
 EXPORTER = "prometheus-postgres-exporter"  # Debian's name for postgres_exporter
@@ -80,12 +80,7 @@ def log_text(data_dir: Path) -> str:
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_group(proc.pid, 15, proc=proc)
 
 
 def get(port: int, path: str, **params: str) -> dict[str, Any]:

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +18,9 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadlab.launch import free_port
+from support import polling
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = ROOT / "locust" / "locustfile.py"
 SHAPES = ROOT / "locust" / "shapes.py"
 LOCUST = str(Path(sys.executable).with_name("locust"))
@@ -125,17 +125,8 @@ def get(url: str, timeout_s: float = 5) -> str:
 
 
 def wait_for(predicate: Any, timeout_s: float, what: str, every_s: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except OSError as exc:
-            last_error = exc
-        time.sleep(every_s)
-    raise AssertionError(f"timed out waiting for {what} ({last_error})")
+    """Polled, a connection refused or reset (Locust still starting) asked again."""
+    return polling.wait_for(predicate, timeout_s, what, every_s, retry=(OSError,))
 
 
 def metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

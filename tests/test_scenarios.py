@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from locustrun import ROOT
+from support.locust_process import ROOT
 
 from loadlab import names, scenarios
 

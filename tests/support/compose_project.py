@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from loadlab.launch import free_port
+from support import polling
 
 ROOT = Path(__file__).resolve().parents[2]
 OFFICIAL_PYTHON = "python:3.12.8-slim-bookworm"
@@ -158,11 +159,4 @@ class Stack:
         return json.loads(text) if text.strip().startswith(b"{") else text
 
     def wait_for(self, what: str, check: Any, timeout_s: float = 60) -> Any:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-            time.sleep(1)
+        return polling.wait_for(check, timeout_s, what, every_s=1)
