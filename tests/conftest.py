@@ -8,15 +8,16 @@ from collections.abc import Iterator
 
 import pytest
 import requirements_probe
-from lab_services import VARIANTS, start_service
+from lab_services import VARIANTS, start_service, variant_params
 
 from loadlab.launch import ServiceProcess
 
 
-@pytest.fixture(scope="module", params=sorted(VARIANTS))
+@pytest.fixture(scope="module", params=variant_params(sorted(VARIANTS)))
 def service(request: pytest.FixtureRequest) -> Iterator[ServiceProcess]:
     """One running service per variant, shared by a module's tests (the contract suite
-    adds the free-threaded ones: tests/test_contract.py)."""
+    adds the free-threaded ones: tests/test_contract.py); ``make test-quick`` only
+    ``lab_services.QUICK_VARIANTS``."""
     proc = start_service(**VARIANTS[request.param])
     try:
         yield proc
