@@ -10,15 +10,16 @@ import httpx
 import pytest
 from support import system_tools
 from support.runner_cli import kill_tagged, tagged_env
-from support.services import VARIANTS, start_service
+from support.services import VARIANTS, start_service, variant_params
 
 from loadlab.launch import ServiceProcess
 
 
-@pytest.fixture(scope="module", params=sorted(VARIANTS))
+@pytest.fixture(scope="module", params=variant_params(sorted(VARIANTS)))
 def service(request: pytest.FixtureRequest) -> Iterator[ServiceProcess]:
     """One running service per variant, shared by a module's tests (the contract suite
-    adds the free-threaded ones: tests/test_contract.py)."""
+    adds the free-threaded ones: tests/test_contract.py); ``make test-quick`` only
+    ``support.services.QUICK_VARIANTS``."""
     proc = start_service(**VARIANTS[request.param])
     try:
         yield proc

@@ -420,10 +420,10 @@ def test_the_real_measure_runs_one_round_of_only_the_cells_asked_for(tmp_path: A
     (["--until-decided", "--budget", "soon"], "--budget: cannot read 'soon' as a duration"),
 ])
 def test_a_bad_budget_is_one_line_and_exit_2(args: list[str], said: str, tmp_path: Any) -> None:
-    from support.runner_cli import loadlab, tagged_env
+    from support.runner_cli import loadlab_here, tagged_env
 
-    env, _ = tagged_env()
-    done = loadlab(["claims", "--quick", *args, "--out", str(tmp_path / "c")], env)
+    _, tag = tagged_env()
+    done = loadlab_here(["claims", "--quick", *args, "--out", str(tmp_path / "c")], tag)
     assert done.returncode == 2
     assert said in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1

@@ -1,4 +1,9 @@
-"""``loadlab claims --quick`` end to end: real services, real Locust, real CPU limits."""
+"""``loadlab claims --quick`` end to end: real services, real Locust, real CPU limits.
+
+Three claims whose cells are cheap but of each kind (I/O-bound Uvicorn, Gunicorn under a
+CPU limit, the database), chosen with ``--claim``: the plumbing is the same for all 14,
+whose judges are tested on recorded runs (``test_claims_verdicts``, ``test_claims_deciding``)
+and whose whole plan is tested without running it (``test_claims_select``)."""
 
 from __future__ import annotations
 
@@ -9,21 +14,26 @@ from pathlib import Path
 import pytest
 from support.runner_cli import assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
 
-from loadlab.claims import CLAIM_IDS, QUICK, judge, plan, runs_by_name
+from loadlab.claims import QUICK, judge, plan, runs_by_name
+from loadlab.claims.registry import selected
+
+# One cell each of I/O (async-io), of a CPU limit (procs-1, limit-2), of the database.
+MEASURED = ("async-io-concurrency", "cpu-limit-caps-scaling", "async-db-pool-caps-concurrency")
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(780)
+@pytest.mark.timeout(360)
 def test_claims_quick_end_to_end(tmp_path: Path) -> None:
     env, tag = tagged_env()
     out = tmp_path / "claims"
     try:
-        result = loadlab(["claims", "--quick", "--out", str(out)], env, timeout=720)
+        result = loadlab(["claims", "--quick", "--out", str(out),
+                          *(a for cid in MEASURED for a in ("--claim", cid))], env, timeout=300)
     finally:
         kill_tagged(tag)
     assert result.returncode == 0, result.stderr[-2000:]
     claims = json.loads((out / "claims.json").read_text())
-    assert [c["id"] for c in claims] == list(CLAIM_IDS)
+    assert [c["id"] for c in claims] == list(MEASURED)
     for claim in claims:
         assert {"id", "claim", "verdict", "evidence", "effect", "reason",
                 "more_rounds"} <= set(claim)
@@ -33,10 +43,11 @@ def test_claims_quick_end_to_end(tmp_path: Path) -> None:
     # The verdicts are a function of the recorded runs: recomputing them agrees.
     data = summary(out)
     cores = data["manifest"]["cores"]
-    again = judge(runs_by_name(plan(QUICK, cores), data["runs"]), cores)
+    chosen = selected(MEASURED)
+    again = judge(runs_by_name(plan(QUICK, cores, chosen), data["runs"]), cores, chosen)
     assert [v.verdict for v in again] == [c["verdict"] for c in claims]
-    assert len(data["runs"]) == len(plan(QUICK, cores))
+    assert len(data["runs"]) == len(plan(QUICK, cores, chosen)) == 4
     assert all(len(r["rounds"]) == QUICK.repeats for r in data["runs"])
     report = (out / "report.html").read_text()
-    assert "Claims" in report and all(cid in report for cid in CLAIM_IDS)
+    assert "Claims" in report and all(cid in report for cid in MEASURED)
     assert_nothing_left(tag)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from support.runner_cli import kill_tagged, loadlab, tagged_env
+from support.runner_cli import kill_tagged, loadlab, loadlab_here, tagged_env
 
 from loadlab.report.compare import FASTER, SAME, SLOWER, UNSURE, compare, judge_figure
 from loadlab.report.compare_html import comparison_section
@@ -99,15 +99,15 @@ def test_nothing_matched_or_unreadable_is_one_line_exit_2(tmp_path: Path) -> Non
     cur = _write(tmp_path / "cur", _summary(_run([1000, 1010], target="flask")))
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "summary.json").write_text("{not json")
-    env, _ = tagged_env()
+    _, tag = tagged_env()
     for args in ([str(base), str(cur)], [str(base), str(tmp_path / "missing")],
                  [str(base), str(tmp_path / "bad")], [str(base), str(base), "--match", "x"]):
-        done = loadlab(["compare", *args], env)
+        done = loadlab_here(["compare", *args], tag)
         assert done.returncode == 2, done.stderr
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("loadlab compare: error:"), lines
     # Matched on fewer fields, the two targets do compare.
-    done = loadlab(["compare", str(base), str(cur), "--match", "scenario,users"], env)
+    done = loadlab_here(["compare", str(base), str(cur), "--match", "scenario,users"], tag)
     assert done.returncode == 0, done.stderr
 
 

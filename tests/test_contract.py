@@ -28,7 +28,7 @@ from support.contract_check import (
     document,
     service_pids,
 )
-from support.services import FT_VARIANTS, VARIANTS, start_service
+from support.services import FT_VARIANTS, VARIANTS, start_service, variant_params
 
 from loadlab import contract, servers, workloads
 from loadlab.launch import ServiceProcess
@@ -36,7 +36,7 @@ from loadlab.launch import ServiceProcess
 LIMIT = contract.MAX_BODY_BYTES
 
 
-@pytest.fixture(scope="module", params=sorted(VARIANTS) + sorted(FT_VARIANTS))
+@pytest.fixture(scope="module", params=variant_params(sorted(VARIANTS) + sorted(FT_VARIANTS)))
 def service(request: pytest.FixtureRequest) -> Iterator[ServiceProcess]:
     """The contract suite on every variant, and on free-threaded CPython 3.13t for the
     servers that run there (skipped until .ci/build-python-ft has built it)."""

@@ -35,6 +35,7 @@ def _pool_processes(app_pid: int) -> list[psutil.Process]:
             if child.cmdline() == app.cmdline() and child.status() != psutil.STATUS_ZOMBIE]
 
 
+@pytest.mark.slow  # a real service held busy
 def test_mixed_runs_its_work_in_the_thread_pool(fastapi_one: ServiceProcess) -> None:
     url = fastapi_one.url
     path = f"/mixed?ms=1&work={MAX_CPU_WORK}"

@@ -236,6 +236,7 @@ def post(url: str, data: dict[str, str], headers: dict[str, str]) -> tuple[int, 
         return exc.code, exc.read().decode()
 
 
+@pytest.mark.slow  # real Locust master and workers
 def test_both_loads_both_services_from_workers_that_only_the_master_told(
         services: dict[str, ServiceProcess]) -> None:
     port, master_port = free_port(), free_port()

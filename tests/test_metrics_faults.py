@@ -117,7 +117,9 @@ def test_killed_worker(variant: str) -> None:
         assert open_connections(victim, service.cfg.port) >= 1
         watch.thread.start()
         load.thread.start()
-        time.sleep(0.5)
+        # Scrapes and answered requests on both sides of the kill.
+        wait_for(lambda: len(watch.series) >= 3 and len(load.ok_at) >= 3, 10,
+                 "scrapes and requests before the kill")
 
         os.kill(victim, signal.SIGKILL)
         killed_at = time.monotonic()

@@ -142,6 +142,7 @@ def test_a_saturated_sync_worker_still_answers_side_scrapes(sync_one: ServicePro
         queued.join()
 
 
+@pytest.mark.slow  # an event loop blocked for seconds
 def test_a_blocked_event_loop_still_answers_side_scrapes() -> None:
     service = start_service(framework="fastapi", worker_class="uvicorn", workers=1)
     try:
@@ -176,9 +177,13 @@ def test_a_blocked_event_loop_still_answers_side_scrapes() -> None:
 
 @pytest.mark.parametrize("options", [
     dict(framework="fastapi", worker_class="uvicorn", workers=1),
-    dict(framework="fastapi", worker_class="uvicorn-worker", workers=1),
-    dict(framework="flask", worker_class="gthread", workers=2, threads=2),
-    dict(framework="flask", worker_class="gevent", workers=1),
+    # The other servers' side ports in `make test` (a real service each).
+    pytest.param(dict(framework="fastapi", worker_class="uvicorn-worker", workers=1),
+                 marks=pytest.mark.slow),
+    pytest.param(dict(framework="flask", worker_class="gthread", workers=2, threads=2),
+                 marks=pytest.mark.slow),
+    pytest.param(dict(framework="flask", worker_class="gevent", workers=1),
+                 marks=pytest.mark.slow),
 ], ids=["uvicorn-1", "uvicorn-worker-1", "gthread-2", "gevent-1"])
 def test_side_port_shows_the_same_series_as_metrics(options: dict[str, object]) -> None:
     service = start_service(**options)
@@ -195,6 +200,7 @@ def test_side_port_shows_the_same_series_as_metrics(options: dict[str, object]) 
         service.stop()
 
 
+@pytest.mark.slow  # thousands of real requests
 def test_server_p50_resolves_below_half_a_millisecond() -> None:
     """The first bucket was 1 ms: every sub-millisecond p50 read 0.5 ms exactly."""
     service = start_service(framework="fastapi", worker_class="uvicorn", workers=1)
@@ -361,6 +367,7 @@ def test_metrics_port_in_use_is_one_line_and_exit_2() -> None:
         f"loadlab serve: error: metrics port 127.0.0.1:{port} is already in use"], result.stderr
 
 
+@pytest.mark.slow  # a real run
 def test_the_native_runner_samples_the_side_port() -> None:
     """The runner's sampler scrapes where the load cannot queue it: during the overload
     every scrape answers (none counted as an error) and reads the requests in flight."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.services import require_ft
+from support.services import require_ft, variant_params
 
 from loadlab.launch import ServiceProcess, free_port
 from loadlab.serve import ServeError, ServerConfig, serve_argv
@@ -83,7 +83,7 @@ FT_VARIANTS = {
 }
 
 
-@pytest.mark.parametrize("variant", sorted(FT_VARIANTS))
+@pytest.mark.parametrize("variant", variant_params(sorted(FT_VARIANTS)))
 def test_gil_is_off_inside_a_request_on_the_free_threaded_build(variant: str) -> None:
     body = info({**FT_VARIANTS[variant], "python": "ft"})
     python = body["python"]

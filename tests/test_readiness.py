@@ -17,6 +17,7 @@ def test_the_worker_count_is_summed_over_the_workers_samples() -> None:
     assert workers_up("# HELP other_total x\n# TYPE other_total counter\nother_total 7.0\n") == 0
 
 
+@pytest.mark.slow  # real services started and watched
 @pytest.mark.parametrize("options", [
     dict(framework="flask", worker_class="sync", workers=3),
     dict(framework="fastapi", worker_class="uvicorn", workers=2),

@@ -71,6 +71,7 @@ def test_port_in_use_exits_2(tmp_path: Path, env: tuple[dict[str, str], str]) ->
     assert_nothing_left(env[1])
 
 
+@pytest.mark.slow  # a real run whose service fails to start, then its teardown
 def test_service_that_fails_to_start_shows_its_log(tmp_path: Path) -> None:
     environment, tag = tagged_env(LOADLAB_SERVICES_DIR=str(tmp_path / "nowhere"))
     try:

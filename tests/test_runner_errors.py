@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.runner_cli import loadlab, tagged, tagged_env
+from support.runner_cli import loadlab_here, tagged, tagged_env
 
 from loadlab.contract import MAX_CPU_WORK, MAX_IO_MS
 from loadlab.errors import UserError
@@ -30,8 +30,8 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def _refused(args: list[str], tmp_path: Path, words: str) -> None:
-    env, tag = tagged_env()
-    result = loadlab(args, env, timeout=60, cwd=tmp_path)
+    _, tag = tagged_env()
+    result = loadlab_here(args, tag, cwd=tmp_path)
     assert words in one_line(result)
     assert not tagged(tag)  # refused before anything started
 

@@ -60,6 +60,7 @@ def test_run_refuses_an_out_that_holds_results(tmp_path: Path,
     assert (out / "summary.json").read_text() == before
 
 
+@pytest.mark.slow  # two real runs
 def test_replace_starts_over(tmp_path: Path, env: tuple[dict[str, str], str]) -> None:
     out = tmp_path / "again"
     _held(out, runs=3)
@@ -132,6 +133,7 @@ def test_leftovers_of_a_live_runner_are_left_alone_and_a_dead_ones_reaped(
             os.killpg(child, signal.SIGKILL)
 
 
+@pytest.mark.slow  # a real run killed
 def test_sigkill_of_the_runner_leaves_nothing_running(tmp_path: Path,
                                                       env: tuple[dict[str, str], str]) -> None:
     out = tmp_path / "k"
@@ -156,6 +158,7 @@ def _sigint_ignored() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # what `cmd &` in a script gives its child
 
 
+@pytest.mark.slow  # a real run stopped
 def test_ctrl_c_ends_a_runner_that_inherited_sigint_ignored(
     tmp_path: Path, env: tuple[dict[str, str], str],
 ) -> None:

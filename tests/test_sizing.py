@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from support.runner_cli import assert_nothing_left, kill_tagged, loadlab, tagged_env
+from support.runner_cli import assert_nothing_left, kill_tagged, loadlab, loadlab_here, tagged_env
 
 from loadlab.sizing.candidates import (
     Branch,
@@ -152,8 +152,8 @@ def test_the_recommendation_names_the_runner_up_and_the_difference() -> None:
       "--cpus", "2", "--slo", "p95<9ms"], "leave out --target"),
 ])
 def test_bad_input_is_one_line_exit_2(args: list[str], words: str, tmp_path: Path) -> None:
-    env, tag = tagged_env()
-    done = loadlab(["size", *args, "--out", str(tmp_path / "o")], env)
+    _, tag = tagged_env()
+    done = loadlab_here(["size", *args, "--out", str(tmp_path / "o")], tag)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], done.stderr

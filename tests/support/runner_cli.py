@@ -41,6 +41,32 @@ def one_line_error(stderr: str) -> str:
     return lines[0]
 
 
+def loadlab_here(args: list[str], tag: str,
+                 cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``loadlab ARGS`` in this process, through ``cli.main`` (the function ``python -m
+    loadlab`` exits with), for input refused before anything starts: no interpreter's start
+    per case (``test_claims_select`` runs the process itself for the same one line and
+    exit 2). Anything it did start would carry ``tag``."""
+    import contextlib
+    import io
+
+    import pytest
+
+    from loadlab.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(err), \
+            contextlib.redirect_stdout(out):
+        patch.setenv("LOADLAB_TEST_TAG", tag)
+        if cwd is not None:
+            patch.chdir(cwd)
+        try:
+            code = main(args)
+        except SystemExit as exc:  # argparse's own refusals
+            code = int(exc.code or 0)
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "loadlab", *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
 
 from loadlab.launch import ServiceProcess, free_port
 from loadlab.serve import ServeError, ServerConfig
@@ -74,3 +78,15 @@ def db_service(url: str, pool_size: int | None = None, timeout_s: float | None =
         env["LOADLAB_DB_POOL_TIMEOUT_S"] = str(timeout_s)
     cfg = ServerConfig(port=free_port(), **options)  # type: ignore[arg-type]
     return ServiceProcess(cfg, env=env)
+
+
+# ``make test-quick`` runs the tests on a running service against one variant of each
+# adapter (ASGI, WSGI); every other server and the free-threaded builds run the same tests
+# in ``make test`` (marked ``slow``: each is a server started and driven for a while).
+QUICK_VARIANTS = ("fastapi-uvicorn", "flask-sync")
+
+
+def variant_params(names: Iterable[str]) -> list[Any]:
+    """``names`` as fixture params, those outside ``QUICK_VARIANTS`` marked ``slow``."""
+    return [pytest.param(n, marks=() if n in QUICK_VARIANTS else pytest.mark.slow)
+            for n in names]

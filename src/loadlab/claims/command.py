@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from loadlab.claims.deciding import Measure, until_decided
 from loadlab.claims.plan import FULL, QUICK, plan, runs_by_name
-from loadlab.claims.registry import judge
+from loadlab.claims.registry import judge, selected
 from loadlab.claims.table import print_table
 
 if TYPE_CHECKING:
@@ -80,13 +80,14 @@ def claims_command(args: argparse.Namespace) -> int:
     from loadlab.runs.record import Run, run_rounds
 
     began = time.monotonic()
+    claims = selected(getattr(args, "claim", None))
     cores = len(available_cores()) or (os.cpu_count() or 1)
     sizes = QUICK if args.quick else FULL
     deciding = bool(getattr(args, "until_decided", False))
     budget = parse_budget(getattr(args, "budget", None), args.quick)
     if getattr(args, "budget", None) is not None and not deciding:
         raise OptionError("--budget applies to --until-decided")
-    cells = plan(sizes, cores)
+    cells = plan(sizes, cores, claims)
     rounds, until_ci = parse_rounds(
         args.rounds if args.rounds is not None else (
             None if args.until_ci is not None else sizes.repeats), args.until_ci)
@@ -113,11 +114,11 @@ def claims_command(args: argparse.Namespace) -> int:
               f"undecided claims' cells within --budget {budget:g} s")
         try:
             decided = until_decided(measured, cores, measure, budget,
-                                    spent_s=time.monotonic() - began,
+                                    spent_s=time.monotonic() - began, claims=claims,
                                     round_s={n: per_round for n in measured})
         except KeyboardInterrupt:
             interrupted = True
-            verdicts = judge(runs, cores)
+            verdicts = judge(runs, cores, claims)
         else:
             for name, rs in decided.rounds.items():
                 if len(rs) > len(measured[name]):
@@ -132,7 +133,7 @@ def claims_command(args: argparse.Namespace) -> int:
             for note in decided.notes:
                 print(f"  undecided: {note}")
     else:
-        verdicts = judge(runs, cores)
+        verdicts = judge(runs, cores, claims)
     atomic_write(out / "claims.json",
                  json.dumps([asdict(v) for v in verdicts], indent=2) + "\n")
     print_table(verdicts)

@@ -97,6 +97,9 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     elif command == "claims":
         p.add_argument("--quick", action="store_true", help="short runs (about 6 minutes)")
         p.add_argument("--out", default="results/claims")
+        p.add_argument("--claim", action="append", default=None, metavar="ID",
+                       help="measure only this claim (its cells, its verdict); repeat for "
+                            "several (default: every claim)")
         p.add_argument("--runtime", default="native", help="native (default), compose or swarm")
         add_round_arguments(p)
         p.add_argument("--until-decided", action="store_true",
