@@ -1,4 +1,9 @@
-"""The bare FastAPI hello-world app the lab service is compared with (and with metrics)."""
+"""The bare FastAPI hello-world app the lab service is compared with (and with metrics).
+
+FastAPI's defaults throughout, its per-request OpenTelemetry hooks included (the lab service
+turns them off: it configures no provider), so lab / bare reads what the lab costs against
+a default app; docs/metrics.md#cost gives the like-for-like figure as well.
+"""
 
 from __future__ import annotations
 

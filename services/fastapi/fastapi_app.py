@@ -18,6 +18,7 @@ import httpx
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.telemetry import TelemetryConfig
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -30,6 +31,7 @@ from loadlab.settings import ServiceSettings, upstream_target
 
 FRAMEWORK = "fastapi"
 _PARAM_NAMES = {"ms", "work", "n"}
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 class RequestGuard:
@@ -101,6 +103,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         description="The contract both loadlab services implement (FastAPI and Flask).",
         lifespan=lifespan,
         redirect_slashes=False,  # /io/ is 404 on both services, not a redirect on one
+        # The lab exports Prometheus metrics and configures no OpenTelemetry provider, yet
+        # FastAPI's native telemetry asks OpenTelemetry for three providers (each an
+        # os.environ lookup) on every request: about 9% of /json's CPU, measured over HTTP.
+        telemetry=NO_TELEMETRY,
     )
 
     @app.exception_handler(contract.ContractError)
@@ -116,17 +122,19 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
-    @app.get("/healthz", response_model=contract.Health)
-    async def healthz() -> contract.Health:
-        return contract.Health()
-
     # The framework-overhead baseline renders its answer per request, as a JSONResponse:
     # validating a constant through the Message model cost about 5% of /json throughput.
+    # It is the first route the router tries (after FastAPI's own documentation routes):
+    # each route tried before the one that matches costs about 1 µs.
     ok = {"model": contract.Message, "description": "Successful Response"}
 
     @app.get("/json", responses={200: ok})
     async def json_() -> JSONResponse:
         return JSONResponse({"message": "Hello, World!"})
+
+    @app.get("/healthz", response_model=contract.Health)
+    async def healthz() -> contract.Health:
+        return contract.Health()
 
     @app.get("/io", response_model=contract.Slept)
     async def io(params: Annotated[contract.IoParams, Query()]) -> contract.Slept:
