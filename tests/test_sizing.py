@@ -456,3 +456,79 @@ def test_one_service_per_candidate_for_all_its_points() -> None:
     assert inner.started == [2, 5, 5]
     kept.close()
     assert not inner.up
+
+
+GIL_APP = '''
+import time
+
+
+def app(environ, start_response):
+    """Holds the GIL 10 ms a request (pure Python busy loop)."""
+    end = time.perf_counter() + 0.010
+    while time.perf_counter() < end:
+        pass
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+'''
+
+IO_APP = '''
+import time
+
+
+def app(environ, start_response):
+    """Waits 50 ms a request (an I/O wait: the GIL is released)."""
+    time.sleep(0.050)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+'''
+
+
+def _size_app(tmp_path: Path, source: str, extra: list[str]) -> tuple[int, dict, str]:  # type: ignore[type-arg]
+    app = tmp_path / "app.py"
+    app.write_text(source)
+    env, tag = tagged_env()
+    out = tmp_path / "size"
+    try:
+        done = loadlab(["size", "--app", f"{app}:app", "--request", "GET /", "--cpus", "2",
+                        "--out", str(out), *extra], env, timeout=900)
+    finally:
+        kill_tagged(tag)
+    assert_nothing_left(tag)
+    assert (out / "size.json").exists(), done.stderr[-3000:]
+    return done.returncode, json.loads((out / "size.json").read_text()), done.stdout
+
+
+@pytest.mark.slow
+def test_an_app_holding_the_gil_is_recommended_processes(tmp_path: Path) -> None:
+    """10 ms of the GIL a request: one process serves at most 100 req/s whatever its
+    threads; two processes (workers = cores) twice that."""
+    code, doc, _ = _size_app(tmp_path, GIL_APP, [
+        "--candidates", "sync:2,gthread:1x4", "--slo", "p95<500ms", "--start-rate", "20",
+        "--max-rate", "400", "--steps", "2", "--duration", "3s"])
+    assert code == 0
+    rec = doc["recommendation"]
+    assert rec["best"] == "sync ×2", rec["sentence"]
+    caps = {c["label"]: c for c in doc["candidates"]}
+    assert caps["gthread 1×4"]["capacity_rps"] is None or \
+        caps["gthread 1×4"]["capacity_rps"] <= 100 * 1.1  # one GIL: at most 1 / 10 ms
+
+
+@pytest.mark.slow
+def test_an_app_waiting_on_io_gets_threads_and_littles_law(tmp_path: Path) -> None:
+    """50 ms of I/O a request: 8 threads serve at most 8 / 50 ms = 160 req/s; one sync
+    worker at most 20, which the search prunes once the threads are measured."""
+    code, doc, _ = _size_app(tmp_path, IO_APP, [
+        "--candidates", "sync:1,gthread:1x8", "--slo", "p95<300ms", "--start-rate", "40",
+        "--max-rate", "400", "--steps", "3", "--duration", "3s"])
+    assert code == 0
+    rec = doc["recommendation"]
+    assert rec["best"] == "gthread 1×8", rec["sentence"]
+    best = next(c for c in doc["candidates"] if c["label"] == "gthread 1×8")
+    assert best["ci"][0] <= 160 and best["capacity_rps"] >= 0.5 * 160  # Little's law
+    sync = next(c for c in doc["candidates"] if c["label"] == "sync ×1")
+    if sync["pruned"]:
+        assert "Little's law: 1 slots" in sync["stopped"] and sync["bound_rps"] < best["ci"][0]
+        assert sync["points"] == []
+    else:
+        assert sync["capacity_rps"] is None or sync["capacity_rps"] <= 20 * 1.1
+    assert doc["search"]["candidates"] == 2

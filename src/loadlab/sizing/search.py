@@ -173,7 +173,7 @@ class Outcome:
     rate_missed: float | None = None   # lowest arrival rate missed above it
     stopped: str = ""                  # why the search ended where it did
     pruned: bool = False               # not measured: its bound is below the best
-    bound: float | None = None         # the upper bound of its capacity used to prune
+    bound: float | None = None         # the upper bound of its capacity known before it
 
     @property
     def met_point(self) -> Point | None:
@@ -397,6 +397,7 @@ def walk_branch(branch: Branch, workers: Sequence[int], measure: Measure, slo: S
                            bound=bound[0] if bound else None,
                            growth=GROWTH if not guess else GUIDED_GROWTH,
                            precision=precision, refine=refine)
+        outcome.bound = bound[0] if bound else None
         walk.outcomes.append(outcome)
         known.learn(outcome)
         if outcome.capacity is not None:
