@@ -407,8 +407,12 @@ def test_a_capacity_wider_than_10_percent_gets_rounds_until_it_is_not() -> None:
     assert asked and all(n <= 4 for n in asked)
     hw = met.half_width()
     assert hw is not None and (hw <= 0.10 or len(met.rps) == 3)
-    # A point already within ±10% gets no further round.
+    # A candidate whose interval lies wholly below the best so far gets no more rounds.
     asked.clear()
+    below = capacity(Candidate(Branch("sync"), 1), measure, SLO, 20, 5000, 6,
+                     refine=refine, floor=1000.0)
+    assert asked == [] and below.met_point is not None and needs_rounds(below.met_point)
+    # A point already within ±10% gets no further round.
     wide[:] = [1.0, 1.01, 0.99, 1.0]
     capacity(Candidate(Branch("sync"), 1), measure, SLO, 20, 5000, 6, refine=refine)
     assert asked == []

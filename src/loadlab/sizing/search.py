@@ -3,7 +3,8 @@
 known curves), so the search itself is plain arithmetic.
 
 Capacity: the highest arrival rate (open model) whose point meets the target. A point is
-one run at one rate (more rounds only where its interval is wider than ``precision``);
+one run at one rate (more rounds only at the rate that sets a capacity, while its interval
+is wider than ``precision`` and reaches the best so far);
 it meets the target when the median over its rounds of the target's percentile (latency
 from the intended send time) and of the error rate do. Its throughput's interval comes
 from the per-second samples of its measured window as batch means (``window_estimate``:
@@ -20,9 +21,10 @@ The search, candidate by candidate:
   share of that latency), and along a
   branch the USL's most optimistic case (linear scaling: X(n) ≤ X(m)·n/m for m < n, from
   the top of X(m)'s interval).
-- **Ramp** from a guess (half the smaller of the best capacity so far and the candidate's
-  bound; ``start_rate`` for the first) by ``GROWTH`` until a point misses (halving down
-  when the first misses), never past the bound until a point there has met, then
+- **Ramp** from a guess (``GUIDED_START`` of the smaller of the best capacity so far and
+  the candidate's bound, by ``GUIDED_GROWTH``; ``start_rate`` for the first, by
+  ``GROWTH``) until a point misses (halving down when the first misses), never past the
+  bound until a point there has met, then
   **bisect** until the bracket is within ``precision`` of the rate met or ``steps`` are
   spent.
 - **Stop a branch** when its last worker count served no more than the one before (their
@@ -50,6 +52,7 @@ PRECISION = 0.10  # wanted: intervals within ±10% of the capacity, brackets wit
 LITTLE_MARGIN = 1.25  # Little's bound made looser: latency includes the client's share
 GROWTH = 2.0  # the ramp's factor from --start-rate (the scale unknown)
 GUIDED_GROWTH = 1.5  # the ramp's factor from a guess (best so far, a bound)
+GUIDED_START = 0.75  # of the guess: where a later candidate's ramp starts
 # Worker classes whose requests in service are bounded by workers × threads; the others
 # (event loops, greenlets, Granian's runtime) hold as many as arrive.
 SLOTTED = ("sync", "gthread")
@@ -207,10 +210,12 @@ class Outcome:
 def capacity(candidate: Candidate, measure: Measure, slo: Slo, start_rate: float,
              max_rate: float, steps: int, *, bound: float | None = None,
              growth: float = GROWTH, precision: float = PRECISION,
-             refine: Refine | None = None) -> Outcome:
+             refine: Refine | None = None, floor: float | None = None) -> Outcome:
     """Ramp, then bisect until the bracket is within ``precision`` (at most ``steps``
     times), for one candidate; then rounds at the rate met while its interval is wider
-    than ±precision (``refine``). ``bound``: an upper bound of the capacity, where the ramp
+    than ±precision (``refine``) and reaches ``floor`` (the low end of the best interval
+    so far: a candidate wholly below it cannot change the recommendation, and a narrower
+    interval would not either). ``bound``: an upper bound of the capacity, where the ramp
     goes before it goes past it."""
     out = Outcome(candidate)
 
@@ -261,7 +266,8 @@ def capacity(candidate: Candidate, measure: Measure, slo: Slo, start_rate: float
         out.stopped = (f"{missed.rate:g} req/s missed the target"
                        + (f" ({missed.evidence})" if missed.evidence else ""))
         out.rate_missed = missed.rate
-    while refine is not None and needs_rounds(met, precision):
+    while refine is not None and needs_rounds(met, precision) and (
+            floor is None or (met.ci or (0.0, math.inf))[1] >= floor):
         more = refine(candidate, met)
         if more is None:
             break
@@ -377,7 +383,7 @@ def walk_branch(branch: Branch, workers: Sequence[int], measure: Measure, slo: S
     best so far (``known``); stop when adding workers no longer helps: the last step was
     not significantly better, or the USL fit along the workers puts the peak below the
     next count. ``ceiling``: the best capacity seen so far; a later candidate's ramp starts
-    from half of it (or of its bound, the smaller) so it does not climb from the bottom."""
+    near it (or near its bound, the smaller) so it does not climb from the bottom."""
     walk = BranchWalk(branch)
     known = known if known is not None else Knowledge()
     for i, n in enumerate(workers):
@@ -392,11 +398,12 @@ def walk_branch(branch: Branch, workers: Sequence[int], measure: Measure, slo: S
         if known.best is not None and known.best.capacity is not None:
             ceiling = max(ceiling or 0.0, known.best.capacity)
         guess = [c for c in (ceiling, bound[0] if bound else None) if c is not None]
-        start = start_rate if not guess else max(start_rate, min(guess) / 2)
+        start = start_rate if not guess else max(start_rate, GUIDED_START * min(guess))
         outcome = capacity(candidate, measure, slo, start, max_rate, steps,
                            bound=bound[0] if bound else None,
                            growth=GROWTH if not guess else GUIDED_GROWTH,
-                           precision=precision, refine=refine)
+                           precision=precision, refine=refine,
+                           floor=known.best.low() if known.best is not None else None)
         outcome.bound = bound[0] if bound else None
         walk.outcomes.append(outcome)
         known.learn(outcome)
