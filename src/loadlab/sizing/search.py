@@ -53,6 +53,9 @@ LITTLE_MARGIN = 1.25  # Little's bound made looser: latency includes the client'
 GROWTH = 2.0  # the ramp's factor from --start-rate (the scale unknown)
 GUIDED_GROWTH = 1.5  # the ramp's factor from a guess (best so far, a bound)
 GUIDED_START = 0.75  # of the guess: where a later candidate's ramp starts
+# Batches kept in one window: with 4 seconds, two batches of 2 would leave one degree of
+# freedom (t = 12.7); four of 1, variance inflated for their correlation, leave three.
+ONE_WINDOW_BATCHES = 4
 # Worker classes whose requests in service are bounded by workers × threads; the others
 # (event loops, greenlets, Granian's runtime) hold as many as arrive.
 SLOTTED = ("sync", "gthread")
@@ -63,9 +66,9 @@ def window_estimate(rounds: Sequence[Sequence[tuple[float, float]]]) -> stats.Es
 
     Two rounds or more: ``stats.series_estimate`` (batch means, pooled when the rounds
     agree). One round: its batch means are the observations (batches long enough that
-    adjacent ones correlate at most ``stats.BATCH_RHO``, what correlation is left widens
-    the variance), a t interval with batches − 1 degrees of freedom. None with fewer than
-    two batches."""
+    adjacent ones correlate at most ``stats.BATCH_RHO`` while ``ONE_WINDOW_BATCHES`` are
+    left, what correlation is left widens the variance by (1 + ρ)/(1 − ρ)), a t interval
+    with batches − 1 degrees of freedom. None with fewer than two batches."""
     usable = [list(r) for r in rounds if r]
     if len(usable) >= 2:
         return stats.series_estimate(usable)
@@ -74,7 +77,9 @@ def window_estimate(rounds: Sequence[Sequence[tuple[float, float]]]) -> stats.Es
     pairs = usable[0]
     rho = stats.lag1([[v for v, _ in pairs]])
     size = 1
-    while rho ** size > stats.BATCH_RHO and len(pairs) // (size + 1) >= stats.MIN_BATCHES:
+    # A short window keeps enough batches for a spread (ONE_WINDOW_BATCHES): the
+    # correlation left is charged to the variance instead of to fewer, longer batches.
+    while rho ** size > stats.BATCH_RHO and len(pairs) // (size + 1) >= ONE_WINDOW_BATCHES:
         size += 1
     left = rho ** size
     inflate = (1.0 + left) / (1.0 - left)
