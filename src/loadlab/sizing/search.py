@@ -284,7 +284,8 @@ def capacity(candidate: Candidate, measure: Measure, slo: Slo, start_rate: float
             out.stopped = f"{more.rate:g} req/s missed the target over {len(more.rps)} rounds"
             lower = [p for p in out.points if p.met and p.rate < more.rate]
             if not lower:
-                out.stopped = f"missed the target even at {more.rate:g} req/s"
+                out.stopped = (f"{more.rate:g} req/s missed the target over {len(more.rps)} "
+                               "rounds, and no lower rate was measured")
                 return out
             met = max(lower, key=lambda p: p.rate)
     out.rate_met = met.rate
