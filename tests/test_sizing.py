@@ -528,12 +528,11 @@ def test_an_app_waiting_on_io_gets_threads_and_littles_law(tmp_path: Path) -> No
     rec = doc["recommendation"]
     assert rec["best"] == "gthread 1×8", rec["sentence"]
     best = next(c for c in doc["candidates"] if c["label"] == "gthread 1×8")
-    # Little's law: 8 slots each held 50 ms serve at most 160 req/s (within the interval),
-    # and at the capacity the requests in flight (rate × mean latency) fit in the slots;
-    # threads that waited in parallel serve well beyond one sync worker's 20.
+    # Little's law: 8 slots each held 50 ms serve at most 160 req/s (within the interval;
+    # the latency from the intended send time also holds the accept queue's wait, so it is
+    # the service time, not that latency, that bounds the rate); threads that waited in
+    # parallel serve well beyond one sync worker's 20.
     assert best["ci"][0] <= 160 and best["capacity_rps"] >= 2 * 20
-    at = next(p for p in best["points"] if p["rate"] == best["rate_met"])
-    assert best["capacity_rps"] * at["mean_ms"] / 1000 <= 8 * 1.25
     sync = next(c for c in doc["candidates"] if c["label"] == "sync ×1")
     if sync["pruned"]:
         assert "Little's law: 1 slots" in sync["stopped"] and sync["bound_rps"] < best["ci"][0]
