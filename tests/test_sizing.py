@@ -535,6 +535,7 @@ def test_an_app_waiting_on_io_gets_threads_and_littles_law(tmp_path: Path) -> No
     assert best["ci"][0] <= 160 and best["capacity_rps"] >= 2 * 20
     sync = next(c for c in doc["candidates"] if c["label"] == "sync ×1")
     if sync["pruned"]:
+        assert "(1 pruned)" in rec["sentence"]
         assert "Little's law: 1 slots" in sync["stopped"] and sync["bound_rps"] < best["ci"][0]
         assert sync["points"] == []
     else:
@@ -556,3 +557,14 @@ def test_a_rate_that_misses_over_more_rounds_is_no_capacity() -> None:
     out = capacity(Candidate(Branch("sync"), 2), measure, SLO, 40, 5000, 3, refine=refine)
     assert out.capacity is None and out.rate_met is None
     assert "missed the target over 2 rounds, and no lower rate was measured" in out.stopped
+
+
+def test_the_recommendation_counts_the_pruned() -> None:
+    known = Knowledge()
+    best = _known_outcome(2, 310.0, (300.0, 320.0))
+    known.learn(best)
+    pruned = known.prune(Candidate(Branch("sync"), 1))
+    assert pruned is not None
+    rec = recommend([best, pruned], SLO, 2)
+    assert rec.best is best and rec.runner_up is None
+    assert "no other configuration measured met the target (1 pruned)" in rec.sentence

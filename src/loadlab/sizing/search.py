@@ -538,8 +538,10 @@ def recommend(outcomes: Sequence[Outcome], slo: Slo, cpus: float) -> Recommendat
     head = (f"{best.candidate.label()} serves {_rate(best.capacity or 0.0)} req/s"
             f"{_ci(best.ci)} within {slo}")
     if len(ranked) == 1:
-        return Recommendation(best, None, None, None, False, head + "; no other "
-                              "configuration met the target.")
+        pruned = sum(1 for o in outcomes if o.pruned)
+        return Recommendation(best, None, None, None, False, head + (
+            f"; no other configuration measured met the target ({pruned} pruned)."
+            if pruned else "; no other configuration met the target."))
     second = ranked[1]
     diff = (best.capacity or 0.0) - (second.capacity or 0.0)
     met, met2 = best.met_point, second.met_point
