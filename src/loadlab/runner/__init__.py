@@ -20,7 +20,8 @@ The map, from the command down:
   as a local process) and by ``swarm``'s master (the stack's Locust).
 - ``runtime_base``: the ``Runtime`` base class (hooks with defaults), ``Endpoint``,
   ``Placement``; the runtimes: ``runtime`` (native processes, and ``runtime_for``),
-  ``compose``, ``swarm``; ``prometheus_watch``: a stack's Prometheus gaps during a run.
+  ``compose``, ``swarm``; ``prometheus_watch``: a stack's Prometheus gaps during a run;
+  ``kept``: one service kept across the runs of one configuration (``loadlab size``).
 
 The runner writes results through ``loadlab.runs`` and builds the report at the end;
 neither ``loadlab.runs`` nor ``loadlab.report`` imports it.

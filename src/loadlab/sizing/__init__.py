@@ -2,8 +2,10 @@
 
 ``arguments`` holds the command's options, ``slo`` reads the target, ``candidates`` the
 textbook configurations for a CPU budget,
-``search`` finds each candidate's capacity (open model: a ramp, then a bisection, each
-point in rounds) and walks each branch's workers until adding one no longer helps,
-``recommend`` compares the best with the runner-up, ``command`` runs it for real and
-writes size.json and size.html.
+``search`` orders the candidates, prunes those whose capacity bound is below the best so
+far, finds each one's capacity (open model: a ramp, then a bisection, one run a point with
+a batch-means interval, rounds only where it is wider than ±10%), walks each branch's
+workers until adding one no longer helps, and compares the best with the runner-up
+(``recommend``); ``measure`` runs the points for real on one service per candidate;
+``command`` ties them together and writes size.json and size.html.
 """

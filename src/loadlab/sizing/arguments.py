@@ -27,9 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         '"sync:2,gthread:2x8,uvicorn:2"')
     p.add_argument("--db-pool-sizes", default=None, metavar="LIST",
                    help="database connections per process to try, e.g. 4,10")
-    p.add_argument("--rounds", default="3", help="rounds per measured point (default 3)")
-    p.add_argument("--duration", default="5s", help="measured time of each round")
-    p.add_argument("--warmup", default="2s", help="warm-up of each round")
+    p.add_argument("--rounds", default="3",
+                   help="most rounds per point: one run each, more only at a capacity "
+                        "whose interval is wider than ±10%% (default 3)")
+    p.add_argument("--duration", default="4s", help="measured time of each point's run")
+    p.add_argument("--warmup", default="1s", help="warm-up of a candidate's first run (later "
+                                                  "runs on its warm service: half)")
     p.add_argument("--start-rate", default="20", help="the ramp's first arrival rate (req/s)")
     p.add_argument("--max-rate", default="5000", help="the ramp's highest arrival rate")
     p.add_argument("--steps", default="3", help="bisection steps after the ramp")

@@ -1,10 +1,12 @@
 """The configurations worth measuring for a CPU budget, from the textbook's starting points.
 
 A branch is one way to serve (server and worker class, threads, pool size) whose workers
-are walked upwards: workers = cores (one event loop or one process per core), then
-2·cores + 1 (Gunicorn's rule of thumb for workers that wait), and for the lab's own
-comparison one worker. Threads for I/O come as gthread branches (threads that wait);
-event loops and greenlets need none. ``--candidates`` names an explicit set instead.
+are walked upwards: one worker, workers = cores (one event loop or one process per core),
+then 2·cores + 1 (Gunicorn's rule of thumb for workers that wait). Threads for I/O come
+as gthread branches (4 and 16 threads that wait); event loops and greenlets need none.
+On 2 cores that is 15 candidates for a WSGI app (sync, gthread ×4, gthread ×16, gevent,
+Granian at 1, 2 and 5 workers) and 8 for an ASGI app; the search measures only those its
+bounds cannot rule out (``search``). ``--candidates`` names an explicit set instead.
 """
 
 from __future__ import annotations
@@ -88,11 +90,11 @@ def textbook(classes: Sequence[str], cpus: float,
     from_cores = sorted({cores, 2 * cores + 1})
     plan: dict[str, list[tuple[int, list[int]]]] = {
         "uvicorn": [(1, walk)],
-        "uvicorn-worker": [(1, from_cores)],
-        "granian": [(1, [cores])],
+        "uvicorn-worker": [(1, from_cores)],  # its one worker is uvicorn's
+        "granian": [(1, walk)],
         "sync": [(1, walk)],
-        "gthread": [(t, from_cores if t == IO_THREADS[0] else [cores]) for t in IO_THREADS],
-        "gevent": [(1, [cores])],
+        "gthread": [(t, walk) for t in IO_THREADS],
+        "gevent": [(1, walk)],
     }
     pools: list[int | None] = list(pool_sizes) or [None]
     out: dict[Branch, list[int]] = {}

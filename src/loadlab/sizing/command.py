@@ -30,25 +30,21 @@ from loadlab.runner.options import (
     parse_rate,
 )
 from loadlab.runner.progress import Progress
-from loadlab.runner.runtime import runtime_for
-from loadlab.runner.session import run_cells
-from loadlab.runs.record import Run
 from loadlab.runs.store import ResultsError
 from loadlab.sizing.candidates import (
     Branch,
-    Candidate,
     parse_candidates,
     serving_classes,
     textbook,
 )
+from loadlab.sizing.measure import Measurer
 from loadlab.sizing.search import (
+    PRECISION,
     BranchWalk,
     Outcome,
-    Point,
     Recommendation,
-    judge,
     recommend,
-    walk_branch,
+    search_all,
 )
 from loadlab.sizing.slo import Slo, parse_slo
 
@@ -148,74 +144,9 @@ def users_for(rate: float, slo: Slo) -> int:
     return int(min(MAX_USERS, max(8, math.ceil(rate * slo.limit_ms / 1000 * 1.5) + 4)))
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-class Measurer:
-    """Real rounds of one candidate at one rate (each point its own results directory)."""
-
-    def __init__(self, spec: SizeSpec, progress: Progress) -> None:
-        self.spec = spec
-        self.runtime = runtime_for("native")
-        self.progress = progress
-        self.count = 0
-
-    def run_spec(self, candidate: Candidate, rate: float) -> RunSpec:
-        return self.spec.base.with_(
-            worker_class=candidate.worker_class, workers=candidate.workers,
-            threads=candidate.threads, db_pool_size=candidate.db_pool_size,
-            arrival_rate=round(rate, 2), users=users_for(rate, self.spec.slo))
-
-    def __call__(self, candidate: Candidate, rate: float) -> Point:
-        self.count += 1
-        where = self.spec.out / "points" / (
-            f"{self.count:03d}-{_slug(candidate.label())}-{rate:g}")
-        outcome = run_cells([self.run_spec(candidate, rate)], where, self.runtime,
-                            progress=self.progress, write_report=False,
-                            rounds=self.spec.rounds, max_error_rate=1.0)
-        if outcome.interrupted:
-            raise KeyboardInterrupt
-        [run] = outcome.runs or [None]  # type: ignore[list-item]
-        return point_from(run, rate, self.spec.slo, where, self.spec.out)
-
-
-def point_from(run: Run | None, rate: float, slo: Slo, where: Path, out: Path) -> Point:
-    """A point from a run (with rounds: each round's figures)."""
-    if run is None:
-        return Point(rate, [], [], [], False, None, "no run", str(where.relative_to(out)))
-    rounds: list[dict[str, Any]] = [dict(r) for r in (run.get("rounds") or [run])]
-    rps, lat, err = [], [], []
-    for r in rounds:
-        if r.get("status") != "ok":
-            continue
-        figures = r.get("intended_latency_ms") or r.get("latency_ms") or {}
-        value = figures.get(slo.percentile)
-        if value is None:
-            continue
-        rps.append(float(r.get("rps") or 0.0))
-        lat.append(float(value))
-        requests = int(r.get("requests") or 0)
-        err.append(int(r.get("failures") or 0) / requests if requests else 1.0)
-    verdict: dict[str, Any] = dict(run.get("bottleneck") or {})
-    evidence = verdict.get("evidence") if verdict else None
-    if run.get("status") != "ok":
-        evidence = str(run.get("error") or run.get("status"))
-    return Point(rate, rps, lat, err, judge(slo, rate, rps, lat, err),
-                 verdict.get("resource") if verdict else None, evidence,
-                 str(where.relative_to(out)))
-
-
 def search(spec: SizeSpec, measure: Any) -> tuple[list[BranchWalk], Recommendation]:
-    walks: list[BranchWalk] = []
-    ceiling: float | None = None
-    for branch, workers in spec.branches.items():
-        walk = walk_branch(branch, workers, measure, spec.slo, spec.start_rate,
-                           spec.max_rate, spec.steps, ceiling)
-        walks.append(walk)
-        caps = [o.capacity for o in walk.outcomes if o.capacity is not None]
-        if caps:
-            ceiling = max(ceiling or 0.0, *caps)
+    walks = search_all(spec.branches, measure, spec.slo, spec.start_rate, spec.max_rate,
+                       spec.steps, refine=getattr(measure, "refine", None))
     outcomes = [o for w in walks for o in w.outcomes]
     return walks, recommend(outcomes, spec.slo, spec.cpus)
 
@@ -226,7 +157,7 @@ def dominated(outcomes: list[Outcome], rec: Recommendation) -> set[str]:
     if best is None or best.ci is None:
         return set()
     return {o.candidate.label() for o in outcomes
-            if o is not best and (o.capacity is None or (o.ci is not None
+            if o is not best and not o.pruned and (o.capacity is None or (o.ci is not None
                                                          and o.ci[1] < best.ci[0]))}
 
 
@@ -250,7 +181,13 @@ def document(spec: SizeSpec, walks: list[BranchWalk], rec: Recommendation) -> di
                 "latency": "from the intended send time (open model)"},
         "search": {"rounds": spec.rounds, "duration_s": spec.base.duration_s,
                    "warmup_s": spec.base.warmup_s, "start_rate": spec.start_rate,
-                   "max_rate": spec.max_rate, "bisection_steps": spec.steps},
+                   "max_rate": spec.max_rate, "bisection_steps": spec.steps,
+                   "precision_pct": round(100 * PRECISION, 1),
+                   "candidates": len(outcomes),
+                   "measured": sum(1 for o in outcomes if not o.pruned),
+                   "pruned": sum(1 for o in outcomes if o.pruned),
+                   "points": sum(len(o.points) for o in outcomes),
+                   "runs": sum(len(p.rps) or 1 for o in outcomes for p in o.points)},
         "candidates": [{**o.as_dict(), "dominated": o.candidate.label() in beaten}
                        for o in outcomes],
         "branches": [{"branch": w.branch.label(), "stopped": w.stopped, "fit": w.fit,
@@ -308,13 +245,15 @@ def size_command(args: argparse.Namespace) -> int:
             else:
                 child.unlink()
     progress = Progress()
-    measure = Measurer(spec, progress)
+    measure = Measurer(spec, progress, users_for)
     try:
         walks, rec = search(spec, measure)
     except KeyboardInterrupt:
         print(f"interrupted: the points measured so far are in {spec.out / 'points'}",
               file=sys.stderr)
         return 130
+    finally:
+        measure.close()
     doc = document(spec, walks, rec)
     atomic_write(spec.out / "size.json", json.dumps(doc, indent=2) + "\n")
     atomic_write(spec.out / "size.html", render_html(doc))
@@ -323,6 +262,9 @@ def size_command(args: argparse.Namespace) -> int:
         ci = c["ci"]
         print(f"{c['label']:<22} {'-' if cap is None else f'{cap:,.1f} req/s':>14}"
               f"{f' [{ci[0]:,.1f}, {ci[1]:,.1f}]' if ci else '':<22} {c['stopped']}")
+    done = doc["search"]
+    print(f"{done['candidates']} candidates: {done['measured']} measured, {done['pruned']} "
+          f"pruned; {done['points']} points, {done['runs']} runs")
     print(rec.sentence)
     print(f"size: {spec.out / 'size.json'}")
     print(f"report: {spec.out / 'size.html'}")

@@ -1,21 +1,45 @@
-"""Each candidate's capacity within the target, and each branch walked until more workers
-no longer help. ``measure`` is injected (``command`` runs real rounds; the tests give
+"""Each candidate's capacity within the target, found with as few runs as the answer needs.
+``measure`` (and ``refine``) are injected (``command`` runs real rounds; the tests give
 known curves), so the search itself is plain arithmetic.
 
 Capacity: the highest arrival rate (open model) whose point meets the target. A point is
-``rounds`` runs at one rate; it meets the target when the median over its rounds of the
-target's percentile (latency from the intended send time) and of the error rate do.
-The search ramps (doubling up from a start, or halving down when the start misses), then
-bisects between the last rate met and the first missed. The capacity reported is the
-throughput served at the last rate met, median of its rounds, with the rounds' interval.
+one run at one rate (more rounds only at the rate that sets a capacity, while its interval
+is wider than ``precision`` and reaches the best so far);
+it meets the target when the median over its rounds of the target's percentile (latency
+from the intended send time) and of the error rate do. Its throughput's interval comes
+from the per-second samples of its measured window as batch means (``window_estimate``:
+the claims' method, ``loadlab.stats``), pooled over rounds when there are several.
+
+The search, candidate by candidate:
+
+- **Order**: branches with the most room first (event loops and greenlets, then the most
+  threads), so that the best capacity is known early and the rest can be pruned.
+- **Prune** a candidate before measuring it when an upper bound of its capacity lies below
+  the lower end of the best interval measured so far: Little's law (``slots`` requests in
+  service at once, each holding its slot about the lowest mean latency measured at any
+  met point: capacity ≤ slots / service time, times ``LITTLE_MARGIN`` for the client's
+  share of that latency), and along a
+  branch the USL's most optimistic case (linear scaling: X(n) ≤ X(m)·n/m for m < n, from
+  the top of X(m)'s interval).
+- **Ramp** from a guess (``GUIDED_START`` of the smaller of the best capacity so far and
+  the candidate's bound, by ``GUIDED_GROWTH``; ``start_rate`` for the first, by
+  ``GROWTH``) until a point misses (halving down when the first misses), never past the
+  bound until a point there has met, then
+  **bisect** until the bracket is within ``precision`` of the rate met or ``steps`` are
+  spent.
+- **Stop a branch** when its last worker count served no more than the one before (their
+  intervals overlap) or the USL fitted along the workers puts the peak below the next.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from loadlab import stats
 from loadlab.report.fit import fit
@@ -24,11 +48,55 @@ from loadlab.sizing.slo import Slo
 
 MIN_RATE = 1.0
 MIN_ROUNDS_TO_JUDGE = 3  # as --until-ci (runner.session.MIN_ROUNDS_FOR_CI)
+PRECISION = 0.10  # wanted: intervals within ±10% of the capacity, brackets within 10%
+LITTLE_MARGIN = 1.25  # Little's bound made looser: latency includes the client's share
+GROWTH = 2.0  # the ramp's factor from --start-rate (the scale unknown)
+GUIDED_GROWTH = 1.5  # the ramp's factor from a guess (best so far, a bound)
+GUIDED_START = 0.75  # of the guess: where a later candidate's ramp starts
+# Batches kept in one window: with 4 seconds, two batches of 2 would leave one degree of
+# freedom (t = 12.7); four of 1, variance inflated for their correlation, leave three.
+ONE_WINDOW_BATCHES = 4
+# Worker classes whose requests in service are bounded by workers × threads; the others
+# (event loops, greenlets, Granian's runtime) hold as many as arrive.
+SLOTTED = ("sync", "gthread")
+
+
+def window_estimate(rounds: Sequence[Sequence[tuple[float, float]]]) -> stats.Estimate | None:
+    """Mean throughput from per-second (rate, seconds) samples of each round's window.
+
+    Two rounds or more: ``stats.series_estimate`` (batch means, pooled when the rounds
+    agree). One round: its batch means are the observations (batches long enough that
+    adjacent ones correlate at most ``stats.BATCH_RHO`` while ``ONE_WINDOW_BATCHES`` are
+    left, what correlation is left widens the variance by (1 + ρ)/(1 − ρ)), a t interval
+    with batches − 1 degrees of freedom. None with fewer than two batches."""
+    usable = [list(r) for r in rounds if r]
+    if len(usable) >= 2:
+        return stats.series_estimate(usable)
+    if not usable or len(usable[0]) < stats.MIN_BATCHES:
+        return None
+    pairs = usable[0]
+    rho = stats.lag1([[v for v, _ in pairs]])
+    size = 1
+    # A short window keeps enough batches for a spread (ONE_WINDOW_BATCHES): the
+    # correlation left is charged to the variance instead of to fewer, longer batches.
+    while rho ** size > stats.BATCH_RHO and len(pairs) // (size + 1) >= ONE_WINDOW_BATCHES:
+        size += 1
+    left = rho ** size
+    inflate = (1.0 + left) / (1.0 - left)
+    batches = stats.batch_means(pairs, size)
+    if len(batches) < stats.MIN_BATCHES:
+        return None
+    arr = np.asarray(batches, dtype=float)
+    k = len(arr)
+    method = (f"batch means of one window ({size} s each, lag-1 autocorrelation {rho:.2f}"
+              + (f", variance x{inflate:.2f}" if inflate > 1.0001 else "") + ")")
+    return stats.Estimate(float(arr.mean()), inflate * float(arr.var(ddof=1)) / k, k - 1,
+                          1, k, float(k), method, rho, size)
 
 
 @dataclass(frozen=True)
 class Point:
-    """One rate measured in rounds."""
+    """One rate measured in one run or more (rounds)."""
 
     rate: float
     rps: list[float]             # served per round
@@ -38,21 +106,52 @@ class Point:
     bottleneck: str | None = None  # the verdict of the point's last round
     evidence: str | None = None
     results: str | None = None   # where its runs were written
+    mean_ms: list[float] = field(default_factory=list)  # mean latency per round
+    estimate: stats.Estimate | None = None  # served req/s from the windows' batch means
 
     def typical(self, values: list[float]) -> float | None:
         return statistics.median(values) if values else None
 
+    @property
+    def served(self) -> float | None:
+        """Throughput served: the windows' mean (batch means), else the rounds' median."""
+        if self.estimate is not None:
+            return self.estimate.mean
+        return self.typical(self.rps)
+
+    @property
+    def ci(self) -> tuple[float, float] | None:
+        """95% interval of ``served``: batch means, else the rounds' bootstrap median."""
+        if self.estimate is not None:
+            return self.estimate.interval()
+        return stats.median_ci(self.rps)
+
+    def half_width(self) -> float | None:
+        """The interval's half width as a share of ``served`` (None: no interval)."""
+        ci, served = self.ci, self.served
+        if ci is None or not served:
+            return None
+        return (ci[1] - ci[0]) / 2 / served
+
     def as_dict(self) -> dict[str, Any]:
+        ci, hw = self.ci, self.half_width()
         return {
-            "rate": round(self.rate, 2), "met": self.met,
-            "rps": self.typical(self.rps), "rps_rounds": self.rps,
-            "latency_ms": self.typical(self.latency_ms), "error_rate": self.typical(
+            "rate": round(self.rate, 2), "met": self.met, "rounds": len(self.rps),
+            "rps": None if self.served is None else round(self.served, 2),
+            "rps_rounds": self.rps,
+            "ci": None if ci is None else [round(ci[0], 2), round(ci[1], 2)],
+            "half_width_pct": None if hw is None else round(100 * hw, 1),
+            "interval_method": None if self.estimate is None else self.estimate.method,
+            "latency_ms": self.typical(self.latency_ms),
+            "mean_ms": self.typical(self.mean_ms), "error_rate": self.typical(
                 self.error_rate), "bottleneck": self.bottleneck, "evidence": self.evidence,
             "results": self.results,
         }
 
 
 Measure = Callable[[Candidate, float], Point]
+# Another round of a point (its rounds and their windows pooled); None: no more rounds.
+Refine = Callable[[Candidate, Point], Point | None]
 
 
 def judge(slo: Slo, rate: float, rps: list[float], latency_ms: list[float],
@@ -61,6 +160,13 @@ def judge(slo: Slo, rate: float, rps: list[float], latency_ms: list[float],
     if not rps or not latency_ms or not error_rate:
         return False
     return slo.judge(statistics.median(latency_ms), statistics.median(error_rate))
+
+
+def needs_rounds(point: Point, precision: float = PRECISION) -> bool:
+    """The interval rule: another round only where the interval is wider than ±precision
+    (or there is none)."""
+    hw = point.half_width()
+    return hw is None or hw > precision
 
 
 @dataclass
@@ -74,22 +180,48 @@ class Outcome:
     rate_met: float | None = None      # highest arrival rate met
     rate_missed: float | None = None   # lowest arrival rate missed above it
     stopped: str = ""                  # why the search ended where it did
+    pruned: bool = False               # not measured: its bound is below the best
+    bound: float | None = None         # the upper bound of its capacity known before it
+
+    @property
+    def met_point(self) -> Point | None:
+        found = [p for p in self.points if p.rate == self.rate_met and p.met]
+        return found[-1] if found else None
+
+    def low(self) -> float | None:
+        """The lower end of the capacity's interval (the capacity itself without one)."""
+        return self.ci[0] if self.ci is not None else self.capacity
+
+    def high(self) -> float | None:
+        return self.ci[1] if self.ci is not None else self.capacity
 
     def as_dict(self) -> dict[str, Any]:
         c = self.candidate
+        hw = None if self.ci is None or not self.capacity else (
+            (self.ci[1] - self.ci[0]) / 2 / self.capacity)
         return {
             "label": c.label(), "worker_class": c.worker_class, "workers": c.workers,
             "threads": c.threads, "db_pool_size": c.db_pool_size,
             "capacity_rps": None if self.capacity is None else round(self.capacity, 2),
             "ci": None if self.ci is None else [round(self.ci[0], 2), round(self.ci[1], 2)],
+            "half_width_pct": None if hw is None else round(100 * hw, 1),
             "rate_met": self.rate_met, "rate_missed": self.rate_missed,
-            "stopped": self.stopped, "points": [p.as_dict() for p in self.points],
+            "stopped": self.stopped, "pruned": self.pruned,
+            "bound_rps": None if self.bound is None else round(self.bound, 1),
+            "points": [p.as_dict() for p in self.points],
         }
 
 
 def capacity(candidate: Candidate, measure: Measure, slo: Slo, start_rate: float,
-             max_rate: float, steps: int) -> Outcome:
-    """Ramp, then bisect ``steps`` times, for one candidate."""
+             max_rate: float, steps: int, *, bound: float | None = None,
+             growth: float = GROWTH, precision: float = PRECISION,
+             refine: Refine | None = None, floor: float | None = None) -> Outcome:
+    """Ramp, then bisect until the bracket is within ``precision`` (at most ``steps``
+    times), for one candidate; then rounds at the rate met while its interval is wider
+    than ±precision (``refine``) and reaches ``floor`` (the low end of the best interval
+    so far: a candidate wholly below it cannot change the recommendation, and a narrower
+    interval would not either). ``bound``: an upper bound of the capacity, where the ramp
+    goes before it goes past it."""
     out = Outcome(candidate)
 
     def at(rate: float) -> Point:
@@ -103,7 +235,10 @@ def capacity(candidate: Candidate, measure: Measure, slo: Slo, start_rate: float
     missed: Point | None = None if first.met else first
     if first.met:
         while rate < max_rate:
-            rate = min(rate * 2, max_rate)
+            up = rate * growth
+            if bound is not None and rate < bound < up:
+                up = bound  # the bound is the next rate worth trying
+            rate = _round_rate(min(up, max_rate))
             point = at(rate)
             if not point.met:
                 missed = point
@@ -111,7 +246,7 @@ def capacity(candidate: Candidate, measure: Measure, slo: Slo, start_rate: float
             met = point
     else:
         while rate > MIN_RATE:
-            rate = max(rate / 2, MIN_RATE)
+            rate = _round_rate(max(rate / 2, MIN_RATE))
             point = at(rate)
             if point.met:
                 met = point
@@ -126,7 +261,7 @@ def capacity(candidate: Candidate, measure: Measure, slo: Slo, start_rate: float
         out.stopped = f"met the target up to --max-rate {max_rate:g} req/s"
     else:
         for _ in range(steps):
-            if missed.rate - met.rate <= max(1.0, 0.02 * met.rate):
+            if missed.rate - met.rate <= max(1.0, precision * met.rate):
                 break
             point = at(_round_rate((met.rate + missed.rate) / 2))
             if point.met:
@@ -136,9 +271,26 @@ def capacity(candidate: Candidate, measure: Measure, slo: Slo, start_rate: float
         out.stopped = (f"{missed.rate:g} req/s missed the target"
                        + (f" ({missed.evidence})" if missed.evidence else ""))
         out.rate_missed = missed.rate
+    while refine is not None and needs_rounds(met, precision) and (
+            floor is None or (met.ci or (0.0, math.inf))[1] >= floor):
+        more = refine(candidate, met)
+        if more is None:
+            break
+        out.points[out.points.index(met)] = more
+        met = more
+        if not more.met:
+            # With more rounds the rate no longer meets the target: the next one down does.
+            out.rate_missed = more.rate
+            out.stopped = f"{more.rate:g} req/s missed the target over {len(more.rps)} rounds"
+            lower = [p for p in out.points if p.met and p.rate < more.rate]
+            if not lower:
+                out.stopped = (f"{more.rate:g} req/s missed the target over {len(more.rps)} "
+                               "rounds, and no lower rate was measured")
+                return out
+            met = max(lower, key=lambda p: p.rate)
     out.rate_met = met.rate
-    out.capacity = statistics.median(met.rps) if met.rps else None
-    out.ci = stats.median_ci(met.rps)
+    out.capacity = met.served
+    out.ci = met.ci
     return out
 
 
@@ -159,6 +311,68 @@ def significantly_above(a: Outcome, b: Outcome) -> bool:
     return a.ci[0] > b.ci[1]
 
 
+def slots(candidate: Candidate) -> float:
+    """Requests a candidate can hold in service at once (unbounded for event loops)."""
+    if candidate.worker_class in SLOTTED:
+        return float(candidate.workers * candidate.threads)
+    return math.inf
+
+
+@dataclass
+class Knowledge:
+    """What the search has learnt so far, for the bounds: the best outcome and the
+    lowest mean latency of any point that met the target (the service time, at most)."""
+
+    best: Outcome | None = None
+    service_ms: float | None = None
+    service_at: str = ""  # which point it was read at
+
+    def learn(self, outcome: Outcome) -> None:
+        for p in outcome.points:
+            if p.met and p.mean_ms:
+                ms = statistics.median(p.mean_ms)
+                if ms > 0 and (self.service_ms is None or ms < self.service_ms):
+                    self.service_ms = ms
+                    self.service_at = f"{outcome.candidate.label()} at {p.rate:g} req/s"
+        if outcome.capacity is not None and (
+                self.best is None or (outcome.low() or 0.0) > (self.best.low() or 0.0)):
+            self.best = outcome
+
+    def bound(self, candidate: Candidate, earlier: Iterable[Outcome] = ()
+              ) -> tuple[float, str] | None:
+        """The tightest upper bound of the candidate's capacity known, with its reason."""
+        found: list[tuple[float, str]] = []
+        n = slots(candidate)
+        if self.service_ms is not None and math.isfinite(n):
+            cap = n / (self.service_ms / 1000.0) * LITTLE_MARGIN
+            found.append((cap, f"Little's law: {n:g} slots / {self.service_ms:.3g} ms "
+                               f"(lowest mean latency, {self.service_at}) "
+                               f"× {LITTLE_MARGIN:g}"))
+        for o in earlier:
+            high = o.high()
+            m = o.candidate.workers
+            if high is not None and o.candidate.branch == candidate.branch \
+                    and m < candidate.workers:
+                cap = high * candidate.workers / m
+                found.append((cap, f"linear scaling (the USL's best case) from "
+                                   f"{o.candidate.label()}'s {high:,.1f} req/s × "
+                                   f"{candidate.workers}/{m}"))
+        return min(found, key=lambda f: f[0]) if found else None
+
+    def prune(self, candidate: Candidate, earlier: Iterable[Outcome] = ()
+              ) -> Outcome | None:
+        """The candidate as pruned (not measured), when its bound is below the best's
+        interval; else None."""
+        best = self.best
+        bound = self.bound(candidate, earlier)
+        low = best.low() if best is not None else None
+        if bound is None or best is None or low is None or bound[0] >= low:
+            return None
+        return Outcome(candidate, pruned=True, bound=bound[0], stopped=(
+            f"pruned: at most {bound[0]:,.1f} req/s ({bound[1]}), below "
+            f"{best.candidate.label()}'s {low:,.1f} (the low end of its interval)"))
+
+
 @dataclass
 class BranchWalk:
     branch: Branch
@@ -169,23 +383,43 @@ class BranchWalk:
 
 def walk_branch(branch: Branch, workers: Sequence[int], measure: Measure, slo: Slo,
                 start_rate: float, max_rate: float, steps: int,
-                ceiling: float | None = None) -> BranchWalk:
-    """Measure the branch's worker counts upwards; stop when adding workers no longer
-    helps: the last step was not significantly better, or the USL fit along the workers
-    puts the peak below the next count. ``ceiling``: the best capacity seen so far, where
-    the ramp starts from (halved) so a branch does not climb from the bottom again."""
+                ceiling: float | None = None, *, known: Knowledge | None = None,
+                precision: float = PRECISION, refine: Refine | None = None) -> BranchWalk:
+    """Measure the branch's worker counts upwards, pruning those whose bound is below the
+    best so far (``known``); stop when adding workers no longer helps: the last step was
+    not significantly better, or the USL fit along the workers puts the peak below the
+    next count. ``ceiling``: the best capacity seen so far; a later candidate's ramp starts
+    near it (or near its bound, the smaller) so it does not climb from the bottom."""
     walk = BranchWalk(branch)
+    known = known if known is not None else Knowledge()
     for i, n in enumerate(workers):
-        start = start_rate if ceiling is None else max(start_rate, ceiling / 2)
-        outcome = capacity(Candidate(branch, n), measure, slo, start, max_rate, steps)
+        candidate = Candidate(branch, n)
+        pruned = known.prune(candidate, walk.outcomes)
+        if pruned is not None:
+            walk.outcomes.append(pruned)
+            if i + 1 >= len(workers):
+                walk.stopped = "the last worker count planned was pruned"
+            continue
+        bound = known.bound(candidate, walk.outcomes)
+        if known.best is not None and known.best.capacity is not None:
+            ceiling = max(ceiling or 0.0, known.best.capacity)
+        guess = [c for c in (ceiling, bound[0] if bound else None) if c is not None]
+        start = start_rate if not guess else max(start_rate, GUIDED_START * min(guess))
+        outcome = capacity(candidate, measure, slo, start, max_rate, steps,
+                           bound=bound[0] if bound else None,
+                           growth=GROWTH if not guess else GUIDED_GROWTH,
+                           precision=precision, refine=refine,
+                           floor=known.best.low() if known.best is not None else None)
+        outcome.bound = bound[0] if bound else None
         walk.outcomes.append(outcome)
+        known.learn(outcome)
         if outcome.capacity is not None:
             ceiling = max(ceiling or 0.0, outcome.capacity)
         if i + 1 >= len(workers):
             walk.stopped = f"measured every worker count planned ({', '.join(map(str, workers))})"
             break
         nxt = workers[i + 1]
-        measured = [o for o in walk.outcomes if o.capacity]
+        measured = [o for o in walk.outcomes if o.capacity and not o.pruned]
         if len(measured) >= 2 and not significantly_above(measured[-1], measured[-2]):
             less = (measured[-1].capacity or 0.0) < (measured[-2].capacity or 0.0)
             how = "less than" if less else "no more than"
@@ -194,6 +428,7 @@ def walk_branch(branch: Branch, workers: Sequence[int], measure: Measure, slo: S
                        else " (the intervals overlap)")
             walk.stopped = (f"{measured[-1].candidate.workers} workers served {how} "
                             f"{measured[-2].candidate.workers}{overlap}: {nxt} not tried")
+            _not_tried(walk, workers[i + 1:])
             break
         if len(measured) >= 3:
             # Every round at each count's highest rate met is one observation.
@@ -206,11 +441,42 @@ def walk_branch(branch: Branch, workers: Sequence[int], measure: Measure, slo: S
                 if law.peak_n is not None and law.peak_n < nxt:
                     walk.stopped = (f"the USL fit puts the peak at N*={law.peak_n:.1f} "
                                     f"workers: {nxt} not tried")
+                    _not_tried(walk, workers[i + 1:])
                     break
-        if outcome.capacity is None and walk.outcomes[0].capacity is None and i >= 1:
+        tried = [o for o in walk.outcomes if not o.pruned]
+        if outcome.capacity is None and tried[0].capacity is None and len(tried) >= 2:
             walk.stopped = "no worker count met the target: more not tried"
+            _not_tried(walk, workers[i + 1:])
             break
     return walk
+
+
+def _not_tried(walk: BranchWalk, rest: Sequence[int]) -> None:
+    """The counts a stopped branch leaves, listed as pruned with the branch's reason."""
+    for n in rest:
+        walk.outcomes.append(Outcome(Candidate(walk.branch, n), pruned=True,
+                                     stopped=f"pruned: the branch stopped ({walk.stopped})"))
+
+
+def order(branches: Mapping[Branch, Sequence[int]]) -> list[tuple[Branch, list[int]]]:
+    """The most room first (unbounded slots, then the most threads × workers), so the
+    best capacity is known early and the bounds can prune the rest; ties keep their
+    order."""
+    items = [(b, sorted(w)) for b, w in branches.items()]
+    return sorted(items, key=lambda item: -slots(Candidate(item[0], max(item[1]))))
+
+
+def search_all(branches: Mapping[Branch, Sequence[int]], measure: Measure, slo: Slo,
+               start_rate: float, max_rate: float, steps: int, *,
+               precision: float = PRECISION, refine: Refine | None = None
+               ) -> list[BranchWalk]:
+    """Every branch walked, most room first, sharing what is learnt (bounds, ramp start)."""
+    known = Knowledge()
+    walks = []
+    for branch, workers in order(branches):
+        walks.append(walk_branch(branch, workers, measure, slo, start_rate, max_rate,
+                                 steps, known=known, precision=precision, refine=refine))
+    return walks
 
 
 @dataclass(frozen=True)
@@ -272,16 +538,23 @@ def recommend(outcomes: Sequence[Outcome], slo: Slo, cpus: float) -> Recommendat
     head = (f"{best.candidate.label()} serves {_rate(best.capacity or 0.0)} req/s"
             f"{_ci(best.ci)} within {slo}")
     if len(ranked) == 1:
-        return Recommendation(best, None, None, None, False, head + "; no other "
-                              "configuration met the target.")
+        pruned = sum(1 for o in outcomes if o.pruned)
+        return Recommendation(best, None, None, None, False, head + (
+            f"; no other configuration measured met the target ({pruned} pruned)."
+            if pruned else "; no other configuration met the target."))
     second = ranked[1]
     diff = (best.capacity or 0.0) - (second.capacity or 0.0)
-    met = best.points and [p for p in best.points if p.rate == best.rate_met]
-    met2 = second.points and [p for p in second.points if p.rate == second.rate_met]
-    a_rounds, b_rounds = (met[-1].rps if met else []), (met2[-1].rps if met2 else [])
-    interval = difference_ci(a_rounds, b_rounds)
-    # Two rounds give a 50% interval at best: no verdict of significance from them.
-    enough = min(len(a_rounds), len(b_rounds)) >= MIN_ROUNDS_TO_JUDGE
+    met, met2 = best.met_point, second.met_point
+    a_rounds, b_rounds = (met.rps if met else []), (met2.rps if met2 else [])
+    interval: tuple[float, float] | None
+    if met is not None and met2 is not None and met.estimate and met2.estimate:
+        # The windows' batch means: the difference of two means, Welch's interval.
+        interval = stats.difference(met2.estimate, met.estimate).interval()
+        enough = True
+    else:
+        interval = difference_ci(a_rounds, b_rounds)
+        # Two rounds give a 50% interval at best: no verdict of significance from them.
+        enough = min(len(a_rounds), len(b_rounds)) >= MIN_ROUNDS_TO_JUDGE
     significant = enough and interval is not None and interval[0] > 0
     tail = (f"; {second.candidate.label()} serves {_rate(second.capacity or 0.0)}"
             f"{_ci(second.ci)}: ")
