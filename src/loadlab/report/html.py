@@ -304,31 +304,23 @@ def render(summary: Mapping[str, Any], claims: list[dict[str, Any]] | None,
     return page(found, meta)
 
 
-def _points_table(directory: Path, doc: Mapping[str, Any]) -> Section | None:
-    """Every point's runs (points/NNN-…/summary.json): where each figure came from."""
+def _points_table(doc: Mapping[str, Any]) -> Section | None:
+    """Every point measured, in order, and where its runs are (points/NNN-…/)."""
     rows = []
     for cand in doc["candidates"]:
         for p in cand["points"]:
-            where = directory / str(p.get("results") or "")
-            try:
-                summary = load_summary(where) if p.get("results") else None
-            except ResultsError:
-                summary = None
-            runs = read_runs(summary) if summary else []
-            statuses = ", ".join(sorted({str(r["status"]) for r in runs})) or "missing"
             cells = (cand["label"], f"{p['rate']:g}", "met" if p["met"] else "missed",
                      None if p.get("rps") is None else f"{p['rps']:,.1f}",
                      None if p.get("latency_ms") is None else f"{p['latency_ms']:,.1f}",
                      None if p.get("error_rate") is None else f"{p['error_rate']:.2%}",
-                     len(runs), statuses, p.get("evidence"), p.get("results"))
+                     len(p.get("rps_rounds") or []), p.get("evidence"), p.get("results"))
             rows.append("<tr>" + "".join(
-                f'<td class="{"l" if i in (0, 2, 7, 8, 9) else ""}">{_e(c)}</td>'
+                f'<td class="{"l" if i in (0, 2, 7, 8) else ""}">{_e(c)}</td>'
                 for i, c in enumerate(cells)) + "</tr>")
     if not rows:
         return None
     head = ("candidate", "offered req/s", "target", "served req/s",
-            f"{doc['slo']['percentile']} ms", "errors", "runs", "status", "limited by",
-            "results")
+            f"{doc['slo']['percentile']} ms", "errors", "rounds", "limited by", "results")
     return Section("points", "Points measured", "<table><tr>" + "".join(
         f"<th>{_e(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>")
 
@@ -337,7 +329,7 @@ def render_size(doc: Mapping[str, Any], directory: Path) -> str:
     """The report of a ``loadlab size`` directory: the sizing, every point measured, and
     the machine (from the first point's runs)."""
     found = [Section("size", "Sizing", sizing.section_body(dict(doc)))]
-    points = _points_table(directory, doc)
+    points = _points_table(doc)
     if points is not None:
         found.append(points)
     first = next((p.get("results") for c in doc["candidates"] for p in c["points"]
