@@ -367,3 +367,29 @@ def test_the_examples_serve_on_the_free_threaded_interpreter(
         assert result.value("http_requests_total", handler="/users/<int:user_id>/cart"
                             if spec.interface == "wsgi" else "/users/{user_id}/cart",
                             method="GET", status="200") == 1
+
+
+@pytest.mark.slow
+def test_run_app_on_ft_with_granian_backpressure(tmp_path: Path) -> None:
+    """``run --app`` carries --python ft and --backpressure to the server it starts."""
+    from _runner_util import assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
+    from lab_services import require_ft
+
+    require_ft()
+    env, tag = tagged_env()
+    env.pop("DATABASE_URL", None)
+    out = tmp_path / "out"
+    try:
+        done = loadlab(["run", "--app", f"{FLASK_SHOP}/app.py:app", "--python", "ft",
+                        "--worker-class", "granian", "--backpressure", "4",
+                        "--request", "GET /users/{random:50}/cart", "--users", "4",
+                        "--duration", "2s", "--warmup", "1s", "--out", str(out)],
+                       env, timeout=240)
+    finally:
+        kill_tagged(tag)
+    assert done.returncode == 0, done.stderr[-2000:]
+    [run] = summary(out)["runs"]
+    assert run["status"] == "ok", run.get("error")
+    assert run["python"] == "ft" and run["backpressure"] == 4, run
+    assert run["worker_class"] == "granian" and run["requests"] > 0
+    assert_nothing_left(tag)
