@@ -393,3 +393,33 @@ def test_run_app_on_ft_with_granian_backpressure(tmp_path: Path) -> None:
     assert run["python"] == "ft" and run["backpressure"] == 4, run
     assert run["worker_class"] == "granian" and run["requests"] > 0
     assert_nothing_left(tag)
+
+
+@pytest.mark.slow
+def test_size_app_on_ft_sizes_granian_with_backpressure(tmp_path: Path) -> None:
+    """``size --app --python ft --backpressure``: every point's run is on ft, backpressure
+    given, Granian only (the textbook narrowed to it)."""
+    from _runner_util import assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
+    from lab_services import require_ft
+
+    require_ft()
+    env, tag = tagged_env()
+    env.pop("DATABASE_URL", None)
+    out = tmp_path / "size"
+    try:
+        done = loadlab(["size", "--app", f"{FLASK_SHOP}/app.py:app", "--python", "ft",
+                        "--backpressure", "4", "--request", "GET /users/{random:50}/cart",
+                        "--cpus", "1", "--slo", "p95<500ms", "--rounds", "1", "--steps", "0",
+                        "--duration", "2s", "--warmup", "1s", "--start-rate", "10",
+                        "--max-rate", "10", "--out", str(out)], env, timeout=600)
+    finally:
+        kill_tagged(tag)
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    doc = json.loads((out / "size.json").read_text())
+    assert {c["worker_class"] for c in doc["candidates"]} == {"granian"}, doc["candidates"]
+    for c in doc["candidates"]:
+        for p in c["points"]:
+            [run] = summary(out / p["results"])["runs"]
+            assert run["python"] == "ft" and run["backpressure"] == 4, run
+    assert '<section id="size">' in (out / "report.html").read_text()
+    assert_nothing_left(tag)

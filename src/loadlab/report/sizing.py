@@ -35,6 +35,7 @@ MET = "#059669"
 MISSED = "#b91c1c"
 BEST = "#2563eb"
 OTHER = "#6b7280"
+INK_POINT = "#1f2937"
 
 
 def _e(value: Any) -> str:
@@ -216,8 +217,6 @@ def fit_figure(branch: str, rounds: list[tuple[int, float]], law: Fit) -> str:
                   ("USL fit with its 95% band", BEST, "")])
     return c.render()
 
-
-INK_POINT = "#1f2937"
 
 
 def section_body(doc: dict[str, Any]) -> str:
