@@ -52,3 +52,29 @@ def test_pacing_is_read_from_its_closure_and_an_unknown_wait_is_none() -> None:
     assert declared([_user(lambda self: self.delay)])["think_time_ms"] is None
     assert declared([_user(_pacing(0.5)), _user(lambda instance: 0.1)]) == {
         "think_time_ms": None, "pacing_ms": None}
+
+
+def test_locusts_own_wait_functions_are_read(tmp_path: Path) -> None:
+    """Locust's constant, between, constant_throughput and the default, in a subprocess
+    (importing locust here would patch this interpreter with gevent)."""
+    import json
+    import subprocess
+
+    script = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1] / 'locust')!r})\n"
+        "from locust import User, between, constant, constant_throughput\n"
+        "from _thinktime import declared\n"
+        "class A(User): wait_time = constant(0.05)\n"
+        "class B(User): wait_time = between(0.1, 0.3)\n"
+        "class C(User): wait_time = constant_throughput(4)\n"
+        "class D(User): pass\n"
+        "print(json.dumps([declared([k]) for k in (A, B, C, D)]))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    a, b, c, d = json.loads(done.stdout)
+    assert a == {"think_time_ms": 50.0, "pacing_ms": None}
+    assert b["think_time_ms"] == pytest.approx(200.0, rel=0.05)
+    assert c == {"think_time_ms": None, "pacing_ms": 250.0}
+    assert d == {"think_time_ms": 0.0, "pacing_ms": None}
