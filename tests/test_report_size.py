@@ -186,3 +186,18 @@ def test_the_size_report_is_drawn_in_chromium(size_dir: Path, tmp_path: Path) ->
     for label in ("sync ×1", "sync ×2", "sync ×3", "gthread 2×4", "56.1 [55.2, 57]"):
         assert label in texts, texts
     assert all(url.startswith("file://") for url in requests), requests
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("not json", "is not a loadlab size document"),
+    ('{"format": "other"}', "is not a loadlab size document"),
+    ('{"format": "loadlab-size/1", "candidates": [{}]}', "lacks what the report reads"),
+])
+def test_a_bad_size_json_is_one_line_exit_2(text: str, words: str, tmp_path: Path) -> None:
+    (tmp_path / "size.json").write_text(text)
+    done = subprocess.run([sys.executable, "-m", "loadlab", "report", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and "Traceback" not in done.stderr
+    assert not (tmp_path / "report.html").exists()

@@ -370,8 +370,13 @@ def write_size_report(directory: Path, doc: Mapping[str, Any] | None = None) -> 
     doc = doc if doc is not None else sizing.read_size(directory)
     if doc is None:
         raise ResultsError(f"{directory / sizing.SIZE_FILE} is not a loadlab size document")
+    try:
+        page_text = render_size(doc, directory)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:  # a hand-edited size.json
+        raise ResultsError(f"{directory / sizing.SIZE_FILE} lacks what the report reads "
+                           f"({type(exc).__name__}: {exc})") from None
     out = directory / "report.html"
-    atomic_write(out, render_size(doc, directory))
+    atomic_write(out, page_text)
     return out
 
 
