@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backpressure", default=None, metavar="N",
                    help="Granian: requests a worker takes at once; only the candidates "
                         "that take it (Granian's) are sized")
+    p.add_argument("--runtime", default="native", choices=["native", "compose"],
+                   help="native: local processes under a cgroup quota; compose: the compose "
+                        "app profile (or the fastapi/flask service) with cpus: --cpus")
     p.add_argument("--db-pool-sizes", default=None, metavar="LIST",
                    help="database connections per process to try, e.g. 4,10")
     p.add_argument("--rounds", default="3", help="rounds per measured point (default 3)")

@@ -81,6 +81,7 @@ class SizeSpec:
     replace: bool
     argv: list[str] = field(default_factory=list)
     backpressure: int | None = None  # Granian's, given to every candidate (all take it)
+    runtime: str = "native"  # or "compose": each candidate as the compose service
 
 
 def _float(text: str, name: str, low: float = 0.0) -> float:
@@ -143,7 +144,8 @@ def size_spec(args: argparse.Namespace) -> SizeSpec:
         warmup_s=parse_duration(args.warmup, "warmup"), arrival_rate=start,
         io_ms=io_ms, cpu_work=work, locustfile=locustfile, request_templates=requests,
         python=python)
-    check_python([base], "native")
+    runtime = str(getattr(args, "runtime", None) or "native")
+    check_python([base], runtime)
     min_capacity = (_float(args.min_capacity, "min-capacity")
                     if args.min_capacity is not None else None)
     out = Path(args.out)
@@ -153,7 +155,7 @@ def size_spec(args: argparse.Namespace) -> SizeSpec:
                     rounds=parse_int(args.rounds, "rounds", 1, 20), start_rate=start,
                     max_rate=top, steps=parse_int(args.steps, "steps", 0, 10),
                     min_capacity=min_capacity, out=out, replace=bool(args.replace),
-                    argv=list(sys.argv), backpressure=backpressure)
+                    argv=list(sys.argv), backpressure=backpressure, runtime=runtime)
 
 
 def runnable(branches: dict[Branch, list[int]], python: str, backpressure: int | None,
@@ -198,7 +200,7 @@ class Measurer:
 
     def __init__(self, spec: SizeSpec, progress: Progress) -> None:
         self.spec = spec
-        self.runtime = runtime_for("native")
+        self.runtime = runtime_for(spec.runtime)
         self.progress = progress
         self.count = 0
 
@@ -287,6 +289,7 @@ def document(spec: SizeSpec, walks: list[BranchWalk], rec: Recommendation) -> di
                  {"scenario": spec.base.scenario, "io_ms": spec.base.io_ms,
                   "cpu_work": spec.base.cpu_work}),
         "cpus": spec.cpus,
+        "runtime": spec.runtime,
         "slo": {"percentile": spec.slo.percentile, "limit_ms": spec.slo.limit_ms,
                 "max_error_rate": spec.slo.max_error_rate, "text": str(spec.slo),
                 "latency": "from the intended send time (open model)"},
