@@ -299,6 +299,8 @@ FASTAPI_SHOP = ROOT / "examples" / "fastapi_shop"
      "--candidates gevent: --worker-class gevent cannot run on --python ft"),
     (["size"], ["--candidates", "sync:2,granian:2", "--backpressure", "4"],
      "--candidates sync: --backpressure applies to Granian only"),
+    (["size"], ["--candidates", "sync:2", "--python", "ft", "--runtime", "compose"],
+     "--python ft runs natively only"),
 ])
 def test_bad_ft_and_backpressure_combinations_are_one_line_exit_2(
         command: list[str], args: list[str], expected: str, tmp_path: Path) -> None:

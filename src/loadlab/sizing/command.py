@@ -309,6 +309,9 @@ def document(spec: SizeSpec, walks: list[BranchWalk], rec: Recommendation) -> di
 
 def size_command(args: argparse.Namespace) -> int:
     spec = size_spec(args)
+    # The runtime first: compose without Docker is one line, before --out is touched.
+    progress = Progress()
+    measure = Measurer(spec, progress)
     spec.out.mkdir(parents=True, exist_ok=True)
     if spec.replace:
         import shutil
@@ -318,8 +321,6 @@ def size_command(args: argparse.Namespace) -> int:
                 shutil.rmtree(child)
             else:
                 child.unlink()
-    progress = Progress()
-    measure = Measurer(spec, progress)
     try:
         walks, rec = search(spec, measure)
     except KeyboardInterrupt:
