@@ -29,6 +29,7 @@ import time
 from typing import Any, ClassVar
 
 import _options
+import _thinktime
 import _webguard
 import gevent
 from _cpuwatch import CpuWatch
@@ -338,8 +339,11 @@ def _quitting(environment: Environment, **_: Any) -> None:
     peaks.update(Lab.state.peaks)
     warned = Lab.cpu.warned or any(p > options.cpu_warn_percent for p in peaks.values())
     if options.loadlab_report:
-        write_atomic(options.loadlab_report,
-                     report(options, figures, gates, open_model, peaks, warned))
+        data = report(options, figures, gates, open_model, peaks, warned)
+        # The closed model's users think between tasks: that caps what they can ask for.
+        data.update(_thinktime.declared(environment.user_classes) if open_model is None
+                    else {"think_time_ms": 0.0, "pacing_ms": None})
+        write_atomic(options.loadlab_report, data)
 
 
 def install() -> None:

@@ -276,3 +276,152 @@ def test_ten_thousand_distinct_urls_keep_the_handler_bounded(
         assert len(result.labelsets("http_request_duration_seconds_count")) <= 2 * 34
     finally:
         service.stop()
+
+
+# -- --python ft and --backpressure with --app (serve, run, size) ---------------------------
+
+FLASK_SHOP = ROOT / "examples" / "flask_shop"
+FASTAPI_SHOP = ROOT / "examples" / "fastapi_shop"
+
+
+@pytest.mark.parametrize(("command", "args", "expected"), [
+    (["serve"], ["--worker-class", "gevent", "--python", "ft"],
+     "--worker-class gevent cannot run on --python ft"),
+    (["serve"], ["--worker-class", "sync", "--backpressure", "4"],
+     "--backpressure applies to --worker-class granian only"),
+    (["run"], ["--worker-class", "gevent", "--python", "ft"],
+     "--worker-class gevent cannot run on --python ft"),
+    (["run"], ["--worker-class", "gthread", "--backpressure", "4"],
+     "--backpressure applies to Granian only: add --worker-class granian"),
+    (["run"], ["--backpressure", "4"],  # the WSGI app's default class is sync
+     "--backpressure applies to Granian only"),
+    (["size"], ["--candidates", "gevent:2", "--python", "ft"],
+     "--candidates gevent: --worker-class gevent cannot run on --python ft"),
+    (["size"], ["--candidates", "sync:2,granian:2", "--backpressure", "4"],
+     "--candidates sync: --backpressure applies to Granian only"),
+    (["size"], ["--candidates", "sync:2", "--python", "ft", "--runtime", "compose"],
+     "--python ft runs natively only"),
+])
+def test_bad_ft_and_backpressure_combinations_are_one_line_exit_2(
+        command: list[str], args: list[str], expected: str, tmp_path: Path) -> None:
+    port = free_port()
+    rest = {"serve": ["--port", str(port)],
+            "run": ["--request", "GET /users/{random:50}/cart", "--users", "2",
+                    "--duration", "1s", "--out", str(tmp_path / "o"), "--port", str(port)],
+            "size": ["--request", "GET /users/{random:50}/cart", "--cpus", "2",
+                     "--slo", "p95<200ms", "--out", str(tmp_path / "o")]}[command[0]]
+    if "ft" in args and command[0] != "serve":
+        try:
+            servers.ft_python()
+        except servers.ServeError:
+            pytest.skip("the ft check comes first without the free-threaded interpreter")
+    done = subprocess.run(
+        [sys.executable, "-m", "loadlab", *command, "--app", f"{FLASK_SHOP}/app.py:app",
+         *args, *rest], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], done.stderr
+    assert "Traceback" not in done.stderr and "metrics at" not in done.stdout
+    assert not port_in_use("127.0.0.1", port) and not (tmp_path / "o").exists()
+
+
+def test_size_with_backpressure_keeps_only_the_candidates_that_take_it() -> None:
+    from loadlab.runner.options import OptionError
+    from loadlab.sizing.candidates import Branch
+    from loadlab.sizing.command import runnable
+
+    textbook = {Branch("sync"): [1, 2], Branch("granian"): [2], Branch("gevent"): [2]}
+    assert list(runnable(textbook, "default", 8, explicit=False)) == [Branch("granian")]
+    assert Branch("gevent") not in runnable(textbook, "ft", None, explicit=False)
+    with pytest.raises(OptionError, match="no Granian candidate"):
+        runnable({Branch("sync"): [1]}, "default", 8, explicit=False)
+
+
+def _exe_of_tree(pid: int) -> set[str]:
+    from loadlab.proctree import process_tree
+
+    return {os.path.realpath(p.exe()) for p in process_tree(pid)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("app_dir", "worker_class", "backpressure"), [
+    (FLASK_SHOP, "gthread", 0), (FLASK_SHOP, "granian", 4), (FASTAPI_SHOP, "uvicorn", 0)],
+    ids=["flask_shop-gthread", "flask_shop-granian-backpressure", "fastapi_shop-uvicorn"])
+def test_the_examples_serve_on_the_free_threaded_interpreter(
+        app_dir: Path, worker_class: str, backpressure: int) -> None:
+    from lab_services import require_ft
+
+    require_ft()
+    ft = os.path.realpath(servers.ft_python())
+    spec = parse("app:app", str(app_dir))
+    spec = replace(spec, interface=probe(spec, str(servers.ft_python())))
+    cfg = ServerConfig(framework="app", app=spec, port=free_port(), worker_class=worker_class,
+                       workers=1, threads=2 if spec.interface == "wsgi" else 1,
+                       python="ft", backpressure=backpressure)
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    with ServiceProcess(cfg, env=env, ready_timeout_s=90) as service:
+        assert fetch(service.url, "/users/3/cart")[0] == 200
+        status, body = fetch(service.url, "/users/9/recommendations")
+        assert status == 200 and len(json.loads(body)["products"]) == 5
+        # the workers that answered run on the free-threaded interpreter
+        assert ft in _exe_of_tree(service.pid), (ft, _exe_of_tree(service.pid))
+        result = settled_scrape(_side(service))
+        assert result.value("http_requests_total", handler="/users/<int:user_id>/cart"
+                            if spec.interface == "wsgi" else "/users/{user_id}/cart",
+                            method="GET", status="200") == 1
+
+
+@pytest.mark.slow
+def test_run_app_on_ft_with_granian_backpressure(tmp_path: Path) -> None:
+    """``run --app`` carries --python ft and --backpressure to the server it starts."""
+    from _runner_util import assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
+    from lab_services import require_ft
+
+    require_ft()
+    env, tag = tagged_env()
+    env.pop("DATABASE_URL", None)
+    out = tmp_path / "out"
+    try:
+        done = loadlab(["run", "--app", f"{FLASK_SHOP}/app.py:app", "--python", "ft",
+                        "--worker-class", "granian", "--backpressure", "4",
+                        "--request", "GET /users/{random:50}/cart", "--users", "4",
+                        "--duration", "2s", "--warmup", "1s", "--out", str(out)],
+                       env, timeout=240)
+    finally:
+        kill_tagged(tag)
+    assert done.returncode == 0, done.stderr[-2000:]
+    [run] = summary(out)["runs"]
+    assert run["status"] == "ok", run.get("error")
+    assert run["python"] == "ft" and run["backpressure"] == 4, run
+    assert run["worker_class"] == "granian" and run["requests"] > 0
+    assert_nothing_left(tag)
+
+
+@pytest.mark.slow
+def test_size_app_on_ft_sizes_granian_with_backpressure(tmp_path: Path) -> None:
+    """``size --app --python ft --backpressure``: every point's run is on ft, backpressure
+    given, Granian only (the textbook narrowed to it)."""
+    from _runner_util import assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
+    from lab_services import require_ft
+
+    require_ft()
+    env, tag = tagged_env()
+    env.pop("DATABASE_URL", None)
+    out = tmp_path / "size"
+    try:
+        done = loadlab(["size", "--app", f"{FLASK_SHOP}/app.py:app", "--python", "ft",
+                        "--backpressure", "4", "--request", "GET /users/{random:50}/cart",
+                        "--cpus", "1", "--slo", "p95<500ms", "--rounds", "1", "--steps", "0",
+                        "--duration", "2s", "--warmup", "1s", "--start-rate", "10",
+                        "--max-rate", "10", "--out", str(out)], env, timeout=600)
+    finally:
+        kill_tagged(tag)
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    doc = json.loads((out / "size.json").read_text())
+    assert {c["worker_class"] for c in doc["candidates"]} == {"granian"}, doc["candidates"]
+    for c in doc["candidates"]:
+        for p in c["points"]:
+            [run] = summary(out / p["results"])["runs"]
+            assert run["python"] == "ft" and run["backpressure"] == 4, run
+    assert '<section id="size">' in (out / "report.html").read_text()
+    assert_nothing_left(tag)

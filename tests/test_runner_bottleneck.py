@@ -39,6 +39,36 @@ def test_a_real_run_names_its_bottleneck(resource: str, tmp_path: Path) -> None:
     assert_nothing_left(tag)
 
 
+THINKING = Path(__file__).parent / "locustfiles" / "thinking.py"
+
+
+@pytest.mark.slow
+def test_the_closed_cap_counts_the_users_think_time(tmp_path: Path) -> None:
+    """50 users thinking 50 ms each against FastAPI's /json: the users, not the server,
+    limit the run, and the cap counts their think time (at most 1,000 req/s, where the
+    response time alone would allow tens of thousands)."""
+    env, tag = tagged_env()
+    out = tmp_path / "out"
+    try:
+        done = loadlab(["run", "--target", "fastapi", "--locustfile", str(THINKING),
+                        "--users", "50", "--duration", "4s", "--warmup", "2s",
+                        "--out", str(out)], env, timeout=180)
+    finally:
+        kill_tagged(tag)
+    assert done.returncode == 0, done.stderr[-2000:]
+    [run] = summary(out)["runs"]
+    assert run["status"] == "ok", run.get("error")
+    assert run["think_time_ms"] == 50.0
+    verdict = run["bottleneck"]
+    assert verdict["resource"] == "offered_load", verdict
+    assert "think time 50 ms + response time" in verdict["evidence"], verdict
+    cap = verdict["figures"]["cap_rps"]
+    assert 500 < cap < 1000, verdict
+    assert run["rps"] <= cap * 1.05, (run["rps"], cap)
+    assert verdict["evidence"] in done.stdout + done.stderr
+    assert_nothing_left(tag)
+
+
 @pytest.mark.slow
 def test_a_small_pool_under_many_database_users_is_the_bottleneck(
         tmp_path: Path, database_url: str) -> None:

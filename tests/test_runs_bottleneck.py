@@ -18,6 +18,7 @@ from loadlab.runs.bottleneck import (
     RESOURCES,
     Gauges,
     Signals,
+    closed_cap,
     for_run,
     signals,
     slots_of,
@@ -70,7 +71,38 @@ def test_50_users_waiting_50ms_on_a_fast_server_are_limited_by_the_offered_load(
                 threadpool_busy=0.0, threadpool_size=40.0, load_cpu_used=0.3, load_cores=1.0)
     v = verdict(s)
     assert v["resource"] == "offered_load"
-    assert "at most 935 req/s from 50 users" in v["evidence"]
+    assert "50 users × 53.5 ms can ask for at most 935 req/s" in v["evidence"]
+    assert "think time not known" in v["evidence"]
+
+
+def test_the_closed_cap_counts_the_users_think_time() -> None:
+    """50 users thinking 50 ms each can ask for at most 1,000 req/s however fast the
+    server answers; without the think time the cap would be 50 / 0.5 ms = 100,000."""
+    s = Signals(rps=985.0, users=50, latency_mean_ms=0.5, think_time_ms=50.0, cpu_limit=1.0,
+                cpu_used=0.2, throttled_share=0.0, in_progress=0.6, load_cpu_used=0.3,
+                load_cores=1.0)
+    v = verdict(s)
+    assert v["resource"] == "offered_load"
+    assert v["evidence"] == ("the offered load: 50 users × 50.5 ms can ask for at most "
+                             "990 req/s (think time 50 ms + response time 0.5 ms each)")
+    assert v["figures"]["cap_rps"] == pytest.approx(990.1, abs=0.1)
+    assert closed_cap(50, 0.0, 50.0) == (1000.0, 50.0)
+    no_think = verdict(Signals(rps=900.0, users=50, latency_mean_ms=53.5, think_time_ms=0.0))
+    assert "response time 53.5 ms each, no think time" in no_think["evidence"]
+
+
+def test_paced_users_are_capped_by_their_pacing() -> None:
+    v = verdict(Signals(rps=99.0, users=10, latency_mean_ms=5.0, pacing_ms=100.0))
+    assert "10 users × 100 ms can ask for at most 100 req/s" in v["evidence"]
+    assert closed_cap(10, 250.0, None, 100.0) == (40.0, 250.0)
+
+
+def test_the_signals_read_the_think_time_from_the_record() -> None:
+    record = {"rps": 900.0, "users": 50, "latency_ms": {"mean": 2.0}, "think_time_ms": 50.0,
+              "target": "fastapi", "worker_class": "uvicorn"}
+    s = signals(record, [])
+    assert s.think_time_ms == 50.0 and s.pacing_ms is None
+    assert verdict(s)["figures"]["cap_rps"] == pytest.approx(50 / 0.052)
 
 
 def test_an_open_model_that_got_its_rate_and_one_that_did_not() -> None:

@@ -189,7 +189,10 @@ def test_size_recommends_from_a_small_candidate_set(tmp_path: Path) -> None:
     assert rec["runner_up"] in caps and rec["runner_up"] != rec["best"]
     for c in doc["candidates"]:
         assert c["points"] and c["stopped"]
-    assert (out / "size.html").read_text().count("<tr>") == 3
+    report = (out / "report.html").read_text()
+    size = report[report.index('<section id="size">'):report.index('<section id="points">')]
+    assert size.count('<tr><td class="l">sync ×') == 2 and "p95 &lt; 200 ms" in size
+    assert f"report: {out / 'report.html'}" in done.stdout and not (out / "size.html").exists()
     assert_nothing_left(tag)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from loadlab.fileio import atomic_write
-from loadlab.report import distribution, figures, headline, timeline
+from loadlab.report import distribution, figures, headline, sizing, timeline
 from loadlab.report.concurrency import memory_per_request, served
 from loadlab.report.fitplot import scaling_section
 from loadlab.report.rundata import timeline as load_timeline
@@ -250,8 +250,14 @@ def _manifest(data: ReportData) -> Section:
         f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows) + "</dl>")
 
 
+def _size(data: ReportData) -> Section | None:
+    """A results directory that also holds size.json: the sizing after the headline."""
+    doc = sizing.read_size(data.directory)
+    return None if doc is None else Section("size", "Sizing", sizing.section_body(doc))
+
+
 BUILDERS: list[Builder] = [
-    _headline, _overview, _claims, _timelines, _distributions, _scaling, _cpu, _memory,
+    _headline, _size, _overview, _claims, _timelines, _distributions, _scaling, _cpu, _memory,
     _runs_table, _manifest,
 ]
 
@@ -266,20 +272,11 @@ def sections(data: ReportData, builders: list[Builder] | None = None) -> list[Se
     return [s for b in (builders or BUILDERS) if (s := b(data)) is not None]
 
 
-def render(summary: Mapping[str, Any], claims: list[dict[str, Any]] | None,
-           directory: Path | None = None, builders: list[Builder] | None = None) -> str:
-    every = read_runs(summary)
-    summary = {**summary, "runs": every}
-    runs = [r for r in every if r.get("status") == "ok" and r.get("rps")]
-    data = ReportData(summary, runs, claims, directory or Path("."))
-    found = sections(data, builders)
+def page(found: list[Section], meta: str, title: str = "loadlab report") -> str:
+    """The page around its sections: the untitled one first (a headline), then the nav."""
     titled = [s for s in found if s.title]
     nav = "<nav>" + "".join(f'<a href="#{s.id}">{_e(s.title)}</a>' for s in titled) + "</nav>"
-    began = min((str(r["started_at"]) for r in summary["runs"] if r.get("started_at")),
-                default="")
-    meta = (f'<p class="meta">{len(summary["runs"])} runs, {len(runs)} ok'
-            + (f" · first began {_e(began)}" if began else "") + "</p>")
-    body = [f"<h1>loadlab report</h1>{meta}"]
+    body = [f"<h1>{_e(title)}</h1>{meta}"]
     for s in found:
         if not s.title:
             body.append(f'<section id="{s.id}">{s.body}</section>{nav}')
@@ -289,11 +286,72 @@ def render(summary: Mapping[str, Any], claims: list[dict[str, Any]] | None,
         body.insert(1, nav)
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width,initial-scale=1'>"
-            f"<title>loadlab report</title><style>{CSS}</style></head><body>"
+            f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
             + "\n".join(body) + "</body></html>\n")
 
 
+def render(summary: Mapping[str, Any], claims: list[dict[str, Any]] | None,
+           directory: Path | None = None, builders: list[Builder] | None = None) -> str:
+    every = read_runs(summary)
+    summary = {**summary, "runs": every}
+    runs = [r for r in every if r.get("status") == "ok" and r.get("rps")]
+    data = ReportData(summary, runs, claims, directory or Path("."))
+    found = sections(data, builders)
+    began = min((str(r["started_at"]) for r in summary["runs"] if r.get("started_at")),
+                default="")
+    meta = (f'<p class="meta">{len(summary["runs"])} runs, {len(runs)} ok'
+            + (f" · first began {_e(began)}" if began else "") + "</p>")
+    return page(found, meta)
+
+
+def _points_table(doc: Mapping[str, Any]) -> Section | None:
+    """Every point measured, in order, and where its runs are (points/NNN-…/)."""
+    rows = []
+    for cand in doc["candidates"]:
+        for p in cand["points"]:
+            cells = (cand["label"], f"{p['rate']:g}", "met" if p["met"] else "missed",
+                     None if p.get("rps") is None else f"{p['rps']:,.1f}",
+                     None if p.get("latency_ms") is None else f"{p['latency_ms']:,.1f}",
+                     None if p.get("error_rate") is None else f"{p['error_rate']:.2%}",
+                     len(p.get("rps_rounds") or []), p.get("evidence"), p.get("results"))
+            rows.append("<tr>" + "".join(
+                f'<td class="{"l" if i in (0, 2, 7, 8) else ""}">{_e(c)}</td>'
+                for i, c in enumerate(cells)) + "</tr>")
+    if not rows:
+        return None
+    head = ("candidate", "offered req/s", "target", "served req/s",
+            f"{doc['slo']['percentile']} ms", "errors", "rounds", "limited by", "results")
+    return Section("points", "Points measured", "<table><tr>" + "".join(
+        f"<th>{_e(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>")
+
+
+def render_size(doc: Mapping[str, Any], directory: Path) -> str:
+    """The report of a ``loadlab size`` directory: the sizing, every point measured, and
+    the machine (from the first point's runs)."""
+    found = [Section("size", "Sizing", sizing.section_body(dict(doc)))]
+    points = _points_table(doc)
+    if points is not None:
+        found.append(points)
+    first = next((p.get("results") for c in doc["candidates"] for p in c["points"]
+                  if p.get("results")), None)
+    if first is not None:
+        try:
+            summary = load_summary(directory / str(first))
+        except ResultsError:
+            summary = None
+        if summary is not None:
+            found.append(_manifest(ReportData(dict(summary), [], None, directory)))
+    count = sum(len(c["points"]) for c in doc["candidates"])
+    meta = (f'<p class="meta">loadlab size: {len(doc["candidates"])} candidates, {count} '
+            "points</p>")
+    return page(found, meta, "loadlab size report")
+
+
 def write_report(directory: Path) -> Path:
+    """report.html of a results directory; a ``loadlab size`` directory (size.json, no
+    summary.json of its own) gets the sizing report."""
+    if not (directory / "summary.json").exists() and (directory / sizing.SIZE_FILE).exists():
+        return write_size_report(directory)
     summary = load_summary(directory)
     claims_path = directory / "claims.json"
     claims = None
@@ -304,6 +362,21 @@ def write_report(directory: Path) -> Path:
             claims = None
     out = directory / "report.html"
     atomic_write(out, render(summary, claims, directory))
+    return out
+
+
+def write_size_report(directory: Path, doc: Mapping[str, Any] | None = None) -> Path:
+    """report.html of a ``loadlab size`` directory (``doc``: its size.json, read if None)."""
+    doc = doc if doc is not None else sizing.read_size(directory)
+    if doc is None:
+        raise ResultsError(f"{directory / sizing.SIZE_FILE} is not a loadlab size document")
+    try:
+        page_text = render_size(doc, directory)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:  # a hand-edited size.json
+        raise ResultsError(f"{directory / sizing.SIZE_FILE} lacks what the report reads "
+                           f"({type(exc).__name__}: {exc})") from None
+    out = directory / "report.html"
+    atomic_write(out, page_text)
     return out
 
 

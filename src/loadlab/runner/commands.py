@@ -175,16 +175,44 @@ def app_from(args: argparse.Namespace) -> AppSpec | None:
         return None
     from loadlab.apps.serving import app_from_args
 
+    # On --python ft the app is imported by that interpreter: its packages must be there.
+    python = python_from(args)
+    if python == "ft":
+        if getattr(args, "worker_class", None) == "gevent":
+            raise OptionError("--worker-class gevent cannot run on --python ft: gevent (and "
+                              "the cffi it needs) do not support free-threaded CPython 3.13t")
+        try:
+            ft_python()
+        except ServeError as exc:
+            raise OptionError(str(exc)) from None
     return app_from_args(None, app, args.app_dir, args.interface,
-                         getattr(args, "worker_class", None))
+                         getattr(args, "worker_class", None), python)
+
+
+def python_from(args: argparse.Namespace) -> str:
+    """``--python`` where the command has it (``default`` when not given)."""
+    text = getattr(args, "python", None)
+    return parse_python(text) if text is not None else "default"
+
+
+def backpressure_from(args: argparse.Namespace) -> int | None:
+    """``--backpressure`` where the command has it (None: the server's own)."""
+    text = getattr(args, "backpressure", None)
+    return parse_int(text, "backpressure", 1, MAX_BACKPRESSURE) if text is not None else None
 
 
 def app_spec_from(args: argparse.Namespace, app: AppSpec, locustfile: str,
                   requests: tuple[str, ...]) -> RunSpec:
     """The one cell of ``run --app``: the user's app under the load they gave."""
     threads = parse_int(args.threads, "threads", 1, MAX_THREADS)
+    backpressure = backpressure_from(args)
+    klass = args.worker_class or servers.classes_for(app.interface)[0]
+    if backpressure is not None and not servers.takes_backpressure(klass):
+        raise OptionError(f"--backpressure applies to {_backpressure_servers()} only: add "
+                          "--worker-class granian")
     return RunSpec(
-        target="app", scenario="", app=app,
+        target="app", scenario="", app=app, python=python_from(args),
+        backpressure=backpressure,
         users=parse_int(args.users, "users", 1, MAX_USERS),
         spawn_rate=parse_rate(args.spawn_rate, "spawn-rate") if args.spawn_rate else 0.0,
         duration_s=parse_duration(args.duration, "duration"),

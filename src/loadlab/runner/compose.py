@@ -1,5 +1,9 @@
 """``loadlab run --runtime compose``: variants as services of the compose stack.
 
+The user's app (``--app``, as ``loadlab size --runtime compose`` runs its candidates) is
+the ``app`` profile's service: its directory mounted, its image built (cached) on the
+lab's service image of its interface, ``APP_CPUS`` and the rest from the variant.
+
 Starting a variant recreates its compose service (``fastapi`` or ``flask``) with the
 requested CPU limit, workers, worker class and threads passed as the variables the compose
 file reads (``FASTAPI_CPUS`` ...), waits for its healthcheck (``up --wait``), and hands
@@ -90,6 +94,16 @@ def variant_env(cfg: ServerConfig, cpuset: str = "") -> dict[str, str]:
     }
 
 
+def app_env(cfg: ServerConfig) -> dict[str, str]:
+    """The compose ``app`` profile's variables for the user's app (``--app``): its code
+    mounted from its directory, its image built on the service image of its interface."""
+    if cfg.app is None:
+        return {}
+    return {"LOADLAB_APP_DIR": str(Path(cfg.app.app_dir or ".").resolve()),
+            "LOADLAB_APP": cfg.app.target,
+            "LOADLAB_APP_BASE": "fastapi" if cfg.app.interface == "asgi" else "flask"}
+
+
 def loopback_url(published: str) -> str:
     """`docker compose port` output -> a URL on loopback (load goes nowhere else)."""
     host, _, port = published.strip().rpartition(":")
@@ -151,7 +165,8 @@ class ComposeRuntime(Runtime):
         cpuset = ",".join(map(str, placement.server_cores)) if placement.separated else ""
         self._service = service
         up = self.compose("up", "--detach", "--wait", "--force-recreate", "--no-deps", service,
-                          extra_env={**variant_env(cfg, cpuset), **(env or {})},
+                          extra_env={**variant_env(cfg, cpuset), **app_env(cfg),
+                                     **(env or {})},
                           timeout=UP_TIMEOUT_S)
         if up.returncode != 0:
             raise RuntimeError_(f"{service} did not become healthy: {_first_line(up.stderr)}; "

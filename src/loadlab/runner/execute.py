@@ -163,6 +163,9 @@ def _load_fields(spec: RunSpec, m: Measurement) -> dict[str, Any]:
                                         for k, v in lab["intended_latency_ms"].items()}
     if lab.get("open_model"):
         found["open_model"] = lab["open_model"]
+    for key in ("think_time_ms", "pacing_ms"):  # the users' declared wait_time
+        if lab.get(key) is not None:
+            found[key] = lab[key]
     return found
 
 

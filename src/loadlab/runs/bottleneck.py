@@ -51,6 +51,8 @@ class Signals:
     users: int | None = None
     arrival_rate: float | None = None
     latency_mean_ms: float | None = None  # client side; p50 where no mean was recorded
+    think_time_ms: float | None = None  # closed model: the users' mean wait after each task
+    pacing_ms: float | None = None      # closed model: a fixed task cycle instead
     cpu_limit: float | None = None      # cores of quota (None or 0: none)
     cpu_cores: float | None = None      # cores the service may use without a quota
     cpu_used: float | None = None       # cores used on average
@@ -82,6 +84,29 @@ def _rate(value: float) -> str:
 
 def _cores(value: float) -> str:
     return f"{value:.2g} CPU" if value < 10 else f"{value:.0f} CPUs"
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.0f} ms" if value >= 1000 else f"{value:.3g} ms"
+
+
+def closed_cap(users: int, response_ms: float, think_ms: float | None,
+               pacing_ms: float | None = None) -> tuple[float, float]:
+    """What a closed model's users can ask for, and each user's cycle in ms: each waits for
+    its answer, then thinks, so users / (think time + response time) bounds the rate (a
+    paced user's cycle is the pacing, or the response when that is longer)."""
+    cycle = max(pacing_ms, response_ms) if pacing_ms else (think_ms or 0.0) + response_ms
+    return users / (cycle / 1000.0), cycle
+
+
+def _cycle_words(s: Signals) -> str:
+    response = s.latency_mean_ms or 0.0
+    if s.pacing_ms:
+        return f"each paced to one task per {_ms(s.pacing_ms)}; response {_ms(response)}"
+    if s.think_time_ms:
+        return f"think time {_ms(s.think_time_ms)} + response time {_ms(response)} each"
+    known = "no think time" if s.think_time_ms == 0.0 else "think time not known"
+    return f"response time {_ms(response)} each, {known}"
 
 
 def verdict(s: Signals) -> Bottleneck:
@@ -163,12 +188,14 @@ def verdict(s: Signals) -> Bottleneck:
             return found("offered_load",
                          f"the offered load: {_rate(s.arrival_rate)} asked for, "
                          f"{_rate(s.rps)} served", arrival_rate=s.arrival_rate, rps=s.rps)
-    elif s.users and s.latency_mean_ms:
-        cap = s.users / (s.latency_mean_ms / 1000.0)
+    elif s.users and (s.latency_mean_ms or s.think_time_ms or s.pacing_ms):
+        cap, cycle = closed_cap(s.users, s.latency_mean_ms or 0.0, s.think_time_ms,
+                                s.pacing_ms)
         return found("offered_load",
-                     f"the offered load: at most {_rate(cap)} from {s.users} users waiting "
-                     f"{s.latency_mean_ms:.3g} ms each",
-                     users=s.users, latency_mean_ms=s.latency_mean_ms, cap_rps=cap)
+                     f"the offered load: {s.users} users × {_ms(cycle)} can ask for at most "
+                     f"{_rate(cap)} ({_cycle_words(s)})",
+                     users=s.users, latency_mean_ms=s.latency_mean_ms,
+                     think_time_ms=s.think_time_ms, pacing_ms=s.pacing_ms, cap_rps=cap)
     return found("none", "nothing measured was saturated", rps=s.rps,
                  cpu_used=s.cpu_used, in_progress=s.in_progress)
 
@@ -251,6 +278,10 @@ def slots_of(worker_class_name: str, workers: int, threads: int, interface: str)
     return None
 
 
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
 def signals(record: Mapping[str, Any], scrapes: Sequence[Gauges],
             load_cores: int | None = None, machine_cores: int | None = None) -> Signals:
     """The verdict's inputs from a run's record and its window's scrapes."""
@@ -278,6 +309,8 @@ def signals(record: Mapping[str, Any], scrapes: Sequence[Gauges],
         model=str(record.get("model") or ("open" if record.get("arrival_rate") else "closed")),
         users=record.get("users"), arrival_rate=record.get("arrival_rate"),
         latency_mean_ms=float(mean) if mean else None,
+        think_time_ms=_number(record.get("think_time_ms")),
+        pacing_ms=_number(record.get("pacing_ms")),
         cpu_limit=server.get("cpu_limit") or record.get("cpus") or None,
         cpu_cores=float(len(server_cores)) if server_cores else machine_cores,
         cpu_used=server.get("cpu_cores_used"),

@@ -7,5 +7,6 @@ far, finds each one's capacity (open model: a ramp, then a bisection, one run a 
 a batch-means interval, rounds only where it is wider than ±10%), walks each branch's
 workers until adding one no longer helps, and compares the best with the runner-up
 (``recommend``); ``measure`` runs the points for real on one service per candidate;
-``command`` ties them together and writes size.json and size.html.
+``command`` ties them together and writes size.json and report.html (its section:
+``loadlab.report.sizing``).
 """

@@ -25,6 +25,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--candidates", default=None, metavar="LIST",
                    help='an explicit set instead of the textbook points, e.g. '
                         '"sync:2,gthread:2x8,uvicorn:2"')
+    p.add_argument("--python", default=None, metavar="default|ft",
+                   help="the candidates' interpreter: ft is the free-threaded CPython 3.13t "
+                        "that .ci/build-python-ft builds (gevent is left out there)")
+    p.add_argument("--backpressure", default=None, metavar="N",
+                   help="Granian: requests a worker takes at once; only the candidates "
+                        "that take it (Granian's) are sized")
+    p.add_argument("--runtime", default="native", choices=["native", "compose"],
+                   help="native: local processes under a cgroup quota; compose: the compose "
+                        "app profile (or the fastapi/flask service) with cpus: --cpus")
     p.add_argument("--db-pool-sizes", default=None, metavar="LIST",
                    help="database connections per process to try, e.g. 4,10")
     p.add_argument("--rounds", default="3",

@@ -8,7 +8,6 @@ nothing started) or a service that would not start; 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import math
 import re
@@ -17,9 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadlab import servers
 from loadlab.contract import MAX_DB_POOL_SIZE, MAX_USERS
 from loadlab.fileio import atomic_write
-from loadlab.runner.commands import app_from, own_load
+from loadlab.report.html import write_size_report
+from loadlab.runner.commands import (
+    app_from,
+    backpressure_from,
+    check_python,
+    own_load,
+    python_from,
+)
+from loadlab.runner.kept import KeptRuntime
 from loadlab.runner.options import (
     APP,
     OptionError,
@@ -30,6 +38,7 @@ from loadlab.runner.options import (
     parse_rate,
 )
 from loadlab.runner.progress import Progress
+from loadlab.runner.runtime import runtime_for
 from loadlab.runs.store import ResultsError
 from loadlab.sizing.candidates import (
     Branch,
@@ -69,6 +78,8 @@ class SizeSpec:
     out: Path
     replace: bool
     argv: list[str] = field(default_factory=list)
+    backpressure: int | None = None  # Granian's, given to every candidate (all take it)
+    runtime: str = "native"  # or "compose": each candidate as the compose service
 
 
 def _float(text: str, name: str, low: float = 0.0) -> float:
@@ -116,6 +127,9 @@ def size_spec(args: argparse.Namespace) -> SizeSpec:
                 else textbook(classes, cpus, pools))
     if not branches:
         raise OptionError(f"no server installed here serves {target}")
+    python = python_from(args)
+    backpressure = backpressure_from(args)
+    branches = runnable(branches, python, backpressure, explicit=bool(args.candidates))
     start = parse_rate(args.start_rate, "start-rate")
     top = parse_rate(args.max_rate, "max-rate")
     if start > top:
@@ -126,7 +140,10 @@ def size_spec(args: argparse.Namespace) -> SizeSpec:
         target=target, scenario=args.scenario or "", users=1, cpus=cpus, app=app,
         duration_s=parse_duration(args.duration, "duration"),
         warmup_s=parse_duration(args.warmup, "warmup"), arrival_rate=start,
-        io_ms=io_ms, cpu_work=work, locustfile=locustfile, request_templates=requests)
+        io_ms=io_ms, cpu_work=work, locustfile=locustfile, request_templates=requests,
+        python=python)
+    runtime = str(getattr(args, "runtime", None) or "native")
+    check_python([base], runtime)
     min_capacity = (_float(args.min_capacity, "min-capacity")
                     if args.min_capacity is not None else None)
     out = Path(args.out)
@@ -136,7 +153,35 @@ def size_spec(args: argparse.Namespace) -> SizeSpec:
                     rounds=parse_int(args.rounds, "rounds", 1, 20), start_rate=start,
                     max_rate=top, steps=parse_int(args.steps, "steps", 0, 10),
                     min_capacity=min_capacity, out=out, replace=bool(args.replace),
-                    argv=list(sys.argv))
+                    argv=list(sys.argv), backpressure=backpressure, runtime=runtime)
+
+
+def runnable(branches: dict[Branch, list[int]], python: str, backpressure: int | None,
+             explicit: bool) -> dict[Branch, list[int]]:
+    """The branches that can run on ``python`` and take ``backpressure``: an explicit
+    candidate that cannot is refused (one line, exit 2); a textbook one is left out."""
+    def problem(branch: Branch) -> str | None:
+        klass = branch.worker_class
+        if python == "ft" and klass == "gevent":
+            return ("--worker-class gevent cannot run on --python ft: gevent (and the cffi "
+                    "it needs) do not support free-threaded CPython 3.13t")
+        if backpressure is not None and not servers.takes_backpressure(klass):
+            return (f"--backpressure applies to Granian only: {klass} does not take it "
+                    "(size granian candidates, or leave out --backpressure)")
+        return None
+
+    kept = {}
+    for branch, workers in branches.items():
+        why = problem(branch)
+        if why is not None and explicit:
+            raise OptionError(f"--candidates {branch.label()}: {why}")
+        if why is None:
+            kept[branch] = workers
+    if not kept:
+        raise OptionError("--backpressure applies to Granian only, and no Granian candidate "
+                          "is installed here" if backpressure is not None else
+                          "no candidate can run on --python ft")
+    return kept
 
 
 def users_for(rate: float, slo: Slo) -> int:
@@ -176,6 +221,7 @@ def document(spec: SizeSpec, walks: list[BranchWalk], rec: Recommendation) -> di
                  {"scenario": spec.base.scenario, "io_ms": spec.base.io_ms,
                   "cpu_work": spec.base.cpu_work}),
         "cpus": spec.cpus,
+        "runtime": spec.runtime,
         "slo": {"percentile": spec.slo.percentile, "limit_ms": spec.slo.limit_ms,
                 "max_error_rate": spec.slo.max_error_rate, "text": str(spec.slo),
                 "latency": "from the intended send time (open model)"},
@@ -188,8 +234,8 @@ def document(spec: SizeSpec, walks: list[BranchWalk], rec: Recommendation) -> di
                    "pruned": sum(1 for o in outcomes if o.pruned),
                    "points": sum(len(o.points) for o in outcomes),
                    "runs": sum(len(p.rps) or 1 for o in outcomes for p in o.points)},
-        "candidates": [{**o.as_dict(), "dominated": o.candidate.label() in beaten}
-                       for o in outcomes],
+        "candidates": [{**o.as_dict(), "branch": o.candidate.branch.label(),
+                        "dominated": o.candidate.label() in beaten} for o in outcomes],
         "branches": [{"branch": w.branch.label(), "stopped": w.stopped, "fit": w.fit,
                       "workers": [o.candidate.workers for o in w.outcomes]} for w in walks],
         "recommendation": rec.as_dict(),
@@ -199,42 +245,11 @@ def document(spec: SizeSpec, walks: list[BranchWalk], rec: Recommendation) -> di
     }
 
 
-def _e(value: Any) -> str:
-    return html.escape("-" if value is None else str(value))
-
-
-def render_html(doc: dict[str, Any]) -> str:
-    """The report section: the candidates' capacity against the target, the search path."""
-    rows = []
-    for c in doc["candidates"]:
-        ci = c["ci"]
-        path = " → ".join(f"{p['rate']:g}{'✓' if p['met'] else '✗'}" for p in c["points"])
-        rows.append(
-            f"<tr><td>{_e(c['label'])}</td><td>{_e(c['capacity_rps'])}</td>"
-            f"<td>{_e(f'[{ci[0]}, {ci[1]}]' if ci else None)}</td>"
-            f"<td>{'dominated' if c['dominated'] else ''}</td><td>{_e(c['stopped'])}</td>"
-            f"<td>{_e(path)}</td></tr>")
-    branches = "".join(f"<li>{_e(b['branch'])}: workers {_e(b['workers'])}; "
-                       f"{_e(b['stopped'])}{'; ' + _e(b['fit']) if b['fit'] else ''}</li>"
-                       for b in doc["branches"])
-    rec = doc["recommendation"]
-    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-            "<title>loadlab size</title><style>body{font:14px system-ui,sans-serif;"
-            "margin:2rem;max-width:1100px}td,th{padding:3px 8px;text-align:left}"
-            "tr:nth-child(even){background:#f3f4f6}</style></head><body>"
-            f"<section id='size'><h1>Sizing: {_e(doc['target'])} within "
-            f"{_e(doc['cpus'])} CPUs, {_e(doc['slo']['text'])}</h1>"
-            f"<p class='headline'>{_e(rec['sentence'])}</p>"
-            "<h2>Candidates</h2><table><tr><th>configuration</th><th>capacity (req/s)</th>"
-            "<th>95% interval</th><th></th><th>stopped</th><th>search path (req/s offered)"
-            f"</th></tr>{''.join(rows)}</table><h2>Branches</h2><ul>{branches}</ul>"
-            "<p>Capacity: the throughput served at the highest arrival rate whose rounds "
-            "met the target (their medians), latency measured from each request's intended "
-            "send time.</p></section></body></html>\n")
-
-
 def size_command(args: argparse.Namespace) -> int:
     spec = size_spec(args)
+    # The runtime first: compose without Docker is one line, before --out is touched.
+    progress = Progress()
+    measure = Measurer(spec, progress, users_for, KeptRuntime(runtime_for(spec.runtime)))
     spec.out.mkdir(parents=True, exist_ok=True)
     if spec.replace:
         import shutil
@@ -244,8 +259,6 @@ def size_command(args: argparse.Namespace) -> int:
                 shutil.rmtree(child)
             else:
                 child.unlink()
-    progress = Progress()
-    measure = Measurer(spec, progress, users_for)
     try:
         walks, rec = search(spec, measure)
     except KeyboardInterrupt:
@@ -256,7 +269,7 @@ def size_command(args: argparse.Namespace) -> int:
         measure.close()
     doc = document(spec, walks, rec)
     atomic_write(spec.out / "size.json", json.dumps(doc, indent=2) + "\n")
-    atomic_write(spec.out / "size.html", render_html(doc))
+    report = write_size_report(spec.out, doc)
     for c in doc["candidates"]:
         cap = c["capacity_rps"]
         ci = c["ci"]
@@ -267,7 +280,7 @@ def size_command(args: argparse.Namespace) -> int:
           f"pruned; {done['points']} points, {done['runs']} runs")
     print(rec.sentence)
     print(f"size: {spec.out / 'size.json'}")
-    print(f"report: {spec.out / 'size.html'}")
+    print(f"report: {report}")
     if rec.best is None:
         return 1
     if doc["below_min_capacity"]:

@@ -41,6 +41,8 @@ class Sizing(Protocol):
     def rounds(self) -> int: ...
     @property
     def out(self) -> Path: ...
+    @property
+    def backpressure(self) -> int | None: ...
 
 
 def _slug(text: str) -> str:
@@ -66,7 +68,8 @@ class Measurer:
         return base.with_(
             worker_class=candidate.worker_class, workers=candidate.workers,
             threads=candidate.threads, db_pool_size=candidate.db_pool_size,
-            arrival_rate=round(rate, 2), users=self.users_for(rate, self.spec.slo),
+            backpressure=self.spec.backpressure, arrival_rate=round(rate, 2),
+            users=self.users_for(rate, self.spec.slo),
             warmup_s=base.warmup_s * WARM_SHARE if warm else base.warmup_s)
 
     def _one(self, candidate: Candidate, rate: float, where: Path) -> Run | None:
