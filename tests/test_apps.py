@@ -349,7 +349,7 @@ def _exe_of_tree(pid: int) -> set[str]:
     ids=["flask_shop-gthread", "flask_shop-granian-backpressure", "fastapi_shop-uvicorn"])
 def test_the_examples_serve_on_the_free_threaded_interpreter(
         app_dir: Path, worker_class: str, backpressure: int) -> None:
-    from lab_services import require_ft
+    from support.services import require_ft
 
     require_ft()
     ft = os.path.realpath(servers.ft_python())
@@ -374,8 +374,8 @@ def test_the_examples_serve_on_the_free_threaded_interpreter(
 @pytest.mark.slow
 def test_run_app_on_ft_with_granian_backpressure(tmp_path: Path) -> None:
     """``run --app`` carries --python ft and --backpressure to the server it starts."""
-    from _runner_util import assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
-    from lab_services import require_ft
+    from support.runner_cli import assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
+    from support.services import require_ft
 
     require_ft()
     env, tag = tagged_env()
@@ -401,8 +401,8 @@ def test_run_app_on_ft_with_granian_backpressure(tmp_path: Path) -> None:
 def test_size_app_on_ft_sizes_granian_with_backpressure(tmp_path: Path) -> None:
     """``size --app --python ft --backpressure``: every point's run is on ft, backpressure
     given, Granian only (the textbook narrowed to it)."""
-    from _runner_util import assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
-    from lab_services import require_ft
+    from support.runner_cli import assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
+    from support.services import require_ft
 
     require_ft()
     env, tag = tagged_env()

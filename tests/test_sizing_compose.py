@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _runner_util import loadlab
-from requirements_probe import require
+from support.runner_cli import loadlab
+from support.system_tools import require
 
 from loadlab.launch import free_port
 from loadlab.runner.compose import app_env
