@@ -22,19 +22,19 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
-from loadlab.db import default_pool_size
-from loadlab.names import DB_SCENARIOS
-from loadlab.runner.database import DatabaseWatch, RunDatabase
 from loadlab.runner.interpreter import gil_note, read_interpreter
 from loadlab.runner.leftovers import Leftovers
 from loadlab.runner.loadgen import LoadFigures, LoadGenerator
 from loadlab.runner.locust_driver import locustfile, waits_ready
 from loadlab.runner.options import RunSpec
+from loadlab.runner.run_database import DatabaseWatch, RunDatabase
 from loadlab.runner.runtime_base import Endpoint, Placement, Runtime
 from loadlab.runner.sampler import ServerSampler, Window
 from loadlab.runs import bottleneck
 from loadlab.runs.bottleneck import Gauges
 from loadlab.runs.record import PythonFigures, Run
+from loadlab.scenarios import DB_SCENARIOS
+from loadlab.service_db import default_pool_size
 
 Tick = Callable[[float, float, float | None, float | None, str], None]
 GRACE_S = 30.0  # Locust start-up and shutdown on a busy machine

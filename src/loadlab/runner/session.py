@@ -16,13 +16,13 @@ from types import FrameType
 from typing import Any
 
 from loadlab.errors import UserError
-from loadlab.runner.database import RunDatabase, needs_database
 from loadlab.runner.execute import execute, run_id_for
 from loadlab.runner.leftovers import DirectoryLock, Leftovers
 from loadlab.runner.manifest import manifest
 from loadlab.runner.options import Gates, RunSpec
 from loadlab.runner.progress import Progress
 from loadlab.runner.rounds import combine, half_width_pct, precise_enough
+from loadlab.runner.run_database import RunDatabase, needs_database
 from loadlab.runner.runtime_base import Runtime, RuntimeError_
 from loadlab.runs.bottleneck import words
 from loadlab.runs.record import BROKEN, ERRORS, OK, Run, variant_label
