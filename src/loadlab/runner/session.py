@@ -16,7 +16,7 @@ from types import FrameType
 from typing import Any
 
 from loadlab.errors import UserError
-from loadlab.runner.execute import execute, run_id_for
+from loadlab.runner.execute import RunContext, execute, run_id_for
 from loadlab.runner.leftovers import DirectoryLock, Leftovers
 from loadlab.runner.manifest import manifest
 from loadlab.runner.options import Gates, RunSpec
@@ -283,8 +283,8 @@ class _Cells:
         self.signals.check()
         try:
             # Each service finishes exiting while the next one starts.
-            run = execute(spec, self.runtime, self.out / "raw", run_id, tick=tick,
-                          leftovers=self.leftovers, database=self.database, stop_behind=True)
+            run = execute(spec, self.runtime, self.out / "raw", run_id, RunContext(
+                tick=tick, leftovers=self.leftovers, database=self.database, stop_behind=True))
         except RuntimeError_ as exc:
             raise StartError(str(exc)) from None
         # A run a ^C arrived in is not kept, even if the signal's exception was lost.
