@@ -4,7 +4,7 @@ The same driver, pool and SQL as the lab (psycopg 3: an ``AsyncConnectionPool`` 
 in FastAPI's lifespan, a ``ConnectionPool`` per Gunicorn worker opened by Flask's app
 factory; min = max = ``LOADLAB_DB_POOL_SIZE`` connections, autocommit), and nothing else:
 no metrics, no middleware, no parameter models, no error mapping. The SQL comes from
-``loadlab.db`` so that the two sides cannot drift apart.
+``loadlab.service_db`` so that the two sides cannot drift apart.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from loadlab.db import SELECT_WORLD, SLEEP, WORLD_ROWS
+from loadlab.scenarios import WORLD_ROWS
+from loadlab.service_db import SELECT_WORLD, SLEEP
 
 
 def _pool_options() -> dict[str, Any]:

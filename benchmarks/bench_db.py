@@ -52,10 +52,10 @@ from _reliability import (
     wait_idle,
 )
 
-from loadlab.database import PostgresCluster
-from loadlab.db import default_pool_size
 from loadlab.launch import free_port
+from loadlab.pgcluster import PostgresCluster
 from loadlab.servers import native_name
+from loadlab.service_db import default_pool_size
 
 HERE = Path(__file__).resolve().parent
 PLACEMENTS = {"server": {SERVER_CPU}, "shared": {SERVER_CPU, LOAD_CPU}}

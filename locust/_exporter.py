@@ -29,7 +29,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from loadlab.names import LATENCY_BUCKETS_S
+from loadlab.buckets import LATENCY_BUCKETS_S
 
 log = logging.getLogger("loadlab")
 

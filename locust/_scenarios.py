@@ -12,9 +12,8 @@ from typing import Any
 
 from _options import Knobs
 
-from loadlab.names import WORLD_ROWS
 from loadlab.scenarios import MIX_WEIGHTS as REGISTRY_MIX_WEIGHTS
-from loadlab.scenarios import REGISTRY
+from loadlab.scenarios import REGISTRY, WORLD_ROWS
 from loadlab.workloads import cpu_work
 
 # Results of cpu_work are checked exactly up to this size; above it, computing the

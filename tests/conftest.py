@@ -78,7 +78,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """``DATABASE_URL`` when set (seeded if needed), else a throwaway cluster, seeded."""
-    from loadlab.database import INSTALL_HINT, PostgresCluster, PostgresUnavailable, seed
+    from loadlab.pgcluster import INSTALL_HINT, PostgresCluster, PostgresUnavailable, seed
 
     try:
         import psycopg  # noqa: F401

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_db
 from _reliability import can_pin
 
-from loadlab.database import PostgresCluster, PostgresUnavailable
+from loadlab.pgcluster import PostgresCluster, PostgresUnavailable
 
 pytestmark = [
     pytest.mark.slow,

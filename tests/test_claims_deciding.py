@@ -376,7 +376,7 @@ import json, sys
 from pathlib import Path
 from loadlab.claims.command import measuring
 from loadlab.runner.options import RunSpec
-from loadlab.runner.runtime import runtime_for
+from loadlab.runner.runtimes import runtime_for
 spec = RunSpec(target="fastapi", scenario="json", users=2, duration_s=3, warmup_s=1)
 other = RunSpec(target="flask", scenario="json", users=2, duration_s=3, warmup_s=1)
 measure = measuring(Path(sys.argv[1]), {"json": spec, "other": other}, runtime_for("native"))

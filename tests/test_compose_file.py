@@ -256,7 +256,7 @@ def test_database_in_compose() -> None:
     services pointed at it, every third-party service non-root."""
     pg = SERVICES["postgres"]
     assert re.fullmatch(r"\$\{POSTGRES_IMAGE:-postgres:15\.\d+-bookworm\}", pg["image"])
-    assert "./src/loadlab/database/seed.sql:/docker-entrypoint-initdb.d/10-seed.sql:ro" \
+    assert "./src/loadlab/pgcluster/seed.sql:/docker-entrypoint-initdb.d/10-seed.sql:ro" \
         in pg["volumes"]
     assert pg["healthcheck"]["test"][1] == "pg_isready"
     assert pg["deploy"]["resources"]["limits"] == {"cpus": "${POSTGRES_CPUS:-1}",
@@ -334,7 +334,7 @@ def test_every_script_the_lab_runs_is_checked_out_with_lf() -> None:
     paths = sorted(scripts_the_lab_runs())
     for needed in ("postgres/entrypoint.sh", "grafana/entrypoint.sh",
                    "prometheus/entrypoint.sh", "src/loadlab/healthcheck.sh", "Dockerfile",
-                   "src/loadlab/database/seed.sql", "prometheus/prometheus.yml", ".ci/run"):
+                   "src/loadlab/pgcluster/seed.sql", "prometheus/prometheus.yml", ".ci/run"):
         assert needed in paths, needed
     done = subprocess.run(["git", "-C", str(ROOT), "check-attr", "eol", "text", "--", *paths],
                           capture_output=True, text=True, timeout=30, check=False)

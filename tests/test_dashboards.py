@@ -22,7 +22,7 @@ from support.locust_process import Locust
 from support.services import db_service, start_service
 
 from loadlab.cli import main as cli_main
-from loadlab.dashboards import BOARDS, database, default_dir, render, stale
+from loadlab.dashboards import BOARDS, database_row, default_dir, render, stale
 from loadlab.dashboards.common import DATASOURCE_UID, SCHEMA_VERSION, SERVICE_COLORS
 from loadlab.dashboards.queries import queries, row_panels, substitute
 from loadlab.launch import ServiceProcess, free_port
@@ -88,7 +88,7 @@ def test_comparison_has_the_panels_the_lab_needs() -> None:
                    "memory", "event-loop lag", "thread pool", "locust users"):
         assert needed in titles, needed
     board = BOARD_JSON["comparison.json"]
-    in_row = " / ".join(p["title"].lower() for p in row_panels(board, database.ROW))
+    in_row = " / ".join(p["title"].lower() for p in row_panels(board, database_row.ROW))
     for needed in ("pool in use / waiting", "pool wait p95", "connections by state",
                    "database cpu"):
         assert needed in in_row, needed
@@ -287,7 +287,7 @@ def test_every_query_parses_in_prometheus(tmp_path: Path) -> None:
 
 def test_drill_down_has_the_database_panels() -> None:
     in_row = " / ".join(p["title"].lower()
-                        for p in row_panels(BOARD_JSON["service.json"], database.ROW))
+                        for p in row_panels(BOARD_JSON["service.json"], database_row.ROW))
     for needed in ("query duration p50 / p95 by query", "queries per second by query",
                    "pool wait p95", "pool size / in use / waiting", "errors per second by kind"):
         assert needed in in_row, needed
@@ -306,11 +306,11 @@ NATIVE_SERVICES = {  # the compose lab's two services, as `loadlab serve` runs t
 def _database_queries() -> list[tuple[str, str]]:
     """(where, expr) of both Database rows, variables filled in for each service."""
     found = []
-    for where, expr in queries(BOARD_JSON["comparison.json"], row=database.ROW):
+    for where, expr in queries(BOARD_JSON["comparison.json"], row=database_row.ROW):
         found.append((f"comparison {where}",
                       substitute(expr, {"service": "fastapi|flask"}, rate_interval=RATE)))
     for service in NATIVE_SERVICES:
-        for where, expr in queries(BOARD_JSON["service.json"], row=database.ROW):
+        for where, expr in queries(BOARD_JSON["service.json"], row=database_row.ROW):
             found.append((f"service={service} {where}",
                           substitute(expr, {"service": service}, rate_interval=RATE)))
     return found
@@ -395,7 +395,7 @@ def _board_queries() -> list[tuple[str, str]]:
     to data with a real PostgreSQL), variables filled in as Grafana would."""
     found = []
     for name, board in BOARD_JSON.items():
-        in_row = set(queries(board, row=database.ROW))
+        in_row = set(queries(board, row=database_row.ROW))
         services = list(NATIVE_SERVICES) if name == "service.json" else ["fastapi|flask"]
         for service in services:
             for where, expr in queries(board):

@@ -16,7 +16,8 @@ import psutil
 import pytest
 from support.system_tools import postgres_missing, require_cluster
 
-from loadlab.database import (
+from loadlab.metrics.multiprocess import is_alive
+from loadlab.pgcluster import (
     FORTUNE_ROWS,
     WORLD_ROWS,
     Binaries,
@@ -26,8 +27,7 @@ from loadlab.database import (
     seed,
     sweep_stale_clusters,
 )
-from loadlab.database.cluster import DIR_PREFIX, ClusterError, clusters_root, run_user
-from loadlab.metrics.multiprocess import is_alive
+from loadlab.pgcluster.cluster import DIR_PREFIX, ClusterError, clusters_root, run_user
 
 pytestmark = pytest.mark.slow  # real PostgreSQL clusters started and stopped
 psycopg = pytest.importorskip("psycopg")
@@ -126,7 +126,7 @@ def test_seed_is_idempotent(cluster: PostgresCluster) -> None:
 
 _OWNER = """
 import json, sys
-from loadlab.database import PostgresCluster
+from loadlab.pgcluster import PostgresCluster
 cluster = PostgresCluster(die_with_owner=sys.argv[1] == "tied", seed_data=False).start()
 print(json.dumps({"pid": cluster.pid, "directory": str(cluster.directory)}), flush=True)
 sys.stdin.read()

@@ -22,8 +22,9 @@ from support.contract_check import check
 from support.metrics_scrape import fetch, scrape, wait_for
 from support.services import VARIANTS, db_service
 
-from loadlab import contract, db
+from loadlab import contract, service_db
 from loadlab.launch import ServiceProcess, free_port
+from loadlab.scenarios import WORLD_ROWS
 from loadlab.serve import ServerConfig
 
 pytestmark = pytest.mark.slow  # services behind a real PostgreSQL
@@ -44,7 +45,7 @@ def get(client: httpx.Client, url: str) -> httpx.Response:
 
 def _is_world(row: object) -> bool:
     return (isinstance(row, dict) and sorted(row) == ["id", "randomNumber"]
-            and 1 <= row["id"] <= db.WORLD_ROWS and 1 <= row["randomNumber"] <= db.WORLD_ROWS)
+            and 1 <= row["id"] <= WORLD_ROWS and 1 <= row["randomNumber"] <= WORLD_ROWS)
 
 
 def test_db_answers_a_seeded_row(client: httpx.Client, database_url: str) -> None:
@@ -80,7 +81,7 @@ def test_db_sleep_holds_a_connection(client: httpx.Client, path: str) -> None:
 
 def test_info_shows_the_pool_size(client: httpx.Client, service: ServiceProcess) -> None:
     info = get(client, "/info").json()
-    assert info["db_pool_size"] == db.default_pool_size(service.cfg.worker_class,
+    assert info["db_pool_size"] == service_db.default_pool_size(service.cfg.worker_class,
                                                         service.cfg.threads)
 
 
@@ -109,7 +110,7 @@ def _hold(url: str, path: str, count: int) -> tuple[list[threading.Thread], list
 def test_pool_metrics_are_exact_under_concurrent_load(database_url: str, variant: str) -> None:
     with db_service(database_url, **VARIANTS[variant]) as service:
         workers = service.cfg.workers
-        size = db.default_pool_size(service.cfg.worker_class, service.cfg.threads)
+        size = service_db.default_pool_size(service.cfg.worker_class, service.cfg.threads)
         with ThreadPoolExecutor(16) as pool:
             statuses = list(pool.map(lambda _: fetch(service.url, "/queries?n=3")[0],
                                      range(200)))
@@ -193,7 +194,7 @@ def test_malformed_database_url_refuses_to_start() -> None:
     "postgresql://loadlab:S3cretPW@127.0.0.1/loadlab?bogus=1",
 ])
 def test_a_malformed_database_url_never_prints_its_password(url: str) -> None:
-    from loadlab.db import check_url
+    from loadlab.service_db import check_url
 
     with pytest.raises(ValueError, match="DATABASE_URL is malformed") as refused:
         check_url(url)

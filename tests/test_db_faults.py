@@ -12,7 +12,7 @@ import pytest
 from support.metrics_scrape import fetch, scrape, wait_for, worker_pids
 from support.services import VARIANTS, db_service
 
-from loadlab.database import PostgresCluster, PostgresUnavailable
+from loadlab.pgcluster import PostgresCluster, PostgresUnavailable
 
 pytestmark = pytest.mark.slow  # a real PostgreSQL stopped and started under load
 

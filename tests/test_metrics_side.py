@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.metrics_scrape import Scrape, fetch, settled_scrape
 from support.services import start_service
 
+from loadlab.buckets import LATENCY_BUCKETS_S
 from loadlab.launch import ServiceProcess, free_port
 from loadlab.metrics.acceptqueue import (
     AcceptQueueReader,
@@ -36,7 +37,6 @@ from loadlab.metrics.acceptqueue import (
     netlink_listeners,
     socket_inodes,
 )
-from loadlab.names import LATENCY_BUCKETS_S
 from loadlab.runs.samples import histogram_quantile
 
 SIDE_TIMEOUT_S = 2.0  # generous: the side port answers at once, the service port seconds later
@@ -371,7 +371,7 @@ def test_metrics_port_in_use_is_one_line_and_exit_2() -> None:
 def test_the_native_runner_samples_the_side_port() -> None:
     """The runner's sampler scrapes where the load cannot queue it: during the overload
     every scrape answers (none counted as an error) and reads the requests in flight."""
-    from loadlab.runner.runtime import NativeRuntime
+    from loadlab.runner.native import NativeRuntime
     from loadlab.runner.sampler import ServerSampler
     from loadlab.serve import ServerConfig
 

@@ -12,8 +12,8 @@ from support.runner_cli import SHORT, assert_nothing_left, kill_tagged, loadlab,
 from support.services import VARIANTS
 from test_db import db_service
 
-from loadlab.database.cluster import clusters_root
 from loadlab.launch import ServiceProcess
+from loadlab.pgcluster.cluster import clusters_root
 from loadlab.runner.matrix import parse_matrix
 
 ROUTES = {"db": "/db", "queries": "/queries", "db-sleep": "/db/sleep",

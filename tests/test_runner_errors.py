@@ -119,11 +119,11 @@ def test_a_bad_gunicorn_setting_is_one_line_exit_2(tmp_path: Path) -> None:
 
 
 def test_every_user_error_class_shares_the_base() -> None:
-    from loadlab.database.binaries import PostgresUnavailable
-    from loadlab.database.cluster import ClusterError
     from loadlab.launch import LaunchError
     from loadlab.offline import OfflineError
     from loadlab.paths import LabFilesMissing
+    from loadlab.pgcluster.binaries import PostgresUnavailable
+    from loadlab.pgcluster.cluster import ClusterError
     from loadlab.report.compare import CompareError
     from loadlab.runner.compose import ComposeUnavailable
     from loadlab.runner.leftovers import DirectoryBusy

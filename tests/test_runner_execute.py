@@ -16,8 +16,8 @@ from support.metrics_scrape import scrape
 from support.runner_cli import loadlab, summary, tagged_env
 
 from loadlab.runner.execute import execute
+from loadlab.runner.native import NativeRuntime
 from loadlab.runner.options import RunSpec
-from loadlab.runner.runtime import NativeRuntime
 from loadlab.runner.runtime_base import Endpoint
 from loadlab.serve import ServerConfig
 

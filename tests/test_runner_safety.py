@@ -181,7 +181,7 @@ def test_ctrl_c_ends_a_runner_that_inherited_sigint_ignored(
 def test_a_database_lost_mid_run_is_not_recorded_ok(tmp_path: Path,
                                                     database_url: str) -> None:
     del database_url  # the same skip (or CI failure) when PostgreSQL is missing
-    from loadlab.database import PostgresCluster, seed
+    from loadlab.pgcluster import PostgresCluster, seed
 
     cluster = PostgresCluster().start()
     env, tag = tagged_env(DATABASE_URL=cluster.url)

@@ -14,7 +14,7 @@ from typing import Any
 
 from support.locust_process import ROOT
 
-from loadlab import names, scenarios
+from loadlab import scenarios
 
 sys.path.insert(0, str(ROOT / "locust"))
 import _options
@@ -22,11 +22,11 @@ import _scenarios
 
 
 def test_the_lists_come_from_the_registry() -> None:
-    assert names.SCENARIOS == scenarios.SCENARIOS
-    assert names.SCENARIOS[-1] == scenarios.MIX and len(set(names.SCENARIOS)) == len(
-        names.SCENARIOS)
-    assert tuple(s.name for s in scenarios.REGISTRY if s.needs_db) == names.DB_SCENARIOS
-    assert not set(scenarios.MIX_WEIGHTS) & set(names.DB_SCENARIOS)  # "all" needs no database
+    registered = tuple(s.name for s in scenarios.REGISTRY)
+    assert (*registered, scenarios.MIX) == scenarios.SCENARIOS
+    assert len(set(scenarios.SCENARIOS)) == len(scenarios.SCENARIOS)
+    assert tuple(s.name for s in scenarios.REGISTRY if s.needs_db) == scenarios.DB_SCENARIOS
+    assert not set(scenarios.MIX_WEIGHTS) & set(scenarios.DB_SCENARIOS)  # "all" needs no db
     assert _scenarios.MIX_WEIGHTS == scenarios.MIX_WEIGHTS
     assert list(_scenarios.SINGLE) == [s.name for s in scenarios.REGISTRY]
 

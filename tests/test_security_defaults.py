@@ -377,7 +377,7 @@ def test_the_services_connect_with_the_generated_password(
     """Compose gives the services a DATABASE_URL without a password and the file the
     database keeps its generated one in: they read it at each connection, so a password
     that appears or changes after they started is used (docker-compose.yml)."""
-    from loadlab.db import SyncDatabase
+    from loadlab.service_db import SyncDatabase
     from loadlab.settings import ServiceSettings
 
     monkeypatch.setenv("LOADLAB_DB_PASSWORD_FILE", str(volume.auth / "password"))

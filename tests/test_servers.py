@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.services import VARIANTS, start_service
 
-from loadlab import db, servers
+from loadlab import servers, service_db
 from loadlab.metrics.acceptqueue import effective_backlog
 from loadlab.metrics.collectors import ServerLabels, service_families
 from loadlab.metrics.definitions import THREADPOOL_SIZE
@@ -52,10 +52,10 @@ def test_the_manifest_records_the_database_driver_and_the_load_generator() -> No
 
 
 def test_pool_defaults_follow_the_worker_class() -> None:
-    assert db.default_pool_size("sync", 1) == 1
-    assert db.default_pool_size("gthread", 6) == 6
-    assert db.default_pool_size("uvicorn", 1) == servers.CONCURRENT_POOL_SIZE
-    assert db.default_pool_size("gevent", 1) == servers.CONCURRENT_POOL_SIZE
+    assert service_db.default_pool_size("sync", 1) == 1
+    assert service_db.default_pool_size("gthread", 6) == 6
+    assert service_db.default_pool_size("uvicorn", 1) == servers.CONCURRENT_POOL_SIZE
+    assert service_db.default_pool_size("gevent", 1) == servers.CONCURRENT_POOL_SIZE
 
 
 def test_thread_pool_gauges_only_for_thread_per_request_classes() -> None:

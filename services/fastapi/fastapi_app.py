@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from loadlab import contract, db, metrics, workloads
+from loadlab import contract, metrics, service_db, workloads
 from loadlab.openapi import with_contract_errors
 from loadlab.requestinfo import describe_request
 from loadlab.serverinfo import server_info, with_gil_state
@@ -84,10 +84,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         async with httpx.AsyncClient(limits=limits, timeout=settings.upstream_timeout_s) as client:
             app.state.http = client
             app.state.pool = ProcessPoolExecutor(max_workers=settings.process_pool_size)
-            app.state.db = await db.AsyncDatabase(settings).open()
+            app.state.db = await service_db.AsyncDatabase(settings).open()
             # The textbook mistake's own pool, opened by its first request: it is not part
             # of the connections this service normally holds.
-            app.state.blocking_db = db.SyncDatabase(settings, size=1, name="loadlab-blocking")
+            app.state.blocking_db = service_db.SyncDatabase(settings, size=1,
+                                                            name="loadlab-blocking")
             stop_probes = metrics.start_async_probes()
             try:
                 yield

@@ -15,7 +15,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from loadlab import contract, db, metrics, workloads
+from loadlab import contract, metrics, service_db, workloads
 from loadlab.requestinfo import describe_request
 from loadlab.serverinfo import server_info, with_gil_state
 from loadlab.settings import ServiceSettings, upstream_target
@@ -68,7 +68,7 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
     info = server_info(FRAMEWORK, settings)
     http = _upstream_session(max(10, settings.threads))
     # Gunicorn calls the factory in each worker, after the fork: one pool per process.
-    database = db.SyncDatabase(settings).open()
+    database = service_db.SyncDatabase(settings).open()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = contract.MAX_BODY_BYTES
     # The contract lists GET and POST only; FastAPI answers OPTIONS and HEAD with 405 too.

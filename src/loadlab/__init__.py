@@ -5,13 +5,13 @@ The map. Modules at this level serve three audiences, and import downwards only
 
 What the services import (the images run this, and none of it imports the supervisor):
 ``contract`` (limits, models, the error body), ``workloads`` (the CPU and I/O work),
-``db`` (the services' PostgreSQL pools and queries), ``settings`` (``LOADLAB_*``),
+``service_db`` (the services' PostgreSQL pools and queries), ``settings`` (``LOADLAB_*``),
 ``serverinfo`` (``GET /info``), ``requestinfo`` (``GET /request``), ``openapi`` (the
 contract's OpenAPI document), ``servers`` (the server registry), ``scenarios`` (the load
-scenarios; stdlib only, the locustfile imports it), ``names`` (constants beside them),
-``cgroup`` and ``proctree`` (CPU and memory figures), ``procs`` (process helpers),
-``paths`` (where the lab's files are), ``errors`` (the one-line error base), and the
-``metrics`` package.
+scenarios and the seeded table's size; stdlib only, the locustfile imports it),
+``buckets`` (the one latency bucket ladder; stdlib only too), ``cgroup`` and ``proctree``
+(CPU and memory figures), ``procs`` (process helpers), ``paths`` (where the lab's files
+are), ``errors`` (the one-line error base), and the ``metrics`` package.
 
 Starting and limiting a server: ``serve`` (``loadlab serve``, the supervisor),
 ``launch`` (``loadlab serve`` as a child process group), ``readiness``, ``cpulimit``
@@ -22,8 +22,9 @@ Running the lab: ``cli`` (the ``loadlab`` command), ``__main__``, ``doctor``, ``
 atomic write), ``stats`` (intervals over rounds), and the packages ``runs`` (the run record,
 under both ``runner`` and ``report``), ``runner`` (``loadlab run``/``matrix``), ``report``
 (report.html, ``loadlab compare``), ``claims``, ``sizing`` (``loadlab size``), ``apps``
-(a user's own app under the lab), ``requestlist`` (``--request`` templates), ``database``
-(the lab's own PostgreSQL) and ``dashboards`` (Grafana as code).
+(a user's own app under the lab), ``requestlist`` (``--request`` templates), ``pgcluster``
+(the throwaway PostgreSQL cluster behind ``loadlab db`` and native runs) and
+``dashboards`` (Grafana as code).
 """
 
 __version__ = "0.1.0"

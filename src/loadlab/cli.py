@@ -90,7 +90,7 @@ def _connections(text: str) -> int:
 
 def _register_db(sub: argparse._SubParsersAction[_Parser]) -> None:
     def run(args: argparse.Namespace) -> int:
-        from loadlab.database.command import main as db
+        from loadlab.pgcluster.command import main as db
 
         return db(args.action, max_connections=getattr(args, "max_connections", 100))
 

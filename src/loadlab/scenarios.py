@@ -1,5 +1,6 @@
 """The load scenarios, written once: the lists every parser offers, what each one needs,
-its weight in the ``all`` mix, and the route its requests are named by.
+its weight in the ``all`` mix, and the route its requests are named by; and the size of the
+seeded table the database scenarios read.
 
 Standard library only, so the Locust processes import it as they are (the locustfile
 builds its tasks from this table; ``locust/_scenarios.py`` holds one checked request per
@@ -50,6 +51,10 @@ BY_NAME = {s.name: s for s in REGISTRY}
 SCENARIOS = (*BY_NAME, MIX)
 DB_SCENARIOS = tuple(s.name for s in REGISTRY if s.needs_db)
 MIX_WEIGHTS = {s.name: s.mix_weight for s in REGISTRY if s.mix_weight}
+
+# Rows of the seeded `world` table (TechEmpower's) the database scenarios read: ids and
+# randomnumber run 1..WORLD_ROWS (the seed writes them, the services and Locust draw ids).
+WORLD_ROWS = 10_000
 
 
 def waits(name: str) -> bool:

@@ -345,7 +345,7 @@ def _exit_status(returncode: int) -> int:
 
 def check_database_url() -> None:
     """A malformed DATABASE_URL stops the service before it starts, in one line."""
-    from loadlab.db import check_url  # imports the driver: never in a Gunicorn master
+    from loadlab.service_db import check_url  # imports the driver: never in a Gunicorn master
 
     try:
         check_url(os.environ.get("DATABASE_URL", ""))

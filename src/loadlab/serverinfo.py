@@ -8,7 +8,7 @@ import sys
 import sysconfig
 from importlib.metadata import PackageNotFoundError, version
 
-from loadlab import cgroup, db
+from loadlab import cgroup, service_db
 from loadlab.contract import PythonInfo, ServerInfo
 from loadlab.metrics.side import URL_ENV
 from loadlab.servers import PACKAGES
@@ -58,7 +58,7 @@ def server_info(framework: str, settings: ServiceSettings) -> ServerInfo:
         workers=settings.workers,
         threads=settings.threads,
         cpu_limit_cores=cgroup.own_cpu_limit(),
-        db_pool_size=db.pool_size(settings),
+        db_pool_size=service_db.pool_size(settings),
         pid=os.getpid(),
         versions=package_versions(),
         python=python_info(),

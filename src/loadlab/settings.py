@@ -28,7 +28,7 @@ class ServiceSettings(BaseSettings):
     process_pool_size: int = Field(default=2, ge=1, le=64)
     # The database behind /db, /queries, /db/sleep: empty means none configured (503).
     database_url: str = Field(default="", validation_alias="DATABASE_URL")
-    # Connections per worker process; None picks the worker class's default (db.py).
+    # Connections per worker process; None picks the worker class's default (servers.py).
     db_pool_size: int | None = Field(default=None, ge=1, le=1000)
     # How long a request waits for a pooled connection before a 503.
     db_pool_timeout_s: float = Field(default=5.0, gt=0, le=300)

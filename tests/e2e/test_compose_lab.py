@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from support.compose_project import PROFILE_VARIANTS, VARIANT_SERVICES, Stack
 
-from loadlab.dashboards import database, render
+from loadlab.dashboards import database_row, render
 from loadlab.dashboards.queries import queries, substitute
 
 
@@ -193,11 +193,11 @@ def test_database_panels_return_data(stack: Stack, db_traffic: float) -> None:
     board = {name: json.loads(text) for name, text in render().items()}
     checks = [(f"comparison {where}", substitute(expr, {"service": "fastapi|flask"},
                                                  rate_interval="20s"))
-              for where, expr in queries(board["comparison.json"], row=database.ROW)]
+              for where, expr in queries(board["comparison.json"], row=database_row.ROW)]
     checks += [(f"service={service} {where}",
                 substitute(expr, {"service": service}, rate_interval="20s"))
                for service in ("fastapi", "flask")
-               for where, expr in queries(board["service.json"], row=database.ROW)]
+               for where, expr in queries(board["service.json"], row=database_row.ROW)]
     assert len(checks) == 9 + 2 * 8
 
     def empty() -> list[str]:

@@ -141,7 +141,7 @@ def cluster_problem(source: str | None = None) -> str | None:
     account that may not reach them (a checkout in a 0700 home)."""
     key = source or "any"
     if key not in _CLUSTER_PROBLEMS:
-        from loadlab.database import (
+        from loadlab.pgcluster import (
             INSTALL_HINT,
             ClusterError,
             PostgresCluster,

@@ -1,6 +1,6 @@
 -- The lab's seed data, as TechEmpower's framework benchmarks define it: a `world` table of
 -- 10,000 rows with a random number 1..10000 each, and the 12-row `fortune` table.
--- Idempotent (safe to apply again). Applied by `loadlab.database.seed` natively and by the
+-- Idempotent (safe to apply again). Applied by `loadlab.pgcluster.seed` natively and by the
 -- postgres image's /docker-entrypoint-initdb.d in compose: this file is the one copy.
 BEGIN;
 SELECT pg_advisory_xact_lock(7010);  -- two seeders at once wait for each other

@@ -21,7 +21,7 @@ from loadlab.claims.table import print_table
 
 if TYPE_CHECKING:
     from loadlab.runner.options import RunSpec
-    from loadlab.runner.runtime import Runtime
+    from loadlab.runner.runtime_base import Runtime
 
 # --until-decided without --budget: the whole command's wall time, quick and full.
 DEFAULT_BUDGET_S = {"quick": 600.0, "full": 3600.0}
@@ -75,7 +75,8 @@ def claims_command(args: argparse.Namespace) -> int:
     from loadlab.report.html import write_report
     from loadlab.runner.options import OptionError, parse_rounds
     from loadlab.runner.rounds import combine
-    from loadlab.runner.runtime import available_cores, runtime_for
+    from loadlab.runner.runtime_base import available_cores
+    from loadlab.runner.runtimes import runtime_for
     from loadlab.runner.session import StartError, run_cells
     from loadlab.runs.record import Run, run_rounds
 

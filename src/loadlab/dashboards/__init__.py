@@ -5,7 +5,7 @@ against the generator and nobody edits the JSON by hand.
 
 The map: this module holds ``BOARDS``, ``render`` and ``stale``; one module per board, one
 function per panel: ``comparison`` (the services side by side), ``service`` (one
-service's drill-down), ``loadgen`` (Locust's side), with ``database`` (the Database row of
+service's drill-down), ``loadgen`` (Locust's side), with ``database_row`` (the Database row of
 the first two) and ``common`` (datasource, panel defaults); ``queries`` (every PromQL query
 with Grafana's variables filled in, for the tests); ``kube`` (the Kubernetes manifests'
 generated files); ``cli`` (``loadlab dashboards [--check]``).

@@ -17,7 +17,7 @@ from grafana_foundation_sdk.builders import prometheus, table, timeseries
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from loadlab.dashboards import database
+from loadlab.dashboards import database_row
 from loadlab.dashboards.common import (
     DATASOURCE,
     RATE,
@@ -333,4 +333,4 @@ def build() -> db.Dashboard:
         "FastAPI on Uvicorn against Flask on Gunicorn (and any variant), side by side: "
         "what the users saw, what the servers measured, and the wait in between.",
     ).with_variable(service_variable(multi=True))
-    return with_panels(board, PANELS, [(database.ROW, database.COMPARISON)])
+    return with_panels(board, PANELS, [(database_row.ROW, database_row.COMPARISON)])

@@ -46,7 +46,7 @@ def render_files(root: Path | None = None) -> dict[Path, str]:
         files[kube / "prometheus" / copy] = (root / "prometheus" / source).read_text()
     # The database's seed, the one seed.sql (compose mounts the same file).
     files[kube / "postgres" / "10-seed.sql"] = (
-        root / "src" / "loadlab" / "database" / "seed.sql").read_text()
+        root / "src" / "loadlab" / "pgcluster" / "seed.sql").read_text()
     return files
 
 

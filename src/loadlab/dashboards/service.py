@@ -6,7 +6,7 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import timeseries
 from grafana_foundation_sdk.models import dashboard as model
 
-from loadlab.dashboards import database
+from loadlab.dashboards import database_row
 from loadlab.dashboards.common import (
     DATASOURCE,
     RATE,
@@ -172,4 +172,4 @@ def build() -> db.Dashboard:
         .with_variable(service_variable(multi=False))
         .with_variable(handler_variable())
     )
-    return with_panels(board, PANELS, [(database.ROW, database.SERVICE)])
+    return with_panels(board, PANELS, [(database_row.ROW, database_row.SERVICE)])

@@ -16,8 +16,8 @@ from functools import cache
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import disable_created_metrics
 
+from loadlab.buckets import LATENCY_BUCKETS_S
 from loadlab.metrics.multiprocess import use_cached_pid
-from loadlab.names import LATENCY_BUCKETS_S
 
 # *_created series exist only in single-process mode; without them both modes look alike.
 disable_created_metrics()

@@ -12,4 +12,5 @@ The map:
 - ``rundata``: readers of what a run left in ``raw/`` (samples, Locust's buckets).
 - ``compare``: ``loadlab compare BASELINE CURRENT`` (matched runs, ratios with intervals,
   a verdict each); ``compare_html``: its section in the report.
+- ``sizing``: the size section (what ``loadlab size`` found), read only from size.json.
 """

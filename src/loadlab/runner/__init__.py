@@ -15,13 +15,15 @@ The map, from the command down:
 - ``execute``: one run in three parts, ``start`` -> ``measure`` (a ``Measurement``) ->
   ``record_from`` (pure: the run record); ``sampler``: the server's /metrics each second
   and /healthz probes; ``interpreter``: the interpreter and the GIL's state, read from
-  the service's /info while it serves; ``database``: each run's PostgreSQL and its watch.
+  the service's /info while it serves; ``run_database``: each run's PostgreSQL and its
+  watch.
 - ``loadgen``: the ``LoadGenerator`` interface, implemented by ``locust_driver`` (Locust
   as a local process) and by ``swarm``'s master (the stack's Locust).
 - ``runtime_base``: the ``Runtime`` base class (hooks with defaults), ``Endpoint``,
-  ``Placement``; the runtimes: ``runtime`` (native processes, and ``runtime_for``),
-  ``compose``, ``swarm``; ``prometheus_watch``: a stack's Prometheus gaps during a run;
-  ``kept``: one service kept across the runs of one configuration (``loadlab size``).
+  ``Placement``; the runtimes: ``native`` (local processes), ``compose``, ``swarm``, and
+  ``runtimes`` (``runtime_for``: ``--runtime NAME`` -> one of them); ``prometheus_watch``:
+  a stack's Prometheus gaps during a run; ``kept``: one service kept across the runs of
+  one configuration (``loadlab size``).
 
 The runner writes results through ``loadlab.runs`` and builds the report at the end;
 neither ``loadlab.runs`` nor ``loadlab.report`` imports it.

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from loadlab.names import SCENARIOS
 from loadlab.runner.own_load_arguments import add_app_arguments, add_load_arguments
+from loadlab.scenarios import SCENARIOS
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:

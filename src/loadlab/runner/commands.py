@@ -37,7 +37,7 @@ from loadlab.runner.options import (
     parse_rounds,
     parse_server,
 )
-from loadlab.runner.runtime import runtime_for
+from loadlab.runner.runtimes import runtime_for
 from loadlab.runner.session import DEFAULT_MAX_ERROR_RATE, Outcome, gate_failures, run_cells
 from loadlab.runs.record import read_runs
 from loadlab.serve import MAX_BACKPRESSURE, WORKER_CLASSES, ServeError

@@ -3,7 +3,9 @@
 In three parts: ``start`` (the service, and the load generator beside it when both can
 wait), ``measure`` (the load, the server's samples, everything read while the processes
 live, as one ``Measurement``) and ``record_from`` (a pure function from the spec and the
-measurement to the run record). ``execute`` runs the three and stops everything.
+measurement to the run record). ``execute`` runs the three and stops everything; what it
+takes from the session around it (the live line, the leftovers register, the run database,
+whether the service may finish exiting behind the next start) is one ``RunContext``.
 
 A run whose service dies, or whose Locust writes no report, comes back as ``failed`` with
 the reason; a service that will not start raises (the command exits 2). Whatever happens,
@@ -22,19 +24,19 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
-from loadlab.db import default_pool_size
-from loadlab.names import DB_SCENARIOS
-from loadlab.runner.database import DatabaseWatch, RunDatabase
 from loadlab.runner.interpreter import gil_note, read_interpreter
 from loadlab.runner.leftovers import Leftovers
 from loadlab.runner.loadgen import LoadFigures, LoadGenerator
 from loadlab.runner.locust_driver import locustfile, waits_ready
 from loadlab.runner.options import RunSpec
+from loadlab.runner.run_database import DatabaseWatch, RunDatabase
 from loadlab.runner.runtime_base import Endpoint, Placement, Runtime
 from loadlab.runner.sampler import ServerSampler, Window
 from loadlab.runs import bottleneck
 from loadlab.runs.bottleneck import Gauges
 from loadlab.runs.record import PythonFigures, Run
+from loadlab.scenarios import DB_SCENARIOS
+from loadlab.service_db import default_pool_size
 
 Tick = Callable[[float, float, float | None, float | None, str], None]
 GRACE_S = 30.0  # Locust start-up and shutdown on a busy machine
@@ -67,6 +69,18 @@ def service_env(spec: RunSpec, database: RunDatabase | None) -> dict[str, str]:
     if spec.db_pool_size is not None:
         env["LOADLAB_DB_POOL_SIZE"] = str(spec.db_pool_size)
     return env
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a run takes from the session around it rather than from its variant (the
+    RunSpec): the live line, where its processes are registered, the run database, and
+    whether its service may finish exiting while the session goes on."""
+
+    tick: Tick | None = None  # the live line, called about 4 times a second
+    leftovers: Leftovers | None = None  # where the run's processes are registered
+    database: RunDatabase | None = None  # the database scenarios' server
+    stop_behind: bool = False  # the service finishes exiting while the caller goes on
 
 
 # --- the measurement ---------------------------------------------------------------------
@@ -296,6 +310,7 @@ class Started:
     endpoint: Endpoint
     placement: Placement
     started_at: str
+    out_prefix: Path  # RAW_DIR/RUN_ID: where the run's files go (RUN_ID.samples.json, ...)
     load: LoadGenerator | None = None  # started beside the service, else by ``measure``
     sampler: ServerSampler | None = None
     watch: DatabaseWatch | None = None
@@ -327,7 +342,7 @@ def start(spec: RunSpec, runtime: Runtime, out_prefix: Path, env: Mapping[str, s
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     early = _starts_early(spec, runtime)
     endpoint = runtime.launch(cfg, env) if early else runtime.start(cfg, env)
-    started = Started(endpoint, placement, started_at)
+    started = Started(endpoint, placement, started_at, out_prefix)
     try:
         if leftovers is not None and endpoint.pid is not None:
             leftovers.add("service", endpoint.pid)
@@ -366,9 +381,10 @@ def _mark(loop: _Loop, sampler: ServerSampler, watch: DatabaseWatch | None) -> N
     loop.marked = True
 
 
-def _follow(spec: RunSpec, runtime: Runtime, run: Started, load: LoadGenerator,
-            sampler: ServerSampler, tick: Tick | None) -> _Loop:
+def _follow(spec: RunSpec, runtime: Runtime, run: Started, tick: Tick | None) -> _Loop:
     """Poll until the load ends, the service dies or the time is up (plus a grace)."""
+    load, sampler = run.load, run.sampler
+    assert load is not None and sampler is not None, "_follow() before the load started"
     loop = _Loop()
     planned = spec.warmup_s + spec.duration_s
     began = time.monotonic()
@@ -399,20 +415,21 @@ def _follow(spec: RunSpec, runtime: Runtime, run: Started, load: LoadGenerator,
     return loop
 
 
-def measure(spec: RunSpec, runtime: Runtime, run: Started, raw_dir: Path, run_id: str,
-            tick: Tick | None = None, leftovers: Leftovers | None = None,
-            database: RunDatabase | None = None) -> Measurement:
+def measure(spec: RunSpec, runtime: Runtime, run: Started,
+            context: RunContext | None = None) -> Measurement:
     """Put the load on the started service, sample it, and read every figure."""
-    endpoint = run.endpoint
+    context = context or RunContext()
+    endpoint, database = run.endpoint, context.database
+    raw_dir, run_id = run.out_prefix.parent, run.out_prefix.name
     if database is not None and spec.scenario in DB_SCENARIOS:
         run.watch = database.watch()
     sampler = run.sampler = ServerSampler(endpoint.metrics_url, endpoint.pid,
                                           endpoint.base_url).start()
     if run.load is None:
-        run.load = runtime.load_generator(spec, raw_dir / run_id, endpoint, run.placement)
-        _track(run.load.start(), leftovers)
+        run.load = runtime.load_generator(spec, run.out_prefix, endpoint, run.placement)
+        _track(run.load.start(), context.leftovers)
     load = run.load
-    loop = _follow(spec, runtime, run, load, sampler, tick)
+    loop = _follow(spec, runtime, run, context.tick)
     cpu_at_end = load.cpu_seconds() or loop.cpu_last
     window = sampler.window()
     gauges = [Gauges.of(s) for s in sampler.measured()]  # after window(): its scrapes
@@ -445,12 +462,13 @@ def measure(spec: RunSpec, runtime: Runtime, run: Started, raw_dir: Path, run_id
 
 
 def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
-            tick: Tick | None = None, leftovers: Leftovers | None = None,
-            database: RunDatabase | None = None, stop_behind: bool = False) -> Run:
-    """Start, measure, stop everything, and make the record."""
-    run = start(spec, runtime, raw_dir / run_id, service_env(spec, database), leftovers)
+            context: RunContext | None = None) -> Run:
+    """Start, measure, stop everything, and make the record (its files under ``raw_dir``)."""
+    context = context or RunContext()
+    leftovers = context.leftovers
+    run = start(spec, runtime, raw_dir / run_id, service_env(spec, context.database), leftovers)
     try:
-        measured = measure(spec, runtime, run, raw_dir, run_id, tick, leftovers, database)
+        measured = measure(spec, runtime, run, context)
     finally:
         if run.watch is not None:
             run.watch.finish(1.0)
@@ -458,7 +476,7 @@ def execute(spec: RunSpec, runtime: Runtime, raw_dir: Path, run_id: str,
             run.sampler.stop()
         if run.load is not None:
             run.load.stop()
-        if stop_behind:
+        if context.stop_behind:
             runtime.stop_behind()  # the caller settles (the next start does too)
         else:
             runtime.stop()

@@ -249,7 +249,7 @@ def _axes(reader: _Reader, table: dict[str, Any]) -> _Axes:
     targets = reader.strs(table.get("targets", list(TARGETS)), "matrix.targets", TARGETS, sec)
     if "scenarios" not in table:
         raise MatrixError(f"{path.name}: [matrix] needs scenarios = [...]")
-    from loadlab.names import SCENARIOS
+    from loadlab.scenarios import SCENARIOS
 
     scenarios = reader.strs(table["scenarios"], "matrix.scenarios", SCENARIOS, sec)
     users = reader.ints(table.get("users", 10), "matrix.users", 1, MAX_USERS, sec)

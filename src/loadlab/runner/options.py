@@ -16,8 +16,8 @@ from loadlab import servers
 from loadlab.apps.spec import AppSpec
 from loadlab.contract import MAX_USERS
 from loadlab.errors import UserError
-from loadlab.names import SCENARIOS
 from loadlab.runs.record import Run, variant_key
+from loadlab.scenarios import SCENARIOS
 from loadlab.serve import (
     MAX_BACKPRESSURE,
     PYTHONS,

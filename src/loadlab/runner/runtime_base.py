@@ -1,8 +1,9 @@
 """What every runtime shares: its error, the endpoint it hands back, the placement of
 server and load generator, and the ``Runtime`` base class (its optional hooks have defaults).
 
-Kept apart from the runtimes themselves so that each (native in ``runtime``, compose in
-``compose``, swarm in ``swarm``) imports this and none imports another.
+Kept apart from the runtimes themselves so that each (native in ``native``, compose in
+``compose``, swarm in ``swarm``) imports this and none imports another; ``runtimes``
+picks one by name.
 """
 
 from __future__ import annotations

@@ -16,13 +16,13 @@ from types import FrameType
 from typing import Any
 
 from loadlab.errors import UserError
-from loadlab.runner.database import RunDatabase, needs_database
-from loadlab.runner.execute import execute, run_id_for
+from loadlab.runner.execute import RunContext, execute, run_id_for
 from loadlab.runner.leftovers import DirectoryLock, Leftovers
 from loadlab.runner.manifest import manifest
 from loadlab.runner.options import Gates, RunSpec
 from loadlab.runner.progress import Progress
 from loadlab.runner.rounds import combine, half_width_pct, precise_enough
+from loadlab.runner.run_database import RunDatabase, needs_database
 from loadlab.runner.runtime_base import Runtime, RuntimeError_
 from loadlab.runs.bottleneck import words
 from loadlab.runs.record import BROKEN, ERRORS, OK, Run, variant_label
@@ -283,8 +283,8 @@ class _Cells:
         self.signals.check()
         try:
             # Each service finishes exiting while the next one starts.
-            run = execute(spec, self.runtime, self.out / "raw", run_id, tick=tick,
-                          leftovers=self.leftovers, database=self.database, stop_behind=True)
+            run = execute(spec, self.runtime, self.out / "raw", run_id, RunContext(
+                tick=tick, leftovers=self.leftovers, database=self.database, stop_behind=True))
         except RuntimeError_ as exc:
             raise StartError(str(exc)) from None
         # A run a ^C arrived in is not kept, even if the signal's exception was lost.

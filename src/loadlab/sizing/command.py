@@ -38,7 +38,7 @@ from loadlab.runner.options import (
     parse_rate,
 )
 from loadlab.runner.progress import Progress
-from loadlab.runner.runtime import runtime_for
+from loadlab.runner.runtimes import runtime_for
 from loadlab.runs.store import ResultsError
 from loadlab.sizing.candidates import (
     Branch,

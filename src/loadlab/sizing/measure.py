@@ -20,7 +20,7 @@ from loadlab import stats
 from loadlab.runner.kept import KeptRuntime
 from loadlab.runner.options import RunSpec
 from loadlab.runner.progress import Progress
-from loadlab.runner.runtime import runtime_for
+from loadlab.runner.runtimes import runtime_for
 from loadlab.runner.session import run_cells
 from loadlab.runs.record import Run
 from loadlab.sizing.candidates import Candidate

@@ -31,7 +31,7 @@ from urllib.parse import unquote
 from loadlab import contract
 from loadlab.metrics import tally
 from loadlab.metrics.definitions import DB_BUCKETS, db_errors, db_histograms, db_pool_gauges
-from loadlab.names import WORLD_ROWS
+from loadlab.scenarios import WORLD_ROWS
 
 # Pool defaults per worker class live in the server registry.
 from loadlab.servers import CONCURRENT_POOL_SIZE as CONCURRENT_POOL_SIZE

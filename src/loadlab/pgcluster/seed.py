@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from loadlab.names import WORLD_ROWS
+from loadlab.scenarios import WORLD_ROWS
 
 __all__ = ["FORTUNE_ROWS", "WORLD_ROWS", "seed", "seed_sql"]
 FORTUNE_ROWS = 12
 
 
 def seed_sql() -> str:
-    return files("loadlab.database").joinpath("seed.sql").read_text(encoding="utf-8")
+    return files("loadlab.pgcluster").joinpath("seed.sql").read_text(encoding="utf-8")
 
 
 def seed(url: str, timeout_s: float = 30.0) -> None:

@@ -1,6 +1,6 @@
 """``loadlab db up|down|status``: a lab database that outlives one command.
 
-``up`` starts a keeper process (``loadlab.database.keeper``) that owns the cluster and
+``up`` starts a keeper process (``loadlab.pgcluster.keeper``) that owns the cluster and
 records it in ``STATE_DIR/db.json``; ``down`` signals that keeper, which stops the
 cluster and removes its directory. STATE_DIR is ``$LOADLAB_STATE_DIR``, else
 ``$XDG_STATE_HOME/loadlab``, else ``~/.local/state/loadlab``.
@@ -19,8 +19,8 @@ from typing import Any
 
 import psutil
 
-from loadlab.database.binaries import PostgresUnavailable, find_binaries
-from loadlab.database.cluster import sweep_stale_clusters
+from loadlab.pgcluster.binaries import PostgresUnavailable, find_binaries
+from loadlab.pgcluster.cluster import sweep_stale_clusters
 
 
 def state_dir() -> Path:
@@ -82,7 +82,7 @@ def up(max_connections: int = 100, timeout_s: float = 120.0) -> int:
     with os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600),
                    "wb") as out:
         keeper = subprocess.Popen(
-            [sys.executable, "-m", "loadlab.database.keeper", str(path),
+            [sys.executable, "-m", "loadlab.pgcluster.keeper", str(path),
              "--max-connections", str(max_connections)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in this terminal is not meant for it

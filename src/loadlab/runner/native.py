@@ -1,9 +1,10 @@
-"""Where a service runs: the native runtime (local processes), and ``runtime_for``.
+"""The native runtime: services as local ``loadlab serve`` process groups, pinned to the
+cores their limit and workers can use (``plan_placement``, ``pin_tree``).
 
 A runtime starts one variant of a service and hands back its endpoint; the runner only
 talks HTTP to it. ``loadlab.runner.compose.ComposeRuntime`` and
 ``loadlab.runner.swarm.SwarmRuntime`` are the same base class (``runtime_base.Runtime``)
-against the compose stack and the swarm.
+against the compose stack and the swarm; ``runtimes.runtime_for`` picks one by name.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from dataclasses import dataclass, field, replace
 import psutil
 
 from loadlab.launch import LaunchError, ServiceProcess, free_port
-from loadlab.runner.compose import ComposeRuntime
-from loadlab.runner.options import OptionError
 from loadlab.runner.runtime_base import (
     Endpoint,
     Placement,
@@ -126,15 +125,3 @@ class NativeRuntime(Runtime):
     def settle(self) -> None:
         while self._stopping:
             self._stopping.pop().join()
-
-
-def runtime_for(name: str, port: int | None = None) -> Runtime:
-    if name == "native":
-        return NativeRuntime(port=port)
-    if name == "compose":
-        return ComposeRuntime()
-    if name == "swarm":
-        from loadlab.runner.swarm import SwarmRuntime
-
-        return SwarmRuntime()
-    raise OptionError(f"unknown runtime {name!r}: choose native, compose or swarm")

@@ -40,9 +40,9 @@ from typing import Any
 
 import psutil
 
-from loadlab.database.binaries import Binaries, PostgresUnavailable, find_binaries
-from loadlab.database.seed import seed
 from loadlab.errors import UserError
+from loadlab.pgcluster.binaries import Binaries, PostgresUnavailable, find_binaries
+from loadlab.pgcluster.seed import seed
 from loadlab.procs import free_port, is_alive, tie_to_parent
 
 DIR_PREFIX = "loadlab-pg-"

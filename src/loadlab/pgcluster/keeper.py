@@ -4,7 +4,7 @@
 (whose death signal fires when its owner ends). This small process is that owner: killed
 in any way, it takes the cluster with it; the next start sweeps the directory.
 
-Run as ``python -m loadlab.database.keeper STATE_FILE [--max-connections N]``.
+Run as ``python -m loadlab.pgcluster.keeper STATE_FILE [--max-connections N]``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from types import FrameType
 
 import psutil
 
-from loadlab.database.cluster import PostgresCluster
 from loadlab.fileio import atomic_write
+from loadlab.pgcluster.cluster import PostgresCluster
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
@@ -35,7 +35,7 @@ def _raise_stop(_signum: int, _frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="loadlab.database.keeper")
+    parser = argparse.ArgumentParser(prog="loadlab.pgcluster.keeper")
     parser.add_argument("state_file", type=Path)
     parser.add_argument("--max-connections", type=int, default=100)
     args = parser.parse_args(argv)

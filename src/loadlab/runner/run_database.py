@@ -3,7 +3,7 @@ watched while the services load it.
 
 ``RunDatabase`` is one per ``run``/``matrix``/``claims`` invocation: ``DATABASE_URL`` when
 set (an existing server: nothing is started or stopped), else a throwaway cluster
-(``loadlab.database.PostgresCluster``) pinned to the service's cores, seeded, and removed
+(``loadlab.pgcluster.PostgresCluster``) pinned to the service's cores, seeded, and removed
 at the end (it also dies with the runner: see the cluster's docs). Per run, a
 ``DatabaseWatch`` counts the database's connections twice a second and reads its
 process tree's CPU over the measured window, for the run record's ``database`` field.
@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from loadlab.names import DB_SCENARIOS
 from loadlab.proctree import tree_figures
+from loadlab.runner.native import pin_tree
 from loadlab.runner.options import OptionError, RunSpec
-from loadlab.runner.runtime import pin_tree
+from loadlab.scenarios import DB_SCENARIOS
 
 WATCH_INTERVAL_S = 0.5
 CONNECTIONS_SQL = ("SELECT count(*) FROM pg_stat_activity "
@@ -43,7 +43,7 @@ class RunDatabase:
     _cluster: Any = None
 
     def start(self, server_cores: Sequence[int] = ()) -> RunDatabase:
-        from loadlab.database import (
+        from loadlab.pgcluster import (
             ClusterError,
             PostgresCluster,
             PostgresUnavailable,
@@ -60,7 +60,7 @@ class RunDatabase:
         except (PostgresUnavailable, ClusterError) as exc:
             raise OptionError(f"the database scenarios need PostgreSQL: {exc}") from None
         except Exception as exc:  # psycopg's errors: the given server cannot be reached
-            from loadlab.db import redact  # libpq may quote the URL, password and all
+            from loadlab.service_db import redact  # libpq may quote the URL, password and all
 
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise OptionError(f"DATABASE_URL cannot be used: {redact(first, given)}") from None
