@@ -377,7 +377,8 @@ def paired_estimate(base: Sequence[Sequence[tuple[float, float]]],
     sides = (batches[:k], batches[k:])
     d = np.asarray([float(np.mean(h)) - float(np.mean(lo)) for lo, h in zip(*sides,
                                                                            strict=True)])
-    parts, df_parts = [], []
+    parts: list[float] = []
+    df_parts: list[float] = []
     for side in sides:
         ss = float(sum(np.sum((np.asarray(b) - np.mean(b)) ** 2) for b in side))
         df_side = float(sum(len(b) - 1 for b in side))

@@ -105,8 +105,9 @@ def round_label(run: dict[str, Any], index: int) -> str:
     extra = where.split("/", 1)[0] if where.startswith("more-") else ""
     run_id = str(run.get("run_id") or "")
     tail = run_id.rsplit("-", 1)[-1] if "-" in run_id else ""
-    return f"{extra}:{tail}" if tail.startswith("r") and tail[1:].isdigit() else \
-        f"{extra}:#{index}"
+    if tail.startswith("r") and tail[1:].isdigit():
+        return f"{extra}:{tail}"
+    return f"{extra}:#{index}"  # a record without a round's run id: by its place
 
 
 def same_rounds(base: Sequence[dict[str, Any]], cur: Sequence[dict[str, Any]],
