@@ -14,6 +14,11 @@ bootstrap, it can declare a difference from 2 rounds a side (a bootstrap or perm
 of 2 + 2 rounds can never reach 95%), at the price of assuming the log-figures of rounds
 spread roughly normally; the interval widens with few rounds through t's degrees of
 freedom (t = 4.3 for 2 + 2 rounds).
+
+The claims' intervals read each run's per-second samples as well (``series_estimate``:
+batch means, rounds pooled only when they agree), and a claim's two cells measured in
+the same rounds as a blocked design (``paired_estimate``: per-round contrasts, so that a
+drift of the machine that moves both cancels). docs/claims.md says why.
 """
 
 from __future__ import annotations

@@ -114,8 +114,14 @@ def same_rounds(base: Sequence[dict[str, Any]], cur: Sequence[dict[str, Any]],
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The rounds both cells ran, in the same order: a claim's cells measured in the same
     round of the command (``round_label``) are paired; a round only one side has is not."""
-    b = {round_label(r, i): r for i, r in enumerate(base)}
-    c = {round_label(r, i): r for i, r in enumerate(cur)}
+    def labelled(rounds: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for i, r in enumerate(rounds):
+            label = round_label(r, i)
+            out[label if label not in out else f"{label}#{i}"] = r  # never two in one
+        return out
+
+    b, c = labelled(base), labelled(cur)
     both = [k for k in b if k in c]
     return [b[k] for k in both], [c[k] for k in both]
 
