@@ -46,7 +46,9 @@ PATTERNS = ((1.0, -1.0, 0.5, -0.5), (-0.5, 1.0, -1.0, 0.5), (0.5, -0.5, -1.0, 1.
 def with_series(runs: dict[str, dict[str, Any]], noise: float = 0.03, seed: int = 0,
                 ) -> dict[str, dict[str, Any]]:
     """Every round given per-second samples about its rate (``noise``: their relative
-    spread), and the cores its requests used (the round's CPU per request)."""
+    spread), and the cores its requests used (the round's CPU per request); before them,
+    as the sampler records it, the interval from the warm-up mark (partial, a lump of
+    the counters: left out by the judges, loadlab.stats.steady)."""
     out = copy.deepcopy(runs)
     for run in out.values():
         for i, rnd in enumerate(run["rounds"]):
@@ -54,8 +56,8 @@ def with_series(runs: dict[str, dict[str, Any]], noise: float = 0.03, seed: int 
             per_request = (float(server.get("cpu_seconds") or 0) / rnd["requests"]
                            if rnd.get("requests") else 0.01) or 0.01
             pattern = PATTERNS[(i + seed) % len(PATTERNS)]
-            rps = [rnd["rps"] * (1 + noise * z) for z in pattern]
-            rnd["series"] = {"seconds": [1.0] * len(rps), "rps": rps,
+            rps = [rnd["rps"] * 1.4] + [rnd["rps"] * (1 + noise * z) for z in pattern]
+            rnd["series"] = {"seconds": [0.75] + [1.0] * len(pattern), "rps": rps,
                              "cpu_cores": [r * per_request for r in rps]}
         run["series"] = run["rounds"][-1]["series"]
     return out
@@ -157,19 +159,22 @@ def test_rounds_keep_their_series() -> None:
 
 # --- the judges, on per-second samples -----------------------------------------------------
 
+# The cells whose rate follows the machine's CPU speed (a drift between rounds moves them).
+CPU_CELLS = ("loop-blocking", "loop-threadpool", "procs-1", "procs-n", "threads-1",
+             "threads-2", "limit-2", "db-fastapi", "db-flask", "ft-threads-1",
+             "ft-threads-2", "json-fastapi-uvicorn", "json-fastapi-granian",
+             "json-flask-gunicorn", "json-flask-granian")
+
+
 def test_quick_rounds_with_their_seconds_decide_every_claim_on_a_quiet_machine() -> None:
-    """Quick-sized runs (2 rounds of 4 s) of a quiet machine whose rounds differ by a few
-    per cent: from the rounds alone several claims stay inconclusive (one degree of
-    freedom); with the seconds every claim is decided."""
+    """Quick-sized runs (2 rounds of 4 s) of a quiet machine whose CPU ran 15% slower in
+    round 2 (as recorded: 10-35%), every CPU-bound cell alike: from the rounds alone,
+    each cell's two rounds 15% apart, several claims stay inconclusive; with the seconds
+    and the cells paired by round (the drift cancels) every claim is decided."""
     runs = good_runs()
-    # Rounds a few per cent apart, as their seconds (5% apart) predict on a quiet machine.
-    noisy_rounds(runs, "threads-1", [93, 97])
-    noisy_rounds(runs, "threads-4", [99, 95])
-    noisy_rounds(runs, "procs-n", [178, 168])
-    noisy_rounds(runs, "threads-2", [99, 95])
-    noisy_rounds(runs, "ft-threads-2", [138, 130])
-    noisy_rounds(runs, "json-fastapi-granian", [1620, 1540])
-    noisy_rounds(runs, "db-flask", [975, 945])
+    for name in CPU_CELLS:
+        first = runs[name]["rounds"][0]["rps"]
+        noisy_rounds(runs, name, [first, first * 0.85])
     rounds_only = verdicts(runs)
     assert [k for k, v in rounds_only.items() if v == UNSURE], rounds_only
     decided = verdicts(with_series(runs, noise=0.05))
@@ -206,7 +211,11 @@ def test_the_new_claims_decide_either_way(cid: str, rates: dict[str, list[float]
     v = _claim_verdict(with_series(runs, noise=0.03), cid)
     assert v.verdict == expected and said in v.reason, v
     assert v.effect is not None and "batch means" in v.effect["method"]
-    others = {k: x for k, x in verdicts(with_series(runs, noise=0.03)).items() if k != cid}
+    # The claims that read none of the changed cells still hold (threads-not-parallel-cpu
+    # reads threads-2 too: with the GIL 2 threads at 2x, it does not hold either).
+    untouched = {c.id for c in CLAIMS if not {cell.name for cell in c.cells} & set(rates)}
+    others = {k: x for k, x in verdicts(with_series(runs, noise=0.03)).items()
+              if k != cid and k in untouched}
     assert set(others.values()) == {HOLDS}
 
 
@@ -241,8 +250,8 @@ def test_without_the_free_threaded_interpreter_its_claims_say_so(
     monkeypatch.setenv("LOADLAB_PYTHON_FT", str(tmp_path / "no-python"))
     cells = plan(QUICK, 2)
     assert not any(spec.python == "ft" for spec in cells.values())
-    assert "threads-2" not in cells  # read by no claim this machine can measure
-    assert "threads-1" in cells  # threads-not-parallel-cpu reads it too
+    assert {"ft-threads-1", "ft-threads-2"}.isdisjoint(cells)  # only their claims read them
+    assert {"threads-1", "threads-2"} <= set(cells)  # threads-not-parallel-cpu reads them too
     for v in judge(with_series(good_runs()), 2):
         if v.id.startswith("free-threading-"):
             assert v.verdict == UNSURE and v.more_rounds is None

@@ -14,6 +14,11 @@ bootstrap, it can declare a difference from 2 rounds a side (a bootstrap or perm
 of 2 + 2 rounds can never reach 95%), at the price of assuming the log-figures of rounds
 spread roughly normally; the interval widens with few rounds through t's degrees of
 freedom (t = 4.3 for 2 + 2 rounds).
+
+The claims' intervals read each run's per-second samples as well (``series_estimate``:
+batch means, rounds pooled only when they agree), and a claim's two cells measured in
+the same rounds as a blocked design (``paired_estimate``: per-round contrasts, so that a
+drift of the machine that moves both cancels). docs/claims.md says why.
 """
 
 from __future__ import annotations
@@ -159,7 +164,7 @@ def rounds_needed(values: Sequence[float | None], wanted_half_width: float) -> i
 # "sometimes pool" rule); otherwise the rounds themselves are the observations and the
 # interval has rounds - 1 degrees of freedom, as before.
 
-POOL_ALPHA = 0.25  # pool rounds unless they differ at this level (Paull's conservative rule)
+POOL_ALPHA = 0.5  # pool rounds unless they differ at this level (see series_estimate)
 BATCH_RHO = 0.2  # batches long enough that adjacent ones correlate at most about this much
 MIN_BATCHES = 2  # per round, for a within-round spread
 SHORT_SHARE = 0.5  # an interval shorter than this share of the median is merged on
@@ -298,3 +303,112 @@ def difference(a: Estimate, b: Estimate) -> Estimate:
     return Estimate(b.mean - a.mean, var, df, min(a.rounds, b.rounds),
                     a.observations + b.observations, (a.per_round + b.per_round) / 2.0,
                     method, max(a.rho, b.rho), max(a.batch_s, b.batch_s))
+
+
+# Two cells measured in the same rounds (a claim's pair: the plan runs every cell of a
+# round before the next round, so both sides of a pair see that round's machine).
+#
+# The design is blocked by round: a drift of the machine between rounds that moves both
+# cells (round 2's CPU cells 10-35% slower than round 1's, both sides alike) is a round
+# effect, and the within-round contrast does not contain it. Judged as two independent
+# estimates (``difference``), that drift is counted twice against the claim; judged by
+# round it cancels. What the contrast does contain is the cell x round interaction (a
+# drift that moved one cell and not the other, a server that started slow once) and the
+# seconds' own noise: the interaction is tested against the seconds (one-way analysis of
+# variance of the per-round contrasts, the same "sometimes pool" rule as
+# ``series_estimate``) and, when it is larger than the seconds explain, the per-round
+# contrasts themselves are the observations (rounds - 1 degrees of freedom: the paired t).
+
+STEADY_SHARE = 0.75  # an interval shorter than this share of the typical one is partial
+
+
+def steady(values: Sequence[float | None],
+           seconds: Sequence[float | None]) -> list[tuple[float, float]]:
+    """(rate, seconds) of a run's full intervals: its first interval and any partial one
+    left out.
+
+    The first interval starts at the warm-up mark, a scrape the runner takes out of step
+    with the sampler's own, and the service's counters are published in lumps: its rate
+    is off more often than not (recorded quick runs: 2,574 against 1,757-1,948 req/s,
+    or 0 against 66); a partial interval at either edge (0.04-0.77 s) holds a lump or
+    none. Left out, not merged: a lump spread over a neighbour is still a lump. The
+    run's headline figures are not touched (they count the whole window)."""
+    pairs = [(float(v), float(s)) for v, s in list(zip(values, seconds, strict=False))[1:]
+             if s is not None and v is not None and s > 0 and math.isfinite(float(v))]
+    if not pairs:
+        return []
+    typical = float(np.median([s for _, s in pairs]))
+    return [(v, s) for v, s in pairs if s >= STEADY_SHARE * typical]
+
+
+def _run_batches(rounds: Sequence[Sequence[tuple[float, float]]], rho: float,
+                 log: bool) -> tuple[list[list[float]], int, float]:
+    """Each run's batch means (on the log scale when ``log``), the batch length and the
+    variance inflation for the correlation left between adjacent batches."""
+    tf = (lambda v: math.log(v)) if log else (lambda v: v)
+    shortest = min(len(r) for r in rounds)
+    size = 1
+    while rho ** size > BATCH_RHO and shortest // (size + 1) >= MIN_BATCHES:
+        size += 1
+    left = rho ** size
+    return ([[tf(m) for m in batch_means(r, size)] for r in rounds], size,
+            (1.0 + left) / (1.0 - left))
+
+
+def paired_estimate(base: Sequence[Sequence[tuple[float, float]]],
+                    cur: Sequence[Sequence[tuple[float, float]]]) -> Estimate | None:
+    """log(cur / base) of two cells measured in the same rounds (``base[i]`` and
+    ``cur[i]`` in round i), blocked by round, from the seconds of every run.
+
+    Per round the contrast d_i = mean log cur_i - mean log base_i (batch means of each
+    run's seconds). Two estimates of the mean contrast's variance: the rounds' own,
+    var(d) / k with k - 1 degrees of freedom (the paired t), and the seconds', each
+    cell's pooled within-run mean square over its batches (widened for the correlation
+    left between batches), Satterthwaite degrees of freedom. When the rounds differ no
+    more than the seconds explain (F test, p >= POOL_ALPHA: no cell x round interaction
+    seen) the two are pooled, weighted by their degrees of freedom; otherwise the rounds
+    alone decide. None with fewer than 2 rounds, a cell without two seconds in some run
+    to read its spread from, or a rate <= 0."""
+    from scipy.stats import f as f_dist
+
+    k = len(base)
+    if k < 2 or len(cur) != k:
+        return None
+    runs = [*base, *cur]
+    if any(not r for r in runs) or any(v <= 0 for r in runs for v, _ in r):
+        return None
+    rho = lag1([[math.log(v) for v, _ in r] for r in runs])
+    batches, size, inflate = _run_batches(runs, rho, log=True)
+    sides = (batches[:k], batches[k:])
+    d = np.asarray([float(np.mean(h)) - float(np.mean(lo)) for lo, h in zip(*sides,
+                                                                           strict=True)])
+    parts: list[float] = []
+    df_parts: list[float] = []
+    for side in sides:
+        ss = float(sum(np.sum((np.asarray(b) - np.mean(b)) ** 2) for b in side))
+        df_side = float(sum(len(b) - 1 for b in side))
+        if df_side <= 0:
+            return None
+        # This side's share of var(mean d): its mean square x sum(1/n_i) / k^2.
+        parts.append(inflate * ss / df_side * sum(1.0 / len(b) for b in side) / k ** 2)
+        df_parts.append(df_side)
+    seconds_var = sum(parts)
+    df_seconds = (seconds_var ** 2 / sum(v ** 2 / f for v, f in zip(parts, df_parts,
+                                                                   strict=True))
+                  if seconds_var > 0 else sum(df_parts))
+    rounds_var = float(d.var(ddof=1)) / k
+    mean = float(d.mean())
+    p = (float(f_dist.sf(rounds_var / seconds_var, k - 1, df_seconds)) if seconds_var > 0
+         else 0.0 if rounds_var > 0 else 1.0)
+    method = (f"paired by round, batch means ({size} s each, lag-1 autocorrelation {rho:.2f}"
+              + (f", variance x{inflate:.2f}" if inflate > 1.0001 else "") + ")")
+    total = sum(len(b) for b in batches)
+    if p >= POOL_ALPHA:
+        df = df_seconds + k - 1
+        var = (df_seconds * seconds_var + (k - 1) * rounds_var) / df
+        return Estimate(mean, var, df, k, total, total / k,
+                        f"{method}, rounds pooled (the pair agrees across rounds: "
+                        f"p={p:.2f})", rho, size)
+    return Estimate(mean, rounds_var, k - 1, k, k, 1.0,
+                    f"{method}; the pair differs by round (p={p:.2f}): rounds as "
+                    "observations (paired t)", rho, size)

@@ -17,7 +17,8 @@ The map:
 - ``plan``: ``QUICK``/``FULL`` sizes; ``plan`` (the cells to run, each once, in claim
   order); ``runs_by_name`` (recorded runs back to cell names).
 - ``deciding``: ``until_decided``, more rounds of the undecided claims' cells within a
-  budget (``--until-decided``). ``table``: the terminal table. ``command``: ``loadlab
+  budget (``--until-decided``; when a round of them all does not fit, ``fitting``: the
+  claims nearest to deciding). ``table``: the terminal table. ``command``: ``loadlab
   claims`` itself.
 
 Adding a claim to a family touches that module; a new family is a module with a

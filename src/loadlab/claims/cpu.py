@@ -23,6 +23,7 @@ from loadlab.claims.verdicts import (
     rps_of,
     rps_ratio,
     rps_text,
+    same_rounds,
     series_of,
 )
 from loadlab.runner.options import RunSpec
@@ -72,18 +73,20 @@ CPU_SCALES_WITH_PROCESSES = Claim(
 
 THREADS_1 = Cell("threads-1", lambda s, cores: _flask_cpu(
     s, "gthread", 1, float(cores), threads=1))
-THREADS_4 = Cell("threads-4", lambda s, cores: _flask_cpu(
-    s, "gthread", 1, float(cores), threads=4))
+# Two threads on the (at least) two cores: as many as could run at once if the GIL let
+# them. The free-threaded claim reads the same cell as its normal-build side.
+THREADS_2 = Cell("threads-2", lambda s, cores: _flask_cpu(
+    s, "gthread", 1, float(cores), threads=2))
 
 
 def _threads_not_parallel(seen: Reading) -> Verdict:
-    one, four = seen.rounds(THREADS_1), seen.rounds(THREADS_4)
+    one, many = seen.rounds(THREADS_1), seen.rounds(THREADS_2)
     cores = seen.cores
-    effect = rps_ratio(f"rps {four[0]['threads']} threads / 1 thread", one, four)
-    used = max(float((r.get("server") or {}).get("cpu_cores_used") or 0.0) for r in four)
-    busy = other_work(one, four)
+    effect = rps_ratio(f"rps {many[0]['threads']} threads / 1 thread", one, many)
+    used = max(float((r.get("server") or {}).get("cpu_cores_used") or 0.0) for r in many)
+    busy = other_work(one, many)
     evidence = (f"Gunicorn gthread, 1 worker: 1 thread {rps_text(one)} req/s, "
-                f"{four[0]['threads']} threads {rps_text(four)} req/s; the threaded worker "
+                f"{many[0]['threads']} threads {rps_text(many)} req/s; the threaded worker "
                 f"used at most {used:.2f} cores of the {cores} it could; other work up to "
                 f"{busy:.2f} cores ({seen.bands()})")
     d = decide(effect, 1.2, 1.5, higher=False)
@@ -105,7 +108,7 @@ def _threads_not_parallel(seen: Reading) -> Verdict:
 THREADS_NOT_PARALLEL_CPU = Claim(
     id="threads-not-parallel-cpu",
     text="threads do not speed up pure-Python CPU work (the GIL)",
-    cells=(THREADS_1, THREADS_4),
+    cells=(THREADS_1, THREADS_2),
     judge=_threads_not_parallel,
     holds="ratio <= 1.2 and <= 1.2 cores used",
     fails=">= 1.5 or > 1.5 cores used",
@@ -127,9 +130,10 @@ def _limit_caps(seen: Reading) -> Verdict:
     shares = [s for r in two if (s := (r.get("server") or {}).get("throttled_share"))
               is not None]
     share = statistics.median(shares) if shares else None
+    p1, p2 = same_rounds(one, two)
     effect = ratio_effect(f"rps {two[0]['workers']} workers / the ceiling", ceilings,
-                          rps_of(two), ceiling_series(one, limit),
-                          series_of(two)) if ceilings else None
+                          rps_of(two), ceiling_series(p1, limit),
+                          series_of(p2), paired=True) if ceilings else None
     ceiling_text = f"{median(ceilings):,.1f}" if ceilings else "unknown"
     share_text = "unknown" if share is None else f"{share:.0%}"
     evidence = (f"Gunicorn sync: 1 worker (no limit) {rps_text(one)} req/s, "

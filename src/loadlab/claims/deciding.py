@@ -8,6 +8,7 @@ recorded rounds (the tests) as on real ones (``command``).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -62,11 +63,31 @@ def undecided_cells(verdicts: Sequence[Verdict], claims: Sequence[Claim],
     return [name for name in planned if name in wanted]
 
 
+def fitting(verdicts: Sequence[Verdict], claims: Sequence[Claim], planned: Sequence[str],
+            cost: Mapping[str, float], left_s: float) -> list[str]:
+    """The cells of the retryable claims that fit in ``left_s``, the claims taken nearest
+    to deciding first (fewest more rounds likely needed, then the cheapest round), a cell
+    two of them read counted once; in plan order."""
+    def rounds_then_cost(pair: tuple[Verdict, Claim]) -> tuple[float, float]:
+        v, claim = pair
+        return (v.more_rounds if v.more_rounds is not None else math.inf,
+                sum(cost.get(c.name, 0.0) for c in claim.cells))
+
+    chosen: set[str] = set()
+    for _, claim in sorted(((v, c) for v, c in zip(verdicts, claims, strict=True)
+                            if retryable(v)), key=rounds_then_cost):
+        more = {c.name for c in claim.cells if c.name in planned} | chosen
+        if sum(cost.get(n, 0.0) for n in more) <= left_s:
+            chosen = more
+    return [name for name in planned if name in chosen]
+
+
 def until_decided(rounds: Mapping[str, Sequence[dict[str, Any]]], cores: int,
                   measure: Measure, budget_s: float, *, spent_s: float = 0.0,
                   claims: tuple[Claim, ...] = CLAIMS, round_s: Mapping[str, float] | None = None,
                   clock: Callable[[], float] = time.monotonic) -> Decided:
-    """Add rounds of the undecided claims' cells while the budget allows a whole round.
+    """Add rounds of the undecided claims' cells while the budget allows: a round of all
+    of them, or, when that does not fit, of the claims nearest to deciding that do.
 
     ``rounds``: the rounds measured so far by cell name (plan order); ``spent_s``: the
     budget they used already; ``round_s``: a cell's expected seconds per round (else the
@@ -89,7 +110,13 @@ def until_decided(rounds: Mapping[str, Sequence[dict[str, Any]]], cores: int,
         typical = sum(cost.values()) / len(cost) if cost else 10.0
         need = sum(cost.get(name, typical) for name in todo)
         if spent + need > budget_s:
-            return _spent(verdicts, claims, have, extra, spent, budget_s, todo, need)
+            # A round of them all does not fit: a round of the claims nearest to deciding
+            # whose cells do, when there are any.
+            some = fitting(verdicts, claims, planned,
+                           {n: cost.get(n, typical) for n in planned}, budget_s - spent)
+            if not some:
+                return _spent(verdicts, claims, have, extra, spent, budget_s, todo, need)
+            todo = some
         started = clock()
         new = measure(todo, extra + 1)
         took = clock() - started

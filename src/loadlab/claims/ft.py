@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from loadlab.claims.claim import Cell, Claim, Reading, Sizes
-from loadlab.claims.cpu import THREADS_1
+from loadlab.claims.cpu import THREADS_1, THREADS_2
 from loadlab.claims.verdicts import (
     BUSY_CORES,
     FAILS,
@@ -44,8 +44,7 @@ def _gthread_cpu(s: Sizes, cores: int, threads: int, python: str) -> RunSpec:
                    cpus=float(cores), python=python, **s.cpu())
 
 
-# THREADS_1 (cpu.py) is the normal build's one thread.
-THREADS_2 = Cell("threads-2", lambda s, cores: _gthread_cpu(s, cores, 2, "default"))
+# THREADS_1 and THREADS_2 (cpu.py) are the normal build's one and two threads.
 FT_THREADS_1 = Cell("ft-threads-1", lambda s, cores: _gthread_cpu(s, cores, 1, "ft"),
                     ft_missing)
 FT_THREADS_2 = Cell("ft-threads-2", lambda s, cores: _gthread_cpu(s, cores, 2, "ft"),

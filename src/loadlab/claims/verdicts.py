@@ -5,8 +5,9 @@ when the interval clears the holding threshold, ``does not hold`` when it clears
 threshold the other way, ``inconclusive`` when it straddles one (or a figure is missing, or
 the machine was busy), with the reason and how many rounds would likely decide it.
 
-For judges: ``cell_rounds`` (a cell's rounds), ``ratio_effect``, ``rps_ratio`` and
-``mean_effect`` (an ``Effect`` with its interval), ``decide`` (an effect against its
+For judges: ``cell_rounds`` (a cell's rounds), ``same_rounds`` (two cells' rounds paired
+by the round they ran in), ``ratio_effect``, ``rps_ratio`` and ``mean_effect`` (an
+``Effect`` with its interval), ``decide`` (an effect against its
 thresholds -> a ``Decision``), ``all_of`` (several decisions that must all hold),
 ``verdict`` (a ``Verdict`` from a decision), ``busy_machine`` (why other work leaves it
 inconclusive) and the small readers of recorded rounds (``rps_of``, ``other_work``...).
@@ -97,16 +98,46 @@ def cell_rounds(runs: Runs, name: str) -> list[dict[str, Any]]:
 Series = list[list[tuple[float, float]]]  # per round: (value, seconds) per interval
 
 
+def round_label(run: dict[str, Any], index: int) -> str:
+    """Which round of the command a recorded round is: the plan's rounds by their run id's
+    ``-rN``, ``--until-decided``'s by the ``more-N/`` directory they were measured in."""
+    where = str(run.get("locust_json") or "")
+    extra = where.split("/", 1)[0] if where.startswith("more-") else ""
+    run_id = str(run.get("run_id") or "")
+    tail = run_id.rsplit("-", 1)[-1] if "-" in run_id else ""
+    if tail.startswith("r") and tail[1:].isdigit():
+        return f"{extra}:{tail}"
+    return f"{extra}:#{index}"  # a record without a round's run id: by its place
+
+
+def same_rounds(base: Sequence[dict[str, Any]], cur: Sequence[dict[str, Any]],
+                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rounds both cells ran, in the same order: a claim's cells measured in the same
+    round of the command (``round_label``) are paired; a round only one side has is not."""
+    def labelled(rounds: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for i, r in enumerate(rounds):
+            label = round_label(r, i)
+            out[label if label not in out else f"{label}#{i}"] = r  # never two in one
+        return out
+
+    b, c = labelled(base), labelled(cur)
+    both = [k for k in b if k in c]
+    return [b[k] for k in both], [c[k] for k in both]
+
+
 def series_of(runs: Sequence[dict[str, Any]], figure: str = "rps",
               scale: float = 1.0) -> Series | None:
     """Each round's per-second samples of ``figure`` (the record's ``series``), times
-    ``scale``; None when a round has none (records from before they were kept)."""
+    ``scale``, its full intervals only (``loadlab.stats.steady``); None when a round has
+    none (records from before they were kept). The estimators want more (two a round
+    for ``series_estimate``, two in some round of each cell for ``paired_estimate``)."""
     out: Series = []
     for r in runs:
         s = r.get("series") or {}
         values = [None if v is None else float(v) * scale for v in s.get(figure) or []]
-        pairs = stats.merge_short(values, s.get("seconds") or [])  # type: ignore[arg-type]
-        if len(pairs) < stats.MIN_BATCHES:
+        pairs = stats.steady(values, s.get("seconds") or [])
+        if not pairs:
             return None
         out.append(pairs)
     return out
@@ -118,11 +149,10 @@ def ceiling_series(runs: Sequence[dict[str, Any]], limit: float) -> Series | Non
     out: Series = []
     for r in runs:
         s = r.get("series") or {}
-        pairs = [(limit * float(q) / float(c), float(t)) for q, c, t in zip(
-            s.get("rps") or [], s.get("cpu_cores") or [], s.get("seconds") or [],
-            strict=False) if q and c and t]
-        pairs = stats.merge_short([v for v, _ in pairs], [t for _, t in pairs])
-        if len(pairs) < stats.MIN_BATCHES:
+        rates = [None if not (q and c) else limit * float(q) / float(c) for q, c in zip(
+            s.get("rps") or [], s.get("cpu_cores") or [], strict=False)]
+        pairs = stats.steady(rates, s.get("seconds") or [])
+        if not pairs:
             return None
         out.append(pairs)
     return out
@@ -138,15 +168,22 @@ def _from_estimate(name: str, e: stats.Estimate, unit: str, log: bool) -> Effect
 
 def ratio_effect(name: str, base: Sequence[float], cur: Sequence[float],
                  base_series: Series | None = None,
-                 cur_series: Series | None = None) -> Effect:
+                 cur_series: Series | None = None, paired: bool = False) -> Effect:
     """cur / base of two cells: from their per-second samples when both sides have them
-    in every round (batch means, loadlab.stats.series_estimate), else from per-round
-    figures (geometric means, Welch on the logs)."""
+    in every round (batch means: ``paired``, the two series' rounds matched one to one,
+    blocked by round, loadlab.stats.paired_estimate; else two independent estimates,
+    loadlab.stats.series_estimate), else from per-round figures (geometric means, Welch
+    on the logs)."""
     if base_series is not None and cur_series is not None:
-        a = stats.series_estimate(base_series, log=True)
-        b = stats.series_estimate(cur_series, log=True)
-        if a is not None and b is not None:
-            return _from_estimate(name, stats.difference(a, b), "x", log=True)
+        if paired and len(base_series) == len(cur_series):
+            e = stats.paired_estimate(base_series, cur_series)
+            if e is not None:
+                return _from_estimate(name, e, "x", log=True)
+        else:
+            a = stats.series_estimate(base_series, log=True)
+            b = stats.series_estimate(cur_series, log=True)
+            if a is not None and b is not None:
+                return _from_estimate(name, stats.difference(a, b), "x", log=True)
     r = stats.ratio_ci(list(base), list(cur))
     rounds = min(len(base), len(cur))
     method = "ratio of geometric means, Welch t on the logs"
@@ -158,8 +195,11 @@ def ratio_effect(name: str, base: Sequence[float], cur: Sequence[float],
 
 
 def rps_ratio(name: str, base: list[dict[str, Any]], cur: list[dict[str, Any]]) -> Effect:
-    """cur's rate / base's, its interval from the rounds' per-second samples."""
-    return ratio_effect(name, rps_of(base), rps_of(cur), series_of(base), series_of(cur))
+    """cur's rate / base's, its interval from the rounds' per-second samples, the two
+    cells paired by the round they ran in (``same_rounds``)."""
+    pb, pc = same_rounds(base, cur)
+    sb, sc = (series_of(pb), series_of(pc)) if len(pb) >= 2 else (None, None)
+    return ratio_effect(name, rps_of(base), rps_of(cur), sb, sc, paired=True)
 
 
 def mean_effect(name: str, values: Sequence[float], unit: str = "x",
