@@ -6,14 +6,13 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from support.metrics_scrape import Scrape, fetch, scrape, settled_scrape, wait_for
+from support.runner_cli import assert_nothing_left, loadlab_here, tagged_env
 
 from loadlab import servers
 from loadlab.apps.load import interface_of
@@ -126,13 +125,15 @@ def bad_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 ])
 def test_bad_input_is_one_line_exit_2_nothing_started(bad_dir: Path, args: list[str],
                                                       expected: str) -> None:
+    """In this process (``cli.main``; the app itself is still imported in a throwaway
+    interpreter): no interpreter's start per case. Nothing carries the tag afterwards."""
     port, side = free_port(), free_port()
-    done = subprocess.run(
-        [sys.executable, "-m", "loadlab", "serve", *args, "--app-dir", str(bad_dir),
-         "--port", str(port), "--metrics-port", str(side)]
-        if "--app-dir" not in args else
-        [sys.executable, "-m", "loadlab", "serve", *args, "--port", str(port)],
-        capture_output=True, text=True, timeout=120, cwd=bad_dir)
+    _, tag = tagged_env()
+    done = loadlab_here(
+        ["serve", *args, "--app-dir", str(bad_dir), "--port", str(port), "--metrics-port",
+         str(side)] if "--app-dir" not in args else ["serve", *args, "--port", str(port)],
+        tag, cwd=bad_dir)
+    assert_nothing_left(tag, grace_s=0)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], done.stderr
@@ -315,9 +316,9 @@ def test_bad_ft_and_backpressure_combinations_are_one_line_exit_2(
             servers.ft_python()
         except servers.ServeError:
             pytest.skip("the ft check comes first without the free-threaded interpreter")
-    done = subprocess.run(
-        [sys.executable, "-m", "loadlab", *command, "--app", f"{FLASK_SHOP}/app.py:app",
-         *args, *rest], capture_output=True, text=True, timeout=120)
+    _, tag = tagged_env()  # refused before anything starts: in this process (cli.main)
+    done = loadlab_here([*command, "--app", f"{FLASK_SHOP}/app.py:app", *args, *rest], tag)
+    assert_nothing_left(tag, grace_s=0)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], done.stderr
@@ -374,7 +375,7 @@ def test_the_examples_serve_on_the_free_threaded_interpreter(
 @pytest.mark.slow
 def test_run_app_on_ft_with_granian_backpressure(tmp_path: Path) -> None:
     """``run --app`` carries --python ft and --backpressure to the server it starts."""
-    from support.runner_cli import assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
+    from support.runner_cli import kill_tagged, loadlab, summary
     from support.services import require_ft
 
     require_ft()
@@ -401,7 +402,7 @@ def test_run_app_on_ft_with_granian_backpressure(tmp_path: Path) -> None:
 def test_size_app_on_ft_sizes_granian_with_backpressure(tmp_path: Path) -> None:
     """``size --app --python ft --backpressure``: every point's run is on ft, backpressure
     given, Granian only (the textbook narrowed to it)."""
-    from support.runner_cli import assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
+    from support.runner_cli import kill_tagged, loadlab, summary
     from support.services import require_ft
 
     require_ft()

@@ -46,8 +46,8 @@ def test_finds_a_20_percent_regression_and_gates_it(tmp_path: Path) -> None:
     rng = np.random.default_rng(11)
     base = _write(tmp_path / "base", _summary(_run(_rps(rng, 3))))
     cur = _write(tmp_path / "cur", _summary(_run(_rps(rng, 3, 0.8))))
-    env, _ = tagged_env()
-    done = loadlab(["compare", str(base), str(cur), "--max-regression", "5%"], env)
+    _, tag = tagged_env()  # cli.main in this process (the process path: the real runs below)
+    done = loadlab_here(["compare", str(base), str(cur), "--max-regression", "5%"], tag)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "regression: fastapi uvicorn w1 t1 cpus=- cpu u4 work=50: rps" in done.stderr
     data = json.loads((cur / "compare.json").read_text())
@@ -57,7 +57,7 @@ def test_finds_a_20_percent_regression_and_gates_it(tmp_path: Path) -> None:
     assert figures["p95"]["verdict"] == SLOWER  # latency up: worse
     assert figures["cpu_per_request_ms"]["verdict"] == SLOWER  # 1.25x the CPU a request
     # Above the threshold: reported, not gated.
-    done = loadlab(["compare", str(base), str(cur), "--max-regression", "40%"], env)
+    done = loadlab_here(["compare", str(base), str(cur), "--max-regression", "40%"], tag)
     assert done.returncode == 0, done.stderr
 
 

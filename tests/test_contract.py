@@ -30,7 +30,7 @@ from support.contract_check import (
 )
 from support.services import FT_VARIANTS, VARIANTS, start_service, variant_params
 
-from loadlab import contract, servers, workloads
+from loadlab import cgroup, contract, servers, workloads
 from loadlab.launch import ServiceProcess
 
 LIMIT = contract.MAX_BODY_BYTES
@@ -165,7 +165,9 @@ def test_info_describes_the_variant(client: httpx.Client, service: ServiceProces
     assert (info["framework"], info["server"], info["worker_class"]) == (
         cfg.framework, cfg.server, cfg.worker_class)
     assert (info["workers"], info["threads"]) == (cfg.workers, cfg.threads)
-    assert info["cpu_limit_cores"] >= 0
+    # Its own limit when it has one, else the one it inherits from this process's cgroup
+    # (0 when there is none).
+    assert info["cpu_limit_cores"] == (cfg.cpus or cgroup.own_cpu_limit())
     assert info["pid"] in service_pids(service) - {service.pid}
     assert {"python", "pydantic", cfg.framework} <= set(info["versions"])
     if cfg.python == "ft":  # free-threaded 3.13t: the GIL stays off inside a request

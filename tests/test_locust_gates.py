@@ -33,19 +33,25 @@ def test_gates_pass_a_run_that_meets_them(fastapi: ServiceProcess) -> None:
     assert run.report["rps"] >= 1 and run.report["latency_ms"]["p99"] <= 5000
 
 
+# Each case is a Locust process started (seconds each): the quick lane keeps one of each
+# kind (a choice, a value Locust's parser cannot read, options that cannot run together);
+# the rest of the bounds run in ``make test``.
+_MORE = pytest.mark.slow
+
+
 @pytest.mark.parametrize(
     ("args", "option"),
     [
         (["--scenario", "nope"], "--scenario"),
-        (["--io-ms", "-5"], "--io-ms"),
+        pytest.param(["--io-ms", "-5"], "--io-ms", marks=_MORE),
         (["--io-ms", "abc"], "--io-ms"),
-        (["--cpu-work", "1.5"], "--cpu-work"),
-        (["--cpu-work", "999999999"], "--cpu-work"),
-        (["--arrival-rate", "-1"], "--arrival-rate"),
+        pytest.param(["--cpu-work", "1.5"], "--cpu-work", marks=_MORE),
+        pytest.param(["--cpu-work", "999999999"], "--cpu-work", marks=_MORE),
+        pytest.param(["--arrival-rate", "-1"], "--arrival-rate", marks=_MORE),
         (["--arrival-rate", "500", "--scenario", "io", "--io-ms", "100", "-u", "10"],
          "--arrival-rate"),
-        (["--max-error-rate", "1.5"], "--max-error-rate"),
-        (["--warmup-s", "-1"], "--warmup-s"),
+        pytest.param(["--max-error-rate", "1.5"], "--max-error-rate", marks=_MORE),
+        pytest.param(["--warmup-s", "-1"], "--warmup-s", marks=_MORE),
     ],
 )
 def test_bad_input_is_one_line_naming_the_option(args: list[str], option: str) -> None:

@@ -27,6 +27,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.metrics_scrape import Scrape, fetch, settled_scrape
+from support.runner_cli import assert_nothing_left, loadlab_here, tagged_env
 from support.services import start_service
 
 from loadlab.buckets import LATENCY_BUCKETS_S
@@ -309,11 +310,6 @@ def test_accept_queue_reads_only_the_listeners_sockets() -> None:
 
 # --- PROMETHEUS_MULTIPROC_DIR: only what serve made is ever deleted ------------------------
 
-def run_serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "loadlab", "serve", *args], env=env,
-                          capture_output=True, text=True, timeout=60)
-
-
 def test_a_users_multiproc_dir_keeps_its_contents(tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     (shared / "sub").mkdir(parents=True)
@@ -339,10 +335,20 @@ def test_a_users_multiproc_dir_keeps_its_contents(tmp_path: Path) -> None:
     assert sorted(p.name for p in shared.iterdir()) == ["notes.txt", "sub"]
 
 
+def serve_refuses(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``loadlab serve ARGS`` with ``env`` set, in this process (``cli.main``): refused
+    before anything starts, which the tag checks (the process path:
+    test_a_users_multiproc_dir_keeps_its_contents, test_serve)."""
+    _, tag = tagged_env()
+    done = loadlab_here(["serve", *args], tag, env=env)
+    assert_nothing_left(tag, grace_s=0)
+    return done
+
+
 def test_a_multiproc_dir_under_a_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "file" / "metrics")}
-    result = run_serve(env, "fastapi", "--port", "0")
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "file" / "metrics")}
+    result = serve_refuses(env, "fastapi", "--port", "0")
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "PROMETHEUS_MULTIPROC_DIR" in lines[0], result.stderr
@@ -351,7 +357,7 @@ def test_a_multiproc_dir_under_a_file_is_one_line_and_exit_2(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("args", [("--metrics-port", "70000"), ("--metrics-port", "-1")])
 def test_bad_metrics_port_is_one_line_and_exit_2(args: tuple[str, str]) -> None:
-    result = run_serve(dict(os.environ), "flask", "--port", "0", *args)
+    result = serve_refuses({}, "flask", "--port", "0", *args)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
@@ -360,8 +366,7 @@ def test_metrics_port_in_use_is_one_line_and_exit_2() -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        result = run_serve({**os.environ, "LOADLAB_METRICS_PORT": str(port)}, "flask",
-                           "--port", "0")
+        result = serve_refuses({"LOADLAB_METRICS_PORT": str(port)}, "flask", "--port", "0")
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [
         f"loadlab serve: error: metrics port 127.0.0.1:{port} is already in use"], result.stderr

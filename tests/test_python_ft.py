@@ -8,23 +8,25 @@ LOADLAB_REQUIRE_PYTHON_FT=1) until .ci/build-python-ft has built it.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from support.services import require_ft, variant_params
+from support.runner_cli import assert_nothing_left, loadlab_here, tagged_env
+from support.services import require_ft
 
 from loadlab.launch import ServiceProcess, free_port
 from loadlab.serve import ServeError, ServerConfig, serve_argv
 
 
 def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "loadlab", "serve", *args],
-                          capture_output=True, text=True, timeout=60, check=False,
-                          env=None if env is None else {**os.environ, **env})
+    """``loadlab serve ARGS`` refused before anything starts: in this process (cli.main;
+    test_serve runs the process itself); nothing may carry the tag afterwards."""
+    _, tag = tagged_env()
+    done = loadlab_here(["serve", *args], tag, env=env)
+    assert_nothing_left(tag, grace_s=0)
+    return done
 
 
 def info(options: dict[str, object]) -> dict[str, object]:
@@ -68,6 +70,7 @@ def test_argv_carries_the_interpreter() -> None:
     assert "--python" not in serve_argv(ServerConfig(framework="flask"))
 
 
+@pytest.mark.slow  # the quick lane reads the same from /info in test_contract's variants
 def test_gil_is_on_inside_a_request_on_the_normal_build() -> None:
     body = info(dict(framework="fastapi", worker_class="uvicorn", workers=1))
     python = body["python"]
@@ -83,7 +86,11 @@ FT_VARIANTS = {
 }
 
 
-@pytest.mark.parametrize("variant", variant_params(sorted(FT_VARIANTS)))
+# The quick lane: the ASGI service only (one free-threaded service started); the WSGI ones
+# in ``make test``.
+@pytest.mark.parametrize("variant", [
+    pytest.param(name, marks=() if name == "fastapi-uvicorn" else pytest.mark.slow)
+    for name in sorted(FT_VARIANTS)])
 def test_gil_is_off_inside_a_request_on_the_free_threaded_build(variant: str) -> None:
     body = info({**FT_VARIANTS[variant], "python": "ft"})
     python = body["python"]

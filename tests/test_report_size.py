@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.runner_cli import loadlab_here, tagged_env
 
 from loadlab.report.html import render_size, write_report
 from loadlab.report.sizing import branch_fits
@@ -196,8 +197,8 @@ def test_the_size_report_is_drawn_in_chromium(size_dir: Path, tmp_path: Path) ->
 ])
 def test_a_bad_size_json_is_one_line_exit_2(text: str, words: str, tmp_path: Path) -> None:
     (tmp_path / "size.json").write_text(text)
-    done = subprocess.run([sys.executable, "-m", "loadlab", "report", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
+    _, tag = tagged_env()  # in this process (cli.main): refused before anything is written
+    done = loadlab_here(["report", str(tmp_path)], tag)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0] and "Traceback" not in done.stderr

@@ -16,6 +16,7 @@ from support.runner_cli import (
     interrupted_in_the_second_run,
     kill_tagged,
     loadlab,
+    loadlab_here,
     one_line_error,
     running,
     runs_done,
@@ -44,22 +45,26 @@ RUN_FIELDS = {"target", "framework", "server", "scenario", "cpus", "workers", "w
 ])
 def test_bad_input_exits_2_in_one_line(args: list[str], words: str, tmp_path: Path,
                                        env: tuple[dict[str, str], str]) -> None:
-    result = loadlab(["run", *args, "--out", str(tmp_path / "r")], env[0], timeout=60)
+    """Refused before anything starts, so checked in this process (``cli.main``); the
+    process path of the same refusal: test_port_in_use_exits_2."""
+    result = loadlab_here(["run", *args, "--out", str(tmp_path / "r")], env[1])
     assert result.returncode == 2
     assert words in one_line_error(result.stderr)
     assert not (tmp_path / "r").exists()
+    assert_nothing_left(env[1])
 
 
 def test_matrix_with_a_wrong_key_names_it(tmp_path: Path,
                                          env: tuple[dict[str, str], str]) -> None:
     path = tmp_path / "m.toml"
     path.write_text('[matrix]\nscenarios = ["io"]\nuser = [10]\n')
-    result = loadlab(["matrix", str(path)], env[0], timeout=60)
+    result = loadlab_here(["matrix", str(path)], env[1])
     assert result.returncode == 2
     assert "m.toml:3: matrix.user: unknown key" in one_line_error(result.stderr)
 
 
 def test_port_in_use_exits_2(tmp_path: Path, env: tuple[dict[str, str], str]) -> None:
+    """The ``loadlab`` process itself: one line on its stderr, exit 2, nothing left."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()

@@ -7,7 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-from support.runner_cli import SHORT, assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
+from support.runner_cli import (
+    SHORT,
+    assert_nothing_left,
+    kill_tagged,
+    loadlab,
+    loadlab_here,
+    summary,
+    tagged_env,
+)
 
 from loadlab.requestlist import RequestError, fill, parse
 
@@ -46,8 +54,9 @@ def test_bad_templates_are_refused(text: str, words: str, tmp_path: Path) -> Non
     ([], "--scenario, --locustfile or --request"),
 ])
 def test_bad_own_load_is_one_line_exit_2(args: list[str], words: str, tmp_path: Path) -> None:
-    env, tag = tagged_env()
-    done = loadlab(["run", "--target", "fastapi", *args, "--out", str(tmp_path / "o")], env)
+    _, tag = tagged_env()  # refused before anything starts: in this process (cli.main)
+    done = loadlab_here(["run", "--target", "fastapi", *args, "--out", str(tmp_path / "o")],
+                        tag)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], done.stderr
@@ -132,9 +141,9 @@ def test_run_with_the_users_own_app_and_requests(tmp_path: Path) -> None:
 
 def test_run_app_without_own_load_is_refused(tmp_path: Path) -> None:
     (tmp_path / "shop.py").write_text(WSGI_APP)
-    env, tag = tagged_env()
-    done = loadlab(["run", "--app", f"{tmp_path / 'shop.py'}:app", "--scenario", "io",
-                    "--out", str(tmp_path / "o")], env)
+    _, tag = tagged_env()  # in this process (cli.main), as above
+    done = loadlab_here(["run", "--app", f"{tmp_path / 'shop.py'}:app", "--scenario", "io",
+                         "--out", str(tmp_path / "o")], tag)
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()

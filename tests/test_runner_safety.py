@@ -16,6 +16,7 @@ from support.runner_cli import (
     interrupted_in_the_second_run,
     kill_tagged,
     loadlab,
+    loadlab_here,
     running,
     summary,
     tagged,
@@ -47,15 +48,16 @@ def test_run_refuses_an_out_that_holds_results(tmp_path: Path,
                                                env: tuple[dict[str, str], str]) -> None:
     out = tmp_path / "kept"
     before = _held(out)
-    # A port in use: on main the summary was emptied before the start failed (1 run -> 0).
-    result = loadlab(["run", "--target", "fastapi", "--scenario", "json", *SHORT,
-                      "--out", str(out)], env[0])
+    # Refused before anything starts, so in this process (cli.main); the process path of a
+    # refusal: test_a_second_runner_on_the_same_out_refuses.
+    result = loadlab_here(["run", "--target", "fastapi", "--scenario", "json", *SHORT,
+                           "--out", str(out)], env[1])
     assert result.returncode == 2
     assert "already holds results (1 run(s)" in one_line(result) and "--replace" in result.stderr
     assert (out / "summary.json").read_text() == before
     assert not tagged(env[1])
-    matrix = loadlab(["matrix", str(two_cell_matrix(tmp_path / "m.toml")), "--out", str(out)],
-                     env[0])
+    matrix = loadlab_here(["matrix", str(two_cell_matrix(tmp_path / "m.toml")), "--out",
+                           str(out)], env[1])
     assert matrix.returncode == 2 and "--resume" in one_line(matrix)
     assert (out / "summary.json").read_text() == before
 

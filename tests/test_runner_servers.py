@@ -11,7 +11,14 @@ import argparse
 from pathlib import Path
 
 import pytest
-from support.runner_cli import SHORT, assert_nothing_left, loadlab, one_line_error, summary
+from support.runner_cli import (
+    SHORT,
+    assert_nothing_left,
+    loadlab,
+    loadlab_here,
+    one_line_error,
+    summary,
+)
 from support.services import require_ft
 
 from loadlab import servers
@@ -40,9 +47,9 @@ assert GRANIAN in servers.SERVERS
 ])
 def test_bad_server_options_exit_2_in_one_line(args: list[str], words: str, tmp_path: Path,
                                                env: tuple[dict[str, str], str]) -> None:
-    environment, tag = env
-    done = loadlab(["run", "--scenario", "json", "--out", str(tmp_path / "out"), *args],
-                   environment)
+    _, tag = env  # refused before anything starts: in this process (cli.main)
+    done = loadlab_here(["run", "--scenario", "json", "--out", str(tmp_path / "out"), *args],
+                        tag)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert words in one_line_error(done.stderr)
     assert not (tmp_path / "out" / "summary.json").exists()
@@ -51,10 +58,10 @@ def test_bad_server_options_exit_2_in_one_line(args: list[str], words: str, tmp_
 
 def test_missing_ft_interpreter_is_refused_before_anything_starts(
         tmp_path: Path, env: tuple[dict[str, str], str]) -> None:
-    environment, tag = env
-    environment["LOADLAB_PYTHON_FT"] = str(tmp_path / "no-such-python")
-    done = loadlab(["run", "--scenario", "json", "--target", "fastapi", "--python", "ft",
-                    "--out", str(tmp_path / "out")], environment)
+    _, tag = env
+    done = loadlab_here(["run", "--scenario", "json", "--target", "fastapi", "--python", "ft",
+                         "--out", str(tmp_path / "out")], tag,
+                        env={"LOADLAB_PYTHON_FT": str(tmp_path / "no-such-python")})
     assert done.returncode == 2, done.stderr
     assert ".ci/build-python-ft" in one_line_error(done.stderr)
     assert_nothing_left(tag)

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from support.runner_cli import assert_nothing_left, loadlab_here, tagged_env
 from support.system_tools import require
 
 from loadlab import cgroup, cpulimit
@@ -202,9 +203,23 @@ def test_worker_warning_and_fallback_to_affinity(tmp_path: Path) -> None:
 
 
 def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``loadlab serve ARGS`` as its own process, its environment tagged (see
+    ``serve_refuses``)."""
     return subprocess.run([sys.executable, "-m", "loadlab", "serve", *args],
                           capture_output=True, text=True, timeout=60, check=False,
-                          env=None if env is None else {**os.environ, **env})
+                          env={**os.environ, **(env or {})})
+
+
+def serve_refuses(*args: str, env: dict[str, str] | None = None
+                  ) -> subprocess.CompletedProcess[str]:
+    """``loadlab serve ARGS`` in this process (``cli.main``), for input refused before
+    anything starts: no interpreter's start per case (the process path of the same refusal:
+    test_port_in_use_exits_2_before_starting). Whatever it did start would carry the tag and
+    fail the check below."""
+    _, tag = tagged_env()
+    done = loadlab_here(["serve", *args], tag, env=env)
+    assert_nothing_left(tag, grace_s=0)
+    return done
 
 
 @pytest.fixture
@@ -237,7 +252,7 @@ BAD_OPTIONS = {
 
 @pytest.mark.parametrize("case", sorted(BAD_OPTIONS))
 def test_bad_option_exits_2_with_one_line(case: str) -> None:
-    done = run_serve(*BAD_OPTIONS[case])
+    done = serve_refuses(*BAD_OPTIONS[case])
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "error:" in done.stderr and "Traceback" not in done.stderr
@@ -255,18 +270,21 @@ BAD_RECYCLING = {
 @pytest.mark.parametrize("case", sorted(BAD_RECYCLING))
 def test_bad_recycling_exits_2_with_one_line(case: str) -> None:
     args, env = BAD_RECYCLING[case]
-    done = run_serve(*args, env=env)
+    done = serve_refuses(*args, env=env)
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "LOADLAB_MAX_REQUESTS" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_port_in_use_exits_2_before_starting(busy_port: int) -> None:
-    started = time.monotonic()
-    done = run_serve("flask", "--port", str(busy_port), "--cpus", "0.5")
+    """The ``loadlab serve`` process itself: one line, exit 2, and no server started (any
+    process it had started would carry the tag)."""
+    environment, tag = tagged_env()
+    done = run_serve("flask", "--port", str(busy_port), "--cpus", "0.5", env=environment)
     assert done.returncode == 2
     assert done.stderr.strip() == f"loadlab serve: error: 127.0.0.1:{busy_port} is already in use"
-    assert time.monotonic() - started < 10
+    assert done.stdout == ""
+    assert_nothing_left(tag, grace_s=0)
 
 
 # --- units: no processes ----------------------------------------------------------------

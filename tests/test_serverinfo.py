@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from loadlab.launch import ServiceProcess
+
+# Two more services started for what test_contract's test_healthz_and_json and
+# test_info_describes_the_variant already hold on the same variants: in ``make test`` only.
+pytestmark = pytest.mark.slow
 
 
 def test_health_and_info(service: ServiceProcess) -> None:

@@ -94,6 +94,7 @@ def test_granian_options_that_do_not_fit_are_refused(options: dict[str, object],
         ServerConfig(**options)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # a two-worker Granian started (Granian's services run in make test)
 def test_the_accept_queue_counts_the_socket_of_every_granian_worker() -> None:
     """Each Granian worker binds its own socket on the shared port (SO_REUSEPORT) and the
     root process holds none: the gauge must find them in the workers."""

@@ -41,12 +41,13 @@ def one_line_error(stderr: str) -> str:
     return lines[0]
 
 
-def loadlab_here(args: list[str], tag: str,
-                 cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def loadlab_here(args: list[str], tag: str, cwd: Path | None = None,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``loadlab ARGS`` in this process, through ``cli.main`` (the function ``python -m
     loadlab`` exits with), for input refused before anything starts: no interpreter's start
-    per case (``test_claims_select`` runs the process itself for the same one line and
-    exit 2). Anything it did start would carry ``tag``."""
+    per case (``test_claims_select`` and a few runner tests run the process itself for the
+    same one line and exit 2). ``env``: variables set for the call. Anything it did start
+    would carry ``tag``."""
     import contextlib
     import io
 
@@ -58,6 +59,8 @@ def loadlab_here(args: list[str], tag: str,
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(err), \
             contextlib.redirect_stdout(out):
         patch.setenv("LOADLAB_TEST_TAG", tag)
+        for name, value in (env or {}).items():
+            patch.setenv(name, value)
         if cwd is not None:
             patch.chdir(cwd)
         try:
