@@ -184,17 +184,29 @@ class Stack:
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "5",
                      timeout=180, check=False)
         images = [f"loadlab/{name}:{self.tag}" for name in LAB_IMAGES]
-        subprocess.run(["docker", "image", "rm", "--force", *images], capture_output=True,
-                       timeout=120, check=False)
+        # Services that share an image name each build one labelled with the project
+        # (locust-master and locust-worker, the variants): the last build keeps the tag,
+        # the others are left untagged. Those go too, by the project's label; newest
+        # first, and twice, since an image built on another (the app's) holds its base.
+        for _ in range(2):
+            built = subprocess.run(["docker", "images", "-aq", "--filter", self._label],
+                                   capture_output=True, text=True, timeout=60, check=False)
+            subprocess.run(["docker", "image", "rm", "--force", *built.stdout.split(),
+                            *images], capture_output=True, timeout=120, check=False)
+
+    @property
+    def _label(self) -> str:
+        return f"label=com.docker.compose.project={self.project}"
 
     def leftovers(self) -> dict[str, list[str]]:
-        label = f"label=com.docker.compose.project={self.project}"
+        label = self._label
         found = {}
         for kind, cmd in (("containers", ["docker", "ps", "-aq", "--filter", label]),
                           ("networks", ["docker", "network", "ls", "-q", "--filter", label]),
                           ("volumes", ["docker", "volume", "ls", "-q", "--filter", label]),
                           ("images", ["docker", "images", "-q",
-                                      f"--filter=reference=loadlab/*:{self.tag}"])):
+                                      f"--filter=reference=loadlab/*:{self.tag}"]),
+                          ("untagged images", ["docker", "images", "-aq", "--filter", label])):
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
             found[kind] = out.stdout.split()
         return {kind: ids for kind, ids in found.items() if ids}
