@@ -36,7 +36,7 @@ COPY services/fastapi /app/services/fastapi
 ENV LOADLAB_SERVICES_DIR=/app/services
 USER 10001
 EXPOSE 8000
-HEALTHCHECK --interval=20s --timeout=3s --retries=3 \
+HEALTHCHECK --interval=20s --timeout=3s --retries=3 --start-period=60s \
     CMD ["bash", "/app/healthcheck.sh", "http://127.0.0.1:8000/healthz"]
 ENTRYPOINT ["python", "-m", "loadlab.container"]
 CMD ["serve", "fastapi", "--host", "0.0.0.0", "--port", "8000"]
@@ -51,7 +51,7 @@ COPY services/flask /app/services/flask
 ENV LOADLAB_SERVICES_DIR=/app/services
 USER 10001
 EXPOSE 8000
-HEALTHCHECK --interval=20s --timeout=3s --retries=3 \
+HEALTHCHECK --interval=20s --timeout=3s --retries=3 --start-period=60s \
     CMD ["bash", "/app/healthcheck.sh", "http://127.0.0.1:8000/healthz"]
 ENTRYPOINT ["python", "-m", "loadlab.container"]
 CMD ["serve", "flask", "--host", "0.0.0.0", "--port", "8000"]

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.compose_project import engine_problem
 from support.runner_cli import loadlab
 from support.system_tools import require
 
@@ -40,11 +41,6 @@ def test_the_app_profile_is_told_where_the_app_is() -> None:
 @pytest.mark.docker
 @pytest.mark.slow
 def test_size_runs_each_candidate_as_the_compose_app_service(tmp_path: Path) -> None:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent / "e2e"))
-    from stack import engine_problem
-
     require("docker", engine_problem())
     base = OFFICIAL_PYTHON if _image_here(OFFICIAL_PYTHON) else OFFLINE_BASE
     if not _image_here(base):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,16 @@ def registry_answers() -> bool:
     return False
 
 
+def _instant(stamp: str) -> float:
+    """Docker's RFC 3339 time (nanoseconds, Z) as seconds since the epoch."""
+    found = re.fullmatch(r"([^.]+?)(\.\d+)?(Z|[+-]\d\d:\d\d)", stamp.strip())
+    if found is None:
+        return float("nan")
+    whole, fraction, zone = found.groups()
+    moment = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
+    return moment.timestamp() + float(fraction or 0)
+
+
 @dataclass
 class Stack:
     project: str = field(default_factory=lambda: f"loadlab-e2e-{os.getpid()}")
@@ -64,6 +76,7 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     offline: bool = False
     up_seconds: float = 0.0
+    healthy_after: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ports = {name: free_port() for name in (
@@ -94,8 +107,60 @@ class Stack:
         result = subprocess.run([*cmd, *args], capture_output=True, text=True,
                                 env=self.environ(**extra), timeout=timeout, check=False)
         if check and result.returncode != 0:
-            raise AssertionError(f"docker compose {' '.join(args)} failed:\n{result.stderr}")
+            why = self.health_report() if args[:1] == ("up",) else ""
+            raise AssertionError(f"docker compose {' '.join(args)} failed:\n{result.stderr}"
+                                 f"{why}")
         return result
+
+    def started_to_healthy(self) -> dict[str, float]:
+        """Seconds from each container's start to its first passing check, by name."""
+        ids = subprocess.run(["docker", "ps", "-aq", "--filter",
+                              f"label=com.docker.compose.project={self.project}"],
+                             capture_output=True, text=True, timeout=60, check=False).stdout
+        found = {}
+        for cid in ids.split():
+            out = subprocess.run(["docker", "inspect", "--format", "{{json .}}", cid],
+                                 capture_output=True, text=True, timeout=60, check=False)
+            if out.returncode != 0:
+                continue
+            doc = json.loads(out.stdout)
+            passed = [_instant(c["End"]) for c in (doc["State"].get("Health") or {}).get(
+                "Log") or [] if c["ExitCode"] == 0]
+            if passed:
+                found[doc["Name"].lstrip("/")] = min(passed) - _instant(doc["State"]["StartedAt"])
+        return found
+
+    def health_report(self) -> str:
+        """Why the project's containers are not healthy: each one's health log (when each
+        check ran after the start, its exit code and output) and the log's last lines."""
+        ids = subprocess.run(["docker", "ps", "-aq", "--filter",
+                              f"label=com.docker.compose.project={self.project}"],
+                             capture_output=True, text=True, timeout=60, check=False).stdout
+        report = []
+        for cid in ids.split():
+            out = subprocess.run(["docker", "inspect", "--format", "{{json .}}", cid],
+                                 capture_output=True, text=True, timeout=60, check=False)
+            if out.returncode != 0:
+                continue
+            state = json.loads(out.stdout)["State"]
+            health = state.get("Health") or {}
+            if health.get("Status") in (None, "healthy"):
+                continue
+            name = json.loads(out.stdout)["Name"].lstrip("/")
+            started = _instant(state["StartedAt"])
+            lines = [f"{name}: {state['Status']}, health {health.get('Status')}, "
+                     f"failing streak {health.get('FailingStreak')}"]
+            for check in health.get("Log") or []:
+                took = _instant(check["End"]) - _instant(check["Start"])
+                lines.append(f"  check at +{_instant(check['Start']) - started:.1f} s "
+                             f"({took:.1f} s): exit {check['ExitCode']} "
+                             f"{check['Output'].strip()[:200]}")
+            logs = subprocess.run(["docker", "logs", "--tail", "15", "--timestamps", cid],
+                                  capture_output=True, text=True, timeout=60, check=False)
+            lines += [f"  log: {line}" for line in
+                      (logs.stdout + logs.stderr).strip().splitlines()]
+            report.append("\n".join(lines))
+        return "\n" + "\n".join(report) if report else ""
 
     def build(self) -> None:
         if self.offline:
@@ -112,22 +177,36 @@ class Stack:
         services = SERVICES if self.offline else (*SERVICES, "grafana")
         self.compose("up", "--detach", "--wait", *services, timeout=300)
         self.up_seconds = time.monotonic() - started
+        # Read at once: Docker keeps only a container's last 5 checks.
+        self.healthy_after = self.started_to_healthy()
 
     def down(self) -> None:
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "5",
                      timeout=180, check=False)
         images = [f"loadlab/{name}:{self.tag}" for name in LAB_IMAGES]
-        subprocess.run(["docker", "image", "rm", "--force", *images], capture_output=True,
-                       timeout=120, check=False)
+        # Services that share an image name each build one labelled with the project
+        # (locust-master and locust-worker, the variants): the last build keeps the tag,
+        # the others are left untagged. Those go too, by the project's label; newest
+        # first, and twice, since an image built on another (the app's) holds its base.
+        for _ in range(2):
+            built = subprocess.run(["docker", "images", "-aq", "--filter", self._label],
+                                   capture_output=True, text=True, timeout=60, check=False)
+            subprocess.run(["docker", "image", "rm", "--force", *built.stdout.split(),
+                            *images], capture_output=True, timeout=120, check=False)
+
+    @property
+    def _label(self) -> str:
+        return f"label=com.docker.compose.project={self.project}"
 
     def leftovers(self) -> dict[str, list[str]]:
-        label = f"label=com.docker.compose.project={self.project}"
+        label = self._label
         found = {}
         for kind, cmd in (("containers", ["docker", "ps", "-aq", "--filter", label]),
                           ("networks", ["docker", "network", "ls", "-q", "--filter", label]),
                           ("volumes", ["docker", "volume", "ls", "-q", "--filter", label]),
                           ("images", ["docker", "images", "-q",
-                                      f"--filter=reference=loadlab/*:{self.tag}"])):
+                                      f"--filter=reference=loadlab/*:{self.tag}"]),
+                          ("untagged images", ["docker", "images", "-aq", "--filter", label])):
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
             found[kind] = out.stdout.split()
         return {kind: ids for kind, ids in found.items() if ids}
