@@ -1,15 +1,19 @@
 """A point's measured window is the whole --duration: the runner cuts the server's series at
 the mark + the duration (not at the users' start + warm-up + duration - 0.5, which kept
 2.8 s of a 4 s run), the sampler's seconds are whole ones after the mark, and a scrape that
-answered next to the mark or the cut makes no interval of a few ms."""
+answered next to the mark or the cut makes no interval of a few ms. A candidate's service
+whose chosen port was taken before it bound it is started again on fresh ports, once."""
 
 from __future__ import annotations
 
 import pytest
 
 from loadlab.runner import execute
+from loadlab.runner.kept import KeptRuntime
 from loadlab.runner.options import RunSpec
+from loadlab.runner.runtime_base import Endpoint, RuntimeError_
 from loadlab.runner.sampler import Scrape, ServerSampler
+from loadlab.serve import ServerConfig
 
 
 class Clock:
@@ -138,3 +142,40 @@ def test_a_background_scrape_appended_after_the_mark_is_put_in_its_place() -> No
     assert series["seconds"] == pytest.approx([1.0, 1.0])
     assert series["rps"] == pytest.approx([100.0, 100.0])
 
+
+
+class PortTaken:
+    """A runtime whose first start finds a chosen port taken by another process."""
+
+    name = "native"
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+        self.starts = 0
+
+    def start(self, cfg: ServerConfig, env: object = None) -> Endpoint:
+        self.starts += 1
+        if self.starts == 1:
+            raise RuntimeError_(f"app did not start: {self.error}")
+        return Endpoint("http://127.0.0.1:1", "http://127.0.0.1:2/metrics", pid=None)
+
+    def alive(self) -> bool:
+        return True
+
+    def stop(self) -> None:
+        pass
+
+
+def test_a_port_taken_between_its_choice_and_its_bind_is_chosen_again() -> None:
+    inner = PortTaken("app exited with 2: loadlab serve: error: metrics port "
+                      "127.0.0.1:44063 is already in use")
+    kept = KeptRuntime(inner)  # type: ignore[arg-type]
+    assert kept.start(ServerConfig(framework="flask")).base_url == "http://127.0.0.1:1"
+    assert inner.starts == 2
+
+
+def test_a_service_that_fails_otherwise_is_not_started_again() -> None:
+    inner = PortTaken("app exited with 1: ImportError")
+    with pytest.raises(RuntimeError_):
+        KeptRuntime(inner).start(ServerConfig(framework="flask"))  # type: ignore[arg-type]
+    assert inner.starts == 1
