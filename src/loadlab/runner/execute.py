@@ -43,6 +43,8 @@ GRACE_S = 30.0  # Locust start-up and shutdown on a busy machine
 READY_WAIT_S = 60.0  # Locust started beside its service waits this long for it (> its own)
 LATENCY_DIGITS = 3  # ms to the microsecond: what the locustfile's histogram resolves
 RAMP_WAIT_S = 10.0  # no sign of the users starting after this: the load is taken as begun
+POLL_S = 0.25  # the load's state is read this often...
+EDGE_POLL_S = 0.05  # ...and this often until the mark and near the window's end
 
 
 def run_id_for(spec: RunSpec, index: int) -> str:
@@ -370,6 +372,7 @@ class _Loop:
     died: bool = False
     cpu_at_mark: float | None = None
     cpu_last: float | None = None
+    cut_at: float | None = None  # the measured window's end (the sampler's ``cut``)
 
 
 def _mark(loop: _Loop, sampler: ServerSampler, watch: DatabaseWatch | None) -> None:
@@ -389,8 +392,16 @@ def _follow(spec: RunSpec, runtime: Runtime, run: Started, tick: Tick | None) ->
     planned = spec.warmup_s + spec.duration_s
     began = time.monotonic()
     while load.poll() is None:
-        load.pause(0.25)
+        # Often at the window's edges: the mark late by a poll is a window late by as much.
+        end = (sampler.marked_at + spec.duration_s if sampler.marked_at is not None
+               and loop.cut_at is None else None)
+        load.pause(EDGE_POLL_S if not loop.marked
+                   else POLL_S if end is None else min(POLL_S, max(end - time.monotonic(), 0.0)))
         now = time.monotonic()
+        if end is not None and now >= end:
+            # The window is the whole --duration from the mark; Locust runs on (its run
+            # time is rounded up to whole seconds) and stops after it.
+            loop.cut_at = sampler.cut()
         if loop.load_began is not None:  # Locust's own start-up would dominate the peak
             load.sample_cpu()
         # Read while Locust lives: once it has exited its CPU time cannot be read.
@@ -452,8 +463,11 @@ def measure(spec: RunSpec, runtime: Runtime, run: Started,
         window=window, scrape_errors=sampler.scrape_errors, scrape_kind=sampler.scrape_kind,
         probes_ms=sampler.probe_ms(), database=None, loadavg_1m=_loadavg(), python=python,
         gil_enabled=gil_enabled, gauges=gauges,
-        # Per-second samples of the window; the last half second may hold Locust's stop.
-        series=sampler.series(None if loop.load_began is None
+        # Per-second samples of the window: from the mark to the cut at the mark +
+        # --duration; a load that ended before the cut: up to half a second before its
+        # planned end (its last half second may hold Locust's stop).
+        series=sampler.series(loop.cut_at if loop.cut_at is not None
+                              else None if loop.load_began is None
                               else loop.load_began + spec.warmup_s + spec.duration_s - 0.5))
     if run.watch is not None and database is not None:
         watch, run.watch = run.watch, None

@@ -19,7 +19,7 @@ from typing import Any
 
 from loadlab.runner.loadgen import LoadGenerator
 from loadlab.runner.options import RunSpec
-from loadlab.runner.runtime_base import Endpoint, Placement, Runtime
+from loadlab.runner.runtime_base import Endpoint, Placement, Runtime, RuntimeError_
 from loadlab.serve import ServerConfig
 
 
@@ -52,7 +52,15 @@ class KeptRuntime(Runtime):
             self.reused += 1
             return self._endpoint
         self.close()
-        endpoint = self.inner.start(cfg, env)
+        try:
+            endpoint = self.inner.start(cfg, env)
+        except RuntimeError_ as exc:
+            # Its ports are chosen free, then bound: on a shared machine another process
+            # can take one in between (seen: "metrics port ... is already in use" after
+            # seven minutes of a search). Fresh ports, once.
+            if "already in use" not in str(exc):
+                raise
+            endpoint = self.inner.start(cfg, env)
         self._key, self._endpoint = self._key_of(cfg, env), endpoint
         self.starts += 1
         return endpoint

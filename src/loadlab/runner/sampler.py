@@ -36,6 +36,7 @@ SAMPLES_FORMAT = "loadlab-samples/1"
 # ahead of it (50 users at 50 ms each: 2.5 s): a shorter timeout would lose every sample
 # of exactly that case.
 SCRAPE_TIMEOUT_S = 10.0
+EDGE_GAP = 0.2  # of the interval: a scrape this close to the window's edge is left out
 
 
 @dataclass
@@ -137,6 +138,10 @@ class ServerSampler:
                             else "side-port")
         self._mark: int = 0
         self._mark_probe: int = 0
+        self._mark_t: float | None = None
+        self._cut_t: float | None = None  # the measured window's end (``cut``)
+        self._due = 0.0  # the background loop's next scrape (re-aligned at the mark)
+        self._lock = threading.Lock()
         self._me = psutil.Process()
         self._stop = threading.Event()
         self._threads = [
@@ -146,6 +151,7 @@ class ServerSampler:
 
     def start(self) -> ServerSampler:
         self.scrapes.append(self.scrape())
+        self._due = self.scrapes[0].t + self.interval_s
         for thread in self._threads:
             thread.start()
         return self
@@ -175,7 +181,15 @@ class ServerSampler:
         return scrape
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while True:
+            with self._lock:
+                due = self._due
+            if self._stop.wait(max(0.0, due - time.monotonic())):
+                return
+            with self._lock:
+                if self._due != due:  # re-aligned at the mark meanwhile
+                    continue
+                self._due = max(due + self.interval_s, time.monotonic())
             self.scrapes.append(self.scrape())
 
     def _probe_loop(self) -> None:
@@ -190,10 +204,31 @@ class ServerSampler:
             self.probes.append((began, time.monotonic() - began))
 
     def mark(self) -> None:
-        """The end of warm-up: figures are taken from here on."""
-        self.scrapes.append(self.scrape())
-        self._mark = len(self.scrapes) - 1
+        """The end of warm-up: figures are taken from here on, and the background scrapes
+        are re-aligned to whole intervals after it (a window of whole seconds is whole
+        samples, none of them a short first one)."""
+        scrape = self.scrape()
+        with self._lock:
+            self.scrapes.append(scrape)
+            self._mark = len(self.scrapes) - 1
+            self._mark_t = scrape.t
+            self._due = scrape.t + self.interval_s
         self._mark_probe = len(self.probes)
+
+    def cut(self) -> float:
+        """The end of the measured window (the mark + the run's duration): a scrape taken
+        now, where ``series`` ends; the load may go on (Locust's stop comes after)."""
+        scrape = self.scrape()
+        with self._lock:
+            self.scrapes.append(scrape)
+            self._cut_t = scrape.t
+            self._due = scrape.t + self.interval_s
+        return scrape.t
+
+    @property
+    def marked_at(self) -> float | None:
+        """When the mark's scrape answered (monotonic), None before ``mark``."""
+        return self._mark_t
 
     def live(self) -> tuple[float | None, float | None]:
         """(requests per second, p95 ms) over the last few seconds, from the server."""
@@ -256,11 +291,24 @@ class ServerSampler:
 
     def series(self, until: float | None = None) -> dict[str, list[float | None]]:
         """The window second by second: each interval between two answered scrapes from the
-        mark up to ``until`` (monotonic; None: all but the scrape taken after the load),
-        with the server's completed requests per second and the cores it used. The claims
-        read these as many samples of one run (loadlab.stats.series_estimate)."""
-        taken = [s for s in self.scrapes[self._mark:] if s.ok]
+        mark up to ``until`` (monotonic; None: the ``cut`` if one was taken, else all but
+        the scrape taken after the load), with the server's completed requests per second
+        and the cores it used. The claims read these as many samples of one run
+        (loadlab.stats.series_estimate)."""
+        start = self._mark_t if self._mark_t is not None else -math.inf
+        # In time order: a background scrape under way at the mark may be appended after it.
+        taken = sorted((s for s in self.scrapes[self._mark:] if s.ok and s.t >= start),
+                       key=lambda s: s.t)
+        until = self._cut_t if until is None else until
         taken = taken[:-1] if until is None else [s for s in taken if s.t <= until]
+        # A background scrape that answered next to the mark's or the cut's (it was under
+        # way when they were taken) would make an interval of a few ms: left out, the
+        # window's edges kept.
+        gap = EDGE_GAP * self.interval_s
+        if len(taken) > 2:
+            inner = [s for s in taken[1:-1]
+                     if s.t - taken[0].t >= gap and taken[-1].t - s.t >= gap]
+            taken = [taken[0], *inner, taken[-1]]
         seconds: list[float | None] = []
         rps: list[float | None] = []
         cores: list[float | None] = []
