@@ -29,6 +29,8 @@ from loadlab.database import (
 from loadlab.database.cluster import (
     DIR_PREFIX,
     ClusterError,
+    _cluster_uid,
+    _postmaster_of,
     clusters_root,
     run_user,
     works_in,
@@ -102,6 +104,8 @@ def test_postmaster_is_our_child_and_unprivileged(cluster: PostgresCluster) -> N
     assert cluster.directory is not None
     assert postmaster.ppid() == os.getpid()  # no pg_ctl or runuser in between
     assert works_in(postmaster, os.path.realpath(cluster.directory / "data"))
+    # the sweep proves it ours too (as root in a container, without reading its cwd)
+    assert _postmaster_of(cluster.directory / "data", _cluster_uid()) is not None
     if os.geteuid() == 0:
         assert postmaster.uids().effective != 0
         assert postmaster.username() in ("postgres", "nobody")
