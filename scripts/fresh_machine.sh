@@ -3,7 +3,8 @@
 # only (no Chromium, promtool, Docker, PostgreSQL or writable cgroup), a fresh clone of this
 # repository's commit in root's home (0700, as a newcomer's and a container's), then
 # `make test-quick` (or the make target given) in it. Every test whose system tool is missing
-# must skip, and the run ends with one line of what was skipped and how to install it.
+# must skip, and the run ends with one line of what was skipped and how to install it; what
+# the container has (git, and PostgreSQL from the pgserver wheel) must run, not skip.
 #
 #   scripts/fresh_machine.sh [TARGET [REF [VAR=value...]]]   (default: test-quick HEAD;
 #   `make fresh-machine-test`), e.g. test HEAD PYTEST_ARGS=tests/test_db.py
@@ -64,6 +65,9 @@ while IFS='=' read -r name _; do
     case "$name" in PIP_CERT) ;; PIP_*) env_args+=(--env "$name") ;; esac
 done < <(env)
 env_args+=(--env PIP_CERT=/etc/loadlab-host-ca.crt)
+# What the container has may not skip: git, and PostgreSQL (`make install` brings the
+# pgserver wheel's, which must start as root from the 0700 checkout).
+env_args+=(--env LOADLAB_REQUIRE_GIT=1 --env LOADLAB_REQUIRE_POSTGRES=1)
 
 docker create --name "$container" --workdir /root "${env_args[@]}" "$image" \
     bash -c 'set -e
@@ -87,4 +91,9 @@ if [ -f "$HOME/.config/pip/pip.conf" ]; then
     cp -L "$HOME/.config/pip/pip.conf" "$extra/root/.config/pip/pip.conf"
 fi
 tar -C "$extra" -c etc root | docker cp - "$container:/"
-docker start --attach "$container"
+started=$SECONDS
+status=0
+docker start --attach "$container" || status=$?
+elapsed=$((SECONDS - started))
+echo "fresh_machine: make $target exited $status after $((elapsed / 60)) min $((elapsed % 60)) s" >&2
+if [ "$status" -ne 0 ]; then exit "$status"; fi

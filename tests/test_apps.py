@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from support.metrics_scrape import Scrape, fetch, scrape, settled_scrape, wait_for
 from support.runner_cli import assert_nothing_left, loadlab_here, tagged_env
+from support.services import require_ft
 
 from loadlab import servers
 from loadlab.apps.load import interface_of
@@ -311,11 +312,8 @@ def test_bad_ft_and_backpressure_combinations_are_one_line_exit_2(
                     "--duration", "1s", "--out", str(tmp_path / "o"), "--port", str(port)],
             "size": ["--request", "GET /users/{random:50}/cart", "--cpus", "2",
                      "--slo", "p95<200ms", "--out", str(tmp_path / "o")]}[command[0]]
-    if "ft" in args and command[0] != "serve":
-        try:
-            servers.ft_python()
-        except servers.ServeError:
-            pytest.skip("the ft check comes first without the free-threaded interpreter")
+    if "ft" in args:  # every command looks for the interpreter before the combination
+        require_ft()
     _, tag = tagged_env()  # refused before anything starts: in this process (cli.main)
     done = loadlab_here([*command, "--app", f"{FLASK_SHOP}/app.py:app", *args, *rest], tag)
     assert_nothing_left(tag, grace_s=0)

@@ -91,6 +91,7 @@ def test_workers_learn_the_masters_urls_and_their_own_win(
     assert _options.target_url(shipped) is None  # "both" has no single URL
 
 
+@pytest.mark.requires("compose")
 def test_compose_gives_master_and_workers_every_target_url() -> None:
     config = subprocess.run(["docker", "compose", "-f", str(ROOT / "docker-compose.yml"),
                              "--profile", "variants", "config"], capture_output=True,

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 from support.runner_cli import SHORT, assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
+from support.system_tools import require
+
+from loadlab import cpulimit
 
 CASES = {
     "worker_slots": ["--target", "flask", "--worker-class", "sync", "--workers", "1",
@@ -23,6 +26,10 @@ CASES = {
 @pytest.mark.slow
 @pytest.mark.parametrize("resource", list(CASES))
 def test_a_real_run_names_its_bottleneck(resource: str, tmp_path: Path) -> None:
+    if resource == "cpu_quota":  # --cpus falls back to affinity (no quota) without a cgroup
+        mechanism = cpulimit.native_mechanism()
+        require("cgroup", None if mechanism in ("cgroup-v1", "cgroup-v2")
+                else f"no writable cgroup here (only {mechanism})")
     env, tag = tagged_env()
     out = tmp_path / "out"
     try:

@@ -23,7 +23,7 @@ import pytest
 from support.contract_check import service_pids
 from support.locust_process import Locust, wait_for
 from support.services import start_service
-from support.system_tools import require
+from support.system_tools import missing, require
 
 from loadlab.cli import build_parser
 from loadlab.launch import free_port
@@ -79,10 +79,8 @@ IMAGE_ENTRY = ROOT / "postgres" / "docker-entrypoint.sh"
 
 
 def pg_bindir() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
-    if not found:
-        require("postgres", "no PostgreSQL server binaries (apt-get install -y postgresql)")
-    return found[-1].parent
+    require("postgresql", missing("postgresql"))
+    return sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))[-1].parent
 
 
 class Volume:
@@ -183,6 +181,7 @@ class Volume:
 def volume() -> Iterator[Volume]:
     # Not under pytest's tmp_path: its parents are private to this account, and the
     # server runs as the postgres account.
+    pg_bindir()  # Debian's server and its postgres account, or skip
     top = Path(tempfile.mkdtemp(prefix="loadlab-pg-entry-"))
     top.chmod(0o755)
     try:
@@ -191,7 +190,7 @@ def volume() -> Iterator[Volume]:
         shutil.rmtree(top, ignore_errors=True)
 
 
-@pytest.mark.requires("postgres")
+@pytest.mark.requires("postgresql")
 def test_a_fresh_volume_never_trusts_a_tcp_client(volume: Volume) -> None:
     """No password set, on loopback: the lab generates one, keeps it where the services
     read it, and a client over TCP without it (any local account) is refused."""
@@ -221,7 +220,7 @@ def test_a_fresh_volume_never_trusts_a_tcp_client(volume: Volume) -> None:
         volume.stop(server)
 
 
-@pytest.mark.requires("postgres")
+@pytest.mark.requires("postgresql")
 def test_a_trust_volume_is_refused_on_a_widened_bind(volume: Volume) -> None:
     """What the review reproduced: a volume made on loopback by the earlier guard keeps
     `host all all all trust`; widening the bind with a POSTGRES_PASSWORD set must not
@@ -235,7 +234,7 @@ def test_a_trust_volume_is_refused_on_a_widened_bind(volume: Volume) -> None:
     assert "host all all all trust" in (volume.data / "pg_hba.conf").read_text()
 
 
-@pytest.mark.requires("postgres")
+@pytest.mark.requires("postgresql")
 def test_a_trust_volume_is_converted_on_loopback(volume: Volume) -> None:
     volume.old_trust_volume()
     server = volume.start(volume.env("127.0.0.1", None))
@@ -371,7 +370,7 @@ def test_plain_locust_ui_listens_on_loopback_by_default(
         lo.finish(timeout_s=30)
 
 
-@pytest.mark.requires("postgres")
+@pytest.mark.requires("postgresql")
 def test_the_services_connect_with_the_generated_password(
         volume: Volume, monkeypatch: pytest.MonkeyPatch) -> None:
     """Compose gives the services a DATABASE_URL without a password and the file the

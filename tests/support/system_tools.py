@@ -14,7 +14,9 @@ test or module `@pytest.mark.requires("chromium")`. A new requirement is one ent
 from __future__ import annotations
 
 import functools
+import glob
 import os
+import pwd
 import shutil
 import subprocess
 from collections import Counter
@@ -33,6 +35,17 @@ def _compose_cli() -> str | None:
     done = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False,
                           timeout=60)
     return None if done.returncode == 0 else "docker compose (v2) does not run"
+
+
+def _debian_postgresql() -> str | None:
+    """Why Debian's PostgreSQL server (and its postgres account) is not here, or None."""
+    if not glob.glob("/usr/lib/postgresql/*/bin/postgres"):
+        return "no /usr/lib/postgresql/*/bin/postgres"
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        return "no postgres account"
+    return None
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,9 @@ REQUIREMENTS: dict[str, Requirement] = {r.name: r for r in [
     Requirement("compose", "apt-get install -y docker.io (the CLI alone will do), then run "
                 ".ci/install-compose-v2", check=_compose_cli),
     Requirement("postgres", "apt-get install -y postgresql"),
+    Requirement("postgresql", "apt-get install -y postgresql (Debian's server, as the "
+                "compose image runs it; the pgserver wheel will not do)",
+                check=_debian_postgresql),
     Requirement("postgres_exporter", "apt-get install -y prometheus-postgres-exporter",
                 ("prometheus-postgres-exporter",)),
     Requirement("cgroup", "run as root on a machine with a writable cpu cgroup "

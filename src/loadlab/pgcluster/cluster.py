@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import os
 import pwd
 import secrets
@@ -145,11 +146,23 @@ def _postmaster_of(data: Path, uid: int) -> psutil.Process | None:
         proc = psutil.Process(pid)
         here = os.path.realpath(data)
         if (proc.uids().real != uid or abs(proc.create_time() - started) > 2.0
-                or os.path.realpath(lines[1]) != here or os.path.realpath(proc.cwd()) != here):
+                or os.path.realpath(lines[1]) != here or not works_in(proc, here)):
             return None
         return proc
     except (OSError, ValueError, IndexError, psutil.Error):
         return None
+
+
+def works_in(proc: psutil.Process, data: str) -> bool:
+    """Whether the postmaster ``proc`` serves the data directory ``data``: its working
+    directory, or, where the kernel hides that (root without CAP_SYS_PTRACE, as in a
+    container, reading another account's process), the ``-D`` it was started with."""
+    try:
+        return os.path.realpath(proc.cwd()) == data
+    except psutil.AccessDenied:
+        argv = proc.cmdline()
+        return any(flag == "-D" and os.path.realpath(value) == data
+                   for flag, value in itertools.pairwise(argv))
 
 
 def _end(proc: psutil.Process | subprocess.Popen[bytes], timeout_s: float) -> None:
