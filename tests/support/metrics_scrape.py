@@ -52,12 +52,17 @@ _REQUEST_SERIES = ("http_requests_total", "http_request_duration_seconds_count",
                    "http_requests_in_progress")
 
 
+SETTLE_GAP_S = max(1.2, tally.FLUSH_INTERVAL_S * 12)
+
+
 def settled_scrape(url: str, timeout_s: float = 15) -> Scrape:
     """A scrape once every worker has passed on what it served.
 
     Workers hand their request tallies to the shared metrics at a scrape they answer and
-    every ``tally.FLUSH_INTERVAL_S``; the figures are settled when two scrapes more than
-    one interval apart agree on every request series.
+    every ``tally.FLUSH_INTERVAL_S``; the figures are settled when two scrapes
+    ``SETTLE_GAP_S`` apart agree on every request series. The gap is many flush intervals:
+    on a loaded machine a worker's flusher thread can wait its turn for longer than one
+    (two scrapes 0.12 s apart could agree before the second worker had passed its on).
     """
     def key(result: Scrape) -> list[tuple[str, tuple[tuple[str, str], ...], float]]:
         return sorted((n, tuple(sorted(lab.items())), v) for n, lab, v in result.samples
@@ -66,7 +71,7 @@ def settled_scrape(url: str, timeout_s: float = 15) -> Scrape:
     deadline = time.monotonic() + timeout_s
     last = scrape(url)
     while True:
-        time.sleep(tally.FLUSH_INTERVAL_S * 1.2)
+        time.sleep(SETTLE_GAP_S)
         result = scrape(url)
         if key(result) == key(last):
             return result
