@@ -183,12 +183,19 @@ def test_size_recommends_from_a_small_candidate_set(tmp_path: Path) -> None:
     caps = {c["label"]: c["capacity_rps"] for c in doc["candidates"]}
     assert set(caps) == {"sync ×1", "sync ×2"}
     # Little's law bounds each: a worker holds each request at least 20 ms.
-    assert 0 < caps["sync ×1"] <= 50 and 0 < caps["sync ×2"] <= 100
+    assert 0 < caps["sync ×2"] <= 100
+    # sync ×1 is measured, or pruned by its Little's-law bound (1 slot / >= 20 ms x 1.25)
+    # once sync ×2's interval clears that bound: which depends on the machine's noise.
+    one = next(c for c in doc["candidates"] if c["label"] == "sync ×1")
+    if one.get("pruned"):
+        assert caps["sync ×1"] is None and one["bound_rps"] <= 50 * 1.25
+        assert one["stopped"].startswith("pruned") and not one["points"]
+    else:
+        assert 0 < caps["sync ×1"] <= 50 and one["points"]
     rec = doc["recommendation"]
-    assert rec["met"] and rec["best"] in caps and rec["sentence"] in done.stdout
-    assert rec["runner_up"] in caps and rec["runner_up"] != rec["best"]
+    assert rec["met"] and rec["best"] == "sync ×2" and rec["sentence"] in done.stdout
     for c in doc["candidates"]:
-        assert c["points"] and c["stopped"]
+        assert c["stopped"]
     report = (out / "report.html").read_text()
     size = report[report.index('<section id="size">'):report.index('<section id="points">')]
     assert size.count('<tr><td class="l">sync ×') == 2 and "p95 &lt; 200 ms" in size
