@@ -168,6 +168,7 @@ SMALL = ["--target", "flask", "--scenario", "io", "--io-ms", "20", "--cpus", "2"
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # the command's own timeout: a loaded CI machine took over 600 s
 def test_size_recommends_from_a_small_candidate_set(tmp_path: Path) -> None:
     """One sync worker serves at most 1/20 ms = 50 req/s; two, twice that."""
     env, tag = tagged_env()

@@ -92,8 +92,9 @@ def test_the_runner_cuts_the_window_at_the_mark_plus_the_duration(
     monkeypatch.setattr(execute.time, "monotonic", clock)
     spec = RunSpec(target="flask", scenario="json", warmup_s=0.5, duration_s=4.0)
     load, sampler = FakeLoad(clock), FakeSampler(clock)
-    loop = execute._follow(spec, Alive(), NoDatabase(), load, sampler,  # type: ignore[arg-type]
-                           None)
+    started = NoDatabase()  # the Started fields _follow reads: load, sampler, watch
+    started.load, started.sampler = load, sampler  # type: ignore[attr-defined]
+    loop = execute._follow(spec, Alive(), started, None)  # type: ignore[arg-type]
     assert sampler.marked_at is not None and loop.cut_at is not None
     # The mark within a fast poll of Locust's warm-up end...
     assert 0.0 <= sampler.marked_at - (load.t0 + 1.1) <= execute.EDGE_POLL_S + 1e-9
