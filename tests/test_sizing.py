@@ -330,6 +330,15 @@ def test_the_ramp_goes_to_the_bound_before_past_it() -> None:
     assert [r for _, r in calls][:4] == [20, 40, 80, 100]  # not 160: the bound is next
 
 
+
+def test_a_bound_within_rounding_of_the_rate_met_is_passed_not_repeated() -> None:
+    # 85 meets; the bound 85.3 rounds back to 85: the next rate must be past it (a loaded
+    # CI machine measured 85 req/s over and over until its timeout).
+    measure, calls = _curve(lambda c: 95.0)
+    capacity(Candidate(Branch("sync"), 2), measure, SLO, 85, 5000, 3, bound=85.3)
+    rates = [r for _, r in calls]
+    assert rates[:2] == [85, 170] and len(rates) == len(set(rates))
+
 def _known_outcome(label_workers: int, cap: float, ci: tuple[float, float]) -> Outcome:
     return Outcome(Candidate(Branch("gevent"), label_workers), capacity=cap, ci=ci,
                    rate_met=cap, points=[Point(cap, [cap], [50.0], [0.0], True,

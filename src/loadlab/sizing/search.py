@@ -238,7 +238,14 @@ def capacity(candidate: Candidate, measure: Measure, slo: Slo, start_rate: float
             up = rate * growth
             if bound is not None and rate < bound < up:
                 up = bound  # the bound is the next rate worth trying
-            rate = _round_rate(min(up, max_rate))
+            up = _round_rate(min(up, max_rate))
+            if up <= rate:
+                # A bound within rounding of the rate met: the next rate is past it (a
+                # rate rounded back onto itself would be measured again and again).
+                up = _round_rate(min(rate * growth, max_rate))
+                if up <= rate:
+                    break
+            rate = up
             point = at(rate)
             if not point.met:
                 missed = point
