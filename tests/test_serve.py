@@ -423,3 +423,27 @@ def test_stale_metrics_dirs_of_dead_serves_are_swept(tmp_path: Path) -> None:
     sweep_stale_metrics_dirs(tmp_path)
     assert not stale.exists()
     assert live.exists() and other.exists()
+
+
+def test_a_server_that_ignores_its_stop_is_killed_after_the_grace(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve waits ``STOP_GRACE_S`` after a stop signal, then gives up on the server (its
+    ``finally`` kills the tree and removes the cgroup) instead of waiting for whoever
+    stopped it to SIGKILL serve itself, which would leave the cgroup behind."""
+    from loadlab import serve as serve_module
+
+    monkeypatch.setattr(serve_module, "STOP_GRACE_S", 0.5)
+    stubborn = subprocess.Popen([sys.executable, "-c", (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE)
+    try:
+        assert stubborn.stdout is not None and stubborn.stdout.readline() == b"ready\n"
+        stubborn.send_signal(signal.SIGTERM)
+        code = serve_module._wait_for_server(stubborn, [signal.SIGTERM], "stubborn")
+        assert code == 128 + signal.SIGTERM and stubborn.poll() is None  # still running
+    finally:
+        stubborn.kill()
+        stubborn.wait()
+        stubborn.stdout.close()  # type: ignore[union-attr]

@@ -110,7 +110,7 @@ class ServiceProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    def stop(self, timeout_s: float = 15.0) -> None:
+    def stop(self, timeout_s: float = 20.0) -> None:
         """SIGTERM the process group, then SIGKILL whatever is left."""
         if self.proc is None:
             return

@@ -44,6 +44,9 @@ MAX_BACKPRESSURE = 100_000
 # The interpreters a service can run on: this one, or the free-threaded CPython 3.13t that
 # .ci/build-python-ft builds (servers.ft_python).
 PYTHONS = ("default", "ft")
+# After a stop signal: the servers' own graceful stop (10 s) and a little more; then serve
+# kills the tree and removes its cgroup itself (ServiceProcess.stop waits longer than this).
+STOP_GRACE_S = 11.0
 
 
 @dataclass(frozen=True)
@@ -339,6 +342,25 @@ def _in_child(limit: cpulimit.CpuLimit) -> None:
     limit.join()
 
 
+def _wait_for_server(proc: subprocess.Popen[bytes], received: list[int], server: str
+                     ) -> int:
+    """The server's exit code; once a stop signal came, at most ``STOP_GRACE_S`` more
+    (then the caller's ``finally`` kills the tree), so that serve always cleans up before
+    whoever stopped it gives up and SIGKILLs it (a cgroup left behind otherwise)."""
+    while True:
+        try:
+            return proc.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            pass
+        if received:
+            try:
+                return proc.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                print(f"loadlab serve: warning: {server} did not stop within "
+                      f"{STOP_GRACE_S:g} s: killed", file=sys.stderr, flush=True)
+                return 128 + received[0]
+
+
 def _exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
@@ -427,15 +449,18 @@ def serve(cfg: ServerConfig) -> int:
         print(f"loadlab serve: metrics at {side.url}{also}", flush=True)
         if received:
             proc.send_signal(signal.SIGTERM)
-        return _exit_status(proc.wait())
+        return _exit_status(_wait_for_server(proc, received, cfg.server))
     finally:
-        if proc is not None and proc.poll() is None:
+        forced = proc is not None and proc.poll() is None
+        if proc is not None and forced:
             proc.kill()
             proc.wait()
         if side is not None:
             side.close()
         try:
-            limit.remove()
+            # After a forced stop, what is left of the tree gets a short grace: serve's own
+            # caller (ServiceProcess.stop, a container's stop) SIGKILLs serve soon after.
+            limit.remove(grace_s=1.0 if forced else 5.0)
         except OSError as exc:
             print(f"loadlab serve: warning: cgroup not removed: {exc}", file=sys.stderr)
         if metrics_dir is not None:

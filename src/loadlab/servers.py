@@ -202,7 +202,7 @@ def _granian_command(cfg: ServerConfig, launch: Launch) -> list[str]:
         "--working-dir", launch.app_dir, "--host", cfg.host, "--port", str(cfg.port),
         "--workers", str(cfg.workers), "--backlog", str(launch.backlog),
         "--log-level", "warning", "--no-access-log", "--no-metrics",
-        "--workers-kill-timeout", "10",
+        "--workers-kill-timeout", "5",
         # The smallest head buffer it takes (8 KiB, about Gunicorn's request-line and header
         # limits): a larger head is refused rather than read.
         "--http1-buffer-size", "8192",
