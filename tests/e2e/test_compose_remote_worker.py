@@ -37,8 +37,15 @@ def test_a_native_worker_joins_through_the_published_port(stack: Stack,
     port = stack.ports["LOCUST_MASTER_PORT"]
     # An earlier test's `loadlab run --runtime compose` stops the service after its run.
     stack.compose("up", "--detach", "--wait", "--no-deps", "fastapi", timeout=180)
-    stack.wait_for("fastapi scraped", lambda: stack.query(
-        'up{job="services", service="fastapi"} == 1'), 60)
+    # Scraped since it (re)started, alone: a sample from before would give `before` the
+    # old container's count, which the new one's counters (from 0) replace.
+    started = time.time()
+    stack.wait_for("fastapi scraped since it started, alone", lambda: (
+        stack.prometheus("/api/v1/query", query=(
+            'count(up{job="services", service="fastapi"}) == 1 and '
+            'min(up{job="services", service="fastapi"}) == 1'))["result"]
+        and min(stack.query('timestamp(up{job="services", service="fastapi"})').values(),
+                default=0.0) > started), 90)
     stack.compose("stop", "--timeout", "5", "locust-worker")  # only the outside worker
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
@@ -75,7 +82,7 @@ def test_a_native_worker_joins_through_the_published_port(stack: Stack,
         stack.wait_for("the exporter to count the worker's requests", lambda: (
             sum(stack.query('sum(locust_requests_total{name="/json"})').values())
             >= sent), 30)
-        stack.wait_for("the service to count them", lambda: (
+        stack.wait_for(f"the service to count them ({sent} sent, {before:g} before)", lambda: (
             sum(stack.query(served).values()) - before >= sent), 30)
         assert sent <= sum(stack.query(served).values()) - before <= sent + 4
     finally:
