@@ -52,14 +52,14 @@ def measuring(out: Path, cells: Mapping[str, RunSpec], runtime: Runtime) -> Meas
     results directory of its own), each round's record with its paths made relative to
     ``out``. A service that will not start is one line (exit 2); ^C ends the loop."""
     from loadlab.runner.options import OptionError
-    from loadlab.runner.session import StartError, run_cells
+    from loadlab.runner.session import Plan, StartError, run_cells
     from loadlab.runs.record import run_rounds
 
     def measure(names: Sequence[str], extra: int) -> dict[str, dict[str, Any]]:
         sub = f"more-{extra}"
         try:
-            more = run_cells([cells[n] for n in names], out / sub, runtime, resume=None,
-                             replace=True, write_report=False)
+            more = run_cells([cells[n] for n in names], out / sub, runtime,
+                             Plan(write_report=False), resume=None, replace=True)
         except StartError as exc:
             raise OptionError(str(exc)) from None
         if more.interrupted:
@@ -77,7 +77,7 @@ def claims_command(args: argparse.Namespace) -> int:
     from loadlab.runner.rounds import combine
     from loadlab.runner.runtime_base import available_cores
     from loadlab.runner.runtimes import runtime_for
-    from loadlab.runner.session import StartError, run_cells
+    from loadlab.runner.session import Plan, StartError, run_cells
     from loadlab.runs.record import Run, run_rounds
 
     began = time.monotonic()
@@ -100,8 +100,8 @@ def claims_command(args: argparse.Namespace) -> int:
             shutil.rmtree(stale, ignore_errors=True)
     try:
         # Claims start over each time (their verdicts judge errors themselves).
-        outcome = run_cells(list(cells.values()), out, runtime, resume=None, replace=True,
-                            write_report=False, rounds=rounds, until_ci=until_ci)
+        outcome = run_cells(list(cells.values()), out, runtime,
+                            Plan(rounds, until_ci, write_report=False), resume=None, replace=True)
     except StartError as exc:
         raise OptionError(str(exc)) from None
     runs = runs_by_name(cells, outcome.results.runs)

@@ -38,7 +38,13 @@ from loadlab.runner.options import (
     parse_server,
 )
 from loadlab.runner.runtimes import runtime_for
-from loadlab.runner.session import DEFAULT_MAX_ERROR_RATE, Outcome, gate_failures, run_cells
+from loadlab.runner.session import (
+    DEFAULT_MAX_ERROR_RATE,
+    Outcome,
+    Plan,
+    gate_failures,
+    run_cells,
+)
 from loadlab.runs.record import read_runs
 from loadlab.serve import MAX_BACKPRESSURE, WORKER_CLASSES, ServeError
 from loadlab.servers import ft_python
@@ -277,8 +283,8 @@ def run_command(args: argparse.Namespace) -> int:
     rounds, until_ci = parse_rounds(args.rounds, args.until_ci)
     runtime = runtime_for(args.runtime, port=port)
     out = Path(args.out)
-    outcome = run_cells(specs, out, runtime, resume=None, replace=args.replace, rounds=rounds,
-                        until_ci=until_ci, max_error_rate=error_limit(gates))
+    outcome = run_cells(specs, out, runtime, Plan(rounds, until_ci, error_limit(gates)),
+                        resume=None, replace=args.replace)
     return finish(outcome, gates, out)
 
 
@@ -339,7 +345,6 @@ def matrix_command(args: argparse.Namespace) -> int:
     if args.resume and args.replace:
         raise OptionError("--resume keeps the results, --replace starts over: choose one")
     runtime = runtime_for(args.runtime)
-    outcome = run_cells(cells, out, runtime, resume=args.resume, replace=args.replace,
-                        rounds=rounds, until_ci=until_ci,
-                        max_error_rate=error_limit(matrix.gates))
+    outcome = run_cells(cells, out, runtime, Plan(rounds, until_ci, error_limit(matrix.gates)),
+                        resume=args.resume, replace=args.replace)
     return finish(outcome, matrix.gates, out)

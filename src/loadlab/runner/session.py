@@ -148,31 +148,37 @@ def describe(run: Run) -> str:
 MIN_ROUNDS_FOR_CI = 3  # --until-ci judges from this many rounds on (2 give a 50% interval)
 
 
-def run_cells(specs: Sequence[RunSpec], out: Path, runtime: Runtime, *,
-              resume: bool | None = False, replace: bool = False,
-              progress: Progress | None = None, write_report: bool = True, rounds: int = 1,
-              until_ci: float | None = None, max_error_rate: float | None = None) -> Outcome:
-    """Run every cell ``rounds`` times, alternating (A B A B ...), each on a fresh server.
+@dataclass(frozen=True)
+class Plan:
+    """How a session runs its cells: ``rounds`` times each (fewer with ``until_ci``: once
+    every cell's rps interval is within ±until_ci % of its median, from MIN_ROUNDS_FOR_CI
+    rounds on); a run above ``max_error_rate`` is recorded ``errors`` (None: not judged
+    here); the HTML report written at the end or not."""
 
-    With ``until_ci``, stops adding rounds once every cell's rps interval is within
-    ±until_ci % of its median (from MIN_ROUNDS_FOR_CI rounds on), or at ``rounds``.
-    ``resume`` None: the command cannot resume (the refusal does not offer it).
-    ``max_error_rate``: a run above it is recorded ``errors`` (None: not judged here).
-    """
+    rounds: int = 1
+    until_ci: float | None = None
+    max_error_rate: float | None = None
+    write_report: bool = True
+
+
+def run_cells(specs: Sequence[RunSpec], out: Path, runtime: Runtime, plan: Plan = Plan(),
+              *, resume: bool | None = False, replace: bool = False,
+              progress: Progress | None = None) -> Outcome:
+    """Run every cell ``plan.rounds`` times, alternating (A B A B ...), each on a fresh
+    server. ``resume`` None: the command cannot resume (the refusal does not offer it)."""
     progress = progress or Progress()
     lock = prepare(out, progress, resume=resume, replace=replace)
     try:
         with Interrupted() as signals:
-            return _run_locked(specs, out, runtime, signals, resume=bool(resume),
-                               progress=progress, write_report=write_report, rounds=rounds,
-                               until_ci=until_ci, max_error_rate=max_error_rate)
+            return _run_locked(specs, out, runtime, signals, plan, resume=bool(resume),
+                               progress=progress)
     finally:
         lock.release()
 
 
 def _run_locked(specs: Sequence[RunSpec], out: Path, runtime: Runtime, signals: Interrupted,
-                *, resume: bool, progress: Progress, write_report: bool, rounds: int,
-                until_ci: float | None, max_error_rate: float | None) -> Outcome:
+                plan: Plan, *, resume: bool, progress: Progress) -> Outcome:
+    rounds, until_ci = plan.rounds, plan.until_ci
     placement = runtime.placement(specs[0].server_config(port=0)).describe() if specs else ""
     about = {**manifest(runtime.name, placement), **runtime.manifest_notes()}
     results = ResultsDir(out, about, resume=resume)
@@ -184,8 +190,8 @@ def _run_locked(specs: Sequence[RunSpec], out: Path, runtime: Runtime, signals: 
     todo = [s for s in specs if s.key not in done]
     if resume and len(todo) < len(specs):
         progress.note(f"resuming: {len(specs) - len(todo)} of {len(specs)} cells already done")
-    cells = _Cells(out, runtime, results, progress, signals, Leftovers(out), rounds, until_ci,
-                   max_error_rate, by_key={s.key: [] for s in todo},
+    cells = _Cells(out, runtime, results, progress, signals, Leftovers(out), plan,
+                   by_key={s.key: [] for s in todo},
                    ids={s.key: run_id_for(s, len(results.runs) + i) for i, s in enumerate(todo)})
     interrupted = False
     progress.begin(len(todo) * rounds)
@@ -207,7 +213,7 @@ def _run_locked(specs: Sequence[RunSpec], out: Path, runtime: Runtime, signals: 
         cells.note_kept()
     by_key = cells.by_key
     finished = [r for r in results.runs if r.get("key") in by_key and by_key[r["key"]]]
-    report = _report(out) if write_report and results.runs else None
+    report = _report(out) if plan.write_report and results.runs else None
     interrupted = interrupted or signals.seen
     return Outcome(results, finished, interrupted, report)
 
@@ -241,9 +247,7 @@ class _Cells:
     progress: Progress
     signals: Interrupted
     leftovers: Leftovers
-    rounds: int
-    until_ci: float | None
-    max_error_rate: float | None
+    plan: Plan
     by_key: dict[str, list[Run]]  # each cell's finished rounds
     ids: dict[str, str]  # each cell's run id (rounds add -rN)
     database: RunDatabase | None = None
@@ -251,11 +255,11 @@ class _Cells:
 
     def run(self, todo: Sequence[RunSpec]) -> None:
         """Round after round (A B A B ...); with until_ci, until every interval is tight."""
-        until_ci = self.until_ci
-        for round_no in range(1, self.rounds + 1):
+        until_ci, rounds = self.plan.until_ci, self.plan.rounds
+        for round_no in range(1, rounds + 1):
             for spec in todo:
                 self.run_one(spec, round_no)
-            if until_ci is not None and round_no < self.rounds and all(
+            if until_ci is not None and round_no < rounds and all(
                 precise_enough(r, until_ci, MIN_ROUNDS_FOR_CI) for r in self.mine()
             ):
                 self.progress.note(f"every interval within ±{until_ci:g}% after {round_no} "
@@ -263,7 +267,7 @@ class _Cells:
                 return
         if until_ci is not None:
             widest = max((float(half_width_pct(r) or 0) for r in self.mine()), default=0.0)
-            self.progress.note(f"--until-ci {until_ci:g}%: stopped at {self.rounds} rounds, "
+            self.progress.note(f"--until-ci {until_ci:g}%: stopped at {rounds} rounds, "
                                f"widest rps interval ±{widest:.1f}%")
 
     def mine(self) -> list[Run]:
@@ -273,13 +277,13 @@ class _Cells:
         self.index += 1
         index, progress = self.index, self.progress
         label = (variant_label(spec.fields(), "progress")
-                 + (f" round {round_no}" if self.rounds > 1 else ""))
+                 + (f" round {round_no}" if self.plan.rounds > 1 else ""))
 
         def tick(elapsed: float, planned: float, rps: float | None,
                  p95: float | None, phase: str) -> None:
             progress.update(index, label, elapsed, planned, rps, p95, phase)
 
-        run_id = self.ids[spec.key] + (f"-r{round_no}" if self.rounds > 1 else "")
+        run_id = self.ids[spec.key] + (f"-r{round_no}" if self.plan.rounds > 1 else "")
         self.signals.check()
         try:
             # Each service finishes exiting while the next one starts.
@@ -289,10 +293,10 @@ class _Cells:
             raise StartError(str(exc)) from None
         # A run a ^C arrived in is not kept, even if the signal's exception was lost.
         self.signals.check()
-        run = judge(run, self.max_error_rate)
+        run = judge(run, self.plan.max_error_rate)
         self.by_key[spec.key].append(run)
         self.results.add(combine(self.by_key[spec.key],
-                                 self.until_ci if self.rounds > 1 else None))
+                                 self.plan.until_ci if self.plan.rounds > 1 else None))
         progress.done(index, describe(run))
         for line in run.get("notes", ()):
             progress.note(f"    note: {line}")

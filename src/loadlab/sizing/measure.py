@@ -21,7 +21,7 @@ from loadlab.runner.kept import KeptRuntime
 from loadlab.runner.options import RunSpec
 from loadlab.runner.progress import Progress
 from loadlab.runner.runtimes import runtime_for
-from loadlab.runner.session import run_cells
+from loadlab.runner.session import Plan, run_cells
 from loadlab.runs.record import Run
 from loadlab.sizing.candidates import Candidate
 from loadlab.sizing.search import Point, judge, window_estimate
@@ -76,8 +76,8 @@ class Measurer:
         warm = self._last == candidate and self.runtime.alive()
         self._last = candidate
         outcome = run_cells([self.run_spec(candidate, rate, warm)], where, self.runtime,
-                            progress=self.progress, write_report=False, rounds=1,
-                            max_error_rate=1.0)
+                            Plan(max_error_rate=1.0, write_report=False),
+                            progress=self.progress)
         self.runs += 1
         if outcome.interrupted:
             raise KeyboardInterrupt
