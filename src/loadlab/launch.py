@@ -69,7 +69,10 @@ class ServiceProcess:
         env = dict(os.environ if self.env is None else self.env)
         # Each service gets its own multiprocess directory, made and wiped by serve.
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        self.metrics_port = self.cfg.metrics_port or free_port(self.cfg.host)
+        self.metrics_port = self.cfg.metrics_port or 0
+        while not self.metrics_port or self.metrics_port == self.cfg.port:
+            # The kernel may hand out the service's own (still free) port again.
+            self.metrics_port = free_port(self.cfg.host)
         env["LOADLAB_METRICS_PORT"] = str(self.metrics_port)
         # SIGTERM when this process dies, even by SIGKILL: no service outlives its runner.
         self.proc = subprocess.Popen(
