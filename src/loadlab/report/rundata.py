@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadlab.jsontypes import JsonObject
 from loadlab.report.concurrency import served_from_gauge
 from loadlab.runs.record import Run
 from loadlab.runs.samples import histogram_quantile
@@ -24,13 +25,13 @@ def _json(path: Path) -> Any:
         return None
 
 
-def locust_entries(directory: Path, run: Run) -> list[dict[str, Any]] | None:
+def locust_entries(directory: Path, run: Run) -> list[JsonObject] | None:
     rel = run.get("locust_json")
     data = _json(directory / rel) if rel else None
     return data if isinstance(data, list) else None
 
 
-def lab_report(directory: Path, run: Run) -> dict[str, Any] | None:
+def lab_report(directory: Path, run: Run) -> JsonObject | None:
     rel = run.get("locust_json")
     if not rel:
         return None
@@ -39,7 +40,7 @@ def lab_report(directory: Path, run: Run) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def response_times(entries: list[dict[str, Any]]) -> dict[float, int]:
+def response_times(entries: list[JsonObject]) -> dict[float, int]:
     """Locust's response-time buckets (ms, rounded as Locust rounds), merged over endpoints."""
     merged: dict[float, int] = {}
     for entry in entries:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import urllib.request
-from typing import Any
 
+from loadlab.jsontypes import JsonObject
 from loadlab.runs.record import PythonFigures
 
 INFO_TIMEOUT_S = 10.0  # a loaded service answers late; the run's figures do not wait on it
@@ -19,7 +19,7 @@ INFO_TIMEOUT_S = 10.0  # a loaded service answers late; the run's figures do not
 
 def read_interpreter(base_url: str) -> tuple[PythonFigures | None, bool | None]:
     """(python, gil_enabled) from /info; (None, None) when it does not answer in time."""
-    body: dict[str, Any] = {}
+    body: JsonObject = {}
     url = f"{base_url.rstrip('/')}/info"
     with contextlib.suppress(OSError, ValueError), \
             urllib.request.urlopen(url, timeout=INFO_TIMEOUT_S) as reply:

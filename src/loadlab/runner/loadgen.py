@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
+
+from loadlab.jsontypes import JsonObject
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class LoadGenerator(Protocol):
     def figures(self) -> LoadFigures | None:
         """The window's figures; None when no statistics were written."""
 
-    def lab_report(self) -> dict[str, Any] | None:
+    def lab_report(self) -> JsonObject | None:
         """The locustfile's own extra figures (HDR latency, its CPU peaks), if any."""
 
     def log_tail(self) -> str:

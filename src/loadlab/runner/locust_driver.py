@@ -19,11 +19,11 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import psutil
 
 from loadlab import requestlist
+from loadlab.jsontypes import JsonObject
 from loadlab.paths import lab_path
 from loadlab.procs import kill_group, tie_to_parent
 from loadlab.runner.loadgen import LoadFigures, log_tail
@@ -150,7 +150,7 @@ def percentile(response_times: Mapping[float, int], total: int, q: float) -> flo
     return 0.0
 
 
-def summarise(entries: list[dict[str, Any]], warmup_s: float, duration_s: float,
+def summarise(entries: list[JsonObject], warmup_s: float, duration_s: float,
               own_warmup: bool) -> LoadFigures:
     """Figures over all endpoints of Locust's JSON report, the warm-up left out."""
     merged: dict[float, int] = {}
@@ -308,7 +308,7 @@ class LocustProcess:
     def json_path(self) -> Path:
         return self.json_prefix.parent / f"{self.json_prefix.name}.json"
 
-    def lab_report(self) -> dict[str, Any] | None:
+    def lab_report(self) -> JsonObject | None:
         """The locustfile's extra figures (open-model latency, its own CPU peaks), if any."""
         try:
             data = json.loads(lab_report_path(self.json_prefix).read_text())
@@ -329,7 +329,7 @@ class LocustProcess:
             return None
         return summarise(entries, self.spec.warmup_s, self.spec.duration_s, self.own_warmup)
 
-    def report(self) -> list[dict[str, Any]] | None:
+    def report(self) -> list[JsonObject] | None:
         try:
             data = json.loads(self.json_path.read_text())
         except (OSError, ValueError):

@@ -47,6 +47,7 @@ from loadlab.contract import (
     MAX_USERS,
     MAX_WORKERS,
 )
+from loadlab.jsontypes import JsonObject
 from loadlab.runner.options import (
     TARGETS,
     Gates,
@@ -169,7 +170,7 @@ class _Reader:
         raise AssertionError
 
 
-def _settings(reader: _Reader, table: dict[str, Any], section: str, nth: int = 0,
+def _settings(reader: _Reader, table: JsonObject, section: str, nth: int = 0,
               ) -> dict[str, Any]:
     """Scalar settings shared by [matrix] and [[override]], as RunSpec fields."""
     out: dict[str, Any] = {}
@@ -239,7 +240,7 @@ class _Axes:
     common: dict[str, Any]
 
 
-def _axes(reader: _Reader, table: dict[str, Any]) -> _Axes:
+def _axes(reader: _Reader, table: JsonObject) -> _Axes:
     path = reader.path
     for key in table:
         if key not in AXES | SCALARS:
@@ -290,7 +291,7 @@ def _axes(reader: _Reader, table: dict[str, Any]) -> _Axes:
                  common)
 
 
-def _gates(reader: _Reader, data: dict[str, Any]) -> Gates:
+def _gates(reader: _Reader, data: JsonObject) -> Gates:
     gates_table = data.get("gates", {})
     if not isinstance(gates_table, dict):
         raise MatrixError(f"{reader.path.name}: [gates] must be a table")
@@ -306,10 +307,10 @@ def _gates(reader: _Reader, data: dict[str, Any]) -> Gates:
 
 
 # An [[override]]: its match, the settings it sets, and the users it sets (None: [matrix]'s).
-_Override = tuple[dict[str, Any], dict[str, Any], list[int] | None]
+_Override = tuple[JsonObject, dict[str, Any], list[int] | None]
 
 
-def _overrides(reader: _Reader, data: dict[str, Any]) -> list[_Override]:
+def _overrides(reader: _Reader, data: JsonObject) -> list[_Override]:
     overrides = data.get("override", [])
     if not isinstance(overrides, list):
         raise MatrixError(f"{reader.path.name}: override must be [[override]] tables")
@@ -322,7 +323,7 @@ def _overrides(reader: _Reader, data: dict[str, Any]) -> list[_Override]:
     return parsed
 
 
-def _override(reader: _Reader, item: dict[str, Any], nth: int) -> _Override:
+def _override(reader: _Reader, item: JsonObject, nth: int) -> _Override:
     sec_o = "override"
     for key in item:
         if key not in SETTINGS | {"match"}:
@@ -389,7 +390,7 @@ def _cells(path: Path, axes: _Axes, overrides: list[_Override]) -> list[RunSpec]
     return cells
 
 
-def _rounds(reader: _Reader, table: dict[str, Any]) -> tuple[int | None, float | None]:
+def _rounds(reader: _Reader, table: JsonObject) -> tuple[int | None, float | None]:
     """[matrix]'s rounds and until_ci (None: the command line's)."""
     sec = "matrix"
     rounds = (reader.ints(table["rounds"], "matrix.rounds", 1, 100, sec)[0]

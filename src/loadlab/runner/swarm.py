@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadlab.jsontypes import JsonObject
 from loadlab.runner.loadgen import LoadFigures, log_tail
 from loadlab.runner.options import OptionError, RunSpec
 from loadlab.runner.prometheus_watch import PrometheusWatch
@@ -286,9 +287,9 @@ class MasterSwarm:
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         self.headers = {"Authorization": f"Basic {token}"}
         self.own_warmup = spec.warmup_s > 0  # the lab's locustfile resets after warmup_s
-        self._last: dict[str, Any] = {}
+        self._last: JsonObject = {}
         self._last_read = 0.0
-        self._final: dict[str, Any] | None = None
+        self._final: JsonObject | None = None
         self._window = (0.0, 0.0)
         self._exit: int | None = None
 
@@ -341,7 +342,7 @@ class MasterSwarm:
                   f"({answer.get('message', '')})")
         return self
 
-    def stats(self, fresh: bool = True) -> dict[str, Any]:
+    def stats(self, fresh: bool = True) -> JsonObject:
         if fresh or time.monotonic() - self._last_read > 1.0:
             answer = self.call("/stats/requests")
             self._last = answer if isinstance(answer, dict) else {}
@@ -443,13 +444,13 @@ class MasterSwarm:
     def exit_code(self) -> int | None:
         return None  # no local process
 
-    def lab_report(self) -> dict[str, Any] | None:
+    def lab_report(self) -> JsonObject | None:
         return None
 
     def log_tail(self, lines: int = 3) -> str:
         return log_tail(self.log_path, lines)
 
 
-def _aggregated(stats: dict[str, Any]) -> dict[str, Any]:
+def _aggregated(stats: JsonObject) -> JsonObject:
     rows = stats.get("stats") or []
     return next((row for row in rows if row.get("name") == "Aggregated"), {})
