@@ -19,7 +19,8 @@ Starting and limiting a server: ``serve`` (``loadlab serve``, the supervisor),
 
 Running the lab: ``cli`` (the ``loadlab`` command), ``__main__``, ``doctor``, ``stack``
 (Docker Swarm), ``offline`` (images without a registry), ``loopback``, ``fileio`` (the one
-atomic write), ``stats`` (intervals over rounds), and the packages ``runs`` (the run record,
+atomic write), ``stats`` (intervals over rounds), ``jsontypes`` (``JsonObject``: a document
+read from another tool), and the packages ``runs`` (the run record,
 under both ``runner`` and ``report``), ``runner`` (``loadlab run``/``matrix``), ``report``
 (report.html, ``loadlab compare``), ``claims``, ``sizing`` (``loadlab size``), ``apps``
 (a user's own app under the lab), ``requestlist`` (``--request`` templates), ``pgcluster``
