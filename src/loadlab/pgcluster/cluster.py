@@ -45,6 +45,7 @@ from loadlab.errors import UserError
 from loadlab.pgcluster.binaries import Binaries, PostgresUnavailable, find_binaries
 from loadlab.pgcluster.seed import seed
 from loadlab.procs import free_port, is_alive, tie_to_parent
+from loadlab.runs.record import Database
 
 DIR_PREFIX = "loadlab-pg-"
 # A lab database is thrown away: durability buys nothing and costs fsyncs on a shared disk.
@@ -260,7 +261,7 @@ def _mirror(source: Path, target: Path) -> None:
                 os.chmod(dst, stat.S_IMODE(wanted))
 
 
-def describe_server(url: str) -> dict[str, Any]:
+def describe_server(url: str) -> Database:
     """What the server at ``url`` says about itself (works for any server, not only ours)."""
     import psycopg
 

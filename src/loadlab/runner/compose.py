@@ -21,7 +21,6 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from loadlab.loopback import is_loopback
 from loadlab.metrics import side
@@ -35,6 +34,7 @@ from loadlab.runner.runtime_base import (
     RuntimeError_,
     available_cores,
 )
+from loadlab.runs.record import Run
 from loadlab.serve import ServerConfig
 
 CONTAINER_PORT = 8000
@@ -200,7 +200,7 @@ class ComposeRuntime(Runtime):
             return PrometheusWatch(None, why_missing=str(exc)).start()
         return PrometheusWatch(url).start()
 
-    def run_notes(self) -> dict[str, Any]:
+    def run_notes(self) -> Run:
         """Whether Prometheus was there while the variant ran (see prometheus_watch)."""
         if self._watch is None or self._service is None:
             return {}

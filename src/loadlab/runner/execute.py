@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
+from loadlab.jsontypes import JsonObject
 from loadlab.runner.interpreter import gil_note, read_interpreter
 from loadlab.runner.leftovers import Leftovers
 from loadlab.runner.loadgen import LoadFigures, LoadGenerator
@@ -34,7 +35,16 @@ from loadlab.runner.runtime_base import Endpoint, Placement, Runtime
 from loadlab.runner.sampler import ServerSampler, Window
 from loadlab.runs import bottleneck
 from loadlab.runs.bottleneck import Gauges
-from loadlab.runs.record import PythonFigures, Run
+from loadlab.runs.record import (
+    Database,
+    LatencyMs,
+    Machine,
+    ProbeMs,
+    PythonFigures,
+    Run,
+    Series,
+    ServerFigures,
+)
 from loadlab.scenarios import DB_SCENARIOS
 from loadlab.service_db import default_pool_size
 
@@ -101,7 +111,7 @@ class Measurement:
     service_died: bool  # during the run, or found dead at its end
     service_log: str  # the service's last lines when it died, else ""
     figures: LoadFigures | None  # None: the load generator wrote no report
-    lab: dict[str, Any] | None  # the locustfile's own report (HDR latency, window, CPU)
+    lab: JsonObject | None  # the locustfile's own report (HDR latency, window, CPU)
     load_exit: int | None  # the local Locust's exit code (negative: a signal)
     load_log: str  # the load generator's last lines
     load_peak_cpu_percent: float
@@ -110,8 +120,8 @@ class Measurement:
     scrape_errors: int
     scrape_kind: str  # "side-port" or "service-port"
     probes_ms: list[float]  # the sampler's /healthz probes in the window
-    database: dict[str, Any] | None  # the run database's description and figures
-    runtime_notes: dict[str, Any] = field(default_factory=dict)  # Runtime.run_notes()
+    database: Database | None  # the run database's description and figures
+    runtime_notes: Run = field(default_factory=Run)  # Runtime.run_notes()
     loadavg_1m: float | None = None
     # The interpreter and the GIL's state inside a request, from /info while it served
     # (None: /info did not answer, or a measurement from before these were read).
@@ -119,7 +129,7 @@ class Measurement:
     gil_enabled: bool | None = None
     # The window second by second (ServerSampler.series); None in measurements recorded
     # before the claims read it.
-    series: dict[str, list[float | None]] | None = None
+    series: Series | None = None
     # The window's scrapes as the bottleneck verdict reads them (``ServerSampler.measured``);
     # None in measurements recorded before the verdict: their records have no bottleneck.
     gauges: list[Gauges] | None = None
@@ -143,18 +153,25 @@ class Measurement:
 # --- the record: a pure function of the spec and the measurement ---------------------------
 
 
-def _load_fields(spec: RunSpec, m: Measurement) -> dict[str, Any]:
-    """The client's figures: Locust's, then the locustfile's window and HDR latency when it
-    reports them (each replacing the coarser one)."""
+def _latency_ms(found: Mapping[str, float | None], digits: int = 1) -> LatencyMs:
+    """Latency percentiles as the load generator reported them, rounded (its keys are
+    LatencyMs's: p50, p95, p99, max, mean)."""
+    return cast(LatencyMs, {k: _rounded(v, digits) for k, v in found.items()})
+
+
+def _load_fields(spec: RunSpec, m: Measurement) -> Run:
+    """The client's figures, the run record's fields from the load generator: Locust's,
+    then the locustfile's window and HDR latency when it reports them (each replacing the
+    coarser one)."""
     figures, lab = m.figures, m.lab
     if figures is None:
         return {}
-    found: dict[str, Any] = {
+    found: Run = {
         "requests": figures.requests, "failures": figures.failures,
         "error_rate": (_rounded(figures.failures / figures.requests, 5)
                        if figures.requests else None),
         "rps": round(figures.rps, 2),
-        "latency_ms": {k: _rounded(v) for k, v in figures.latency_ms.items()},
+        "latency_ms": _latency_ms(figures.latency_ms),
         "measured_s": figures.window_s, "warmup_excluded": figures.warmup_excluded,
         "latency_source": "locust",
     }
@@ -166,22 +183,22 @@ def _load_fields(spec: RunSpec, m: Measurement) -> dict[str, Any]:
         # What completed inside the measured window: Locust's totals also count the
         # requests a server finished after the stop, from its queue.
         served, seconds = int(inside["requests"]), float(inside["seconds"])
-        found.update(requests=served, failures=int(inside["failures"]),
-                     error_rate=_rounded(int(inside["failures"]) / served, 5),
-                     rps=round(served / seconds, 2), measured_s=round(seconds, 3))
+        found["requests"], found["failures"] = served, int(inside["failures"])
+        found["error_rate"] = _rounded(int(inside["failures"]) / served, 5)
+        found["rps"], found["measured_s"] = round(served / seconds, 2), round(seconds, 3)
     if lab.get("latency_source") == "hdr" and lab.get("latency_ms"):
         # The locustfile's HDR histogram: µs resolution, merged over workers.
-        found["latency_ms"] = {k: _rounded(v, LATENCY_DIGITS)
-                               for k, v in lab["latency_ms"].items()}
+        found["latency_ms"] = _latency_ms(lab["latency_ms"], LATENCY_DIGITS)
         found["latency_source"] = "hdr"
     if lab.get("intended_latency_ms"):
-        found["intended_latency_ms"] = {k: _rounded(v, LATENCY_DIGITS)
-                                        for k, v in lab["intended_latency_ms"].items()}
+        found["intended_latency_ms"] = _latency_ms(lab["intended_latency_ms"], LATENCY_DIGITS)
     if lab.get("open_model"):
         found["open_model"] = lab["open_model"]
-    for key in ("think_time_ms", "pacing_ms"):  # the users' declared wait_time
-        if lab.get(key) is not None:
-            found[key] = lab[key]
+    # The users' declared wait_time.
+    if lab.get("think_time_ms") is not None:
+        found["think_time_ms"] = lab["think_time_ms"]
+    if lab.get("pacing_ms") is not None:
+        found["pacing_ms"] = lab["pacing_ms"]
     return found
 
 
@@ -204,7 +221,7 @@ def _status(m: Measurement) -> tuple[str, str | None]:
     return "ok", None
 
 
-def _server_fields(m: Measurement, window_s: float, requests: int) -> dict[str, Any]:
+def _server_fields(m: Measurement, window_s: float, requests: int) -> ServerFigures:
     """The server's side of the window, with the CPU per request: the figure a change in
     the code moves, whatever the load."""
     w = m.window
@@ -226,7 +243,7 @@ def _server_fields(m: Measurement, window_s: float, requests: int) -> dict[str, 
 
 
 def machine_figures(busy_cores: float, server_cores: float, load_cores: float,
-                    loadavg_1m: float | None = None) -> dict[str, float | None]:
+                    loadavg_1m: float | None = None) -> Machine:
     """The machine in the window: ``other_cores`` is the work that is neither the service
     nor Locust (other tenants, which spoil CPU-bound comparisons; the claims read it)."""
     return {
@@ -248,7 +265,7 @@ def saturation_warning(lab: Mapping[str, Any] | None) -> str | None:
             "this measurement (fewer users per process, or more cores for Locust)")
 
 
-def _probe_fields(probes: list[float]) -> dict[str, Any]:
+def _probe_fields(probes: list[float]) -> ProbeMs:
     return {"count": len(probes),
             "p50": _rounded(statistics.median(probes)) if probes else None,
             "max": _rounded(max(probes)) if probes else None}
@@ -263,7 +280,7 @@ def record_from(spec: RunSpec, run_id: str, m: Measurement) -> Run:
     status, error = _status(m)
     w = m.window
     warning = saturation_warning(m.lab)
-    record: dict[str, Any] = {
+    record: Run = {
         "run_id": run_id, "key": spec.key, "status": status, "target": spec.target,
         "framework": spec.target, "scenario": spec.scenario, "cpus": spec.cpus,
         "workers": spec.workers, "worker_class": spec.worker_class, "threads": spec.threads,
@@ -299,7 +316,7 @@ def record_from(spec: RunSpec, run_id: str, m: Measurement) -> Run:
         record["notes"] = [*record.get("notes", ()), *notes]
     if m.gauges is not None:  # the verdict reads the record made so far
         record["bottleneck"] = bottleneck.for_run(record, m.gauges)
-    return cast(Run, record)
+    return record
 
 
 # --- start and measure ---------------------------------------------------------------------

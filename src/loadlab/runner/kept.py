@@ -20,6 +20,7 @@ from typing import Any
 from loadlab.runner.loadgen import LoadGenerator
 from loadlab.runner.options import RunSpec
 from loadlab.runner.runtime_base import Endpoint, Placement, Runtime, RuntimeError_
+from loadlab.runs.record import Run
 from loadlab.serve import ServerConfig
 
 
@@ -93,7 +94,7 @@ class KeptRuntime(Runtime):
                        placement: Placement, wait_ready_s: float = 0.0) -> LoadGenerator:
         return self.inner.load_generator(spec, out_prefix, endpoint, placement, wait_ready_s)
 
-    def run_notes(self) -> dict[str, Any]:
+    def run_notes(self) -> Run:
         return self.inner.run_notes()
 
     def manifest_notes(self) -> dict[str, Any]:

@@ -13,7 +13,8 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
+
+from loadlab.runs.record import Run
 
 CHECK_INTERVAL_S = 1.0
 CHECK_TIMEOUT_S = 1.0
@@ -91,7 +92,7 @@ class PrometheusWatch:
         while not self._stop.wait(self.interval_s) and self._elapsed() < MAX_WATCH_S:
             self.check()
 
-    def record(self, service: str) -> dict[str, Any]:
+    def record(self, service: str) -> Run:
         """The run's ``prometheus`` field, and ``notes`` (one line) when there was a gap."""
         self.check()  # after the run: is it (still) there?
         with self._lock:
@@ -99,7 +100,7 @@ class PrometheusWatch:
             checks, failed = self.checks, self.failed_checks
         end = self._elapsed()
         unavailable = sum((g.to_s if g.recovered else end) - g.from_s for g in gaps)
-        fields: dict[str, Any] = {"prometheus": {
+        fields: Run = {"prometheus": {
             "url": self.base_url, "available": not gaps, "checks": checks,
             "failed_checks": failed, "unavailable_s": round(unavailable, 1),
             "gaps": [{"from_s": round(g.from_s, 1),

@@ -22,6 +22,7 @@ from typing import Any
 from loadlab.proctree import tree_figures
 from loadlab.runner.native import pin_tree
 from loadlab.runner.options import OptionError, RunSpec
+from loadlab.runs.record import Database
 from loadlab.scenarios import DB_SCENARIOS
 
 WATCH_INTERVAL_S = 0.5
@@ -39,7 +40,7 @@ class RunDatabase:
 
     url: str = ""
     pid: int | None = None  # the postmaster, when the database is local and ours
-    info: dict[str, Any] = field(default_factory=dict)
+    info: Database = field(default_factory=Database)
     _cluster: Any = None
 
     def start(self, server_cores: Sequence[int] = ()) -> RunDatabase:
@@ -66,9 +67,10 @@ class RunDatabase:
             raise OptionError(f"DATABASE_URL cannot be used: {redact(first, given)}") from None
         self.url, self.pid = self._cluster.url, self._cluster.pid
         described = self._cluster.describe()
-        self.info = {k: described[k] for k in
-                     ("version", "max_connections", "shared_buffers", "source", "binaries")
-                     if k in described}
+        self.info = {"version": described["version"],
+                     "max_connections": described["max_connections"],
+                     "shared_buffers": described["shared_buffers"],
+                     "source": described["source"], "binaries": described["binaries"]}
         if server_cores:
             # With the service, not with Locust: the database is part of what is measured.
             pin_tree(self._cluster.pid, tuple(server_cores))
@@ -137,7 +139,7 @@ class DatabaseWatch:
         self._cpu_at_mark = self._cpu()
         self._marked_at = time.monotonic()
 
-    def finish(self, window_s: float) -> dict[str, Any]:
+    def finish(self, window_s: float) -> Database:
         """The run record's ``database`` figures; stops the watch."""
         cpu_end = self._cpu()
         self._stop.set()

@@ -19,6 +19,7 @@ from loadlab.errors import UserError
 from loadlab.runner.loadgen import LoadGenerator
 from loadlab.runner.locust_driver import LocustProcess
 from loadlab.runner.options import RunSpec
+from loadlab.runs.record import Run
 from loadlab.serve import ServerConfig
 
 
@@ -113,7 +114,7 @@ class Runtime(abc.ABC):
         return LocustProcess(spec, endpoint.base_url, out_prefix, cores=placement.load_cores,
                              wait_ready_s=wait_ready_s)
 
-    def run_notes(self) -> dict[str, Any]:
+    def run_notes(self) -> Run:
         """Fields the runtime adds to each run from what it saw around the service (compose:
         a Prometheus gap; a ``notes`` list holds one-line remarks). Read just before the
         run's record is built, while the service still runs."""

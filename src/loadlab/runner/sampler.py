@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loadlab.fileio import atomic_write
 from loadlab.proctree import tree_figures
+from loadlab.runs.record import Series
 from loadlab.runs.samples import histogram_quantile
 
 IGNORED_HANDLERS = {"/metrics", "/healthz"}
@@ -289,7 +290,7 @@ class ServerSampler:
             in_progress_samples=len(gauge),
         )
 
-    def series(self, until: float | None = None) -> dict[str, list[float | None]]:
+    def series(self, until: float | None = None) -> Series:
         """The window second by second: each interval between two answered scrapes from the
         mark up to ``until`` (monotonic; None: the ``cut`` if one was taken, else all but
         the scrape taken after the load), with the server's completed requests per second

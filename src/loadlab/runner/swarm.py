@@ -30,6 +30,7 @@ from loadlab.runner.loadgen import LoadFigures, log_tail
 from loadlab.runner.options import OptionError, RunSpec
 from loadlab.runner.prometheus_watch import PrometheusWatch
 from loadlab.runner.runtime_base import Endpoint, Placement, Runtime, RuntimeError_
+from loadlab.runs.record import Run, SwarmTask
 from loadlab.serve import ServerConfig
 from loadlab.stack import Node, Stack, StackError, last_line, nodes
 
@@ -155,8 +156,8 @@ class SwarmRuntime(Runtime):
     def placement(self, cfg: ServerConfig) -> Placement:
         return Placement((), ())  # cores belong to the nodes; the manifest lists them
 
-    def tasks_by_service(self) -> dict[str, list[dict[str, Any]]]:
-        placed: dict[str, list[dict[str, Any]]] = {}
+    def tasks_by_service(self) -> dict[str, list[SwarmTask]]:
+        placed: dict[str, list[SwarmTask]] = {}
         for service in sorted(self.stack.services()):
             placed[service] = [
                 {"node": self._nodes[t["node_id"]].hostname if t["node_id"] in self._nodes
@@ -240,8 +241,8 @@ class SwarmRuntime(Runtime):
             self._last_log = text or "(no log)"
         return self._last_log
 
-    def run_notes(self) -> dict[str, Any]:
-        notes: dict[str, Any] = {}
+    def run_notes(self) -> Run:
+        notes: Run = {}
         if self._watch is not None and self._service is not None:
             notes.update(self._watch.record(self._service))
         tasks = self.tasks_by_service()

@@ -97,6 +97,7 @@ class Database(TypedDict, total=False):
     """The PostgreSQL server of a database scenario (its description and its figures)."""
 
     version: str
+    version_num: int  # a server given by DATABASE_URL (the lab's own cluster: not recorded)
     max_connections: int
     shared_buffers: str
     source: str
@@ -118,6 +119,40 @@ class Precision(TypedDict):
 
 # Headline figure -> its 95% interval over rounds ([low, high]; None: too few rounds).
 CI = dict[str, list[float] | None]
+
+
+class PrometheusGap(TypedDict):
+    """A span of the run when the stack's Prometheus did not answer (s from the run's start)."""
+
+    from_s: float
+    to_s: float
+    recovered: bool  # False: it was still missing at the run's end
+
+
+class PrometheusFigures(TypedDict):
+    """Whether the stack's Prometheus was there through the run (runner/prometheus_watch.py)."""
+
+    url: str | None  # None: not running in the stack
+    available: bool
+    checks: int
+    failed_checks: int
+    unavailable_s: float
+    gaps: list[PrometheusGap]
+
+
+class SwarmTask(TypedDict):
+    """A swarm service's task: the node it runs on (hostname), its state and slot."""
+
+    node: str
+    state: str
+    slot: int | None
+
+
+class SwarmFigures(TypedDict):
+    """Where a swarm run's service and Locust ran (runner/swarm.py)."""
+
+    tasks: dict[str, list[SwarmTask]]  # service -> its tasks
+    workers: int  # Locust workers
 
 
 class Variant(TypedDict, total=False):
@@ -185,10 +220,13 @@ class Run(Variant, Round, total=False):
     latency_source: str  # "locust" or "hdr"
     model: str  # "closed" or "open"
     open_model: dict[str, Any]
+    think_time_ms: float | None  # the users' declared wait_time, weighted over the classes
+    pacing_ms: float | None  # ...or the cycle every class paces to instead
     warmup_excluded: str  # "all", "rps only" or "none"
     samples: str
     notes: list[str]
-    prometheus: dict[str, Any]
+    prometheus: PrometheusFigures  # compose and swarm runs
+    swarm: SwarmFigures  # swarm runs
     rounds: list[Round]
     rounds_ok: int
     ci: CI
