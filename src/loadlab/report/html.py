@@ -22,7 +22,7 @@ from loadlab.report import distribution, figures, headline, sizing, timeline
 from loadlab.report.concurrency import memory_per_request, served
 from loadlab.report.fitplot import scaling_section
 from loadlab.report.rundata import timeline as load_timeline
-from loadlab.runs.record import Run, read_runs, variant_label
+from loadlab.runs.record import Run, SizeDoc, read_runs, variant_label
 from loadlab.runs.store import ResultsError, load_summary
 
 CSS = """
@@ -304,7 +304,7 @@ def render(summary: Mapping[str, Any], claims: list[dict[str, Any]] | None,
     return page(found, meta)
 
 
-def _points_table(doc: Mapping[str, Any]) -> Section | None:
+def _points_table(doc: SizeDoc) -> Section | None:
     """Every point measured, in order, and where its runs are (points/NNN-…/)."""
     rows = []
     for cand in doc["candidates"]:
@@ -325,10 +325,10 @@ def _points_table(doc: Mapping[str, Any]) -> Section | None:
         f"<th>{_e(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>")
 
 
-def render_size(doc: Mapping[str, Any], directory: Path) -> str:
+def render_size(doc: SizeDoc, directory: Path) -> str:
     """The report of a ``loadlab size`` directory: the sizing, every point measured, and
     the machine (from the first point's runs)."""
-    found = [Section("size", "Sizing", sizing.section_body(dict(doc)))]
+    found = [Section("size", "Sizing", sizing.section_body(doc))]
     points = _points_table(doc)
     if points is not None:
         found.append(points)
@@ -365,7 +365,7 @@ def write_report(directory: Path) -> Path:
     return out
 
 
-def write_size_report(directory: Path, doc: Mapping[str, Any] | None = None) -> Path:
+def write_size_report(directory: Path, doc: SizeDoc | None = None) -> Path:
     """report.html of a ``loadlab size`` directory (``doc``: its size.json, read if None)."""
     doc = doc if doc is not None else sizing.read_size(directory)
     if doc is None:

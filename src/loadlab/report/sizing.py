@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from loadlab.report.svg import (
     marker_legend,
     nice_max,
 )
+from loadlab.runs.record import SizeCandidate, SizeDoc
 
 SIZE_FILE = "size.json"
 MET = "#059669"
@@ -42,7 +43,7 @@ def _e(value: Any) -> str:
     return html.escape("-" if value is None else str(value))
 
 
-def read_size(directory: Path) -> dict[str, Any] | None:
+def read_size(directory: Path) -> SizeDoc | None:
     """size.json of ``directory`` (None: there is none or it is not a size document)."""
     path = directory / SIZE_FILE
     if not path.is_file():
@@ -53,21 +54,22 @@ def read_size(directory: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(doc, dict) or not str(doc.get("format", "")).startswith("loadlab-size/"):
         return None
-    return doc
+    return cast(SizeDoc, doc)  # the lab's own document, its format checked above
 
 
-def _title(doc: dict[str, Any]) -> str:
+def _title(doc: SizeDoc) -> str:
     what = doc.get("app") or doc.get("target")
     return f"{what} within {doc['cpus']:g} CPUs, {doc['slo']['text']}"
 
 
-def capacity_figure(doc: dict[str, Any]) -> str | None:
+def capacity_figure(doc: SizeDoc) -> str | None:
     """One row per candidate: its capacity (●) and 95% interval within the target, the
     rate it first missed (○), the best in blue; --min-capacity as a dashed line."""
     cands = doc["candidates"]
     if not cands:
         return None
-    best = (doc.get("recommendation") or {}).get("best")
+    rec = doc.get("recommendation")
+    best = rec.get("best") if rec else None
     labels = [c["label"] for c in cands]
     colours = [BEST if c["label"] == best else (MISSED if c["capacity_rps"] is None
                                                 else OTHER) for c in cands]
@@ -100,15 +102,17 @@ def capacity_figure(doc: dict[str, Any]) -> str | None:
                    f"{fmt(cap)}{interval}", size=10)
         else:
             c.text(panel.x + 6, y + 4, "never met the target", size=10, colour=MISSED)
-        if cand.get("rate_missed") is not None:
-            marker(panel, cand["rate_missed"], y, "ring", MISSED,
-                   f"{cand['label']}: {fmt(cand['rate_missed'])} req/s offered missed it")
-    if doc.get("min_capacity"):
-        px = panel.xs(doc["min_capacity"])
+        missed = cand.get("rate_missed")
+        if missed is not None:
+            marker(panel, missed, y, "ring", MISSED,
+                   f"{cand['label']}: {fmt(missed)} req/s offered missed it")
+    floor = doc.get("min_capacity")
+    if floor:
+        px = panel.xs(floor)
         c.add(f'<line class="gate" x1="{px:.1f}" y1="{panel.y:.1f}" x2="{px:.1f}" '
               f'y2="{panel.y + panel.h:.1f}" stroke="{MISSED}" stroke-dasharray="5 3" '
               'stroke-width="1.4"/>')
-        c.text(px + 4, panel.y + 11, f"--min-capacity {fmt(doc['min_capacity'])}", size=9,
+        c.text(px + 4, panel.y + 11, f"--min-capacity {fmt(floor)}", size=9,
                colour=MISSED)
     marker_legend(c, panel.x, panel.y + panel.h + 50, [
         ("circle", "capacity (median of the rounds) with its 95% interval"),
@@ -116,7 +120,7 @@ def capacity_figure(doc: dict[str, Any]) -> str | None:
     return c.render()
 
 
-def path_figure(doc: dict[str, Any]) -> str | None:
+def path_figure(doc: SizeDoc) -> str | None:
     """One row per candidate: the arrival rates offered in the order tried, met (●) or
     missed (○), joined by a line: the ramp, then the bisection."""
     cands = [c for c in doc["candidates"] if c["points"]]
@@ -144,9 +148,9 @@ def path_figure(doc: dict[str, Any]) -> str | None:
         for k, p in enumerate(cand["points"]):
             shape = "circle" if p["met"] else "ring"
             colour = MET if p["met"] else MISSED
-            served = "" if p.get("rps") is None else f", {fmt(p['rps'])} req/s served"
-            latency = ("" if p.get("latency_ms") is None
-                       else f", {doc['slo']['percentile']} {fmt(p['latency_ms'])} ms")
+            rps, ms = p.get("rps"), p.get("latency_ms")
+            served = "" if rps is None else f", {fmt(rps)} req/s served"
+            latency = "" if ms is None else f", {doc['slo']['percentile']} {fmt(ms)} ms"
             why = f" — {p['evidence']}" if p.get("evidence") else ""
             marker(panel, p["rate"], ys[k], shape, colour,
                    f"{cand['label']} #{k + 1}: {fmt(p['rate'])} req/s offered, "
@@ -156,7 +160,7 @@ def path_figure(doc: dict[str, Any]) -> str | None:
     return c.render()
 
 
-def branch_fits(doc: dict[str, Any]) -> list[tuple[str, list[tuple[int, float]], Fit]]:
+def branch_fits(doc: SizeDoc) -> list[tuple[str, list[tuple[int, float]], Fit]]:
     """The USL fit of each branch whose search made one, from its rounds in size.json:
     every round at each worker count's highest rate met is one observation."""
     out = []
@@ -173,7 +177,7 @@ def branch_fits(doc: dict[str, Any]) -> list[tuple[str, list[tuple[int, float]],
     return out
 
 
-def _branch_of(candidate: dict[str, Any]) -> str:
+def _branch_of(candidate: SizeCandidate) -> str:
     """A candidate's branch label, as ``sizing.candidates.Branch.label`` writes it."""
     if candidate.get("branch"):
         return str(candidate["branch"])
@@ -219,7 +223,7 @@ def fit_figure(branch: str, rounds: list[tuple[int, float]], law: Fit) -> str:
 
 
 
-def section_body(doc: dict[str, Any]) -> str:
+def section_body(doc: SizeDoc) -> str:
     """The size section's HTML: the recommendation, the figures, the table, the fits."""
     rec = doc["recommendation"]
     slo = doc["slo"]

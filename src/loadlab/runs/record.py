@@ -257,6 +257,127 @@ class Summary(TypedDict, total=False):
     runs: list[Run]
 
 
+# --- size.json: what ``loadlab size`` found (sizing/command.py writes it, the report reads it)
+# Here, under both: the report may not import the sizing package (which imports the report).
+# The point and candidate tables are ``total=False``: an older size.json lacks later fields.
+
+
+class SizePoint(TypedDict, total=False):
+    """One arrival rate measured in one run or more (its rounds)."""
+
+    rate: float  # offered, req/s
+    met: bool
+    rounds: int
+    rps: float | None  # served
+    rps_rounds: list[float]
+    ci: list[float] | None  # of ``rps``: [low, high]
+    half_width_pct: float | None
+    interval_method: str | None
+    latency_ms: float | None  # the target's percentile (median over rounds)
+    mean_ms: float | None
+    error_rate: float | None
+    bottleneck: str | None  # the verdict of the point's last round
+    evidence: str | None
+    results: str | None  # the results directory of its runs, relative to size.json's
+
+
+class SizeCandidate(TypedDict, total=False):
+    """One server configuration searched: its capacity within the target and its points."""
+
+    label: str
+    worker_class: str
+    workers: int
+    threads: int
+    db_pool_size: int | None
+    capacity_rps: float | None
+    ci: list[float] | None
+    half_width_pct: float | None
+    rate_met: float | None
+    rate_missed: float | None
+    stopped: str  # why its search ended where it did
+    pruned: bool
+    bound_rps: float | None
+    points: list[SizePoint]
+    branch: str  # its branch's label (older size.json: absent)
+    dominated: bool
+
+
+class SizeBranch(TypedDict):
+    """One branch's walk along the workers."""
+
+    branch: str
+    stopped: str
+    fit: str | None  # the USL fit's description, when one was made
+    workers: list[int]
+
+
+class SizeRecommendation(TypedDict):
+    best: str | None  # a candidate's label
+    best_capacity_rps: float | None
+    best_ci: list[float] | None
+    runner_up: str | None
+    runner_up_capacity_rps: float | None
+    difference_rps: float | None
+    difference_ci: list[float] | None
+    significant: bool
+    met: bool
+    sentence: str
+
+
+class SizeSlo(TypedDict, total=False):
+    percentile: str  # "p95"
+    limit_ms: float
+    max_error_rate: float
+    text: str
+    latency: str  # how it is measured
+
+
+class SizeLoad(TypedDict, total=False):
+    """The load searched with: the user's locustfile, requests, or a scenario."""
+
+    locustfile: str
+    requests: list[str]
+    scenario: str
+    io_ms: int | None
+    cpu_work: int | None
+
+
+class SizeSearch(TypedDict):
+    """How the search ran and what it did."""
+
+    rounds: int
+    duration_s: float
+    warmup_s: float
+    start_rate: float
+    max_rate: float
+    bisection_steps: int
+    precision_pct: float
+    candidates: int
+    measured: int
+    pruned: int
+    points: int
+    runs: int
+
+
+class SizeDoc(TypedDict, total=False):
+    """A ``loadlab size`` directory's size.json (``format``: ``loadlab-size/N``)."""
+
+    format: str
+    target: str
+    app: str | None
+    load: SizeLoad
+    cpus: float
+    runtime: str
+    slo: SizeSlo
+    search: SizeSearch
+    candidates: list[SizeCandidate]
+    branches: list[SizeBranch]
+    recommendation: SizeRecommendation
+    min_capacity: float | None
+    below_min_capacity: bool
+    command: list[str]
+
+
 LabelStyle = Literal["compare", "line", "progress", "row", "plot", "prose"]
 
 

@@ -39,6 +39,7 @@ from loadlab.runner.options import (
 )
 from loadlab.runner.progress import Progress
 from loadlab.runner.runtimes import runtime_for
+from loadlab.runs.record import SizeDoc
 from loadlab.runs.store import ResultsError
 from loadlab.sizing.candidates import (
     Branch,
@@ -206,7 +207,7 @@ def dominated(outcomes: list[Outcome], rec: Recommendation) -> set[str]:
                                                          and o.ci[1] < best.ci[0]))}
 
 
-def document(spec: SizeSpec, walks: list[BranchWalk], rec: Recommendation) -> dict[str, Any]:
+def document(spec: SizeSpec, walks: list[BranchWalk], rec: Recommendation) -> SizeDoc:
     outcomes = [o for w in walks for o in w.outcomes]
     beaten = dominated(outcomes, rec)
     below = (spec.min_capacity is not None and rec.best is not None

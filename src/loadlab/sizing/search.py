@@ -37,12 +37,12 @@ import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from loadlab import stats
 from loadlab.report.fit import fit
+from loadlab.runs.record import SizeCandidate, SizePoint, SizeRecommendation
 from loadlab.sizing.candidates import Branch, Candidate
 from loadlab.sizing.slo import Slo
 
@@ -133,7 +133,7 @@ class Point:
             return None
         return (ci[1] - ci[0]) / 2 / served
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> SizePoint:
         ci, hw = self.ci, self.half_width()
         return {
             "rate": round(self.rate, 2), "met": self.met, "rounds": len(self.rps),
@@ -195,7 +195,7 @@ class Outcome:
     def high(self) -> float | None:
         return self.ci[1] if self.ci is not None else self.capacity
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> SizeCandidate:
         c = self.candidate
         hw = None if self.ci is None or not self.capacity else (
             (self.ci[1] - self.ci[0]) / 2 / self.capacity)
@@ -495,7 +495,7 @@ class Recommendation:
     significant: bool
     sentence: str
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> SizeRecommendation:
         return {
             "best": None if self.best is None else self.best.candidate.label(),
             "best_capacity_rps": None if self.best is None else self.best.capacity,
