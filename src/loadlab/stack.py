@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from loadlab.errors import UserError
+from loadlab.runs.record import SwarmNode
 
 STACK = "loadlab"
 ROLE_LABEL = "loadlab.role"
@@ -103,7 +104,7 @@ class Node:
     state: str
     availability: str
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> SwarmNode:
         return {"id": self.id, "hostname": self.hostname, "addr": self.addr,
                 "loadlab_role": self.role, "cores": self.cpus,
                 "memory_bytes": self.memory_bytes, "state": self.state,

@@ -20,7 +20,7 @@ from typing import Any
 from loadlab import stats
 from loadlab.errors import UserError
 from loadlab.fileio import atomic_write
-from loadlab.runs.record import Run, Summary, get, read_runs, run_rounds, variant_label
+from loadlab.runs.record import Manifest, Run, Summary, get, read_runs, run_rounds, variant_label
 from loadlab.runs.store import ResultsError, load_summary
 
 MATCH_FIELDS = ("target", "scenario", "cpus", "workers", "worker_class", "threads", "users",
@@ -138,7 +138,7 @@ def _median(values: list[float]) -> float | None:
     return round(float(statistics.median(values)), 4) if values else None
 
 
-def manifest_warnings(base: dict[str, Any], cur: dict[str, Any]) -> list[str]:
+def manifest_warnings(base: Manifest, cur: Manifest) -> list[str]:
     """What differs between the two machines or softwares and spoils a comparison."""
     warnings = []
     for key, name in MANIFEST_CHECKS:
@@ -150,8 +150,9 @@ def manifest_warnings(base: dict[str, Any], cur: dict[str, Any]) -> list[str]:
                if va.get(k) != vb.get(k)]
     if changed:
         warnings.append("package versions differ: " + ", ".join(changed))
-    la = (base.get("limits_applied") or {}).get("cpu_limit_seen")
-    lb = (cur.get("limits_applied") or {}).get("cpu_limit_seen")
+    limits_a, limits_b = base.get("limits_applied"), cur.get("limits_applied")
+    la = limits_a.get("cpu_limit_seen") if limits_a else None
+    lb = limits_b.get("cpu_limit_seen") if limits_b else None
     if la is not None and lb is not None and la != lb:
         warnings.append(f"cgroup CPU limits seen by the services differ: {la} (baseline) vs "
                         f"{lb} (current)")

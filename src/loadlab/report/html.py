@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import json
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from loadlab.report import distribution, figures, headline, sizing, timeline
 from loadlab.report.concurrency import memory_per_request, served
 from loadlab.report.fitplot import scaling_section
 from loadlab.report.rundata import timeline as load_timeline
-from loadlab.runs.record import Run, SizeDoc, read_runs, variant_label
+from loadlab.runs.record import Run, SizeDoc, Summary, read_runs, variant_label
 from loadlab.runs.store import ResultsError, load_summary
 
 CSS = """
@@ -55,7 +55,7 @@ class Section:
 
 @dataclass
 class ReportData:
-    summary: dict[str, Any]  # its runs read by read_runs (every table present)
+    summary: Summary  # its runs read by read_runs (every table present)
     runs: list[Run]  # the ones that finished ok, in order
     claims: list[dict[str, Any]] | None
     directory: Path
@@ -244,7 +244,8 @@ def _manifest(data: ReportData) -> Section:
         ("runtime", m.get("runtime")), ("placement", m.get("placement")),
         ("limits applied", json.dumps(m.get("limits_applied"))),
         ("load generator peak CPU", f"{m.get('load_generator_peak_cpu_percent', 0):.0f} %"),
-        ("versions", versions), ("commands", "; ".join(m.get("command_lines") or [])),
+        ("versions", versions),
+        ("commands", "; ".join(c for c in m.get("command_lines") or [] if c is not None)),
     ]
     return Section("machine", "Machine and software", "<dl>" + "".join(
         f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows) + "</dl>")
@@ -290,7 +291,7 @@ def page(found: list[Section], meta: str, title: str = "loadlab report") -> str:
             + "\n".join(body) + "</body></html>\n")
 
 
-def render(summary: Mapping[str, Any], claims: list[dict[str, Any]] | None,
+def render(summary: Summary, claims: list[dict[str, Any]] | None,
            directory: Path | None = None, builders: list[Builder] | None = None) -> str:
     every = read_runs(summary)
     summary = {**summary, "runs": every}
@@ -340,7 +341,7 @@ def render_size(doc: SizeDoc, directory: Path) -> str:
         except ResultsError:
             summary = None
         if summary is not None:
-            found.append(_manifest(ReportData(dict(summary), [], None, directory)))
+            found.append(_manifest(ReportData({**summary}, [], None, directory)))
     count = sum(len(c["points"]) for c in doc["candidates"])
     meta = (f'<p class="meta">loadlab size: {len(doc["candidates"])} candidates, {count} '
             "points</p>")

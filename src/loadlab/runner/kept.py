@@ -15,12 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from loadlab.runner.loadgen import LoadGenerator
 from loadlab.runner.options import RunSpec
 from loadlab.runner.runtime_base import Endpoint, Placement, Runtime, RuntimeError_
-from loadlab.runs.record import Run
+from loadlab.runs.record import Manifest, Run
 from loadlab.serve import ServerConfig
 
 
@@ -97,5 +96,5 @@ class KeptRuntime(Runtime):
     def run_notes(self) -> Run:
         return self.inner.run_notes()
 
-    def manifest_notes(self) -> dict[str, Any]:
+    def manifest_notes(self) -> Manifest:
         return self.inner.manifest_notes()

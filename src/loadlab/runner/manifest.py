@@ -11,10 +11,10 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from loadlab import cgroup, servers
 from loadlab.paths import LabFilesMissing, lab_path, lab_root
+from loadlab.runs.record import Manifest
 from loadlab.serverinfo import package_versions
 
 # The server registry's packages (servers, apps, database driver) and the load generator.
@@ -57,7 +57,7 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def manifest(runtime: str, placement: str) -> dict[str, Any]:
+def manifest(runtime: str, placement: str) -> Manifest:
     return {
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(),

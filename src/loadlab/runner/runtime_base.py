@@ -13,13 +13,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from loadlab.errors import UserError
 from loadlab.runner.loadgen import LoadGenerator
 from loadlab.runner.locust_driver import LocustProcess
 from loadlab.runner.options import RunSpec
-from loadlab.runs.record import Run
+from loadlab.runs.record import Manifest, Run
 from loadlab.serve import ServerConfig
 
 
@@ -120,7 +120,7 @@ class Runtime(abc.ABC):
         run's record is built, while the service still runs."""
         return {}
 
-    def manifest_notes(self) -> dict[str, Any]:
+    def manifest_notes(self) -> Manifest:
         """Fields for the results' manifest about where it runs (swarm: nodes, their CPUs,
         the tasks' placement)."""
         return {}

@@ -25,7 +25,7 @@ from loadlab.runner.rounds import combine, half_width_pct, precise_enough
 from loadlab.runner.run_database import RunDatabase, needs_database
 from loadlab.runner.runtime_base import Runtime, RuntimeError_
 from loadlab.runs.bottleneck import words
-from loadlab.runs.record import BROKEN, ERRORS, OK, Run, variant_label
+from loadlab.runs.record import BROKEN, ERRORS, OK, Manifest, Run, variant_label
 from loadlab.runs.store import ResultsDir, ResultsError, clear_results, held_runs
 
 
@@ -180,7 +180,7 @@ def _run_locked(specs: Sequence[RunSpec], out: Path, runtime: Runtime, signals: 
                 plan: Plan, *, resume: bool, progress: Progress) -> Outcome:
     rounds, until_ci = plan.rounds, plan.until_ci
     placement = runtime.placement(specs[0].server_config(port=0)).describe() if specs else ""
-    about = {**manifest(runtime.name, placement), **runtime.manifest_notes()}
+    about: Manifest = {**manifest(runtime.name, placement), **runtime.manifest_notes()}
     results = ResultsDir(out, about, resume=resume)
     # A cell is done when it has all its rounds (or its precision); fewer start again.
     done = {r["key"] for r in results.runs if r.get("key") in results.done_keys() and (

@@ -30,7 +30,7 @@ from loadlab.runner.loadgen import LoadFigures, log_tail
 from loadlab.runner.options import OptionError, RunSpec
 from loadlab.runner.prometheus_watch import PrometheusWatch
 from loadlab.runner.runtime_base import Endpoint, Placement, Runtime, RuntimeError_
-from loadlab.runs.record import Run, SwarmTask
+from loadlab.runs.record import Manifest, Run, SwarmNode, SwarmTask
 from loadlab.serve import ServerConfig
 from loadlab.stack import Node, Stack, StackError, last_line, nodes
 
@@ -70,7 +70,7 @@ def server_args(cfg: ServerConfig) -> list[str]:
             "--threads", str(cfg.threads), "--backpressure", str(cfg.backpressure)]
 
 
-def node_cpus(stack: Stack, image: str, timeout_s: float = 90) -> dict[str, dict[str, Any]]:
+def node_cpus(stack: Stack, image: str, timeout_s: float = 90) -> dict[str, SwarmNode]:
     """{node hostname: {cpu_model, cores}} from a one-off task on every node (a global job).
 
     Docker reports a node's core count but not its CPU model; the job reads /proc/cpuinfo
@@ -96,7 +96,7 @@ def node_cpus(stack: Stack, image: str, timeout_s: float = 90) -> dict[str, dict
         logs = _docker("service", "logs", "--raw", name).stdout
     finally:
         _docker("service", "rm", name)
-    found = {}
+    found: dict[str, SwarmNode] = {}
     for line in logs.splitlines():
         parts = line.strip().split("|")
         if len(parts) == 4 and parts[0] == "cpuinfo":
@@ -165,7 +165,7 @@ class SwarmRuntime(Runtime):
                 for t in self.stack.tasks(service)]
         return placed
 
-    def manifest_notes(self) -> dict[str, Any]:
+    def manifest_notes(self) -> Manifest:
         master_image = _docker("service", "inspect", "--format",
                                "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
                                self.full("locust-master")).stdout.strip().split("@")[0]

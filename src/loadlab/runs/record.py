@@ -247,13 +247,55 @@ def get(record: Mapping[str, Any], path: str) -> Any:
     return value
 
 
+class SwarmNode(TypedDict, total=False):
+    """A swarm node as the manifest lists it (Docker's description, the CPU seen there)."""
+
+    id: str
+    hostname: str
+    addr: str
+    loadlab_role: str  # its loadlab.role label, or ""
+    cores: float | None
+    memory_bytes: int
+    state: str
+    availability: str
+    cpu_model: str | None  # None: the one-off task on the node did not report
+
+
+class LimitsApplied(TypedDict):
+    cpus: list[float]  # the runs' --cpus (0: none)
+    cpu_limit_seen: list[float]  # the cgroup limits the services saw
+
+
+class Manifest(TypedDict, total=False):
+    """The machine and the software that made a results directory (runner/manifest.py,
+    with the runtime's ``manifest_notes``; runs/store.py keeps the rest up to date)."""
+
+    created_at: str
+    git_commit: str
+    versions: dict[str, str]  # package -> version
+    lock_sha256: str
+    cpu_model: str
+    cores: int
+    cgroup_version: str
+    runtime: str
+    placement: str
+    command_line: str
+    command_lines: list[str | None]  # every invocation that wrote to the directory
+    load_generator_peak_cpu_percent: float
+    limits_applied: LimitsApplied
+    database: Database  # the database scenarios' server (native runs)
+    stack: str  # swarm: the stack, its nodes and where its tasks run
+    nodes: list[SwarmNode]
+    tasks: dict[str, list[SwarmTask]]
+
+
 class Summary(TypedDict, total=False):
     """A results directory's summary.json (``format`` and ``loadlab_version`` absent in
     the earliest); ``runs`` as stored: read them with ``read_runs``."""
 
     format: str
     loadlab_version: str
-    manifest: dict[str, Any]
+    manifest: Manifest
     runs: list[Run]
 
 

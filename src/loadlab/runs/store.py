@@ -15,7 +15,7 @@ from typing import Any, cast
 from loadlab import __version__
 from loadlab.errors import UserError
 from loadlab.fileio import atomic_write
-from loadlab.runs.record import Run, ServerFigures, Summary
+from loadlab.runs.record import Manifest, Run, ServerFigures, Summary
 
 FORMAT = "loadlab-results/1"
 SUMMARY = "summary.json"
@@ -138,7 +138,7 @@ def csv_row(run: Run) -> dict[str, Any]:
 class ResultsDir:
     """summary.json with a manifest and a list of runs, rewritten after every run."""
 
-    def __init__(self, directory: Path, manifest: dict[str, Any], resume: bool = False) -> None:
+    def __init__(self, directory: Path, manifest: Manifest, resume: bool = False) -> None:
         self.directory = directory
         self.path = directory / SUMMARY
         if resume and self.path.exists():
