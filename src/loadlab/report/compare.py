@@ -64,7 +64,7 @@ class FigureResult:
 @dataclass
 class Match:
     label: str
-    fields: dict[str, Any]
+    fields: dict[str, str | float | None]  # each --match field's value (MATCH_FIELDS)
     baseline_rounds: int
     current_rounds: int
     figures: list[FigureResult] = field(default_factory=list)

@@ -10,12 +10,12 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from loadlab.jsontypes import JsonObject
 from loadlab.report.concurrency import served_from_gauge
 from loadlab.runs.record import Run
-from loadlab.runs.samples import histogram_quantile
+from loadlab.runs.samples import SampleRow, SamplesFile, histogram_quantile
 
 
 def _json(path: Path) -> Any:
@@ -98,16 +98,18 @@ def _quantile_ms(q: float, before: dict[float, float], after: dict[float, float]
     return None if math.isnan(value) else value * 1000
 
 
-def _gauge(rows: list[dict[str, Any]], key: str) -> list[float | None] | None:
-    values = [r.get(key) for r in rows]
+def _gauge(rows: list[SampleRow], key: Literal["threadpool_busy", "db_pool_in_use"]
+           ) -> list[float | None] | None:
+    values: list[float | None] = [r.get(key) for r in rows]
     return values if any(v is not None for v in values) else None
 
 
 def timeline(directory: Path, run: Run) -> Timeline | None:
     rel = run.get("samples")
-    data = _json(directory / rel) if rel else None
-    if not isinstance(data, dict):
+    found = _json(directory / rel) if rel else None
+    if not isinstance(found, dict):
         return None
+    data = cast(SamplesFile, found)  # the lab's own file (runner/sampler.py writes it)
     scrapes = [s for s in data.get("scrapes") or [] if s.get("ok", True) and "t" in s]
     if len(scrapes) < 3:
         return None
@@ -126,7 +128,8 @@ def timeline(directory: Path, run: Run) -> Timeline | None:
         b0, b1 = _buckets(before.get("buckets")), _buckets(after.get("buckets"))
         p50.append(_quantile_ms(0.5, b0, b1))
         p95.append(_quantile_ms(0.95, b0, b1))
-        cpu_key = "cpu_seconds" if after.get("cpu_seconds") else "tree_cpu_seconds"
+        cpu_key: Literal["cpu_seconds", "tree_cpu_seconds"] = (
+            "cpu_seconds" if after.get("cpu_seconds") else "tree_cpu_seconds")
         c0, c1 = before.get(cpu_key), after.get(cpu_key)
         cores.append(max(0.0, (c1 - c0) / dt) if c0 is not None and c1 is not None and dt > 0
                      else None)
@@ -154,7 +157,7 @@ def timeline(directory: Path, run: Run) -> Timeline | None:
     return line
 
 
-def _client_side(line: Timeline, directory: Path, run: Run, data: dict[str, Any],
+def _client_side(line: Timeline, directory: Path, run: Run, data: SamplesFile,
                  zero: float) -> None:
     """Locust's answers per second and the users it ran, on the same clock."""
     start = data.get("t0_unix")

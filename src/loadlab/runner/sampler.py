@@ -19,7 +19,7 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from loadlab.fileio import atomic_write
 from loadlab.proctree import tree_figures
 from loadlab.runs.record import Series
-from loadlab.runs.samples import histogram_quantile
+from loadlab.runs.samples import SampleRow, histogram_quantile
 
 IGNORED_HANDLERS = {"/metrics", "/healthz"}
 SAMPLES_FORMAT = "loadlab-samples/1"
@@ -333,13 +333,14 @@ class ServerSampler:
         def rel(t: float | None) -> float | None:
             return None if t is None else round(t - t0, 3)
 
-        def row(s: Scrape) -> dict[str, Any]:
+        def row(s: Scrape) -> SampleRow:
             data = asdict(s)
             data.pop("machine_busy_seconds")
             data["t"] = rel(s.t)
             for key in ("buckets", "loop_lag_buckets"):
                 data[key] = {str(le): n for le, n in sorted(s.__dict__[key].items())}
-            return {k: v for k, v in data.items() if v is not None and v != {}}
+            # The scrape's fields under their names (SampleRow's), the unread ones left out.
+            return cast(SampleRow, {k: v for k, v in data.items() if v is not None and v != {}})
 
         mark = scrapes[self._mark].t if len(scrapes) > self._mark else None
         payload = {
