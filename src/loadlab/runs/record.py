@@ -3,7 +3,9 @@
 ``runner/execute.py`` builds a record (``record_from``), ``runner/rounds.py`` folds rounds
 of one cell into one, ``runner/session.py`` judges its status, ``runs/store.py`` stores it;
 the report, compare and the claims read it. The shapes below are TypedDicts (the JSON stays the
-format, nothing changes at runtime) so that mypy finds every reader of a field.
+format, nothing changes at runtime) so that mypy finds every reader of a field; so are the
+other documents the runner or ``loadlab size`` writes and the report reads (summary.json's
+``Summary`` and ``Manifest``, size.json's ``SizeDoc``).
 Every table is ``total=False``: summaries written by older versions lack later fields, and
 ``read_runs`` fills in the tables a reader may then rely on.
 """
