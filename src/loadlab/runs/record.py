@@ -68,6 +68,11 @@ class ServerFigures(TypedDict, total=False):
     cpu_per_request_ms: float | None
 
 
+# Other work on the machine beyond this many cores spoils a CPU-bound comparison (the claims
+# and ``loadlab size`` say so beside a verdict measured under it).
+BUSY_CORES = 0.5
+
+
 class Machine(TypedDict, total=False):
     """The whole machine in the window; ``other_cores`` is neither the service nor Locust."""
 
@@ -323,6 +328,7 @@ class SizePoint(TypedDict, total=False):
     bottleneck: str | None  # the verdict of the point's last round
     evidence: str | None
     results: str | None  # the results directory of its runs, relative to size.json's
+    other_cores: float  # the most other work on the machine during its rounds, in cores
 
 
 class SizeCandidate(TypedDict, total=False):
@@ -366,6 +372,7 @@ class SizeRecommendation(TypedDict):
     significant: bool
     met: bool
     sentence: str
+    busy_cores: float  # the most other work seen during the points, in cores
 
 
 class SizeSlo(TypedDict, total=False):

@@ -148,6 +148,8 @@ def point_from(done: list[tuple[Run | None, Path]], rate: float, slo: Slo, out: 
         # throughput (Locust's count over each window): the samples also count the
         # sampler's /healthz probes and cover the window's whole seconds only.
         estimate = replace(estimate, mean=statistics.fmean(rps))
+    other = max((float((r.get("machine") or {}).get("other_cores") or 0.0) for r in rounds),
+                default=0.0)
     return Point(rate, rps, lat, err, judge(slo, rate, rps, lat, err),
                  verdict.get("resource") if verdict else None, evidence, where,
-                 mean_ms=mean_ms, estimate=estimate)
+                 mean_ms=mean_ms, estimate=estimate, other_cores=other)

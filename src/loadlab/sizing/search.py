@@ -36,13 +36,13 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from loadlab import stats
 from loadlab.report.fit import fit
-from loadlab.runs.record import SizeCandidate, SizePoint, SizeRecommendation
+from loadlab.runs.record import BUSY_CORES, SizeCandidate, SizePoint, SizeRecommendation
 from loadlab.sizing.candidates import Branch, Candidate
 from loadlab.sizing.slo import Slo
 
@@ -108,6 +108,7 @@ class Point:
     results: str | None = None   # where its runs were written
     mean_ms: list[float] = field(default_factory=list)  # mean latency per round
     estimate: stats.Estimate | None = None  # served req/s from the windows' batch means
+    other_cores: float = 0.0  # the most other work on the machine during its rounds
 
     def typical(self, values: list[float]) -> float | None:
         return statistics.median(values) if values else None
@@ -145,7 +146,7 @@ class Point:
             "latency_ms": self.typical(self.latency_ms),
             "mean_ms": self.typical(self.mean_ms), "error_rate": self.typical(
                 self.error_rate), "bottleneck": self.bottleneck, "evidence": self.evidence,
-            "results": self.results,
+            "results": self.results, "other_cores": round(self.other_cores, 2),
         }
 
 
@@ -494,6 +495,7 @@ class Recommendation:
     difference_ci: tuple[float, float] | None
     significant: bool
     sentence: str
+    busy_cores: float = 0.0  # the most other work during any point, in cores
 
     def as_dict(self) -> SizeRecommendation:
         return {
@@ -507,7 +509,7 @@ class Recommendation:
             "difference_ci": None if self.difference_ci is None
             else [round(v, 2) for v in self.difference_ci],
             "significant": self.significant, "met": self.best is not None,
-            "sentence": self.sentence,
+            "sentence": self.sentence, "busy_cores": round(self.busy_cores, 2),
         }
 
 
@@ -535,6 +537,20 @@ def difference_ci(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]
 
 
 def recommend(outcomes: Sequence[Outcome], slo: Slo, cpus: float) -> Recommendation:
+    """The best capacity, and whether it is significantly above the runner-up's; on a
+    machine busy with other work (more than ``BUSY_CORES``) the sentence says so: the
+    capacities are what the machine could give then, not the configurations'."""
+    busy = max((p.other_cores for o in outcomes for p in o.points), default=0.0)
+    found = _recommend(outcomes, slo, cpus)
+    if busy <= BUSY_CORES:
+        return replace(found, busy_cores=busy)
+    return replace(found, busy_cores=busy, sentence=(
+        f"{found.sentence} The machine was busy (up to {busy:.2f} cores of other work "
+        "during the points): the capacities are what it could give then, not the "
+        "configurations'."))
+
+
+def _recommend(outcomes: Sequence[Outcome], slo: Slo, cpus: float) -> Recommendation:
     ranked = sorted((o for o in outcomes if o.capacity is not None),
                     key=lambda o: -(o.capacity or 0.0))
     if not ranked:
