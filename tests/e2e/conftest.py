@@ -18,7 +18,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
-@pytest.fixture(scope="session")
+# Package scope: the stack is down once this package's last test ends, not at the end
+# of the whole session (its idle containers would share the cores with every later test).
+@pytest.fixture(scope="package")
 def stack() -> Iterator[Stack]:
     require("docker", engine_problem())
     lab = Stack(offline=not registry_answers())

@@ -61,7 +61,9 @@ def _refuse(reason: str) -> None:
     pytest.skip(f"swarm e2e: {reason}")
 
 
-@pytest.fixture(scope="session")
+# Package scope: the stack is down once this package's last test ends, not at the end
+# of the whole session (its idle containers would share the cores with every later test).
+@pytest.fixture(scope="package")
 def swarm_lab() -> Iterator[SwarmLab]:
     problem = engine_problem()
     if problem is not None:

@@ -12,10 +12,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from conftest import SwarmLab
 from support import polling
 
 from loadlab.stack import Stack
+
+from .conftest import SwarmLab
 
 
 def prometheus(lab: SwarmLab, expr: str) -> list[dict[str, Any]]:

@@ -1,0 +1,1 @@
+"""The one-node Docker Swarm lab end to end: one swarm for this package's tests."""
