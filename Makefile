@@ -43,7 +43,7 @@ lint: install
 test: install lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The edit-test loop (a few minutes): ruff, then every test but the long real runs (`slow`),
+# The edit-test loop (under 2 minutes on 2 cores): ruff, then every test but the long real runs (`slow`),
 # Docker (`docker`, `swarm`) and Chromium (`browser`). `make test` remains the whole suite.
 QUICK_MARKS := not slow and not docker and not browser and not swarm
 test-quick: install
