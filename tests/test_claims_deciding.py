@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_claims_verdicts import good_runs, verdicts
+from support.claim_runs import good_runs, verdicts
 
 from loadlab import stats
 from loadlab.claims import CLAIMS, FAILS, HOLDS, QUICK, UNSURE, judge, plan

@@ -3,23 +3,23 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 from support.locust_process import (
     ROOT,
     Locust,
-    Run,
+    aggregated_requests,
     exporter_totals,
     free_port,
     get,
     metrics,
+    settled_metrics,
     stats_totals,
+    stop_and_collect,
     wait_for,
 )
 from support.services import start_service
@@ -47,38 +47,6 @@ def web_run(url: str, web_port: int, run_time: str, *extra: str) -> Locust:
         "--json-file", str(lo.json_prefix), *extra,
     ]
     return lo
-
-
-def aggregated_requests(web: str) -> int:
-    stats = json.loads(get(f"{web}/stats/requests"))
-    return int(next(s["num_requests"] for s in stats["stats"] if s["name"] == "Aggregated"))
-
-
-def settled_metrics(web: str, quiet_s: float = 3.5) -> str:
-    """Wait for the swarm to stop, then until /metrics agrees with Locust's statistics and
-    has not changed for ``quiet_s`` (workers report every 3 s, so the last one is in)."""
-    wait_for(lambda: json.loads(get(f"{web}/stats/requests"))["state"] == "stopped",
-             60, "the swarm to stop")
-    seen: dict[str, float] = {}
-
-    def settled() -> str | None:
-        text = get(f"{web}/metrics")
-        total = sum(v[0] for v in exporter_totals(text).values())
-        if total == 0 or total != aggregated_requests(web):
-            return None
-        key = str(sorted(exporter_totals(text).items()))
-        first = seen.setdefault(key, time.monotonic())
-        return text if time.monotonic() - first >= quiet_s else None
-
-    return str(wait_for(settled, 30, "/metrics to settle on Locust's statistics", every_s=0.5))
-
-
-def stop_and_collect(master: Locust, *workers: Locust) -> Run:
-    master.terminate()  # SIGTERM: Locust shuts down and writes --json-file
-    run = master.finish(timeout_s=60)
-    for worker in workers:
-        worker.finish(timeout_s=30)
-    return run
 
 
 def check_promtool(text: str) -> None:

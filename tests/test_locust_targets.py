@@ -20,9 +20,17 @@ from typing import Any
 
 import pytest
 import yaml
-from support.locust_process import ROOT, Locust, free_port, get, metrics, wait_for
+from support.locust_process import (
+    ROOT,
+    Locust,
+    free_port,
+    get,
+    metrics,
+    settled_metrics,
+    stop_and_collect,
+    wait_for,
+)
 from support.services import start_service
-from test_locust_exporter import settled_metrics, stop_and_collect
 
 from loadlab.launch import ServiceProcess
 

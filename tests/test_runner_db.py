@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from support.locust_process import headless
 from support.runner_cli import SHORT, assert_nothing_left, kill_tagged, loadlab, summary, tagged_env
-from support.services import VARIANTS
-from test_db import db_service
+from support.services import VARIANTS, db_service
 
 from loadlab.launch import ServiceProcess
 from loadlab.pgcluster.cluster import clusters_root

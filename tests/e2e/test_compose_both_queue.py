@@ -8,12 +8,10 @@ from __future__ import annotations
 import json
 import time
 
-from support.compose_project import Stack
+from support.compose_project import KIND_SPECIFIC, Stack
 
 from loadlab.dashboards import render
 from loadlab.dashboards.queries import queries, substitute
-
-from .test_compose_lab import KIND_SPECIFIC
 
 USERS = "100"  # `both` splits them evenly: 50 for each service
 SCRAPE_TIMEOUT_S = 2.0  # the e2e lab scrapes every 2 s; Prometheus's timeout is at most that

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from support.compose_project import PROFILE_VARIANTS, VARIANT_SERVICES, Stack
+from support.compose_project import KIND_SPECIFIC, PROFILE_VARIANTS, VARIANT_SERVICES, Stack
 
 from loadlab.dashboards import database_row, render
 from loadlab.dashboards.queries import queries, substitute
@@ -242,9 +242,6 @@ def test_every_dashboard_query_returns_data(stack: Stack, db_traffic: float) -> 
                 empty.append(f"{name} {where}: {filled}")
     assert empty == []
 
-
-# Figures only some servers have: the event loop's lag (asyncio), the thread pool.
-KIND_SPECIFIC = ("loadlab_event_loop_lag", "loadlab_threadpool")
 
 
 def test_the_variants_profile_is_in_every_dashboard_query(stack: Stack) -> None:

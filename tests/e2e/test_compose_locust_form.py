@@ -9,8 +9,7 @@ from functools import partial
 
 import pytest
 from support.compose_project import Stack
-from support.locust_process import get, metrics
-from test_locust_browser import (
+from support.locust_form import (
     CHROMIUM,
     FLAGS,
     LOAD_ROUTES,
@@ -19,6 +18,7 @@ from test_locust_browser import (
     run_every_target,
     swarm_state,
 )
+from support.locust_process import get, metrics
 
 pytestmark = pytest.mark.browser
 

@@ -239,3 +239,7 @@ class Stack:
 
     def wait_for(self, what: str, check: Any, timeout_s: float = 60) -> Any:
         return polling.wait_for(check, timeout_s, what, every_s=1)
+
+
+# Board figures only some servers have: the event loop's lag (asyncio), the thread pool.
+KIND_SPECIFIC = ("loadlab_event_loop_lag", "loadlab_threadpool")

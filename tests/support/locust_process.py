@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,5 +164,38 @@ def stats_totals(stats: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[int
             for e in stats}
 
 
-__all__ = ["Locust", "Run", "exporter_totals", "free_port", "get", "headless", "metrics",
-           "run_headless", "stats_totals", "wait_for"]
+def aggregated_requests(web: str) -> int:
+    stats = json.loads(get(f"{web}/stats/requests"))
+    return int(next(s["num_requests"] for s in stats["stats"] if s["name"] == "Aggregated"))
+
+
+def settled_metrics(web: str, quiet_s: float = 3.5) -> str:
+    """Wait for the swarm to stop, then until /metrics agrees with Locust's statistics and
+    has not changed for ``quiet_s`` (workers report every 3 s, so the last one is in)."""
+    wait_for(lambda: json.loads(get(f"{web}/stats/requests"))["state"] == "stopped",
+             60, "the swarm to stop")
+    seen: dict[str, float] = {}
+
+    def settled() -> str | None:
+        text = get(f"{web}/metrics")
+        total = sum(v[0] for v in exporter_totals(text).values())
+        if total == 0 or total != aggregated_requests(web):
+            return None
+        key = str(sorted(exporter_totals(text).items()))
+        first = seen.setdefault(key, time.monotonic())
+        return text if time.monotonic() - first >= quiet_s else None
+
+    return str(wait_for(settled, 30, "/metrics to settle on Locust's statistics", every_s=0.5))
+
+
+def stop_and_collect(master: Locust, *workers: Locust) -> Run:
+    master.terminate()  # SIGTERM: Locust shuts down and writes --json-file
+    run = master.finish(timeout_s=60)
+    for worker in workers:
+        worker.finish(timeout_s=30)
+    return run
+
+
+__all__ = ["Locust", "Run", "aggregated_requests", "exporter_totals", "free_port", "get",
+           "headless", "metrics", "run_headless", "settled_metrics", "stats_totals",
+           "stop_and_collect", "wait_for"]
