@@ -23,6 +23,7 @@ from loadlab.claims.verdicts import (
     rps_of,
     rps_ratio,
     series_of,
+    stall_decision,
 )
 from loadlab.runner.options import RunSpec
 
@@ -83,9 +84,8 @@ def _sync_driver_blocks(seen: Reading) -> Verdict:
                 f"{median(pa):g} ms with the async driver (medians); "
                 f"{median(rps_of(blocking)):,.1f} against {median(rps_of(good)):,.1f} req/s "
                 f"({seen.bands()})")
-    d = decide(effect, 2.0, 1.2)
-    if d.verdict == HOLDS and median(pb) < 0.5 * wait_ms:
-        d = Decision(UNSURE, f"the stall {median(pb):g} ms is under half a wait")
+    d = stall_decision(effect, median(pb), wait_ms,
+                       f"the stall {median(pb):g} ms is under half a wait")
     return seen.verdict(d, evidence, effect)
 
 

@@ -20,6 +20,7 @@ from loadlab.claims.verdicts import (
     ratio_effect,
     rps_of,
     series_of,
+    stall_decision,
 )
 from loadlab.report.concurrency import client_in_flight, memory_per_request, served
 from loadlab.runner.options import RunSpec
@@ -84,9 +85,8 @@ def _loop_blocking(seen: Reading) -> Verdict:
     evidence = (f"/healthz probe p50 while {blocking[0]['users']} users ran ~{work_ms:g} ms of "
                 f"CPU work: {median(pb):g} ms with the work in async def (on the loop) vs "
                 f"{median(pp):g} ms in a def endpoint (thread pool) ({seen.bands()})")
-    d = decide(effect, 2.0, 1.2)
-    if d.verdict == HOLDS and median(pb) < 0.5 * work_ms:
-        d = Decision(UNSURE, f"the probe waited {median(pb):g} ms, under half a work item")
+    d = stall_decision(effect, median(pb), work_ms,
+                       f"the probe waited {median(pb):g} ms, under half a work item")
     return seen.verdict(d, evidence, effect)
 
 

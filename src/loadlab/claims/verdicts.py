@@ -283,6 +283,18 @@ def decide(effect: Effect, holds_at: float, fails_at: float | None = None,
                     more)
 
 
+def stall_decision(effect: Effect, stalled_ms: float, unit_ms: float, short: str
+                   ) -> Decision:
+    """The stall claims (CPU work on the loop, a sync driver in async def): the probe on
+    the stalled side >= 2x the other's holds, < 1.2x does not; a stall shorter than half
+    a unit of the work that stalls it (a work item, a wait) is not that work's: ``short``
+    says why instead."""
+    d = decide(effect, 2.0, 1.2)
+    if d.verdict == HOLDS and stalled_ms < 0.5 * unit_ms:
+        return Decision(UNSURE, short)
+    return d
+
+
 def all_of(*decisions: Decision) -> Decision:
     """Holds when every part holds; does not hold when one does not; else inconclusive."""
     for d in decisions:
