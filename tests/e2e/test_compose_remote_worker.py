@@ -82,8 +82,17 @@ def test_a_native_worker_joins_through_the_published_port(stack: Stack,
         stack.wait_for("the exporter to count the worker's requests", lambda: (
             sum(stack.query('sum(locust_requests_total{name="/json"})').values())
             >= sent), 30)
-        stack.wait_for(f"the service to count them ({sent} sent, {before:g} before)", lambda: (
-            sum(stack.query(served).values()) - before >= sent), 30)
+        counted: list[float] = []
+        try:
+            stack.wait_for("the service to count them", lambda: (
+                counted.append(sum(stack.query(served).values()))
+                or counted[-1] - before >= sent), 60)
+        except AssertionError:
+            series = stack.prometheus("/api/v1/query", query=served.replace("sum(", "(", 1))
+            up = stack.prometheus("/api/v1/query", query='up{service="fastapi"}')
+            raise AssertionError(
+                f"{sent} sent, service count {before:g} before, {counted[-3:]} after; "
+                f"series {series}; up {up}; {stack.compose('ps', 'fastapi').stdout}") from None
         assert sent <= sum(stack.query(served).values()) - before <= sent + 4
     finally:
         kill_group(worker.pid, 15, proc=worker)
