@@ -37,15 +37,15 @@ def test_a_native_worker_joins_through_the_published_port(stack: Stack,
     port = stack.ports["LOCUST_MASTER_PORT"]
     # An earlier test's `loadlab run --runtime compose` stops the service after its run.
     stack.compose("up", "--detach", "--wait", "--no-deps", "fastapi", timeout=180)
-    # Scraped since it (re)started, alone: a sample from before would give `before` the
-    # old container's count, which the new one's counters (from 0) replace.
+    # Scraped since it (re)started. Only samples newer than that count here and below: an
+    # earlier test restarts Prometheus, whose scrape cache then holds nothing to mark stale,
+    # so a container the earlier run replaced (another address) still shows `up` and its
+    # last counts for 5 minutes, and they vanish mid-test (seen: `before` 3,059 from them).
     started = time.time()
-    stack.wait_for("fastapi scraped since it started, alone", lambda: (
-        stack.prometheus("/api/v1/query", query=(
-            'count(up{job="services", service="fastapi"}) == 1 and '
-            'min(up{job="services", service="fastapi"}) == 1'))["result"]
-        and min(stack.query('timestamp(up{job="services", service="fastapi"})').values(),
-                default=0.0) > started), 90)
+    fresh_up = (f'up{{job="services", service="fastapi"}} == 1 and '
+                f'(timestamp(up{{job="services", service="fastapi"}}) > {started:.3f})')
+    stack.wait_for("fastapi scraped since it started", lambda: stack.prometheus(
+        "/api/v1/query", query=fresh_up)["result"], 90)
     stack.compose("stop", "--timeout", "5", "locust-worker")  # only the outside worker
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
@@ -56,7 +56,8 @@ def test_a_native_worker_joins_through_the_published_port(stack: Stack,
     try:
         stack.wait_for("the compose workers to leave and the native one to join",
                        lambda: worker_count(stack) == 1, 60)
-        served = 'sum(http_requests_total{service="fastapi", handler="/json"})'
+        json_requests = 'http_requests_total{service="fastapi", handler="/json"}'
+        served = f"sum({json_requests} and (timestamp({json_requests}) > {started:.3f}))"
         before = sum(stack.query(served).values())
         # The address the outside worker reaches the service by: its published port.
         # Target "host" said outright: the master keeps the form's last choice (an earlier
@@ -88,7 +89,7 @@ def test_a_native_worker_joins_through_the_published_port(stack: Stack,
                 counted.append(sum(stack.query(served).values()))
                 or counted[-1] - before >= sent), 60)
         except AssertionError:
-            series = stack.prometheus("/api/v1/query", query=served.replace("sum(", "(", 1))
+            series = stack.prometheus("/api/v1/query", query=json_requests)
             up = stack.prometheus("/api/v1/query", query='up{service="fastapi"}')
             raise AssertionError(
                 f"{sent} sent, service count {before:g} before, {counted[-3:]} after; "
