@@ -1,6 +1,11 @@
 """What one unit of ``cpu_work`` costs on this machine, and whether the cost is linear.
 
     .venv/bin/python benchmarks/bench_workloads.py [--repeats 7] [--cpu N]
+    /opt/loadlab-python-ft/venv/bin/python benchmarks/bench_workloads.py --threads 2
+
+``--threads T`` instead times T threads each doing the same work against one thread,
+alternated within each round: about 1x on a free-threaded build whose threads run in
+parallel, about Tx with the GIL. The median of the per-round ratios is printed.
 
 Sizes are interleaved within each round (noise hits them all alike). On a shared machine
 other processes only ever add time, so the fastest run of each size is the cleanest
@@ -14,6 +19,8 @@ import argparse
 import os
 import platform
 import statistics
+import sys
+import threading
 import time
 
 from loadlab.workloads import UNIT_ITERATIONS, cpu_work
@@ -33,6 +40,31 @@ def measure(repeats: int) -> dict[int, list[float]]:
     return seconds
 
 
+def threads_ratio(threads: int, repeats: int, units: int = 2000) -> list[float]:
+    """Per round: the time of ``threads`` threads each running ``cpu_work(units)`` / one's."""
+
+    def timed(n: int) -> float:
+        workers = [threading.Thread(target=cpu_work, args=(units,)) for _ in range(n)]
+        started = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        return time.perf_counter() - started
+
+    cpu_work(SIZES[0])  # warm up
+    ratios = []
+    for round_ in range(repeats):
+        if round_ % 2 == 0:
+            one = timed(1)
+            many = timed(threads)
+        else:
+            many = timed(threads)
+            one = timed(1)
+        ratios.append(many / one)
+    return ratios
+
+
 def fit(points: list[tuple[int, float]]) -> tuple[float, float]:
     """Least-squares slope and intercept of seconds against units."""
     xs, ys = [p[0] for p in points], [p[1] for p in points]
@@ -45,9 +77,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--cpu", type=int, default=None, help="pin to this core")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="time this many threads against one instead")
     args = parser.parse_args()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
+    if args.threads is not None:
+        gil = getattr(sys, "_is_gil_enabled", lambda: True)()
+        ratios = threads_ratio(args.threads, args.repeats)
+        print(f"python {platform.python_version()}, GIL {'on' if gil else 'off'}, "
+              f"{os.cpu_count()} cores: {args.threads} threads / 1 thread, time for the same "
+              f"work each: median {statistics.median(ratios):.2f}x "
+              f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})")
+        return 0
     seconds = measure(args.repeats)
     print(f"python {platform.python_version()} on {platform.processor() or platform.machine()}, "
           f"{UNIT_ITERATIONS} LCG steps per unit, {args.repeats} rounds")
