@@ -124,7 +124,11 @@ def _change(runs: dict[str, dict[str, Any]], name: str, fields: dict[str, Any],
         if only is not None and i != only:
             continue
         for key, value in fields.items():
-            rnd[key] = {**rnd[key], **value} if isinstance(value, dict) else value
+            rnd[key] = {**rnd.get(key, {}), **value} if isinstance(value, dict) else value
+
+
+_quota_bound: dict[str, Any] = dict(bottleneck={"resource": "cpu_quota"},
+                                    database={"cpu_cores_used": 0.1})
 
 
 @pytest.mark.parametrize(("claim", "change", "expected"), [
@@ -160,6 +164,13 @@ def _change(runs: dict[str, dict[str, Any]], name: str, fields: dict[str, Any],
     (DB_BOUND_THROUGHPUT, {"db-flask": dict(rps=300)}, FAILS),
     (DB_BOUND_THROUGHPUT, {"db-flask": dict(rps=300, machine={"other_cores": 1.0})}, UNSURE),
     (DB_BOUND_THROUGHPUT, {"db-flask": dict(database={"cpu_cores_used": None})}, UNSURE),
+    # Between the bands (1.38x) with the database at 10% of the CPU: the runs' own
+    # bottleneck decides, the service's quota in every run says the database was not it.
+    (DB_BOUND_THROUGHPUT, {"db-fastapi": dict(rps=1320, **_quota_bound),
+                           "db-flask": _quota_bound}, FAILS),
+    (DB_BOUND_THROUGHPUT, {"db-fastapi": dict(rps=1320, **_quota_bound),
+                           "db-flask": dict(_quota_bound, bottleneck={"resource": "database_cpu"})},
+     UNSURE),
 ], ids=lambda v: v.id if isinstance(v, Claim) else None)
 def test_thresholds_decide(claim: Claim, change: dict[str, dict[str, Any]],
                            expected: str) -> None:

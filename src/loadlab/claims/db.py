@@ -157,6 +157,15 @@ def _database_share(run: dict[str, Any]) -> float | None:
     return float(db_cores) / (float(db_cores) + float(svc))
 
 
+# A run's recorded bottleneck (runs/bottleneck.py) on the service's side of the connection.
+SERVICE_LIMITS = frozenset({"cpu_quota", "worker_slots", "event_loop", "thread_pool"})
+
+
+def _service_limited(runs: list[dict[str, Any]]) -> bool:
+    return bool(runs) and all((r.get("bottleneck") or {}).get("resource") in SERVICE_LIMITS
+                              for r in runs)
+
+
 def _db_bound(seen: Reading) -> Verdict:
     fa, fl = seen.rounds(DB_FASTAPI), seen.rounds(DB_FLASK)
     shares = [_database_share(r) for r in fa + fl]
@@ -172,6 +181,13 @@ def _db_bound(seen: Reading) -> Verdict:
     d = all_of(decide(effect, 0.8, 0.67), decide(effect, 1.25, 1.5, higher=False))
     if d.verdict == HOLDS and db_share < 0.4:
         d = Decision(UNSURE, f"the database took only {db_share:.0%} of the CPU")
+    elif d.verdict != FAILS and db_share < 0.4 and _service_limited(fa + fl):
+        # The claim names its mechanism: the database is the limit. Every round limited on
+        # the service's side, the database with little of the CPU, says it was not, however
+        # close the two rates came.
+        limits = sorted({r["bottleneck"]["resource"] for r in fa + fl})
+        d = Decision(FAILS, f"every run was limited by the service ({', '.join(limits)}), "
+                     f"not the database ({db_share:.0%} of the CPU)")
     if why := busy_machine(d, busy, "cores"):
         return seen.verdict(d, evidence, effect, UNSURE, why)
     return seen.verdict(d, evidence, effect)
@@ -184,7 +200,9 @@ DB_BOUND_THROUGHPUT = Claim(
     cells=(DB_FASTAPI, DB_FLASK),
     judge=_db_bound,
     holds="the ratio within 0.8-1.25x and the database >= 40% of the CPU",
-    fails="outside 0.67-1.5x, the framework decides",
+    fails=("outside 0.67-1.5x, or every run limited by the service (its CPU quota, worker "
+           "slots, event loop or thread pool) with the database under 40% of the CPU: the "
+           "framework decides"),
 )
 
 
