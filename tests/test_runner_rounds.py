@@ -40,6 +40,14 @@ def test_combine_takes_medians_keeps_rounds_and_gives_intervals() -> None:
     assert all(r["target"] == "fastapi" for r in back) and back[3]["status"] == "failed"
 
 
+def test_each_round_keeps_its_own_bottleneck() -> None:
+    """The claims read which resource limited every round, not only the folded run's."""
+    limits = ["cpu_quota", "worker_slots"]
+    rounds = [{**_round(100, 3.0), "bottleneck": {"resource": r, "evidence": r}}
+              for r in limits]
+    assert [r["bottleneck"]["resource"] for r in run_rounds(combine(rounds))] == limits
+
+
 def test_round_options_are_checked() -> None:
     assert parse_rounds(None, None) == (1, None)
     assert parse_rounds(None, "5%") == (10, 5.0)

@@ -32,7 +32,8 @@ MAIN = "rps"  # what --until-ci judges
 # Per-round figures kept under ``rounds`` (the rest of a round's record is the same cell).
 ROUND_FIELDS = ("run_id", "status", "error", "started_at", "requests", "failures",
                 "error_rate", "rps", "latency_ms", "intended_latency_ms", "server", "machine",
-                "probe_ms", "load", "measured_s", "locust_json", "database", "series")
+                "probe_ms", "load", "measured_s", "locust_json", "database", "series",
+                "bottleneck")
 
 
 def values(rounds: Sequence[Mapping[str, Any]], path: str) -> list[float]:
