@@ -22,7 +22,7 @@ from loadlab.sizing.candidates import (
     serving_classes,
     textbook,
 )
-from loadlab.sizing.search import Point, capacity, recommend, walk_branch
+from loadlab.sizing.search import Point, capacity, narrow_rest, recommend, walk_branch
 from loadlab.sizing.slo import Slo, SloError, parse_slo
 
 SLO = Slo("p95", 200.0, 0.01)
@@ -451,6 +451,56 @@ def test_a_capacity_wider_than_10_percent_gets_rounds_until_it_is_not() -> None:
     wide[:] = [1.0, 1.01, 0.99, 1.0]
     capacity(Candidate(Branch("sync"), 1), measure, SLO, 20, 5000, 6, refine=refine)
     assert asked == []
+
+
+def test_the_budget_left_narrows_the_wide_capacities_best_first() -> None:
+    """The search leaves a candidate wholly below the best wide (it cannot change the
+    answer); the rest of the budget gives it rounds beyond --rounds until it is within
+    ±10%, the highest capacity first, and stops when the budget does."""
+    noisy = [0.6, 1.4, 0.7, 1.3]
+    steady = [0.99, 1.01, 1.0, 1.0] * 4
+
+    def measure(candidate: Candidate, rate: float) -> Point:
+        cap = 100.0 * candidate.workers
+        served = min(rate, cap)
+        return Point(rate, [served], [50.0 if rate <= cap else 900.0], [0.0], rate <= cap,
+                     estimate=window_estimate([_window([served * f for f in noisy])]))
+
+    asked: list[tuple[int, int]] = []
+
+    def refine(candidate: Candidate, point: Point) -> Point | None:
+        n = len(point.rps) + 1
+        asked.append((candidate.workers, n))
+        windows = ([_window([point.rate * f for f in noisy])]
+                   + [_window([point.rate * f for f in steady])] * (n - 1))
+        return Point(point.rate, [point.rate] * n, [50.0] * n, [0.0] * n, True,
+                     estimate=stats.series_estimate(windows))
+
+    def outcomes() -> list:  # type: ignore[type-arg]
+        return [capacity(Candidate(Branch("sync"), w), measure, SLO, 20, 5000, 6)
+                for w in (1, 2)]
+
+    wide = outcomes()
+    assert all(o.met_point is not None and needs_rounds(o.met_point) for o in wide)
+    assert narrow_rest(wide, refine, lambda: True) == ["sync ×2", "sync ×1"]
+    assert [w for w, _ in asked] == sorted(w for w, _ in asked)[::-1]  # ×2 first
+    assert all(o.met_point is not None and not needs_rounds(o.met_point) for o in wide)
+    # No time left: nothing more is measured.
+    asked.clear()
+    assert narrow_rest(outcomes(), refine, lambda: False) == [] and asked == []
+    # Time for one round only: the best gets it, and the search stops there.
+    rounds_left = [1]
+
+    def one_more() -> bool:
+        return rounds_left[0] > 0
+
+    def counted(candidate: Candidate, point: Point) -> Point | None:
+        rounds_left[0] -= 1
+        return refine(candidate, point)
+
+    asked.clear()
+    assert narrow_rest(outcomes(), counted, one_more) == ["sync ×2"]
+    assert asked == [(2, 2)]
 
 
 class _Recorded:

@@ -13,7 +13,7 @@ Every table is ``total=False``: summaries written by older versions lack later f
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, TypedDict, cast
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from loadlab.runs.bottleneck import Bottleneck
 from loadlab.servers import FRAMEWORK_TITLES, worker_class
@@ -408,6 +408,11 @@ class SizeSearch(TypedDict):
     pruned: int
     points: int
     runs: int
+    # Since the budget (older size.json files lack them): the whole search's time, the
+    # candidates its rest narrowed, the time the search took.
+    budget_s: NotRequired[float]
+    narrowed: NotRequired[list[str]]
+    elapsed_s: NotRequired[float | None]
 
 
 class SizeDoc(TypedDict, total=False):

@@ -39,6 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", default="3",
                    help="most rounds per point: one run each, more only at a capacity "
                         "whose interval is wider than ±10%% (default 3)")
+    p.add_argument("--budget", default="10m",
+                   help="the time the whole search may take: what the search leaves of it "
+                        "goes to more rounds (up to twice --rounds) for the capacities still "
+                        "wider than ±10%%, the best first (0: none; default 10m)")
     p.add_argument("--duration", default="4s", help="measured time of each point's run")
     p.add_argument("--warmup", default="1s", help="warm-up of a candidate's first run (later "
                                                   "runs on its warm service: half)")

@@ -12,6 +12,8 @@ import json
 import math
 import re
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,7 @@ from loadlab.sizing.search import (
     BranchWalk,
     Outcome,
     Recommendation,
+    narrow_rest,
     recommend,
     search_all,
 )
@@ -81,6 +84,7 @@ class SizeSpec:
     argv: list[str] = field(default_factory=list)
     backpressure: int | None = None  # Granian's, given to every candidate (all take it)
     runtime: str = "native"  # or "compose": each candidate as the compose service
+    budget_s: float = 0.0  # the whole search's time; its rest narrows wide intervals
 
 
 def _float(text: str, name: str, low: float = 0.0) -> float:
@@ -154,7 +158,8 @@ def size_spec(args: argparse.Namespace) -> SizeSpec:
                     rounds=parse_int(args.rounds, "rounds", 1, 20), start_rate=start,
                     max_rate=top, steps=parse_int(args.steps, "steps", 0, 10),
                     min_capacity=min_capacity, out=out, replace=bool(args.replace),
-                    argv=list(sys.argv), backpressure=backpressure, runtime=runtime)
+                    argv=list(sys.argv), backpressure=backpressure, runtime=runtime,
+                    budget_s=parse_duration(getattr(args, "budget", None) or "0", "budget"))
 
 
 def runnable(branches: dict[Branch, list[int]], python: str, backpressure: int | None,
@@ -190,11 +195,26 @@ def users_for(rate: float, slo: Slo) -> int:
     return int(min(MAX_USERS, max(8, math.ceil(rate * slo.limit_ms / 1000 * 1.5) + 4)))
 
 
-def search(spec: SizeSpec, measure: Any) -> tuple[list[BranchWalk], Recommendation]:
+# Time one more round takes beyond its run's own length (a candidate's service started
+# again, Locust's start and stop), for the budget's arithmetic.
+ROUND_OVERHEAD_S = 3.0
+
+
+def search(spec: SizeSpec, measure: Any, clock: Callable[[], float] = time.monotonic
+           ) -> tuple[list[BranchWalk], Recommendation, list[str]]:
+    """The search, then the budget's rest on the intervals still too wide (their labels)."""
+    started = clock()
+    refine = getattr(measure, "refine", None)
     walks = search_all(spec.branches, measure, spec.slo, spec.start_rate, spec.max_rate,
-                       spec.steps, refine=getattr(measure, "refine", None))
+                       spec.steps, refine=refine)
     outcomes = [o for w in walks for o in w.outcomes]
-    return walks, recommend(outcomes, spec.slo, spec.cpus)
+    narrowed: list[str] = []
+    if refine is not None and spec.budget_s > 0:
+        round_s = spec.base.duration_s + spec.base.warmup_s + ROUND_OVERHEAD_S
+        narrowed = narrow_rest(
+            outcomes, lambda c, p: refine(c, p, limit=2 * spec.rounds),
+            lambda: spec.budget_s - (clock() - started) >= round_s)
+    return walks, recommend(outcomes, spec.slo, spec.cpus), narrowed
 
 
 def dominated(outcomes: list[Outcome], rec: Recommendation) -> set[str]:
@@ -207,7 +227,8 @@ def dominated(outcomes: list[Outcome], rec: Recommendation) -> set[str]:
                                                          and o.ci[1] < best.ci[0]))}
 
 
-def document(spec: SizeSpec, walks: list[BranchWalk], rec: Recommendation) -> SizeDoc:
+def document(spec: SizeSpec, walks: list[BranchWalk], rec: Recommendation,
+             narrowed: list[str] | None = None, elapsed_s: float | None = None) -> SizeDoc:
     outcomes = [o for w in walks for o in w.outcomes]
     beaten = dominated(outcomes, rec)
     below = (spec.min_capacity is not None and rec.best is not None
@@ -234,7 +255,9 @@ def document(spec: SizeSpec, walks: list[BranchWalk], rec: Recommendation) -> Si
                    "measured": sum(1 for o in outcomes if not o.pruned),
                    "pruned": sum(1 for o in outcomes if o.pruned),
                    "points": sum(len(o.points) for o in outcomes),
-                   "runs": sum(len(p.rps) or 1 for o in outcomes for p in o.points)},
+                   "runs": sum(len(p.rps) or 1 for o in outcomes for p in o.points),
+                   "budget_s": spec.budget_s, "narrowed": list(narrowed or []),
+                   "elapsed_s": None if elapsed_s is None else round(elapsed_s, 1)},
         "candidates": [{**o.as_dict(), "branch": o.candidate.branch.label(),
                         "dominated": o.candidate.label() in beaten} for o in outcomes],
         "branches": [{"branch": w.branch.label(), "stopped": w.stopped, "fit": w.fit,
@@ -260,15 +283,16 @@ def size_command(args: argparse.Namespace) -> int:
                 shutil.rmtree(child)
             else:
                 child.unlink()
+    started = time.monotonic()
     try:
-        walks, rec = search(spec, measure)
+        walks, rec, narrowed = search(spec, measure)
     except KeyboardInterrupt:
         print(f"interrupted: the points measured so far are in {spec.out / 'points'}",
               file=sys.stderr)
         return 130
     finally:
         measure.close()
-    doc = document(spec, walks, rec)
+    doc = document(spec, walks, rec, narrowed, time.monotonic() - started)
     atomic_write(spec.out / "size.json", json.dumps(doc, indent=2) + "\n")
     report = write_size_report(spec.out, doc)
     for c in doc["candidates"]:

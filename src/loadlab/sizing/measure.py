@@ -91,10 +91,11 @@ class Measurer:
         self._rounds[(candidate, rate)] = done
         return point_from(done, rate, self.spec.slo, self.spec.out)
 
-    def refine(self, candidate: Candidate, point: Point) -> Point | None:
-        """One more round of ``point`` (None once it has ``--rounds``)."""
+    def refine(self, candidate: Candidate, point: Point, limit: int | None = None
+               ) -> Point | None:
+        """One more round of ``point`` (None once it has ``limit``, else ``--rounds``)."""
         done = self._rounds.get((candidate, point.rate))
-        if done is None or len(done) >= self.spec.rounds:
+        if done is None or len(done) >= (limit or self.spec.rounds):
             return None
         first = done[0][1]
         where = first.with_name(f"{first.name}-r{len(done) + 1}")

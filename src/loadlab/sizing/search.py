@@ -279,9 +279,17 @@ def capacity(candidate: Candidate, measure: Measure, slo: Slo, start_rate: float
         out.stopped = (f"{missed.rate:g} req/s missed the target"
                        + (f" ({missed.evidence})" if missed.evidence else ""))
         out.rate_missed = missed.rate
+    narrow(out, met, refine, precision, floor)
+    return out
+
+
+def narrow(out: Outcome, met: Point, refine: Refine | None, precision: float = PRECISION,
+           floor: float | None = None) -> None:
+    """Rounds at the rate met while its interval is wider than ±precision and reaches
+    ``floor``; then ``out``'s capacity from the rate that still meets the target."""
     while refine is not None and needs_rounds(met, precision) and (
             floor is None or (met.ci or (0.0, math.inf))[1] >= floor):
-        more = refine(candidate, met)
+        more = refine(out.candidate, met)
         if more is None:
             break
         out.points[out.points.index(met)] = more
@@ -294,12 +302,31 @@ def capacity(candidate: Candidate, measure: Measure, slo: Slo, start_rate: float
             if not lower:
                 out.stopped = (f"{more.rate:g} req/s missed the target over {len(more.rps)} "
                                "rounds, and no lower rate was measured")
-                return out
+                out.rate_met = out.capacity = out.ci = None
+                return
             met = max(lower, key=lambda p: p.rate)
     out.rate_met = met.rate
     out.capacity = met.served
     out.ci = met.ci
-    return out
+
+
+def narrow_rest(outcomes: Sequence[Outcome], refine: Refine, time_left: Callable[[], bool],
+                precision: float = PRECISION) -> list[str]:
+    """After the search, while ``time_left()``: more rounds of every capacity whose interval
+    is still wider than ±precision, the highest capacity first (the recommendation can
+    turn on it), the dominated ones too (the search left them wide: they could not change
+    the answer, but a wide figure reads as a weak one). The labels of those narrowed."""
+    narrowed = []
+    wide = sorted((o for o in outcomes if o.met_point is not None
+                   and needs_rounds(o.met_point, precision)),
+                  key=lambda o: -(o.capacity or 0.0))
+    for out in wide:
+        met = out.met_point
+        if met is None or not time_left():
+            break
+        narrow(out, met, lambda c, p: refine(c, p) if time_left() else None, precision)
+        narrowed.append(out.candidate.label())
+    return narrowed
 
 
 def _round_rate(rate: float) -> float:
