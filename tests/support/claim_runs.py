@@ -47,7 +47,7 @@ def good_runs() -> dict[str, dict[str, Any]]:
         "loop-blocking": twice(record(probe_ms={"p50": 30.0}), probe_ms={"p50": 31.0}),
         "loop-threadpool": twice(record(probe_ms={"p50": 3.0}), probe_ms={"p50": 3.02}),
         "sync-2": twice(record(users=20, rps=19.5, workers=2), rps=19.6),
-        "gthread-2x4": twice(record(users=20, rps=78, workers=2, threads=4,
+        "gthread-1x8": twice(record(users=20, rps=78, workers=1, threads=8,
                                     worker_class="gthread"), rps=77),
         "sync-memory": twice(record(users=12, rps=115, mean=104, workers=12,
                                     server={"memory_bytes": 400e6,
