@@ -437,3 +437,23 @@ def test_a_bad_budget_is_one_line_and_exit_2(args: list[str], said: str, tmp_pat
     assert said in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "c").exists()  # nothing measured
+
+
+def test_a_part_near_failing_speaks_over_one_between_its_thresholds() -> None:
+    """One part failing is enough for "does not hold": a part lying between its
+    thresholds (rounds cannot move it) must not hide another that a round may fail (the
+    recorded case: FastAPI /json 0.77 between 0.67 and 0.80, Flask /json 2.11 [0.82, 5.41]
+    across 1.50), or --until-decided would give up on a claim it can decide."""
+    from loadlab.claims.verdicts import Effect, all_of, decide
+
+    between = decide(Effect("FastAPI", 0.77, 0.74, 0.80, 2), 0.8, 0.67)
+    assert between.verdict == UNSURE and between.more_rounds is None
+    near_failing = decide(Effect("Flask", 2.11, 0.82, 5.41, 2), 1.25, 1.5, higher=False)
+    assert near_failing.toward == FAILS and near_failing.more_rounds is not None
+    both = all_of(between, near_failing)
+    assert both.verdict == UNSURE and both.more_rounds == near_failing.more_rounds
+    assert "straddles 1.50" in both.reason
+    # To hold every part must: then the hardest part speaks.
+    near_holding = decide(Effect("x", 1.2, 0.9, 1.6, 2), 1.25, 1.5, higher=False)
+    assert near_holding.toward == HOLDS
+    assert all_of(between, near_holding).more_rounds is None

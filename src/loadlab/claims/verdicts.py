@@ -64,6 +64,7 @@ class Decision:
     verdict: str
     reason: str
     more_rounds: int | None = None  # extra rounds likely to decide it; None: rounds won't
+    toward: str | None = None  # the verdict those rounds would likely give (HOLDS, FAILS)
 
 
 @dataclass(frozen=True)
@@ -280,7 +281,7 @@ def decide(effect: Effect, holds_at: float, fails_at: float | None = None,
     hint = (f"; about {more} more round(s) would likely decide it" if more is not None
             else "; more rounds are unlikely to decide it")
     return Decision(UNSURE, f"the interval [{f(lo)}, {f(hi)}] straddles {f(target)}{hint}",
-                    more)
+                    more, HOLDS if target == holds_at else FAILS)
 
 
 def stall_decision(effect: Effect, stalled_ms: float, unit_ms: float, short: str
@@ -303,9 +304,16 @@ def all_of(*decisions: Decision) -> Decision:
     unsure = [d for d in decisions if d.verdict != HOLDS]
     if not unsure:
         return Decision(HOLDS, "; ".join(dict.fromkeys(d.reason for d in decisions)))
-    # The part furthest from deciding speaks for all (None: more rounds will not do it).
+    # To hold, every part must: the part furthest from deciding speaks for all (None: more
+    # rounds will not do it). To fail, one part is enough: one nearer to failing than that
+    # speaks instead (a part between its thresholds cannot block a verdict another decides).
     hardest = max(unsure, key=lambda d: math.inf if d.more_rounds is None else d.more_rounds)
-    return Decision(UNSURE, hardest.reason, hardest.more_rounds)
+    failing = [d for d in unsure if d.toward == FAILS and d.more_rounds is not None]
+    nearest = min(failing, key=lambda d: d.more_rounds or 0, default=None)
+    if nearest is not None and (hardest.more_rounds is None
+                                or (nearest.more_rounds or 0) < hardest.more_rounds):
+        return nearest
+    return Decision(UNSURE, hardest.reason, hardest.more_rounds, hardest.toward)
 
 
 def verdict(cid: str, text: str, decision: Decision, evidence: str,
