@@ -19,13 +19,16 @@ import numpy as np
 import pytest
 
 from loadlab import stats
-from loadlab.claims import CLAIMS, HOLDS, QUICK, UNSURE, judge, runs_by_name
+from loadlab.claims import CLAIMS, FAILS, HOLDS, QUICK, UNSURE, judge, runs_by_name
 from loadlab.claims.deciding import fitting, until_decided
 from loadlab.claims.plan import cells
 from loadlab.claims.verdicts import round_label, same_rounds
 from loadlab.runs.record import run_rounds
 
 RECORDED = Path(__file__).parent / "fixtures" / "claims" / "quiet-2rounds.summary.json"
+# The quiet run of 2026-12-04 20:52 UTC after the deciding work (docs/claims.md): every
+# claim decided from its 2 rounds, `claims --quick --until-decided --budget 420`, 302 s.
+DECIDED_RUN = RECORDED.with_name("quiet-decided.summary.json")
 LOG2 = math.log(2.0)
 
 
@@ -165,6 +168,25 @@ def test_the_recorded_quiet_run_judged_again() -> None:
     # A ratio between its two thresholds: more rounds would not decide it, and it says so.
     assert "lies between the thresholds 1.50 and 1.25" in found["db-bound-throughput"].reason
     assert found["db-bound-throughput"].more_rounds is None
+
+
+def test_a_quiet_quick_run_decides_every_claim() -> None:
+    """Judged from its recorded rounds: each claim holds or does not, none inconclusive,
+    and the two that do not hold say which of their rules decided it."""
+    summary = json.loads(DECIDED_RUN.read_text())
+    planned = {c.name: c.spec(QUICK, 2) for c in cells(CLAIMS)}
+    found = {v.id: v for v in judge(runs_by_name(planned, summary["runs"]), 2)}
+    assert set(found) == {c.id for c in CLAIMS}
+    assert [k for k, v in found.items() if v.verdict == UNSURE] == []
+    assert {k for k, v in found.items() if v.verdict == FAILS} == {
+        "db-bound-throughput", "server-vs-framework"}
+    # The database took 13% of the CPU; every run was limited by the services' quota.
+    assert "limited by the service (cpu_quota)" in found["db-bound-throughput"].reason
+    # Flask /json on Granian served about twice its rate on one Gunicorn sync worker.
+    ratio = found["server-vs-framework"].effect
+    assert ratio is not None and ratio["low"] > 1.5
+    parallel = found["free-threading-parallel-cpu"].effect
+    assert parallel is not None and parallel["low"] >= 1.5
 
 
 class PerCell:
