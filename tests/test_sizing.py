@@ -149,6 +149,8 @@ def test_the_recommendation_names_the_runner_up_and_the_difference() -> None:
       "--db-pool-sizes", "0"], "--db-pool-sizes"),
     (["--target", "flask", "--scenario", "io", "--cpus", "2", "--slo", "p95<9ms",
       "--min-capacity", "x"], "--min-capacity"),
+    (["--target", "flask", "--scenario", "io", "--cpus", "2", "--slo", "p95<9ms",
+      "--budget", "soon"], "--budget"),
     (["--target", "flask", "--scenario", "io", "--cpus", "2"], "--slo"),
     (["--app", "no_such_dir/app.py:app", "--request", "GET /", "--cpus", "2", "--slo",
       "p95<9ms"], "no such file"),
