@@ -230,7 +230,8 @@ def capacity(candidate: Candidate, measure: Measure, slo: Slo, start_rate: float
         out.points.append(point)
         return point
 
-    rate = max(min(start_rate, max_rate), MIN_RATE)
+    # A later candidate's start is derived (half a capacity): whole requests a second too.
+    rate = _round_rate(max(min(start_rate, max_rate), MIN_RATE))
     first = at(rate)
     met: Point | None = first if first.met else None
     missed: Point | None = None if first.met else first
