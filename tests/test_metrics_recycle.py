@@ -10,12 +10,14 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from prometheus_client.multiprocess import MultiProcessCollector
 from support.metrics_scrape import (
     fetch,
     metrics_dir,
@@ -74,6 +76,26 @@ def test_archive_keeps_totals_exactly(tmp_path: Path) -> None:
     assert before[("job_seconds_count", ())] == 23
     assert before[("job_seconds_bucket", (("le", "0.1"),))] == sum(
         sum(1 for i in range(n) if i % 3) for n in (5, 7, 11))
+
+
+def test_a_sample_file_not_yet_sized_is_skipped_and_swept(tmp_path: Path) -> None:
+    """prometheus_client creates a worker's sample file empty and sizes it a moment later;
+    a scrape in that moment (a busy machine stretches it) failed whole, with a 500 from the
+    side port, and a worker killed in it left the file empty for good (client_python #1199)."""
+    pids = [_run_worker(tmp_path, n) for n in (5, 7)]
+    before = _totals(tmp_path)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          check=True, capture_output=True, text=True, timeout=60)
+    ghost = int(gone.stdout)  # exited: as a worker killed while creating its files
+    (tmp_path / f"counter_{ghost}.db").touch()
+    (tmp_path / f"histogram_{ghost}.db").write_bytes(b"\0" * 4)  # half the header
+    with pytest.raises(struct.error):  # what the library's own collector does with them
+        list(MultiProcessCollector(None, str(tmp_path)).collect())
+    assert _totals(tmp_path) == before
+    mark_dead(ghost, tmp_path)
+    assert sorted(sample_files(tmp_path)) == sorted(
+        f"{typ}_{pid}.db" for typ in ("counter", "histogram") for pid in pids)
+    assert _totals(tmp_path) == before
 
 
 @pytest.mark.slow

@@ -53,7 +53,7 @@ def parse(text: str) -> Scrape:
 
 def side_scrape(service: ServiceProcess) -> Scrape:
     reply = httpx.get(service.metrics_url, timeout=SIDE_TIMEOUT_S)
-    reply.raise_for_status()
+    assert reply.status_code == 200, reply.text  # the side port says what failed
     return parse(reply.text)
 
 

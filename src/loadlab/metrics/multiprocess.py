@@ -13,6 +13,10 @@ multiprocess mode). Here:
 * Merging and reading take an exclusive / shared ``flock`` on one lock file, so a scrape
   never sees a dead worker's samples twice (archive and own file) or not at all, and an
   aggregated counter never goes backwards.
+* A sample file shorter than its header is skipped, not read: prometheus_client creates
+  it empty and sizes it a moment later, so a scrape in between (a busy machine stretches
+  the moment) failed whole, and a worker killed in between left it empty for good
+  (client_python #1199). It holds no samples yet.
 
 This module does not import the metric definitions: Gunicorn's master imports it for its
 hook and must not create sample files of its own.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -36,6 +41,7 @@ from loadlab.procs import is_alive
 ARCHIVE = "archive"  # <type>_archive.db holds the merged samples of dead workers
 ARCHIVED_TYPES = ("counter", "histogram", "summary")
 LOCK_FILE = ".lock"
+HEADER_BYTES = 8  # a sample file's used-bytes word and its padding, there once it is sized
 
 
 _pid = [os.getpid()]
@@ -77,6 +83,20 @@ def file_pid(name: str) -> int | None:
     return int(last) if last.isdigit() else None
 
 
+def readable(file: str | Path) -> bool:
+    """A sample file with its header: one still empty (being created, or left so by a
+    worker killed while creating it) holds no samples and cannot be parsed."""
+    try:
+        return os.stat(file).st_size >= HEADER_BYTES
+    except FileNotFoundError:
+        return False
+
+
+def readable_files(path: Path) -> list[str]:
+    """The sample files a reader can parse, as prometheus_client's collector globs them."""
+    return [f for f in glob.glob(os.path.join(path, "*.db")) if readable(f)]
+
+
 def pids_with_files(path: Path) -> set[int]:
     return {pid for entry in os.scandir(path) if (pid := file_pid(entry.name)) is not None}
 
@@ -99,6 +119,9 @@ def _archive(path: Path, pid: int) -> None:
     for typ in ARCHIVED_TYPES:
         dead = path / f"{typ}_{pid}.db"
         if not dead.exists():
+            continue
+        if not readable(dead):
+            dead.unlink(missing_ok=True)  # never sized: no samples to keep
             continue
         archive = path / f"{typ}_{ARCHIVE}.db"
         sources = [str(p) for p in (archive, dead) if p.exists()]
@@ -143,4 +166,4 @@ class LockedMultiProcessCollector(MultiProcessCollector):
 
     def collect(self) -> Iterable[Metric]:
         with _locked(self._dir, fcntl.LOCK_SH):
-            return list(super().collect())
+            return list(self.merge(readable_files(self._dir), accumulate=True))
