@@ -118,10 +118,8 @@ def _write_samples(target: Path, metrics: Iterable[Metric]) -> None:
 def _archive(path: Path, pid: int) -> None:
     for typ in ARCHIVED_TYPES:
         dead = path / f"{typ}_{pid}.db"
-        if not dead.exists():
-            continue
         if not readable(dead):
-            dead.unlink(missing_ok=True)  # never sized: no samples to keep
+            dead.unlink(missing_ok=True)  # absent, or never sized: no samples to keep
             continue
         archive = path / f"{typ}_{ARCHIVE}.db"
         sources = [str(p) for p in (archive, dead) if p.exists()]
