@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import timeit
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -23,13 +24,16 @@ from support.metrics_scrape import (
 
 from loadlab.contract import MAX_CPU_WORK
 from loadlab.launch import ServiceProcess
+from loadlab.metrics.looplag import INTERVAL_S
 from loadlab.workloads import cpu_work
 
 THREADS = 4
 PER_THREAD = 25
 ANYIO_DEFAULT_TOKENS = 40  # AnyIO's default thread limiter, per worker
-# The shortest loop stall the lag histogram surely counts over 0.25 s (probe sleep 0.5 s).
-STALL_SHOWS_S = 0.75
+# A loop stall counts once the probe wakes later than this (a bucket bound of the histogram);
+# a stall this much longer than the probe's sleep surely does, wherever it starts.
+STALL_LE = "0.25"
+STALL_SHOWS_S = INTERVAL_S + float(STALL_LE)
 
 
 def _load(url: str) -> tuple[set[int], int]:
@@ -167,7 +171,7 @@ def test_event_loop_lag(service: ServiceProcess) -> None:
         return
     def stalls() -> float:  # observations over 0.25 s, all workers
         result = scrape(service.url)
-        return result.value("loadlab_event_loop_lag_seconds_count") - result.value(lag, le="0.25")
+        return result.value("loadlab_event_loop_lag_seconds_count") - result.value(lag, le=STALL_LE)
 
     # The probe sleeps INTERVAL_S (0.5 s) between looks, so a stall of D seconds shows as
     # a late wake-up of D - 0.5 s at least, D at most (a shorter stall can fall inside the
@@ -194,14 +198,8 @@ def cpu_units_lasting(seconds: float) -> int:
     machine's Python and 0.92 s with Debian's, and would take less on a faster machine,
     down to a stall the probe may not see (under STALL_SHOWS_S)."""
     sample = 1000
-    fastest = min(_seconds_of_work(sample) for _ in range(3))
+    fastest = min(timeit.repeat(lambda: cpu_work(sample), number=1, repeat=3))
     return min(MAX_CPU_WORK, math.ceil(seconds * sample / fastest))
-
-
-def _seconds_of_work(units: int) -> float:
-    started = time.perf_counter()
-    cpu_work(units)
-    return time.perf_counter() - started
 
 
 def lag_by_file(service: ServiceProcess) -> dict[str, tuple[float, float]]:
@@ -212,7 +210,7 @@ def lag_by_file(service: ServiceProcess) -> dict[str, tuple[float, float]]:
             if family.name == "loadlab_event_loop_lag_seconds":
                 values = {(x.name, x.labels.get("le")): x.value for x in family.samples}
                 found[path.name] = (values.get((f"{family.name}_count", None), 0.0),
-                                    values.get((f"{family.name}_bucket", "0.25"), 0.0))
+                                    values.get((f"{family.name}_bucket", STALL_LE), 0.0))
     return found
 
 
