@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 from support.runner_cli import kill_tagged, loadlab, loadlab_here, tagged_env
 
 from loadlab.report.compare import FASTER, SAME, SLOWER, UNSURE, compare, judge_figure
-from loadlab.report.compare_html import comparison_section
+from loadlab.report.compare_html import VIEW, comparison_section, ratio_axis
 
 MANIFEST = {"cpu_model": "Test CPU", "cores": 2, "cgroup_version": "v1",
             "versions": {"python": "3.11.2", "uvicorn": "0.41.0"}}
@@ -145,6 +147,29 @@ def test_an_interval_from_two_spread_rounds_is_wide_and_judged_no_difference() -
     assert wide.verdict == SAME and not wide.regression
     assert wide.low == 0.0 and wide.high is not None and wide.high > 1e6
     assert wide.ratio is not None and wide.low <= wide.ratio <= wide.high
+
+
+def test_the_figure_keeps_a_wide_interval_from_squashing_the_rest() -> None:
+    """The interval above (0.0 to millions) drawn whole would leave every other interval a
+    dot: the axis stops at VIEW and the bar runs off its edge."""
+    assert ratio_axis([0.0], [5.6e7], 0.05) == (*VIEW, [0.1, 1.0, 10.0])
+    # Narrow intervals: the regression threshold's lines (0.95, 1.05) stay in view.
+    lo, hi, _ = ratio_axis([0.99], [1.01], 0.05)
+    assert lo < 0.95 and hi > 1.05
+
+
+@pytest.mark.parametrize(("low", "high", "limit"), [
+    (0.96, 1.04, 0.05), (0.999, 1.001, 0.0), (0.7, 1.4, 0.5), (0.85, 1.95, 0.05),
+    (0.3, 1.1, 0.05), (0.9, 3.0, 0.2), (0.0, 5.6e7, 0.05)])
+def test_the_figure_labels_few_named_ratios_with_room_between(
+        low: float, high: float, limit: float) -> None:
+    """A log axis labels a narrow range's minor ticks, and "9.6×10⁻¹" ran into "10⁰": the
+    panel labels only named ratios, 1 among them, at most 5, a fifth of its width apart."""
+    lo, hi, ticks = ratio_axis([low], [high], limit)
+    assert 1.0 in ticks and len(ticks) <= 5
+    assert all(lo <= t <= hi for t in ticks), (lo, hi, ticks)
+    gaps = [math.log(b / a) for a, b in itertools.pairwise(ticks)]
+    assert all(g >= math.log(hi / lo) / 5 for g in gaps), (lo, hi, ticks)
 
 
 @pytest.mark.slow

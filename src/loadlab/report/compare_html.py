@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import html
 import io
+import itertools
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,37 @@ from loadlab.report.compare import (
 )
 
 COLOURS = {FASTER: "#047857", SLOWER: "#b91c1c"}
+# The figure's x axis (current / baseline, log scale) shows at most this range: an interval
+# from two spread-out rounds can span 0.0 to millions, and drawn whole it would squash every
+# other interval into a dot. Beyond the range a bar runs off the panel's edge.
+VIEW = (0.1, 10.0)
+# Ratios a reader can name; a panel labels at most MAX_TICKS of those in its view, spaced
+# at least a MAX_TICKS-th of its width apart.
+TICKS = (0.1, 0.2, 0.5, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.25, 2.0, 5.0, 10.0)
+MAX_TICKS = 5
 
 
 def _e(value: Any) -> str:
     return html.escape("-" if value is None else str(value))
+
+
+def ratio_axis(lows: list[float], highs: list[float], limit: float,
+               ) -> tuple[float, float, list[float]]:
+    """A panel's x range and labelled ticks: its intervals and the regression threshold's
+    lines (1 ± limit) in view, within VIEW, and the ratios of TICKS with room between."""
+    lo = min([max(x, VIEW[0]) for x in lows] + [1.0 - limit]) / 1.15  # a low of 0.0 too
+    hi = max([*highs, 1.0 + limit]) * 1.15
+    lo, hi = max(lo, VIEW[0]), min(hi, VIEW[1])
+    ticks = [t for t in TICKS if lo <= t <= hi]
+    gap = math.log(hi / lo) / MAX_TICKS  # labels closer than this run into each other
+
+    def crowded() -> bool:
+        return len(ticks) > MAX_TICKS or any(
+            math.log(b / a) < gap for a, b in itertools.pairwise(ticks))
+
+    while len(ticks) > 1 and crowded():  # drop the finest: the tick nearest 1
+        ticks.remove(min((t for t in ticks if t != 1.0), key=lambda t: abs(math.log(t))))
+    return lo, hi, ticks
 
 
 def comparison_figure(result: Comparison) -> str | None:
@@ -37,6 +66,7 @@ def comparison_figure(result: Comparison) -> str | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     figures = [f.figure for f in result.matches[0].figures]
     rows = len(result.matches)
@@ -44,10 +74,13 @@ def comparison_figure(result: Comparison) -> str | None:
                              sharey=True)
     limit = result.max_regression_pct / 100.0
     for ax, name in zip(axes, figures, strict=True):
+        lows, highs = [], []
         for y, m in enumerate(result.matches):
             f = next(x for x in m.figures if x.figure == name)
             if f.ratio is None or f.low is None or f.high is None:
                 continue
+            lows.append(f.low)
+            highs.append(f.high)
             colour = COLOURS.get(f.verdict, "#6b7280")
             ax.errorbar(f.ratio, y, xerr=[[f.ratio - f.low], [f.high - f.ratio]], fmt="o",
                         color=colour, capsize=3, markersize=4)
@@ -55,6 +88,13 @@ def comparison_figure(result: Comparison) -> str | None:
         for bound in (1.0 - limit, 1.0 + limit):
             ax.axvline(bound, color="#9ca3af", lw=0.6, ls="--")
         ax.set_xscale("log")  # ratios: 0.5 and 2 equally far from 1
+        lo, hi, ticks = ratio_axis(lows, highs, limit)
+        ax.set_xlim(lo, hi)
+        # Named ratios only: the log axis's own labels on a narrow range crowd into each
+        # other ("9.6×10⁻¹" over "10⁰").
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("current / baseline (log)", fontsize=8)
         ax.tick_params(labelsize=7)
