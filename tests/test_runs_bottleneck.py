@@ -8,6 +8,7 @@ shaped as the sampler records them.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from loadlab.report.headline import sentences
 from loadlab.runner.session import describe
 from loadlab.runs.bottleneck import (
+    BUSY_CORES,
     RESOURCES,
     Gauges,
     Signals,
@@ -220,3 +222,28 @@ def test_a_throttled_quota_names_the_quota_though_tenants_took_some_periods() ->
     s = Signals(rps=24.0, cpu_limit=1.0, cpu_used=0.82, throttled_share=0.38, slots=2,
                 workers=2, in_progress=2.0, accept_queue=8.0)
     assert verdict(s)["resource"] == "cpu_quota"
+
+
+def test_full_slots_on_a_machine_busy_with_other_work_say_they_may_have_waited_for_cpu() -> None:
+    """Measured: Flask sync ×2 under 10 users of cpu 200 at one core, a whole test suite
+    beside it: other processes took 1.22 of the 2 cores, the service 0.74 of its 1, throttled
+    in 8% of the periods, 38.8 req/s, 8 connections queued (the latency here is made up).
+    The slots were full, waiting for CPU that the other work took."""
+    busy = Signals(rps=38.8, users=10, latency_mean_ms=250.0, cpu_limit=1.0, cpu_used=0.74,
+                   throttled_share=0.08, slots=2, workers=2, in_progress=2.0,
+                   accept_queue=8.0, other_cores=1.22)
+    v = verdict(busy)
+    assert v["resource"] == "worker_slots", v
+    assert v["evidence"].endswith(
+        "; other work on the machine took 1.22 cores, so it may have waited for CPU"), v
+    assert v["figures"]["other_cores"] == 1.22
+    # A quiet machine (BUSY_CORES or less): the same slots, no caveat.
+    quiet = verdict(replace(busy, other_cores=BUSY_CORES))
+    assert quiet["resource"] == "worker_slots" and "other work" not in quiet["evidence"]
+    # A quota that bit, or a service that used its CPUs up, was not starved by others.
+    bit = verdict(replace(busy, cpu_used=0.98, throttled_share=0.9))
+    assert bit["resource"] == "cpu_quota" and "other work" not in bit["evidence"]
+    # The record's machine figures reach the verdict.
+    record = _record()
+    record["machine"] = {"other_cores": 1.22}
+    assert signals(record, []).other_cores == 1.22

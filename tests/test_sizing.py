@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from support.runner_cli import assert_nothing_left, kill_tagged, loadlab, loadlab_here, tagged_env
 
-from loadlab.runs.record import BUSY_CORES
+from loadlab.runs.bottleneck import BUSY_CORES
 from loadlab.sizing.candidates import (
     Branch,
     Candidate,

@@ -24,7 +24,7 @@ from typing import Any
 
 from loadlab import stats
 from loadlab.runner.rounds import run_rounds
-from loadlab.runs.record import BUSY_CORES as BUSY_CORES  # the claims' modules import it here
+from loadlab.runs.bottleneck import BUSY_CORES as BUSY_CORES  # the claims' modules import it here
 
 HOLDS, FAILS, UNSURE = "holds", "does not hold", "inconclusive"
 Runs = dict[str, dict[str, Any]]  # recorded runs by cell name

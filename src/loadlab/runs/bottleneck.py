@@ -32,6 +32,14 @@ LOOP_BLOCKED_S = 0.020  # ... and this late whatever the CPU: blocked
 QUEUED = 1.0           # connections waiting in the accept queue, on average
 POOL_WAITING = 0.5     # requests waiting for a pooled connection, on average
 OPEN_MET = 0.95        # an open model that served this share of its rate got what it asked
+# Other work on the machine beyond this many cores spoils a CPU-bound comparison: the claims
+# and ``loadlab size`` say so beside a verdict measured under it, and so does this one.
+BUSY_CORES = 0.5
+# What other work can fill by taking the CPU: a slot, the loop, a pooled thread or
+# connection, held longer while its holder waits for a core. (A quota, the database's or
+# Locust's CPU was used up by its own process; the offered load left room.)
+STARVED_BY_OTHER_WORK: frozenset[Resource] = frozenset(
+    {"worker_slots", "event_loop", "thread_pool", "db_pool"})
 
 
 class Bottleneck(TypedDict):
@@ -72,6 +80,7 @@ class Signals:
     load_cpu_used: float | None = None  # the load generator's cores used
     load_cores: float | None = None     # cores given to the load generator
     load_saturated: bool = False        # the locustfile's own CPU warning fired
+    other_cores: float | None = None    # the machine's work that was neither (machine.*)
 
 
 def _r(value: float | None, digits: int = 3) -> float | None:
@@ -110,7 +119,21 @@ def _cycle_words(s: Signals) -> str:
 
 
 def verdict(s: Signals) -> Bottleneck:
-    """The resource that limited the run, the sentence that says so, and its figures."""
+    """The resource that limited the run, the sentence that says so, and its figures; with
+    a caveat when other work on the machine may have filled it by taking the CPU (the
+    claims call such runs inconclusive)."""
+    found = _saturated(s)
+    if (s.other_cores is None or s.other_cores <= BUSY_CORES
+            or found["resource"] not in STARVED_BY_OTHER_WORK):
+        return found
+    found["evidence"] += (f"; other work on the machine took {s.other_cores:.2f} cores, so it "
+                          "may have waited for CPU")
+    found["figures"]["other_cores"] = _r(s.other_cores)
+    return found
+
+
+def _saturated(s: Signals) -> Bottleneck:
+    """The first saturated resource, in the order a saturated one hides the next."""
 
     def found(resource: Resource, evidence: str, **figures: float | int | None) -> Bottleneck:
         return {"resource": resource, "evidence": evidence,
@@ -329,6 +352,7 @@ def signals(record: Mapping[str, Any], scrapes: Sequence[Gauges],
         load_cpu_used=machine.get("load_generator_cores"),
         load_cores=float(len(load_core_list)) if load_core_list else load_cores,
         load_saturated=bool(load.get("saturated")),
+        other_cores=_number(machine.get("other_cores")),
     )
 
 

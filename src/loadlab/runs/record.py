@@ -68,11 +68,6 @@ class ServerFigures(TypedDict, total=False):
     cpu_per_request_ms: float | None
 
 
-# Other work on the machine beyond this many cores spoils a CPU-bound comparison (the claims
-# and ``loadlab size`` say so beside a verdict measured under it).
-BUSY_CORES = 0.5
-
-
 class Machine(TypedDict, total=False):
     """The whole machine in the window; ``other_cores`` is neither the service nor Locust."""
 

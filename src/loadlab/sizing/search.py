@@ -42,7 +42,8 @@ import numpy as np
 
 from loadlab import stats
 from loadlab.report.fit import fit
-from loadlab.runs.record import BUSY_CORES, SizeCandidate, SizePoint, SizeRecommendation
+from loadlab.runs.bottleneck import BUSY_CORES
+from loadlab.runs.record import SizeCandidate, SizePoint, SizeRecommendation
 from loadlab.sizing.candidates import Branch, Candidate
 from loadlab.sizing.slo import Slo
 
