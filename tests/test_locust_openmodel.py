@@ -13,6 +13,7 @@ import contextlib
 import heapq
 import importlib.util
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -62,7 +63,8 @@ def simulate(om: ModuleType, rate: float, users: int, server: Server, run_s: flo
              ) -> tuple[Any, Any]:
     """One Locust process's users sending on the open model's schedule, as the locustfile's
     `_call` does: take the next slot, sleep until it, send; late when the send leaves more
-    than ``late_s`` after its slot; slots due but never taken by the end are dropped.
+    than ``late_s`` after its slot; slots due by the end but never taken, or taken and
+    not sent by the end, are dropped.
     Returns (OpenModelStats, latency from the actual send)."""
     pacer, stats, plain = om.Pacer(), om.OpenModelStats(), om.Latency()
     window_start, end = warmup_s, warmup_s + run_s
@@ -75,7 +77,8 @@ def simulate(om: ModuleType, rate: float, users: int, server: Server, run_s: flo
         om.clock.now = t
         intended = pacer.take(rate, users, total_users or users)
         started = max(t, intended)
-        if started >= end:
+        if started >= end:  # woke after the stop: not sent; dropped if the window owed it
+            stats.dropped += window_start <= intended <= end
             continue
         measured = intended >= window_start
         if measured:
@@ -86,7 +89,7 @@ def simulate(om: ModuleType, rate: float, users: int, server: Server, run_s: flo
             stats.intended.add((done - intended) * 1000)
             plain.add((done - started) * 1000)
         heapq.heappush(free, (done, user))
-    stats.dropped = pacer.backlog(since=window_start, now=end)
+    stats.dropped += pacer.backlog(since=window_start, now=end)
     stats.window_s = run_s
     return stats, plain
 
@@ -170,6 +173,39 @@ def test_schedule_beyond_the_users_drops_what_they_cannot_carry(
     assert stats.sent == pytest.approx(8 + 20 * 6.005 - 60 * 1.005, abs=2)
     assert stats.sent + stats.dropped == pytest.approx(slots, abs=1)
     assert stats.late == stats.sent  # every one of them left behind its time
+
+
+# The plugin's own sending rule, run for real (in a child: Locust patches the process with
+# gevent on import). The stop has been asked for (the window ends at 1 s) while two users
+# slept: one wakes for a slot after the window, one for a slot the window owed.
+_AFTER_THE_STOP = """
+import sys, time
+from types import SimpleNamespace
+sys.path.insert(0, sys.argv[1])
+import loadlab_plugin as plugin
+env = SimpleNamespace(runner=None, parsed_options=SimpleNamespace(late_ms=10.0,
+                                                                  arrival_rate=40.0))
+sends = []
+t0 = time.perf_counter() - 2.0
+plugin.Lab.window[:] = [t0, t0 + 1.0]
+for slot in (t0 + 1.5, t0 + 0.5):
+    plugin.Lab.pacer.next_t = slot
+    plugin.paced(env, lambda: sends.append(slot))
+print(len(sends), plugin.Lab.open_model.sent, plugin.Lab.open_model.dropped)
+plugin.Lab.window[:] = [t0, 0.0]  # running again: the next slot is sent and counted
+plugin.Lab.pacer.next_t = None
+plugin.paced(env, lambda: sends.append(0))
+print(len(sends), plugin.Lab.open_model.sent, plugin.Lab.open_model.dropped)
+"""
+
+
+def test_a_user_waking_after_the_stop_sends_nothing_and_the_window_keeps_its_slots() -> None:
+    done = subprocess.run([sys.executable, "-c", _AFTER_THE_STOP, str(ROOT / "locust")],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # Neither late wake-up sent; the slot inside the window is dropped, the later one is
+    # not the window's. Then a send while running counts as sent.
+    assert done.stdout.split("\n")[:2] == ["0 0 1", "1 1 1"], done.stdout
 
 
 def test_processes_share_the_rate_and_the_master_adds_up_their_figures(
