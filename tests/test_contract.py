@@ -292,33 +292,43 @@ def test_wrong_content_type_is_415(client: httpx.Client, content_type: str | Non
     assert (reply.status_code, reply.content) == (415, NOT_JSON)
 
 
-def test_body_over_limit_is_413_declared(client: httpx.Client) -> None:
+# Granian 2.7.9, the newest with a free-threaded (3.13t) wheel, leaves about 1 in 20 POSTs
+# of a 1 MiB body to its ASGI app unanswered (measured: 2 of 40 on one service; 0 of 40 for
+# Granian 2.8.9 with the GIL and for its WSGI app free-threaded), whether the app reads the
+# body or answers 413 part-way (a chunked 1.1 MiB body hung once in a whole suite). An
+# upstream defect the lab documents (docs/serve.md); any other outcome than that hang fails.
+GRANIAN_FT_BODY_HANG = pytest.mark.xfail(
+    reason="Granian 2.7.9 free-threaded: a 1 MiB ASGI body sometimes hangs",
+    raises=httpx.ReadTimeout, strict=False)
+
+
+def expect_granian_ft_body_hang(service: ServiceProcess, request: pytest.FixtureRequest) -> None:
+    """The 1 MiB-body tests on FastAPI under free-threaded Granian: a hang is the known one."""
+    cfg = service.cfg
+    if (cfg.framework, cfg.worker_class, cfg.python) == ("fastapi", "granian", "ft"):
+        request.applymarker(GRANIAN_FT_BODY_HANG)
+
+
+def test_body_over_limit_is_413_declared(client: httpx.Client, service: ServiceProcess,
+                                         request: pytest.FixtureRequest) -> None:
+    expect_granian_ft_body_hang(service, request)
     reply = check(client.post("/echo", content=b" " * (LIMIT + 1),
                               headers={"content-type": "application/json"}))
     assert (reply.status_code, reply.content) == (413, TOO_LARGE)
 
 
-def test_body_over_limit_is_413_chunked(client: httpx.Client) -> None:
+def test_body_over_limit_is_413_chunked(client: httpx.Client, service: ServiceProcess,
+                                        request: pytest.FixtureRequest) -> None:
+    expect_granian_ft_body_hang(service, request)
     chunks = iter([b" " * 65536] * (LIMIT // 65536 + 2))  # no Content-Length: chunked
     reply = check(client.post("/echo", content=chunks,
                               headers={"content-type": "application/json"}))
     assert (reply.status_code, reply.content) == (413, TOO_LARGE)
 
 
-# Granian 2.7.9, the newest with a free-threaded (3.13t) wheel, leaves about 1 in 20 POSTs
-# of a 1 MiB body to its ASGI app unanswered (measured: 2 of 40 on one service; 0 of 40 for
-# Granian 2.8.9 with the GIL and for its WSGI app free-threaded). An upstream defect the lab
-# documents (docs/serve.md); any other outcome than that hang still fails.
-GRANIAN_FT_BODY_HANG = pytest.mark.xfail(
-    reason="Granian 2.7.9 free-threaded: a 1 MiB ASGI body sometimes hangs",
-    raises=httpx.ReadTimeout, strict=False)
-
-
 def test_body_at_limit_is_read(client: httpx.Client, service: ServiceProcess,
                                request: pytest.FixtureRequest) -> None:
-    cfg = service.cfg
-    if (cfg.framework, cfg.worker_class, cfg.python) == ("fastapi", "granian", "ft"):
-        request.applymarker(GRANIAN_FT_BODY_HANG)
+    expect_granian_ft_body_hang(service, request)
     raw = b'{"name":"x","quantity":1,"price":1}'
     padded = raw + b" " * (LIMIT - len(raw))
     reply = check(client.post("/echo", content=padded,
