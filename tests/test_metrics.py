@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
+import threading
 import time
 import timeit
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -34,6 +37,23 @@ ANYIO_DEFAULT_TOKENS = 40  # AnyIO's default thread limiter, per worker
 # a stall this much longer than the probe's sleep surely does, wherever it starts.
 STALL_LE = "0.25"
 STALL_SHOWS_S = INTERVAL_S + float(STALL_LE)
+
+
+def _repeat(url: str, path: str, stop: threading.Event, deadline: float) -> list[int]:
+    """GET ``path`` again and again on one kept-alive connection (so one worker) until
+    ``stop`` is set or ``deadline`` (monotonic) passes; the statuses."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    statuses: list[int] = []
+    try:
+        while not stop.is_set() and time.monotonic() < deadline:
+            conn.request("GET", path)
+            reply = conn.getresponse()
+            reply.read()
+            statuses.append(reply.status)
+    finally:
+        conn.close()
+    return statuses
 
 
 def _load(url: str) -> tuple[set[int], int]:
@@ -133,11 +153,21 @@ def test_thread_pool(service: ServiceProcess) -> None:
         expected = ANYIO_DEFAULT_TOKENS * cfg.workers
         wait_for(lambda: scrape(service.url).value("loadlab_threadpool_size") == expected,
                  5, "both workers to report their limiter")
-        with ThreadPoolExecutor(3) as pool:  # def endpoints: each holds a token
-            slow = [pool.submit(fetch, service.url, "/cpu?work=10000") for _ in range(3)]
-            wait_for(lambda: scrape(service.url).value("loadlab_threadpool_busy") >= 3,
-                     10, "3 borrowed tokens")
-            assert all(f.result()[0] == 200 for f in slow)
+        # Each worker's loop samples its limiter once a second, so a request shorter than
+        # that can fall between two looks: keep 3 `def` requests (each holding a token) in
+        # flight on 3 kept-alive connections until both workers' looks add up to them.
+        stop = threading.Event()
+        deadline = time.monotonic() + 30
+        with ThreadPoolExecutor(3) as pool:
+            holders = [pool.submit(_repeat, service.url, "/cpu?work=3000", stop, deadline)
+                       for _ in range(3)]
+            try:
+                wait_for(lambda: scrape(service.url).value("loadlab_threadpool_busy") >= 3,
+                         20, "3 borrowed tokens")
+            finally:
+                stop.set()
+            statuses = [status for holder in holders for status in holder.result()]
+        assert statuses and set(statuses) == {200}, statuses
     elif cfg.worker_class == "gthread":
         assert result.value("loadlab_threadpool_size") == cfg.threads * cfg.workers
         with ThreadPoolExecutor(3) as pool:
