@@ -10,11 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support.compose_project import engine_problem
+from support.compose_project import engine_problem, published_port
 from support.runner_cli import loadlab
 from support.system_tools import require
 
-from loadlab.launch import free_port
 from loadlab.runner.compose import app_env
 from loadlab.serve import ServerConfig
 
@@ -48,7 +47,7 @@ def test_size_runs_each_candidate_as_the_compose_app_service(tmp_path: Path) -> 
                     "builds the offline base)")
     project, tag = f"loadlab-size-{os.getpid()}", f"size-{os.getpid()}"
     env = {**os.environ, "COMPOSE_PROJECT_NAME": project, "LOADLAB_TAG": tag,
-           "PYTHON_IMAGE": base, "APP_PORT": str(free_port()), "LOADLAB_BIND": "127.0.0.1",
+           "PYTHON_IMAGE": base, "APP_PORT": str(published_port()), "LOADLAB_BIND": "127.0.0.1",
            "HEALTHCHECK_INTERVAL": "1s", "COMPOSE_PROFILES": "app"}
     env.pop("DATABASE_URL", None)
     compose = ["docker", "compose", "--project-directory", str(ROOT)]

@@ -11,11 +11,10 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from support.compose_project import Stack, engine_problem, registry_answers
+from support.compose_project import Stack, engine_problem, published_port, registry_answers
 from support.system_tools import require
 
 from loadlab import offline
-from loadlab.launch import free_port
 
 
 def _image_missing(name: str) -> bool:
@@ -34,7 +33,7 @@ def app_stack() -> Iterator[Stack]:
             subprocess.run([sys.executable, "-m", "loadlab.offline"], check=True,
                            timeout=1800, capture_output=True)
     lab = Stack(project=f"loadlab-e2e-app-{os.getpid()}", tag=f"e2e-app-{os.getpid()}", env={
-        **images, "COMPOSE_PROFILES": "app", "APP_PORT": str(free_port()),
+        **images, "COMPOSE_PROFILES": "app", "APP_PORT": str(published_port()),
         "LOADLAB_APP_DIR": "./examples/flask_shop", "LOADLAB_APP": "app:app",
         "LOADLAB_APP_BASE": "flask", "APP_WORKER_CLASS": "gthread", "APP_WORKERS": "2",
         "APP_THREADS": "4", "APP_CPUS": "1", "POSTGRES_PASSWORD": "e2e-app-secret"})

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -33,6 +35,35 @@ SERVICES = ("fastapi", "flask", "locust-master", "locust-worker", "prometheus", 
 # The compose file's `variants` profile, up only for the test that needs it.
 PROFILE_VARIANTS = ("fastapi-gunicorn", "flask-gevent", "fastapi-granian", "flask-granian")
 VARIANT_SERVICES = ("fastapi", "flask", *PROFILE_VARIANTS)
+
+
+# Ports published_port handed out in this test session: each is distinct.
+_PUBLISHED: set[int] = set()
+
+
+def published_port() -> int:
+    """A free loopback port for a compose lab to publish, below the kernel's ephemeral range
+    and distinct from every other this session handed out.
+
+    Below: Docker gives each `127.0.0.1::9000` side port the next port from the bottom of
+    that range, and the kernel gives every outgoing connection one from it, so a fixed port
+    picked inside it can be taken before the service that is to publish it is up (`port is
+    already allocated`)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    top = min(low, 30000)  # below Swarm's and Kubernetes' node ports (30000-32767) too
+    if top - 20000 < 1000:  # an unusual range: take the kernel's choice
+        return free_port()
+    for port in random.sample(range(20000, top), k=200):
+        if port in _PUBLISHED:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PUBLISHED.add(port)
+        return port
+    raise OSError("no free port in 20000-29999 on 127.0.0.1 after 200 tries")
 
 
 def engine_problem() -> str | None:
@@ -79,7 +110,7 @@ class Stack:
     healthy_after: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.ports = {name: free_port() for name in (
+        self.ports = {name: published_port() for name in (
             "FASTAPI_PORT", "FLASK_PORT", "FASTAPI_GUNICORN_PORT", "FLASK_GEVENT_PORT",
             "FASTAPI_GRANIAN_PORT", "FLASK_GRANIAN_PORT", "LOCUST_PORT", "LOCUST_MASTER_PORT",
             "PROMETHEUS_PORT", "GRAFANA_PORT", "POSTGRES_PORT")}
