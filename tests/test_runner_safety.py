@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -139,9 +141,12 @@ def test_leftovers_of_a_live_runner_are_left_alone_and_a_dead_ones_reaped(
 def test_sigkill_of_the_runner_leaves_nothing_running(tmp_path: Path,
                                                       env: tuple[dict[str, str], str]) -> None:
     out = tmp_path / "k"
+    # A short directory of its own for the runner's temporary files (sockets live there).
+    scratch = Path(tempfile.mkdtemp(prefix="ll-kill-"))
     proc = subprocess.Popen([sys.executable, "-m", "loadlab", "run", "--target", "fastapi",
                              "--scenario", "json", "--users", "2", "--duration", "60s",
-                             "--warmup", "1s", "--out", str(out)], env=env[0], text=True,
+                             "--warmup", "1s", "--out", str(out)],
+                            env={**env[0], "TMPDIR": str(scratch)}, text=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: under_load(out), 90, "the run under load")
@@ -153,9 +158,12 @@ def test_sigkill_of_the_runner_leaves_nothing_running(tmp_path: Path,
         # to carry the tag some milliseconds before it stops running (a CI run saw one).
         wait_for(lambda: not tagged(env[1]) and not any(is_alive(pid) for pid in started),
                  20, "the service and Locust to end")
+        # The service's log has no name on disk, so nothing is left to clean up.
+        assert sorted(p.name for p in scratch.glob("loadlab-*.log")) == []
     finally:
         if proc.poll() is None:
             proc.kill()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _sigint_ignored() -> None:

@@ -13,8 +13,8 @@ import subprocess
 import tempfile
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 from loadlab.errors import UserError
 from loadlab.procs import free_port, kill_group, port_in_use, tie_to_parent
@@ -37,7 +37,7 @@ class ServiceProcess:
     env: dict[str, str] | None = None
     ready_timeout_s: float = 30.0
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
-    log_path: Path | None = field(default=None, init=False)
+    log: BinaryIO | None = field(default=None, init=False, repr=False)
     metrics_port: int = field(default=0, init=False)
 
     @property
@@ -64,8 +64,11 @@ class ServiceProcess:
         """Start the process without waiting for it (``wait_ready`` waits)."""
         if port_in_use(self.cfg.host, self.cfg.port):
             raise LaunchError(f"port {self.cfg.port} on {self.cfg.host} is already in use")
-        fd, name = tempfile.mkstemp(prefix=f"loadlab-{self.cfg.framework}-", suffix=".log")
-        self.log_path = Path(name)
+        # A log with no name on disk: it goes when the service's descriptor and ours close,
+        # even if this process is SIGKILLed (a named file in /tmp was left behind then).
+        # It lives as long as the service: stop() closes it.
+        self.log = tempfile.TemporaryFile(  # noqa: SIM115
+            prefix=f"loadlab-{self.cfg.framework}-", suffix=".log")
         env = dict(os.environ if self.env is None else self.env)
         # Each service gets its own multiprocess directory, made and wiped by serve.
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -76,10 +79,9 @@ class ServiceProcess:
         env["LOADLAB_METRICS_PORT"] = str(self.metrics_port)
         # SIGTERM when this process dies, even by SIGKILL: no service outlives its runner.
         self.proc = subprocess.Popen(
-            serve_argv(self.cfg), stdout=fd, stderr=subprocess.STDOUT, env=env,
+            serve_argv(self.cfg), stdout=self.log, stderr=subprocess.STDOUT, env=env,
             start_new_session=True, preexec_fn=tie_to_parent(signal.SIGTERM),
         )
-        os.close(fd)
         return self
 
     def wait_ready(self) -> None:
@@ -102,10 +104,15 @@ class ServiceProcess:
             raise LaunchError(f"{self.cfg.framework} {reason}: {self.log_tail()}")
 
     def log_tail(self, lines: int = 5) -> str:
-        if self.log_path is None or not self.log_path.exists():
+        if self.log is None or self.log.closed:
             return "(no log)"
-        with self.log_path.open(errors="replace") as fh:
-            tail = deque((line.rstrip() for line in fh if line.strip()), maxlen=lines)
+        # pread, not seek + read: the service shares this descriptor's offset and writes at it.
+        fd = self.log.fileno()
+        size = os.fstat(fd).st_size
+        start = max(0, size - 65536)
+        text = os.pread(fd, size - start, start).decode("utf-8", "replace")
+        tail = deque((line.rstrip() for line in text.splitlines() if line.strip()),
+                     maxlen=lines)
         return " | ".join(tail) or "(empty log)"
 
     @property
@@ -118,8 +125,8 @@ class ServiceProcess:
         if self.proc is None:
             return
         kill_group(self.proc.pid, timeout_s, proc=self.proc)
-        if self.log_path is not None:
-            self.log_path.unlink(missing_ok=True)
+        if self.log is not None:
+            self.log.close()
 
     def __enter__(self) -> ServiceProcess:
         return self.start()
