@@ -103,14 +103,20 @@ class ServiceProcess:
         if reason is not None:
             raise LaunchError(f"{self.cfg.framework} {reason}: {self.log_tail()}")
 
-    def log_tail(self, lines: int = 5) -> str:
+    def log_text(self, last_bytes: int | None = None) -> str | None:
+        """What the service wrote so far (its last ``last_bytes``), or None once stopped."""
         if self.log is None or self.log.closed:
-            return "(no log)"
+            return None
         # pread, not seek + read: the service shares this descriptor's offset and writes at it.
         fd = self.log.fileno()
         size = os.fstat(fd).st_size
-        start = max(0, size - 65536)
-        text = os.pread(fd, size - start, start).decode("utf-8", "replace")
+        start = 0 if last_bytes is None else max(0, size - last_bytes)
+        return os.pread(fd, size - start, start).decode("utf-8", "replace")
+
+    def log_tail(self, lines: int = 5) -> str:
+        text = self.log_text(last_bytes=65536)
+        if text is None:
+            return "(no log)"
         tail = deque((line.rstrip() for line in text.splitlines() if line.strip()),
                      maxlen=lines)
         return " | ".join(tail) or "(empty log)"
