@@ -39,7 +39,7 @@ from _latency import Latency
 from _openmodel import OpenModelStats, Pacer
 from flask import Response, jsonify, request
 from locust.env import Environment
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 from locust.user.task import DefaultTaskSet, TaskSet
 
 from loadlab.readiness import wait_ready
@@ -47,6 +47,7 @@ from locust import events
 
 log = logging.getLogger("loadlab")
 INSTALLED = "_loadlab_plugin_installed"  # marker on locust.events: listeners registered
+FINAL_REPORT_WAIT_S = 10.0  # beyond --stop-timeout, for each worker's last report of a run
 
 
 class Lab:
@@ -60,6 +61,8 @@ class Lab:
     warmup: gevent.Greenlet | None = None
     window: ClassVar[list[float]] = [0.0, 0.0]  # measured window (perf_counter), post warm-up
     spawned = itertools.count()    # users started here: the lab's "both" alternates by it
+    finals: ClassVar[set[str]] = set()  # master: workers whose last report of the run came
+    shipping_final = False         # worker: the report being shipped is its last of the run
 
 
 def users_target(environment: Environment) -> int:
@@ -181,6 +184,8 @@ def _init(environment: Environment, runner: Any, web_ui: Any, **_: Any) -> None:
     Lab.cpu.start()
     if worker:
         runner.register_message("loadlab_reset", lambda environment, msg, **kw: _reset(runner))
+        runner.register_message("loadlab_stop",
+                                lambda environment, msg, **kw: _stop_and_ship(runner))
     elif options is not None:
         # Spawn messages carry the options: workers learn the URLs the master knows.
         setattr(options, _options.URLS_OPTION, _options.known_urls())
@@ -271,6 +276,46 @@ def _test_stopping(environment: Environment, **_: Any) -> None:
     # The window ends when the stop is asked for: a master waits for its workers' users to
     # stop (polling every second) before test_stop fires.
     Lab.window[1] = time.perf_counter()
+    if isinstance(environment.runner, MasterRunner):
+        _collect_final_reports(environment.runner)
+
+
+def _collect_final_reports(runner: MasterRunner) -> None:
+    """Have every worker with users stop now and ship its last report, and wait for each.
+
+    A worker counts its drops when its users have stopped, and ships them with its next
+    report. Locust's quit (the end of a headless run) gives those reports 0.5 s before it
+    stops listening; a worker on a busy machine can take longer, and its lost report is
+    its last sends and every drop it counted (sent + dropped fell to half the window's
+    slots). The wait is bounded: a worker that dies meanwhile is named and left out."""
+    active = {node.id for node in (*runner.clients.spawning, *runner.clients.running)}
+    if not active:
+        return
+    Lab.finals = set()
+    runner.send_message("loadlab_stop")
+    deadline = time.monotonic() + runner.environment.stop_timeout + FINAL_REPORT_WAIT_S
+    while True:
+        listed = {node.id for node in runner.clients.all if node.state != STATE_MISSING}
+        waiting = (active & listed) - Lab.finals
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            log.warning("loadlab: no last report from %s; its last figures are left out",
+                        ", ".join(sorted(waiting)))
+            return
+        gevent.sleep(0.05)
+
+
+def _stop_and_ship(runner: WorkerRunner) -> None:
+    """A worker asked by its master: stop the users (test_stop counts the drops), then ship
+    the last report at once, marked as the last, instead of at the next tick."""
+    if runner.state in (STATE_SPAWNING, STATE_RUNNING):
+        runner.stop()
+    Lab.shipping_final = True
+    try:
+        runner._send_stats()  # Locust's own report, with _ship's share: one message
+    finally:
+        Lab.shipping_final = False
 
 
 def _test_stop(environment: Environment, **_: Any) -> None:
@@ -293,6 +338,7 @@ def _ship(client_id: str, data: dict[str, Any], **_: Any) -> None:
         "latency": Lab.latency.dump(),
         "cpu": Lab.cpu.last_percent,
         "cpu_peak": Lab.cpu.peak_percent,
+        "final": Lab.shipping_final,
     }
     Lab.open_model = OpenModelStats()
     Lab.latency = Latency()
@@ -320,6 +366,9 @@ def _gather(client_id: str, data: dict[str, Any], **_: Any) -> None:
         Lab.state.late_sends += int(shipped["open"].get("late", 0))
     except (KeyError, TypeError, ValueError, AttributeError):
         log.warning("loadlab: a malformed report from %s left out", client_id)
+        return
+    if shipped.get("final") is True:
+        Lab.finals.add(client_id)
 
 
 def _quitting(environment: Environment, **_: Any) -> None:

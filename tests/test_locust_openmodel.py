@@ -385,3 +385,38 @@ def test_dropped_sends_make_up_the_rate_the_users_cannot_carry(
     assert model["sent"] < 0.6 * slots, model  # the users could not carry the rate
     assert model["dropped_sends"] > 0.25 * slots, model
     assert abs(model["sent"] + model["dropped_sends"] - slots) <= 0.15 * slots, model
+
+
+SLOW_STOP = '''"""A worker slow to stop, as on a busy machine: its last report leaves late."""
+import time
+
+from locust import events
+from locust.runners import WorkerRunner
+
+
+@events.test_stop.add_listener
+def _slow_stop(environment, **_):
+    if isinstance(environment.runner, WorkerRunner):
+        time.sleep(1.5)  # past the 0.5 s Locust's quit gives the workers' last reports
+'''
+
+
+@pytest.mark.slow
+def test_a_worker_slow_to_stop_still_delivers_its_drops_and_sends(
+        sync_two: ServiceProcess, tmp_path: Any) -> None:
+    """The end of a headless distributed run: the master waits for each worker's last
+    report, with the drops it counted at its stop, however long the worker takes."""
+    slow = tmp_path / "slow_stop.py"
+    slow.write_text(SLOW_STOP)
+    rate = 60.0
+    lo = headless(sync_two.url, "--scenario", "io", "--io-ms", "100", "--arrival-rate",
+                  str(rate), "--warmup-s", "1", "--processes", "2", users=8, run_time="5s")
+    lo.locustfile = f"{lo.locustfile},{slow}"
+    run = lo.start().finish(timeout_s=60)
+    assert run.returncode == 0, run.output[-2000:]
+    assert run.report is not None, run.output[-2000:]
+    model = run.report["open_model"]
+    slots = rate * model["window_s"]
+    assert model["dropped_sends"] > 0.25 * slots, model
+    assert abs(model["sent"] + model["dropped_sends"] - slots) <= 0.15 * slots, model
+    assert "no last report" not in run.output
