@@ -10,13 +10,16 @@ the histogram at scrape time, down to 100 µs.
 Port 5557 has no authentication, so what a report may add is bounded: reports count only
 from workers the master lists, each row must look like one the lab's own workers send
 (a known target, a short name and method, a histogram of bounded size), and the table
-holds at most ``MAX_SERIES`` series. Workers the master no longer lists leave the exporter.
+holds at most ``MAX_SERIES`` series. Workers the master no longer lists leave the exporter
+once they stayed away longer than a stop's rejoin takes (see ``SwarmState.prune``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +44,8 @@ TARGET_LABELS = frozenset({"host", "fastapi", "flask", "fastapi-gunicorn", "flas
                            "fastapi-granian", "flask-granian"})
 # What one worker report may add (the lab's own workers stay far below these).
 MAX_SERIES = 1000
+# How long a worker the master stopped listing keeps its counts, beyond the stop's own wait.
+REJOIN_GRACE_S = 30.0
 MAX_NAME = 200
 MAX_METHOD = 16
 MAX_HDR_CHARS = 1 << 20  # an encoded histogram of every bucket is a few kB
@@ -176,6 +181,8 @@ class SwarmState:
     peaks: dict[str, float] = field(default_factory=dict)
     late_sends: int = 0
     runner: Any = None
+    unlisted_since: dict[str, float] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
 
     def listed(self) -> set[str] | None:
         """The workers the master lists now (None: not a master)."""
@@ -190,14 +197,33 @@ class SwarmState:
         self.prune(listed)
         return self.workers.setdefault(client_id, WorkerCounts())
 
+    def rejoin_grace_s(self) -> float:
+        """How long a stopped worker may be off the master's list and come back.
+
+        After every stop Locust delists each worker between its "client_stopped" and its
+        "client_ready", which it sends ``stop_timeout`` seconds later (plus the worker's
+        LOCUST_WORKER_ADDITIONAL_WAIT_BEFORE_READY_AFTER_STOP); it comes back under the
+        same id, and a scrape in between must not reset its counts to nothing."""
+        stop_timeout = getattr(getattr(self.runner, "environment", None), "stop_timeout", 0)
+        try:
+            extra = float(os.environ.get("LOCUST_WORKER_ADDITIONAL_WAIT_BEFORE_READY_AFTER_STOP",
+                                         0))
+        except ValueError:
+            extra = 0.0
+        return float(stop_timeout or 0) + max(extra, 0.0) + REJOIN_GRACE_S
+
     def prune(self, listed: Iterable[str] | None) -> None:
-        """Forget workers the master no longer lists (quit, or missing long enough that
-        Locust dropped them)."""
+        """Forget workers the master has not listed for longer than a rejoin takes (quit,
+        or missing long enough that Locust dropped them)."""
         if listed is None:
             return
-        keep = set(listed)
-        for gone in [w for w in self.workers if w not in keep]:
-            del self.workers[gone]
+        keep, now = set(listed), self.clock()
+        for back in [w for w in self.unlisted_since if w in keep]:
+            del self.unlisted_since[back]
+        for away in [w for w in self.workers if w not in keep]:
+            since = self.unlisted_since.setdefault(away, now)
+            if now - since > self.rejoin_grace_s():
+                del self.workers[away], self.unlisted_since[away]
 
     def note_peak(self, client_id: str, peak: float) -> None:
         if client_id in self.peaks or len(self.peaks) < MAX_SERIES:

@@ -156,22 +156,48 @@ def test_a_rogue_workers_report_is_bounded() -> None:
 
 def test_reports_count_only_from_listed_workers_and_departed_ones_leave() -> None:
     state = _exporter.SwarmState(runner=FakeRunner("w1", "w2"))
+    now = [100.0]
+    state.clock = lambda: now[0]
     assert state.worker("rogue") is None
     for w in ("w1", "w2"):
         counts = state.worker(w)
         assert counts is not None
-        counts.cpu_percent = 42.0
+        counts.requests, counts.cpu_percent = 7, 42.0
         state.note_peak(w, 42.0)
-    text = _exporter.render(_exporter.registry_for(state)).decode()
-    cpu = {dict(lb)["worker"] for (n, lb), _ in metrics(text).items()
-           if n == "locust_worker_cpu_percent"}
-    assert cpu == {"w1", "w2"}
-    del state.runner.clients["w1"]  # the master no longer lists it (quit or missing)
-    text = _exporter.render(_exporter.registry_for(state)).decode()
-    cpu = {dict(lb)["worker"] for (n, lb), _ in metrics(text).items()
-           if n == "locust_worker_cpu_percent"}
-    assert cpu == {"w2"}
+
+    def shown() -> dict[str, float]:
+        text = _exporter.render(_exporter.registry_for(state)).decode()
+        return {dict(lb)["worker"]: v for (n, lb), v in metrics(text).items()
+                if n == "locust_worker_requests_total"}
+
+    assert shown() == {"w1": 7, "w2": 7}
+    # After a stop Locust delists each worker until it says it is ready again: a scrape
+    # then keeps its counts, and it comes back with them.
+    w1 = state.runner.clients.pop("w1")
+    assert shown() == {"w1": 7, "w2": 7}
+    now[0] += state.rejoin_grace_s() - 1
+    assert shown() == {"w1": 7, "w2": 7}
+    state.runner.clients["w1"] = w1
+    assert state.worker("w1") is not None and shown() == {"w1": 7, "w2": 7}
+    # Away longer than a rejoin takes (it quit, or Locust dropped it): it leaves.
+    del state.runner.clients["w1"]
+    assert shown() == {"w1": 7, "w2": 7}
+    now[0] += state.rejoin_grace_s() + 1
+    assert shown() == {"w2": 7}
     assert set(state.workers) == {"w2"} and set(state.peaks) == {"w1", "w2"}
+    assert state.worker("w1") is None
+
+
+def test_the_rejoin_grace_follows_the_stop_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = FakeRunner("w1")
+    state = _exporter.SwarmState(runner=runner)
+    monkeypatch.delenv("LOCUST_WORKER_ADDITIONAL_WAIT_BEFORE_READY_AFTER_STOP", raising=False)
+    assert state.rejoin_grace_s() == _exporter.REJOIN_GRACE_S  # no stop timeout set
+    runner.environment.stop_timeout = 20
+    monkeypatch.setenv("LOCUST_WORKER_ADDITIONAL_WAIT_BEFORE_READY_AFTER_STOP", "5")
+    assert state.rejoin_grace_s() == 25 + _exporter.REJOIN_GRACE_S
+    monkeypatch.setenv("LOCUST_WORKER_ADDITIONAL_WAIT_BEFORE_READY_AFTER_STOP", "soon")
+    assert state.rejoin_grace_s() == 20 + _exporter.REJOIN_GRACE_S
 
 
 def test_requests_are_labelled_by_target_and_the_run_is_shown() -> None:
