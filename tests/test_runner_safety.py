@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from support.runner_cli import (
     SHORT,
+    hung_runner_report,
     interrupted_in_the_second_run,
     kill_tagged,
     loadlab,
@@ -187,6 +188,30 @@ def test_ctrl_c_ends_a_runner_that_inherited_sigint_ignored(
     assert "interrupted: kept 1" in stderr
     assert len(summary(out)["runs"]) == 1
     wait_for(lambda: not tagged(env[1]), 10, "nothing left running")
+
+
+def test_a_runner_that_will_not_end_is_reported_with_its_stacks() -> None:
+    """What the ^C tests say when a runner hangs after the signal: the state of each process
+    it started and every thread's stack, where the hang is (not a bare timeout)."""
+    env, tag = tagged_env()
+    code = ("import subprocess, threading\n"
+            "child = subprocess.Popen(['sleep', '60'], stdout=subprocess.DEVNULL,\n"
+            "                         stderr=subprocess.DEVNULL)  # as the runner's write logs\n"
+            "def stuck_in_its_clean_up():\n"
+            "    threading.Event().wait()\n"
+            "print('started', flush=True)\n"
+            "stuck_in_its_clean_up()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "started\n"
+        report = hung_runner_report(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        kill_tagged(tag)  # the child: nothing ties it to its parent here
+    assert "its processes:" in report and "sleeping: sleep 60" in report, report
+    assert "most recent call first" in report and "stuck_in_its_clean_up" in report, report
 
 
 @pytest.mark.slow

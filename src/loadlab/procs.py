@@ -93,6 +93,9 @@ def same_process(pid: int, started: float, tolerance_s: float = 0.01) -> bool:
     return found is not None and abs(found - started) <= tolerance_s and is_alive(pid)
 
 
+KILLED_WAIT_S = 10.0  # how long a SIGKILLed group leader is waited on
+
+
 def kill_group(pgid: int, timeout_s: float = 10.0, sig: int = signal.SIGTERM,
                proc: subprocess.Popen[Any] | psutil.Process | None = None) -> None:
     """``sig`` to the process group, up to ``timeout_s`` for its leader to exit, then SIGKILL
@@ -115,7 +118,11 @@ def kill_group(pgid: int, timeout_s: float = 10.0, sig: int = signal.SIGTERM,
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
     if isinstance(proc, subprocess.Popen) and proc.poll() is None:
-        proc.wait()
+        # Bounded even here: a process stuck in the kernel (uninterruptible I/O) dies only
+        # when its I/O ends, and a ^C must not wait on that forever. Unreaped, it is reaped
+        # by Popen's own bookkeeping or, at the latest, with this process.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=KILLED_WAIT_S)
 
 
 # The ports free_port handed out lately. The kernel picks a bound-and-closed port at

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,7 +24,9 @@ SHORT = ["--duration", "2s", "--warmup", "1s"]
 def tagged_env(**extra: str) -> tuple[dict[str, str], str]:
     """An environment whose tag every process the runner starts inherits."""
     tag = uuid.uuid4().hex
-    env = dict(os.environ, LOADLAB_TEST_TAG=tag, **extra)
+    # PYTHONFAULTHANDLER: a runner that hangs prints every thread's stack on SIGABRT
+    # (hung_runner_report).
+    env = dict(os.environ, LOADLAB_TEST_TAG=tag, PYTHONFAULTHANDLER="1", **extra)
     return env, tag
 
 
@@ -122,13 +125,38 @@ def running(out: Path) -> list[dict[str, Any]]:
         return []
 
 
-def interrupted_in_the_second_run(proc: subprocess.Popen[str], out: Path) -> str:
+def hung_runner_report(proc: subprocess.Popen[str]) -> str:
+    """What a runner that will not end is doing: the state of each process it started
+    (``disk-sleep`` is a process stuck in the kernel), then every thread's stack, which
+    the runner prints when SIGABRT ends it (PYTHONFAULTHANDLER, set by ``tagged_env``)."""
+    lines = []
+    try:
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                lines.append(f"pid {child.pid} {child.status()}: {' '.join(child.cmdline()[:4])}")
+    except psutil.Error:
+        lines.append("(the runner is gone)")
+    proc.send_signal(signal.SIGABRT)
+    try:
+        _, stderr = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:  # a child holds its output open: the runner goes
+        proc.kill()
+        stderr = "(no output: its stderr is held open)"
+    return "\n".join(["its processes:", *lines, "its output:", stderr[-12000:]])
+
+
+def interrupted_in_the_second_run(proc: subprocess.Popen[str], out: Path,
+                                  within_s: float = 60) -> str:
     """Ctrl-C to a two-cell matrix once its second run has begun; its stderr once it ended
-    (killed if it would not)."""
+    (if it does not within ``within_s``: an AssertionError with ``hung_runner_report``)."""
     try:
         wait_for(lambda: runs_done(out) == 1 and len(running(out)) == 2, 90, "the second run")
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
+        try:
+            _, stderr = proc.communicate(timeout=within_s)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the runner did not end within {within_s:g} s of ^C; "
+                                 + hung_runner_report(proc)) from None
     finally:
         if proc.poll() is None:
             proc.kill()
