@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -210,7 +211,8 @@ def test_a_runner_that_will_not_end_is_reported_with_its_stacks() -> None:
         if proc.poll() is None:
             proc.kill()
         kill_tagged(tag)  # the child: nothing ties it to its parent here
-    assert "its processes:" in report and "sleeping: sleep 60" in report, report
+    # The child's state: "sleeping", or "running" on a busy machine that has not run it yet.
+    assert "its processes:" in report and re.search(r"pid \d+ [a-z-]+: sleep 60", report), report
     assert "most recent call first" in report and "stuck_in_its_clean_up" in report, report
 
 
