@@ -197,7 +197,7 @@ def test_a_runner_that_will_not_end_is_reported_with_its_stacks() -> None:
     env, tag = tagged_env()
     code = ("import subprocess, threading\n"
             "child = subprocess.Popen(['sleep', '60'], stdout=subprocess.DEVNULL,\n"
-            "                         stderr=subprocess.DEVNULL)  # as the runner's write logs\n"
+            "                         stderr=subprocess.DEVNULL)  # like the runner's children\n"
             "def stuck_in_its_clean_up():\n"
             "    threading.Event().wait()\n"
             "print('started', flush=True)\n"
