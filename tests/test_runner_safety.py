@@ -199,9 +199,11 @@ def test_a_runner_that_will_not_end_is_reported_with_its_stacks() -> None:
             "child = subprocess.Popen(['sleep', '60'], stdout=subprocess.DEVNULL,\n"
             "                         stderr=subprocess.DEVNULL)  # like the runner's children\n"
             "def stuck_in_its_clean_up():\n"
+            "    print('started', flush=True)\n"
             "    threading.Event().wait()\n"
-            "print('started', flush=True)\n"
             "stuck_in_its_clean_up()\n")
+    # It says "started" from inside the function: once the line is read, any SIGABRT finds
+    # the function on the stack (said before the call, a busy machine could abort it between).
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
