@@ -195,15 +195,23 @@ def test_a_runner_that_will_not_end_is_reported_with_its_stacks() -> None:
     """What the ^C tests say when a runner hangs after the signal: the state of each process
     it started and every thread's stack, where the hang is (not a bare timeout)."""
     env, tag = tagged_env()
-    code = ("import subprocess, threading\n"
+    code = ("import pathlib, subprocess, threading, time\n"
             "child = subprocess.Popen(['sleep', '60'], stdout=subprocess.DEVNULL,\n"
             "                         stderr=subprocess.DEVNULL)  # like the runner's children\n"
+            "cmdline = pathlib.Path(f'/proc/{child.pid}/cmdline')\n"
+            "for _ in range(3000):\n"
+            "    if cmdline.read_bytes() == b'sleep\\x0060\\x00':\n"
+            "        break\n"
+            "    time.sleep(0.01)\n"
             "def stuck_in_its_clean_up():\n"
             "    print('started', flush=True)\n"
             "    threading.Event().wait()\n"
             "stuck_in_its_clean_up()\n")
-    # It says "started" from inside the function: once the line is read, any SIGABRT finds
-    # the function on the stack (said before the call, a busy machine could abort it between).
+    # It says "started" once its child's command line reads `sleep 60`: Popen returns when
+    # the exec has closed the child's descriptors, before the kernel has set its arguments
+    # (read then, /proc/<pid>/cmdline is empty, most reads on a busy machine). And it says it
+    # from inside the function: once the line is read, any SIGABRT finds the function on the
+    # stack (said before the call, a busy machine could abort it between).
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
