@@ -61,7 +61,8 @@ def run_all_scenarios(url: str) -> dict[str, Run]:
 def test_every_scenario_runs_clean(service: ServiceProcess) -> None:
     runs = run_all_scenarios(service.url)
     for name, run in runs.items():
-        assert run.returncode == 0, f"{name}: exit {run.returncode}\n{run.output[-2000:]}"
+        assert run.returncode == 0, (
+            f"{name}: exit {run.returncode}, failures {run.errors}\n{run.output[-2000:]}")
         seen = {e["name"] for e in run.stats if e["num_requests"] > 0}
         expected = ALL_ROUTES if name == "all" else ROUTES[name]
         # echo sends one invalid body in ten: a short run may not draw one. The mix draws
@@ -70,7 +71,7 @@ def test_every_scenario_runs_clean(service: ServiceProcess) -> None:
         assert seen <= expected, (name, seen)
         if name != "all" or run.requests >= 200:
             assert seen >= expected - {"/echo [invalid]"}, (name, seen, run.requests)
-        assert run.requests > 0 and run.failures == 0, (name, run.stats)
+        assert run.requests > 0 and run.failures == 0, (name, run.errors, run.stats)
         assert run.report is not None and run.report["scenario"] == name
         assert run.report["requests"] == run.requests
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import shutil
@@ -33,6 +34,9 @@ class Run:
     output: str
     stats: list[dict[str, Any]]
     report: dict[str, Any] | None
+    # Locust's failures table (method, name, error, occurrences): the --json-file stats
+    # count failures but do not say what they were.
+    errors: list[dict[str, str]] = field(default_factory=list)
 
     def by_name(self) -> dict[str, dict[str, Any]]:
         return {entry["name"]: entry for entry in self.stats}
@@ -48,6 +52,13 @@ class Run:
 
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def _read_failures(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as rows:
+        return list(csv.DictReader(rows))
 
 
 @dataclass
@@ -67,6 +78,10 @@ class Locust:
     @property
     def report_path(self) -> Path:
         return self.workdir / "report.json"
+
+    @property
+    def csv_prefix(self) -> Path:
+        return self.workdir / "csv"
 
     def command(self) -> list[str]:
         return [LOCUST, "-f", self.locustfile, *self.args]
@@ -90,8 +105,9 @@ class Locust:
             raise AssertionError(f"locust did not finish in {timeout_s}s:\n{tail}") from None
         stats = _read_json(self.json_prefix.with_suffix(".json")) or []
         report = _read_json(self.report_path)
+        errors = _read_failures(self.csv_prefix.with_name(f"{self.csv_prefix.name}_failures.csv"))
         shutil.rmtree(self.workdir, ignore_errors=True)
-        return Run(self.proc.returncode, output, stats, report)
+        return Run(self.proc.returncode, output, stats, report, errors)
 
     def terminate(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -110,7 +126,7 @@ def headless(host: str, *extra: str, users: int = 4, run_time: str = "3s") -> Lo
     lo.args = [
         "--headless", "--host", host, "-u", str(users), "-r", str(max(users, 1) * 10),
         "-t", run_time, "--only-summary", "--json-file", str(lo.json_prefix),
-        "--loadlab-report", str(lo.report_path), *extra,
+        "--loadlab-report", str(lo.report_path), "--csv", str(lo.csv_prefix), *extra,
     ]
     return lo
 
