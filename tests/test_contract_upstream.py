@@ -9,6 +9,8 @@ point at the other before either is up.
 from __future__ import annotations
 
 import os
+import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -92,6 +94,75 @@ def test_cross_calls_and_failures() -> None:
             assert (wrong.status_code, wrong.json()) == (502, {"detail": "upstream answered 404"})
             fastapi.stop()
             _unreachable(flask)
+
+
+class _DroppingUpstream:
+    """An upstream that resets the first request for ``/io?ms=2`` without an answer, as a
+    server does that closes a kept-alive connection (its keep-alive timeout) just as the
+    request arrives (seen: Gunicorn's gthread and Uvicorn, 1 request in 30 sent at the edge
+    of their keep-alive on a busy worker), and holds any request of ``ms`` >= 1000
+    unanswered. ``seen`` says what it did, in order."""
+
+    OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    DROPPED = "/io?ms=2"
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/io"
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as reader:
+            while line := reader.readline():
+                while reader.readline() not in (b"\r\n", b""):
+                    pass  # the headers: a GET has no body
+                path = line.split(b" ")[1].decode()
+                if int(path.rpartition("ms=")[2] or 0) >= 1000:
+                    self.seen.append(f"held {path}")
+                    reader.read()  # until the caller gives up and closes
+                    return
+                if path == self.DROPPED and f"reset {path}" not in self.seen:
+                    self.seen.append(f"reset {path}")
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return  # closed with linger 0: a reset, no answer
+                self.seen.append(f"answered {path}")
+                conn.sendall(self.OK)
+
+    def close(self) -> None:
+        self.listener.close()
+        for thread in self.threads:
+            thread.join(timeout=10)
+
+
+@pytest.mark.parametrize(("framework", "worker_class"),
+                         [("fastapi", "uvicorn"), ("flask", "gthread")])
+def test_a_dropped_kept_alive_connection_is_tried_once_more(framework: str,
+                                                            worker_class: str) -> None:
+    """The upstream drops the request without an answer: the request, idempotent, goes once
+    more on a new connection (a 200, not a 502); a timeout is never repeated."""
+    upstream = _DroppingUpstream()
+    try:
+        with _service(framework, worker_class, free_port(), upstream.url) as service:
+            first, second = (_upstream(service, ms) for ms in (1, 2))
+            assert (first.status_code, second.status_code) == (200, 200), second.text
+            assert upstream.seen == ["answered /io?ms=1", "reset /io?ms=2", "answered /io?ms=2"]
+            slow = _upstream(service, int(TIMEOUT_S * 3000))
+            assert (slow.status_code, slow.json()) == (504, {"detail": "upstream timed out"})
+            assert upstream.seen[3:] == ["held /io?ms=3000"]
+    finally:
+        upstream.close()
 
 
 class _Canary(BaseHTTPRequestHandler):

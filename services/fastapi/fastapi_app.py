@@ -222,10 +222,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         if url is None:
             raise contract.unavailable("no upstream: set UPSTREAM_URL")
         started = time.perf_counter()
-        try:
-            reply = await request.app.state.http.get(url, params={"ms": params.ms})
-        except httpx.HTTPError as exc:
-            raise contract.upstream_unreachable(exc) from None
+        client: httpx.AsyncClient = request.app.state.http
+        reply = await contract.get_upstream_async(
+            lambda: client.get(url, params={"ms": params.ms}), httpx.HTTPError)
         return contract.upstream_result(url, reply.status_code, params.ms, started)
 
     @app.post("/echo", response_model=contract.EchoResult, openapi_extra=_echo_openapi())

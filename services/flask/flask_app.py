@@ -146,10 +146,9 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
         if url is None:
             raise contract.unavailable("no upstream: set UPSTREAM_URL")
         started = time.perf_counter()
-        try:
-            reply = http.get(url, params={"ms": params.ms}, timeout=settings.upstream_timeout_s)
-        except requests.RequestException as exc:
-            raise contract.upstream_unreachable(exc) from None
+        reply = contract.get_upstream(
+            lambda: http.get(url, params={"ms": params.ms}, timeout=settings.upstream_timeout_s),
+            requests.RequestException)
         return contract.upstream_result(url, reply.status_code, params.ms, started).model_dump()
 
     @app.post("/echo")
