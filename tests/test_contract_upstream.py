@@ -99,9 +99,8 @@ def test_cross_calls_and_failures() -> None:
 class _DroppingUpstream:
     """An upstream that resets the first request for ``/io?ms=2`` without an answer, as a
     server does that closes a kept-alive connection (its keep-alive timeout) just as the
-    request arrives (seen: Gunicorn's gthread and Uvicorn, 1 request in 30 sent at the edge
-    of their keep-alive on a busy worker), and holds any request of ``ms`` >= 1000
-    unanswered. ``seen`` says what it did, in order."""
+    request arrives (seen on Gunicorn's gthread and on Uvicorn: docs/contract.md), and holds
+    any request of ``ms`` >= 1000 unanswered. ``seen`` says what it did, in order."""
 
     OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
     DROPPED = "/io?ms=2"

@@ -280,11 +280,11 @@ def upstream_retryable(exc: Exception) -> bool:
     """Whether a failed upstream GET goes once more: yes, unless it timed out.
 
     A server closes a kept-alive connection when its keep-alive timeout ends, and a request
-    the pooled client sends on it at that moment is reset with no answer (measured: 1 in 30
-    requests sent at the edge of the keep-alive of a busy Gunicorn gthread or Uvicorn
-    worker). The client cannot see it coming, and the GET is idempotent, so it goes once
-    more on a new connection, as browsers and Go's net/http do. A timeout is never repeated:
-    that would double the wait before the 504.
+    the pooled client sends on it at that moment is reset with no answer (measured, requests
+    sent just past a 1 s keep-alive on a busy 2-core machine: 1 in 33 to Gunicorn's
+    gthread, 1 in 5 to Uvicorn; docs/contract.md). The client cannot see it coming, and the
+    GET is idempotent, so it goes once more on a new connection, as browsers and Go's
+    net/http do. A timeout is never repeated: that would double the wait before the 504.
     """
     return "Timeout" not in type(exc).__name__
 
