@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import sys
 import time
+from collections import deque
 from typing import Any, ClassVar
 
 import _options
@@ -48,6 +50,7 @@ from locust import events
 log = logging.getLogger("loadlab")
 INSTALLED = "_loadlab_plugin_installed"  # marker on locust.events: listeners registered
 FINAL_REPORT_WAIT_S = 10.0  # beyond --stop-timeout, for each worker's last report of a run
+RECENT_SENDS_S = 15.0  # worker: how long a send can still be taken back (see _test_stopping)
 
 
 class Lab:
@@ -63,6 +66,10 @@ class Lab:
     spawned = itertools.count()    # users started here: the lab's "both" alternates by it
     finals: ClassVar[set[str]] = set()  # master: workers whose last report of the run came
     shipping_final = False         # worker: the report being shipped is its last of the run
+    master_window_s: float | None = None  # worker: the master's window, told with its stop
+    # worker: (intended time, late) of the sends counted lately, to take back those the
+    # master's window did not hold once its length is known
+    recent_sends: ClassVar[deque[tuple[float, bool]]] = deque()
 
 
 def users_target(environment: Environment) -> int:
@@ -102,9 +109,12 @@ def paced(environment: Environment, send: Any) -> Any:
     measured = intended >= Lab.window[0]
     if measured:
         Lab.open_model.sent += 1  # counted when sent: in-flight sends at the stop count
-        if started - intended > late_s:
+        late = started - intended > late_s
+        if late:
             Lab.open_model.late += 1
             Lab.state.late_sends += 1
+        if isinstance(runner, WorkerRunner):
+            Lab.recent_sends.append((intended, late))
     result = send()
     done = time.perf_counter()
     if measured and intended >= Lab.window[0]:  # a reset may fall during the request
@@ -185,7 +195,7 @@ def _init(environment: Environment, runner: Any, web_ui: Any, **_: Any) -> None:
     if worker:
         runner.register_message("loadlab_reset", lambda environment, msg, **kw: _reset(runner))
         runner.register_message("loadlab_stop",
-                                lambda environment, msg, **kw: _stop_and_ship(runner))
+                                lambda environment, msg, **kw: _stop_and_ship(runner, msg.data))
     elif options is not None:
         # Spawn messages carry the options: workers learn the URLs the master knows.
         setattr(options, _options.URLS_OPTION, _options.known_urls())
@@ -238,6 +248,7 @@ def _reset(runner: Any) -> None:
     runner.stats.reset_all()
     Lab.open_model = OpenModelStats()
     Lab.latency = Latency()
+    Lab.recent_sends.clear()
     Lab.cpu.reset()
 
 
@@ -248,6 +259,7 @@ def _test_start(environment: Environment, **_: Any) -> None:
     Lab.open_model = OpenModelStats()
     Lab.latency = Latency()
     Lab.spawned = itertools.count()
+    Lab.recent_sends.clear()
     Lab.window[:] = [time.perf_counter(), 0.0]
     if arrival_rate(environment) > 0:
         for user_class in environment.user_classes:
@@ -276,8 +288,29 @@ def _test_stopping(environment: Environment, **_: Any) -> None:
     # The window ends when the stop is asked for: a master waits for its workers' users to
     # stop (polling every second) before test_stop fires.
     Lab.window[1] = time.perf_counter()
+    if Lab.master_window_s is not None:
+        _end_at_masters_window(Lab.master_window_s)
     if isinstance(environment.runner, MasterRunner):
         _collect_final_reports(environment.runner)
+
+
+def _end_at_masters_window(window_s: float) -> None:
+    """A worker's window is as long as its master's, not up to when the stop reached it.
+
+    The stop travels to the worker (tens of ms here, a second on a busy machine) while its
+    users go on: counting up to its arrival put that time's slots in a window the master
+    reports without them (sent + dropped overshot the window's slots by a sixth). Lengths,
+    not clock times: a worker may run on another host. The window began when the reset
+    reached the worker, about as late as the stop, so the two ends line up. The sends
+    counted after the end are taken back; the latency of requests that ended in between
+    stays in the histograms, which cannot take a sample back."""
+    end = min(Lab.window[1], Lab.window[0] + max(window_s, 1e-6))
+    Lab.window[1] = end
+    for intended, late in Lab.recent_sends:
+        if intended > end:
+            Lab.open_model.sent -= 1  # may go below 0 in this report: the master sums them
+            Lab.open_model.late -= late
+    Lab.recent_sends.clear()
 
 
 def _collect_final_reports(runner: MasterRunner) -> None:
@@ -292,7 +325,7 @@ def _collect_final_reports(runner: MasterRunner) -> None:
     if not active:
         return
     Lab.finals = set()
-    runner.send_message("loadlab_stop")
+    runner.send_message("loadlab_stop", {"window_s": Lab.window[1] - Lab.window[0]})
     deadline = time.monotonic() + runner.environment.stop_timeout + FINAL_REPORT_WAIT_S
     while True:
         listed = {node.id for node in runner.clients.all if node.state != STATE_MISSING}
@@ -306,16 +339,29 @@ def _collect_final_reports(runner: MasterRunner) -> None:
         gevent.sleep(0.05)
 
 
-def _stop_and_ship(runner: WorkerRunner) -> None:
-    """A worker asked by its master: stop the users (test_stop counts the drops), then ship
-    the last report at once, marked as the last, instead of at the next tick."""
+def _stop_and_ship(runner: WorkerRunner, data: Any) -> None:
+    """A worker asked by its master: stop the users (test_stop counts the drops) within the
+    master's window, then ship the last report at once, marked as the last, instead of at
+    the next tick."""
     if runner.state in (STATE_SPAWNING, STATE_RUNNING):
-        runner.stop()
+        Lab.master_window_s = _window_length(data)
+        try:
+            runner.stop()
+        finally:
+            Lab.master_window_s = None
     Lab.shipping_final = True
     try:
         runner._send_stats()  # Locust's own report, with _ship's share: one message
     finally:
         Lab.shipping_final = False
+
+
+def _window_length(data: Any) -> float | None:
+    try:
+        window_s = float(data["window_s"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return window_s if math.isfinite(window_s) and window_s >= 0 else None
 
 
 def _test_stop(environment: Environment, **_: Any) -> None:
@@ -342,6 +388,9 @@ def _ship(client_id: str, data: dict[str, Any], **_: Any) -> None:
     }
     Lab.open_model = OpenModelStats()
     Lab.latency = Latency()
+    horizon = time.perf_counter() - RECENT_SENDS_S
+    while Lab.recent_sends and Lab.recent_sends[0][0] < horizon:
+        Lab.recent_sends.popleft()
 
 
 def _gather(client_id: str, data: dict[str, Any], **_: Any) -> None:

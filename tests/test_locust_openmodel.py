@@ -420,3 +420,52 @@ def test_a_worker_slow_to_stop_still_delivers_its_drops_and_sends(
     assert model["dropped_sends"] > 0.25 * slots, model
     assert abs(model["sent"] + model["dropped_sends"] - slots) <= 0.15 * slots, model
     assert "no last report" not in run.output
+
+
+LATE_STOP = '''"""A worker that hears its master's stop late, as on a busy machine."""
+import gevent
+
+from locust import events
+from locust.runners import WorkerRunner
+
+
+@events.init.add_listener
+def _hear_the_stop_late(environment, runner, **_):
+    if isinstance(runner, WorkerRunner):
+        listener, concurrent = runner.custom_messages["loadlab_stop"]
+
+        def late(*args, **kwargs):
+            gevent.sleep(1.5)  # the users keep sending meanwhile
+            listener(*args, **kwargs)
+
+        runner.custom_messages["loadlab_stop"] = (late, concurrent)
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("load", ["overloaded", "carried"])
+def test_a_worker_that_hears_the_stop_late_counts_only_the_masters_window(
+        load: str, request: pytest.FixtureRequest, tmp_path: Any) -> None:
+    """Each worker counts its sends and drops up to its master's window, not up to when the
+    stop reached it: 1.5 s late at 30/s would add 45 slots a worker (a third more)."""
+    late = tmp_path / "late_stop.py"
+    late.write_text(LATE_STOP)
+    rate = 60.0
+    # 2 Gunicorn sync workers carry 20 of the 60/s at 100 ms; one Uvicorn worker carries all.
+    service, io_ms, users = (("sync_two", 100, 8) if load == "overloaded"
+                             else ("uvicorn_one", 50, 12))
+    url = request.getfixturevalue(service).url
+    lo = headless(url, "--scenario", "io", "--io-ms", str(io_ms), "--arrival-rate", str(rate),
+                  "--warmup-s", "1", "--processes", "2", users=users, run_time="5s")
+    lo.locustfile = f"{lo.locustfile},{late}"
+    run = lo.start().finish(timeout_s=60)
+    assert run.returncode == 0, run.output[-2000:]
+    assert run.report is not None, run.output[-2000:]
+    model = run.report["open_model"]
+    slots = rate * model["window_s"]
+    if load == "overloaded":
+        assert model["dropped_sends"] > 0.25 * slots, model
+        assert abs(model["sent"] + model["dropped_sends"] - slots) <= 0.15 * slots, model
+    else:
+        assert model["dropped_sends"] <= 0.05 * slots, model
+        assert abs(model["sent"] - slots) <= 0.1 * slots, model
