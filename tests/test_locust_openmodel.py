@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
@@ -354,20 +355,39 @@ def sync_two() -> Iterator[ServiceProcess]:
         proc.stop()
 
 
-def overloaded_run(url: str, mode: str, rate: float, io_ms: int, users: int) -> Run:
+def rate_run(url: str, mode: str, rate: float, io_ms: int, users: int,
+             also_load: Path | None = None) -> Run:
     """Headless, or the web UI with --autostart (its stop waits for the workers' users);
-    with mode "distributed*", a master and 2 forked workers."""
+    with mode "distributed*", a master and 2 forked workers; ``also_load``, a locustfile
+    loaded beside the lab's."""
     load = ["--scenario", "io", "--io-ms", str(io_ms), "--arrival-rate", str(rate),
             "--warmup-s", "1"]
     if mode.startswith("distributed"):
         load += ["--processes", "2"]
     if not mode.endswith("ui"):
-        return headless(url, *load, users=users, run_time="5s").start().finish(timeout_s=60)
-    lo = Locust([])
-    lo.args = ["--autostart", "--autoquit", "1", "--web-host", "127.0.0.1", "--web-port",
-               str(free_port()), "--host", url, "-u", str(users), "-r", str(10 * users),
-               "-t", "5s", "--loadlab-report", str(lo.report_path), *load]
-    return lo.start().finish(timeout_s=60)
+        lo = headless(url, *load, users=users, run_time="5s")
+    else:
+        lo = Locust([])
+        lo.args = ["--autostart", "--autoquit", "1", "--web-host", "127.0.0.1", "--web-port",
+                   str(free_port()), "--host", url, "-u", str(users), "-r", str(10 * users),
+                   "-t", "5s", "--loadlab-report", str(lo.report_path), *load]
+    if also_load is not None:
+        lo.locustfile = f"{lo.locustfile},{also_load}"
+    run = lo.start().finish(timeout_s=60)
+    assert run.returncode == 0, run.output[-2000:]
+    assert run.report is not None, run.output[-2000:]
+    return run
+
+
+def assert_every_slot_sent_or_dropped(run: Run, rate: float) -> None:
+    """The users carried at most a little over half of ``rate``; each slot of the measured
+    window was either sent or dropped."""
+    assert run.report is not None
+    model = run.report["open_model"]
+    slots = rate * model["window_s"]
+    assert model["sent"] < 0.6 * slots, model
+    assert model["dropped_sends"] > 0.25 * slots, model
+    assert abs(model["sent"] + model["dropped_sends"] - slots) <= 0.15 * slots, model
 
 
 @pytest.mark.slow
@@ -377,14 +397,8 @@ def test_dropped_sends_make_up_the_rate_the_users_cannot_carry(
     """2 sync workers answer at most 2 / 100 ms = 20 req/s; 60/s is asked. Every slot of the
     measured window is either sent or dropped, also when workers report the drops."""
     rate = 60.0
-    run = overloaded_run(sync_two.url, mode, rate, io_ms=100, users=8)
-    assert run.returncode == 0, run.output[-2000:]
-    assert run.report is not None, run.output[-2000:]
-    model = run.report["open_model"]
-    slots = rate * model["window_s"]
-    assert model["sent"] < 0.6 * slots, model  # the users could not carry the rate
-    assert model["dropped_sends"] > 0.25 * slots, model
-    assert abs(model["sent"] + model["dropped_sends"] - slots) <= 0.15 * slots, model
+    run = rate_run(sync_two.url, mode, rate, io_ms=100, users=8)
+    assert_every_slot_sent_or_dropped(run, rate)
 
 
 SLOW_STOP = '''"""A worker slow to stop, as on a busy machine: its last report leaves late."""
@@ -409,16 +423,8 @@ def test_a_worker_slow_to_stop_still_delivers_its_drops_and_sends(
     slow = tmp_path / "slow_stop.py"
     slow.write_text(SLOW_STOP)
     rate = 60.0
-    lo = headless(sync_two.url, "--scenario", "io", "--io-ms", "100", "--arrival-rate",
-                  str(rate), "--warmup-s", "1", "--processes", "2", users=8, run_time="5s")
-    lo.locustfile = f"{lo.locustfile},{slow}"
-    run = lo.start().finish(timeout_s=60)
-    assert run.returncode == 0, run.output[-2000:]
-    assert run.report is not None, run.output[-2000:]
-    model = run.report["open_model"]
-    slots = rate * model["window_s"]
-    assert model["dropped_sends"] > 0.25 * slots, model
-    assert abs(model["sent"] + model["dropped_sends"] - slots) <= 0.15 * slots, model
+    run = rate_run(sync_two.url, "distributed", rate, io_ms=100, users=8, also_load=slow)
+    assert_every_slot_sent_or_dropped(run, rate)
     assert "no last report" not in run.output
 
 
@@ -455,17 +461,12 @@ def test_a_worker_that_hears_the_stop_late_counts_only_the_masters_window(
     service, io_ms, users = (("sync_two", 100, 8) if load == "overloaded"
                              else ("uvicorn_one", 50, 12))
     url = request.getfixturevalue(service).url
-    lo = headless(url, "--scenario", "io", "--io-ms", str(io_ms), "--arrival-rate", str(rate),
-                  "--warmup-s", "1", "--processes", "2", users=users, run_time="5s")
-    lo.locustfile = f"{lo.locustfile},{late}"
-    run = lo.start().finish(timeout_s=60)
-    assert run.returncode == 0, run.output[-2000:]
-    assert run.report is not None, run.output[-2000:]
-    model = run.report["open_model"]
-    slots = rate * model["window_s"]
+    run = rate_run(url, "distributed", rate, io_ms, users, also_load=late)
     if load == "overloaded":
-        assert model["dropped_sends"] > 0.25 * slots, model
-        assert abs(model["sent"] + model["dropped_sends"] - slots) <= 0.15 * slots, model
+        assert_every_slot_sent_or_dropped(run, rate)
     else:
+        assert run.report is not None
+        model = run.report["open_model"]
+        slots = rate * model["window_s"]
         assert model["dropped_sends"] <= 0.05 * slots, model
         assert abs(model["sent"] - slots) <= 0.1 * slots, model
