@@ -226,6 +226,32 @@ def test_a_runner_that_will_not_end_is_reported_with_its_stacks() -> None:
     assert "most recent call first" in report and "stuck_in_its_clean_up" in report, report
 
 
+def test_the_hang_report_names_a_child_that_exited_unreaped() -> None:
+    """A child that exited and was never waited for (a zombie) is listed with its state and
+    name: psutil refuses a zombie's command line, and the report once dropped its line."""
+    env, tag = tagged_env()
+    code = ("import pathlib, subprocess, threading, time\n"
+            "child = subprocess.Popen(['true'])  # never waited for\n"
+            "stat = pathlib.Path(f'/proc/{child.pid}/stat')\n"
+            "for _ in range(3000):\n"
+            "    if stat.read_text().rsplit(')', 1)[1].split()[0] == 'Z':\n"
+            "        break\n"
+            "    time.sleep(0.01)\n"
+            "print('started', flush=True)\n"
+            "threading.Event().wait()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "started\n"
+        report = hung_runner_report(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        kill_tagged(tag)
+    assert re.search(r"pid \d+ zombie: \(true, exited, not reaped\)", report), report
+
+
 @pytest.mark.slow
 def test_a_database_lost_mid_run_is_not_recorded_ok(tmp_path: Path,
                                                     database_url: str) -> None:

@@ -125,6 +125,16 @@ def running(out: Path) -> list[dict[str, Any]]:
         return []
 
 
+def _what_runs(child: psutil.Process) -> str:
+    """A child's command line; its name where it has none: one that has exited but was not
+    reaped (psutil refuses its command line), or one caught between fork and exec."""
+    try:
+        args = " ".join(child.cmdline()[:4])
+    except psutil.ZombieProcess:
+        return f"({child.name()}, exited, not reaped)"
+    return args or f"({child.name()}, no command line yet)"
+
+
 def hung_runner_report(proc: subprocess.Popen[str]) -> str:
     """What a runner that will not end is doing: the state of each process it started
     (``disk-sleep`` is a process stuck in the kernel), then every thread's stack, which
@@ -133,7 +143,7 @@ def hung_runner_report(proc: subprocess.Popen[str]) -> str:
     try:
         for child in psutil.Process(proc.pid).children(recursive=True):
             with contextlib.suppress(psutil.Error):
-                lines.append(f"pid {child.pid} {child.status()}: {' '.join(child.cmdline()[:4])}")
+                lines.append(f"pid {child.pid} {child.status()}: {_what_runs(child)}")
     except psutil.Error:
         lines.append("(the runner is gone)")
     proc.send_signal(signal.SIGABRT)
