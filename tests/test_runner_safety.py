@@ -191,10 +191,24 @@ def test_ctrl_c_ends_a_runner_that_inherited_sigint_ignored(
     wait_for(lambda: not tagged(env[1]), 10, "nothing left running")
 
 
+def _hang_report_of(code: str) -> str:
+    """``hung_runner_report`` on a Python process running ``code``, once it says "started"."""
+    env, tag = tagged_env()
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "started\n"
+        return hung_runner_report(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        kill_tagged(tag)  # its children: nothing ties them to their parent here
+
+
 def test_a_runner_that_will_not_end_is_reported_with_its_stacks() -> None:
     """What the ^C tests say when a runner hangs after the signal: the state of each process
     it started and every thread's stack, where the hang is (not a bare timeout)."""
-    env, tag = tagged_env()
     code = ("import pathlib, subprocess, threading, time\n"
             "child = subprocess.Popen(['sleep', '60'], stdout=subprocess.DEVNULL,\n"
             "                         stderr=subprocess.DEVNULL)  # like the runner's children\n"
@@ -212,15 +226,7 @@ def test_a_runner_that_will_not_end_is_reported_with_its_stacks() -> None:
     # (read then, /proc/<pid>/cmdline is empty, most reads on a busy machine). And it says it
     # from inside the function: once the line is read, any SIGABRT finds the function on the
     # stack (said before the call, a busy machine could abort it between).
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline() == "started\n"
-        report = hung_runner_report(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        kill_tagged(tag)  # the child: nothing ties it to its parent here
+    report = _hang_report_of(code)
     # The child's state: "sleeping", or "running" on a busy machine that has not run it yet.
     assert "its processes:" in report and re.search(r"pid \d+ [a-z-]+: sleep 60", report), report
     assert "most recent call first" in report and "stuck_in_its_clean_up" in report, report
@@ -229,7 +235,6 @@ def test_a_runner_that_will_not_end_is_reported_with_its_stacks() -> None:
 def test_the_hang_report_names_a_child_that_exited_unreaped() -> None:
     """A child that exited and was never waited for (a zombie) is listed with its state and
     name: psutil refuses a zombie's command line, and the report once dropped its line."""
-    env, tag = tagged_env()
     code = ("import pathlib, subprocess, threading, time\n"
             "child = subprocess.Popen(['true'])  # never waited for\n"
             "stat = pathlib.Path(f'/proc/{child.pid}/stat')\n"
@@ -239,16 +244,7 @@ def test_the_hang_report_names_a_child_that_exited_unreaped() -> None:
             "    time.sleep(0.01)\n"
             "print('started', flush=True)\n"
             "threading.Event().wait()\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline() == "started\n"
-        report = hung_runner_report(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        kill_tagged(tag)
+    report = _hang_report_of(code)
     assert re.search(r"pid \d+ zombie: \(true, exited, not reaped\)", report), report
 
 
