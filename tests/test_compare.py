@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from support.runner_cli import kill_tagged, loadlab, loadlab_here, tagged_env
 
+from loadlab import stats
 from loadlab.report.compare import FASTER, SAME, SLOWER, UNSURE, compare, judge_figure
 from loadlab.report.compare_html import VIEW, comparison_section, ratio_axis
 
@@ -80,6 +81,38 @@ def test_old_summaries_without_rounds_compare_as_inconclusive(tmp_path: Path) ->
     result = compare(_summary(old), _summary(dict(old, rps=900.0)))
     assert [f.verdict for f in result.matches[0].figures] == [UNSURE] * 5
     assert not result.regressions
+    assert len(result.hints) == 1 and "one round on a side" in result.hints[0]
+    assert "--rounds 3 or more" in result.hints[0]
+
+
+def test_no_difference_from_wide_intervals_says_how_many_rounds_would_tell(
+        tmp_path: Path) -> None:
+    """Three rounds a side that spread by several percent: no difference found, but every
+    interval is wider than ±5%, so the hint names the rounds a side that would tell a 5%
+    change (every figure here spreads as rps does: one count for all). Narrow intervals
+    get no hint."""
+    base_rps, cur_rps = [1000.0, 1060.0, 970.0], [1000.0, 960.0, 1050.0]
+    base = _write(tmp_path / "base", _summary(_run(base_rps)))
+    cur = _write(tmp_path / "cur", _summary(_run(cur_rps)))
+    _, tag = tagged_env()
+    done = loadlab_here(["compare", str(base), str(cur), "--max-regression", "5%"], tag)
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads((cur / "compare.json").read_text())
+    figures = data["matches"][0]["figures"]
+    assert {f["verdict"] for f in figures} == {SAME}
+    needed = stats.rounds_to_tell(base_rps, cur_rps, 0.05)
+    assert needed is not None and needed > 3
+    assert {f["rounds_to_tell"] for f in figures} == {needed}
+    assert len(data["hints"]) == 1 and f"about {needed} rounds a side" in data["hints"][0]
+    assert ("hint: fastapi uvicorn w1 t1 cpus=- cpu u4 work=50: no difference found in "
+            "every figure") in done.stdout
+    assert f"--rounds {needed}" in done.stdout
+    html = comparison_section(compare(_summary(_run(base_rps)), _summary(_run(cur_rps))))
+    assert f"hint: {data['hints'][0]}" in html.replace("&#x27;", "'")
+    # Within ±5% already: the verdict stands alone.
+    narrow = compare(_summary(_run([1000.0, 1004.0, 998.0])), _summary(_run([1001.0, 999.0,
+                                                                              1003.0])))
+    assert narrow.hints == [] and not any(f.too_wide for f in narrow.matches[0].figures)
 
 
 def test_warns_when_the_machines_or_software_differ() -> None:

@@ -87,3 +87,19 @@ def test_rounds_needed_grows_with_the_square_of_the_precision() -> None:
     assert stats.rounds_needed(values, now) == 4
     assert stats.rounds_needed(values, now / 2) == math.ceil(4 * 4.0)
     assert stats.rounds_needed([1.0], 0.05) is None
+
+
+def test_rounds_to_tell_a_change_is_the_first_count_whose_interval_is_that_narrow() -> None:
+    """Rounds of 100 and 110 on each side: a log variance of ln(1.1)^2 / 2 a side, so with n
+    rounds a side Welch's df is 2n - 2 and the half-width t(2n - 2) * ln(1.1) / sqrt(n).
+    Within ±5% (ln 1.05 = 0.0488): 16 rounds (0.0487); 15 are not enough (0.0504). Within
+    ±20% (0.182): 3 (0.153, where 2 give 0.290); within ±50%: the 2 measured do."""
+    same = [100.0, 110.0]
+    assert stats.rounds_to_tell(same, same, 0.05) == 16
+    assert stats.rounds_to_tell(same, same, 0.20) == 3
+    assert stats.rounds_to_tell(same, same, 0.50) == 2
+    # Unknown spread, no change to tell, or more than 100 rounds: no count.
+    assert stats.rounds_to_tell([100.0], same, 0.05) is None
+    assert stats.rounds_to_tell(same, same, 0.0) is None
+    assert stats.rounds_to_tell([24.70, 24.72], [12.0, 180.0], 0.05) is None
+

@@ -108,6 +108,34 @@ def ratio_ci(baseline: Sequence[float | None], current: Sequence[float | None],
                  len(a), len(b))
 
 
+def rounds_to_tell(baseline: Sequence[float | None], current: Sequence[float | None],
+                   change: float, wanted: float = LEVEL, most: int = 100) -> int | None:
+    """Rounds a side for ``ratio_ci``'s interval to reach within ±``change`` (0.05 = 5%),
+    were the rounds to spread as these do; None when their spread is unknown (one round on
+    a side), when ``change`` is not positive, or when it would take more than ``most``.
+
+    The smallest n whose Welch half-width on the logs, t(df) * sqrt((va + vb) / n), is at
+    most log(1 + change): t's degrees of freedom grow with n too, so this is a search, not
+    the 1/sqrt(n) rule of ``rounds_needed``.
+    """
+    from scipy.stats import t as student_t
+
+    a, b = _clean(baseline), _clean(current)
+    a, b = a[a > 0], b[b > 0]
+    if len(a) < 2 or len(b) < 2 or change <= 0:
+        return None
+    va, vb = float(np.log(a).var(ddof=1)), float(np.log(b).var(ddof=1))
+    target = math.log1p(change)
+    for n in range(2, most + 1):
+        qa, qb = va / n, vb / n
+        if qa + qb == 0.0:
+            return n
+        df = (qa + qb) ** 2 / ((qa**2 + qb**2) / (n - 1))
+        if float(student_t.ppf(1.0 - (1.0 - wanted) / 2.0, df)) * math.sqrt(qa + qb) <= target:
+            return n
+    return None
+
+
 def mean_ci(values: Sequence[float | None], wanted: float = LEVEL,
             ) -> tuple[float, float, float] | None:
     """Mean with Student's t interval: (mean, low, high); None with fewer than 2 values.

@@ -6,12 +6,15 @@ rounds) gets a 95% interval (loadlab.stats.ratio_ci: Welch's t on the logs); the
 is ``faster`` / ``slower`` when the interval excludes 1, ``no significant difference``
 when it holds 1, and ``inconclusive`` when a side has a single round (its spread is
 unknown). A regression is gated (exit 1) when its whole interval lies beyond ``--max-regression``.
+Where the verdict is no difference but an interval is wider than ±``--max-regression``, a
+hint says how many rounds a side would tell a change that size (loadlab.stats.rounds_to_tell).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,6 +62,10 @@ class FigureResult:
     verdict: str
     regression: bool = False
     rounds: tuple[int, int] = (0, 0)
+    # No difference found, but the interval is wider than ±max_regression: rounds a side
+    # that would tell such a change, were the rounds to spread as these (None: 100 or more).
+    rounds_to_tell: int | None = None
+    too_wide: bool = False
 
 
 @dataclass
@@ -80,6 +87,7 @@ class Comparison:
     matches: list[Match]
     unmatched_baseline: list[str]
     unmatched_current: list[str]
+    hints: list[str] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[tuple[Match, FigureResult]]:
@@ -122,6 +130,10 @@ def judge_figure(figure: str, base: list[float], cur: list[float],
         result.verdict = UNSURE  # one round: its spread is unknown, no interval to judge
         return result
     if not ratio.excludes(1.0):
+        half = (math.log(ratio.high) - math.log(ratio.low)) / 2 if ratio.low > 0 else math.inf
+        if max_regression > 0 and half > math.log1p(max_regression):
+            result.too_wide = True
+            result.rounds_to_tell = stats.rounds_to_tell(base, cur, max_regression)
         return result
     better = ratio.low > 1.0 if higher_better else ratio.high < 1.0
     result.verdict = FASTER if better else SLOWER
@@ -195,13 +207,36 @@ def compare(base: Summary, cur: Summary, match: tuple[str, ...] = MATCH_DEFAULT,
             m.figures.append(judge_figure(figure, _figure_values(rounds_a, figure),
                                           _figure_values(rounds_b, figure), max_regression))
         matches.append(m)
+    hints = [h for m in matches if (h := rounds_hint(m, max_regression)) is not None]
     return Comparison(
         baseline=names[0], current=names[1], match=list(match),
         max_regression_pct=round(100 * max_regression, 4), warnings=warnings,
         matches=matches,
         unmatched_baseline=[variant_label(v[0], "compare") for k, v in ga.items() if k not in gb],
         unmatched_current=[variant_label(v[0], "compare") for k, v in gb.items() if k not in ga],
+        hints=hints,
     )
+
+
+def rounds_hint(m: Match, max_regression: float) -> str | None:
+    """What would turn a match's unknowns into verdicts: more rounds, and about how many."""
+    if min(m.baseline_rounds, m.current_rounds) < 2:
+        return (f"{m.label}: one round on a side leaves its spread unknown; run each side "
+                "with --rounds 3 or more to judge it")
+    wide = [f for f in m.figures if f.too_wide]
+    if not wide:
+        return None
+    pct = f"{100 * max_regression:g}%"
+    names = ("every figure" if len(wide) == len(m.figures)
+             else ", ".join(f.figure for f in wide))
+    needed = [f.rounds_to_tell for f in wide]
+    if any(n is None for n in needed):
+        return (f"{m.label}: no difference found in {names}, but the rounds spread too much "
+                f"to tell a {pct} change in under 100 rounds a side")
+    most = max(n for n in needed if n is not None)
+    return (f"{m.label}: no difference found in {names}, but the intervals are wider than "
+            f"±{pct}: about {most} rounds a side (--rounds {most}) would tell a {pct} change, "
+            "if the rounds spread as these did")
 
 
 def _fmt(value: float | None, figure: str) -> str:
@@ -232,6 +267,8 @@ def print_table(result: Comparison) -> None:
     console.print(table)
     for w in result.warnings:
         console.print(f"[yellow]warning:[/] {w}")
+    for h in result.hints:
+        console.print(f"hint: {h}", markup=False, soft_wrap=True)  # one line, to grep
     for lbl in result.unmatched_baseline:
         console.print(f"only in the baseline: {lbl}")
     for lbl in result.unmatched_current:

@@ -117,6 +117,8 @@ def comparison_section(result: Comparison) -> str:
              f"whole interval lies beyond {result.max_regression_pct:g}%.</p>"]
     for w in result.warnings:
         parts.append(f"<p class='failed'>warning: {_e(w)}</p>")
+    for h in result.hints:
+        parts.append(f"<p class='note'>hint: {_e(h)}</p>")
     if not result.matches:
         parts.append("<p class='note'>No run matched.</p>")
         return "\n".join(parts)
