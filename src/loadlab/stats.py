@@ -87,8 +87,6 @@ def ratio_ci(baseline: Sequence[float | None], current: Sequence[float | None],
     spread assumed) and the callers call the result inconclusive. None without positive
     values on both sides, or with one round on each.
     """
-    from scipy.stats import t as student_t
-
     a, b = _clean(baseline), _clean(current)
     a, b = a[a > 0], b[b > 0]
     if not len(a) or not len(b) or len(a) + len(b) < 3:
@@ -97,15 +95,22 @@ def ratio_ci(baseline: Sequence[float | None], current: Sequence[float | None],
     diff = float(lb.mean() - la.mean())
     va = float(la.var(ddof=1)) if len(a) > 1 else float(lb.var(ddof=1))
     vb = float(lb.var(ddof=1)) if len(b) > 1 else va
-    qa, qb = va / len(a), vb / len(b)
+    half = _welch_half_width(va, len(a), vb, len(b), wanted)
+    return Ratio(math.exp(diff), math.exp(diff - half), math.exp(diff + half), len(a), len(b))
+
+
+def _welch_half_width(va: float, na: int, vb: float, nb: int, wanted: float) -> float:
+    """Half the width of Welch's t interval on a difference of means of samples with
+    variances ``va``, ``vb`` and sizes ``na``, ``nb``."""
+    from scipy.stats import t as student_t
+
+    qa, qb = va / na, vb / nb
     se = math.sqrt(qa + qb)
     if se == 0.0:
-        return Ratio(math.exp(diff), math.exp(diff), math.exp(diff), len(a), len(b))
-    denom = (qa**2 / max(len(a) - 1, 1)) + (qb**2 / max(len(b) - 1, 1))
+        return 0.0
+    denom = (qa**2 / max(na - 1, 1)) + (qb**2 / max(nb - 1, 1))
     df = (qa + qb) ** 2 / denom if denom > 0 else math.inf
-    crit = float(student_t.ppf(1.0 - (1.0 - wanted) / 2.0, df))
-    return Ratio(math.exp(diff), math.exp(diff - crit * se), math.exp(diff + crit * se),
-                 len(a), len(b))
+    return float(student_t.ppf(1.0 - (1.0 - wanted) / 2.0, df)) * se
 
 
 def rounds_to_tell(baseline: Sequence[float | None], current: Sequence[float | None],
@@ -118,22 +123,14 @@ def rounds_to_tell(baseline: Sequence[float | None], current: Sequence[float | N
     most log(1 + change): t's degrees of freedom grow with n too, so this is a search, not
     the 1/sqrt(n) rule of ``rounds_needed``.
     """
-    from scipy.stats import t as student_t
-
     a, b = _clean(baseline), _clean(current)
     a, b = a[a > 0], b[b > 0]
     if len(a) < 2 or len(b) < 2 or change <= 0:
         return None
     va, vb = float(np.log(a).var(ddof=1)), float(np.log(b).var(ddof=1))
     target = math.log1p(change)
-    for n in range(2, most + 1):
-        qa, qb = va / n, vb / n
-        if qa + qb == 0.0:
-            return n
-        df = (qa + qb) ** 2 / ((qa**2 + qb**2) / (n - 1))
-        if float(student_t.ppf(1.0 - (1.0 - wanted) / 2.0, df)) * math.sqrt(qa + qb) <= target:
-            return n
-    return None
+    return next((n for n in range(2, most + 1)
+                 if _welch_half_width(va, n, vb, n, wanted) <= target), None)
 
 
 def mean_ci(values: Sequence[float | None], wanted: float = LEVEL,

@@ -62,8 +62,9 @@ class FigureResult:
     verdict: str
     regression: bool = False
     rounds: tuple[int, int] = (0, 0)
-    # No difference found, but the interval is wider than ±max_regression: rounds a side
-    # that would tell such a change, were the rounds to spread as these (None: 100 or more).
+    # No difference found, but the interval is wider than ±max_regression (too_wide): the
+    # rounds a side that would tell such a change, were the rounds to spread as these
+    # (None: more than 100, or not too wide).
     rounds_to_tell: int | None = None
     too_wide: bool = False
 
