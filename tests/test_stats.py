@@ -102,4 +102,3 @@ def test_rounds_to_tell_a_change_is_the_first_count_whose_interval_is_that_narro
     assert stats.rounds_to_tell([100.0], same, 0.05) is None
     assert stats.rounds_to_tell(same, same, 0.0) is None
     assert stats.rounds_to_tell([24.70, 24.72], [12.0, 180.0], 0.05) is None
-
